@@ -1,0 +1,2 @@
+"""The Czech primer on generative models (article 004): GANs, conditional GANs, autoencoders,
+VAEs and adversarial examples, each runnable offline in minutes on a CPU and scored by a number."""

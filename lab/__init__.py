@@ -1,0 +1,19 @@
+"""Run plumbing shared by the five experiments of generative-lab.
+
+Everything here is framework-neutral: torch and tensorflow are imported lazily, inside the
+functions that need them, so `import lab` stays cheap and the TensorFlow experiment never pays
+for torch (nor the other way round).
+
+The pieces:
+- `lab.constants`  - the ruled constants block of a script, `--quick`, `--set NAME=VALUE`.
+- `lab.run`        - `start_run()`: outputs folder, seed, device, run.json with metrics.
+- `lab.checkpoint` - atomic checkpoint writing, resume, Ctrl+C that saves.
+- `lab.media`      - frames to mp4 (imageio-ffmpeg, H.264) and GIF.
+- `lab.gallery`    - outputs/index.html from every run.json.
+- `lab.pipeline`   - the runner behind ./run.sh.
+"""
+
+from lab.errors import LabError, exit_on_lab_error
+from lab.run import Run, start_run
+
+__all__ = ["LabError", "Run", "exit_on_lab_error", "start_run"]

@@ -1,0 +1,81 @@
+"""The runner behind ./run.sh: every experiment's scripts in order, then the gallery.
+
+    python -m lab.pipeline                     # all five, quick profile
+    python -m lab.pipeline sphere_mapping      # one (or several) by name
+    python -m lab.pipeline --full              # the article-scale constants
+
+Each experiment folder lists its steps in `<folder>/pipeline.py` as `STEPS`, a list of
+[module, *extra_args]; `--quick` is appended unless --full. A folder without pipeline.py is
+"not built yet" and skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import subprocess
+import sys
+import time
+
+from lab.checkpoint import atomic_write_text
+from lab.gallery import build_gallery
+from lab.paths import EXPERIMENTS, REPO_ROOT, outputs_root
+
+
+def experiment_steps(experiment: str) -> list[list[str]] | None:
+    """The experiment's STEPS, or None when it has no pipeline.py yet."""
+    if not (REPO_ROOT / experiment / "pipeline.py").is_file():
+        return None
+    module = importlib.import_module(f"{experiment}.pipeline")
+    return [list(step) for step in module.STEPS]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="./run.sh", description=__doc__.split("\n\n")[0])
+    parser.add_argument("experiments", nargs="*", metavar="EXPERIMENT",
+                        help=f"any of: {', '.join(EXPERIMENTS)} (default: all)")
+    parser.add_argument("--full", action="store_true", help="article-scale constants instead of the quick profile")
+    args = parser.parse_args(argv)
+    unknown = [name for name in args.experiments if name not in EXPERIMENTS]
+    if unknown:
+        print(f"error: unknown experiment(s) {', '.join(unknown)}; valid: {', '.join(EXPERIMENTS)}", file=sys.stderr)
+        return 2
+
+    root = outputs_root()
+    profile = "full" if args.full else "quick"
+    timings_path = root / f"timings_{profile}.json"
+    timings: dict[str, float | str] = json.loads(timings_path.read_text()) if timings_path.is_file() else {}
+    failed = []
+    for experiment in args.experiments or EXPERIMENTS:
+        steps = experiment_steps(experiment)
+        if steps is None:
+            print(f"== {experiment}: not built yet, skipped")
+            timings[experiment] = "not built yet"
+            continue
+        print(f"== {experiment} ({'full' if args.full else 'quick'} profile)", flush=True)
+        started = time.time()
+        for module, *extra in steps:
+            command = [sys.executable, "-m", f"{experiment}.{module}", *extra] + ([] if args.full else ["--quick"])
+            print("$ " + " ".join(command[1:]), flush=True)
+            if subprocess.call(command, cwd=REPO_ROOT) != 0:
+                print(f"!! {experiment}.{module} failed; skipping the rest of {experiment}", file=sys.stderr)
+                failed.append(f"{experiment}.{module}")
+                break
+        timings[experiment] = round(time.time() - started, 1)
+
+    print("\n== timings (s)")
+    for experiment in args.experiments or EXPERIMENTS:
+        seconds = timings[experiment]
+        print(f"  {experiment:<18} {seconds}")
+    root.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(timings_path, json.dumps(timings, indent=2) + "\n")
+    print(f"gallery: {build_gallery(root)}")
+    if failed:
+        print(f"failed: {', '.join(failed)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

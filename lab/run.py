@@ -1,0 +1,245 @@
+"""`start_run()`: the common start and end of every experiment script.
+
+    run = start_run("sphere_mapping", globals(), argv, framework="torch")
+    cfg = run.cfg                        # the resolved constants: cfg.STEPS, cfg.LEARNING_RATE
+    ...
+    run.add_artifact(run.path("loss.png"), "loss curve")
+    run.finish({"coverage": 0.97})       # writes run.json for the gallery
+
+Command line shared by all scripts: --quick, --dry-run, --set NAME=VALUE (repeatable), --fresh
+(ignore existing checkpoints and start over). `--help` lists every constant with its default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import importlib.metadata
+import json
+import os
+import platform
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+from lab.checkpoint import atomic_write_text
+from lab.constants import collect_constants, resolve_constants
+from lab.errors import LabError
+from lab.paths import outputs_root
+
+# Distributions whose versions go into run.json when their module is loaded.
+_TRACKED = {
+    "numpy": "numpy",
+    "torch": "torch",
+    "torchvision": "torchvision",
+    "tensorflow": "tensorflow-cpu",
+    "keras": "keras",
+    "open_clip": "open-clip-torch",
+    "scipy": "scipy",
+    "sklearn": "scikit-learn",
+    "skimage": "scikit-image",
+}
+
+
+def library_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for module, dist in _TRACKED.items():
+        if module in sys.modules:
+            for name in (dist, module):
+                try:
+                    versions[dist] = importlib.metadata.version(name)
+                    break
+                except importlib.metadata.PackageNotFoundError:
+                    continue
+    return versions
+
+
+def to_jsonable(value: Any) -> Any:
+    """numpy/torch scalars and arrays, paths and tuples into plain JSON values."""
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "tolist"):  # numpy arrays and scalars, torch tensors
+        return to_jsonable(value.tolist())
+    if isinstance(value, float) and value != value:  # NaN is not valid JSON
+        return None
+    return value
+
+
+def seed_everything(seed: int, framework: str | None = None) -> None:
+    """Seed Python, NumPy and the framework the script uses (and any other already imported)."""
+    random.seed(seed)
+    import numpy as np
+
+    np.random.seed(seed % 2**32)
+    if framework == "torch" or "torch" in sys.modules:
+        import torch
+
+        torch.manual_seed(seed)
+    if framework == "tensorflow" or "tensorflow" in sys.modules:
+        import tensorflow as tf
+
+        tf.random.set_seed(seed)
+
+
+def resolve_device(requested: str, framework: str | None) -> str:
+    """"auto" picks CUDA (or a TensorFlow GPU) when there is one, else the CPU."""
+    requested = (requested or "auto").lower()
+    if framework == "torch":
+        import torch
+
+        if requested == "auto":
+            return "cuda" if torch.cuda.is_available() else "cpu"
+        try:
+            device = torch.device(requested)
+        except RuntimeError:
+            raise LabError(f"DEVICE {requested!r} is not a torch device; use auto, cpu or cuda") from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise LabError("DEVICE is cuda but no CUDA GPU is visible; use --set DEVICE=auto or cpu")
+        return requested
+    if framework == "tensorflow":
+        import tensorflow as tf
+
+        gpus = tf.config.list_physical_devices("GPU")
+        if requested == "auto":
+            return "gpu" if gpus else "cpu"
+        if requested == "cpu":
+            tf.config.set_visible_devices([], "GPU")
+            return "cpu"
+        if requested in ("gpu", "cuda"):
+            if not gpus:
+                raise LabError("DEVICE is gpu but TensorFlow sees no GPU; use --set DEVICE=auto or cpu")
+            return "gpu"
+        raise LabError(f"DEVICE {requested!r} is not one of auto, cpu, gpu")
+    return "cpu" if requested == "auto" else requested
+
+
+@dataclass
+class Run:
+    """One run of one script: its constants, folders, seed, device and record."""
+
+    experiment: str
+    script: str
+    profile: str
+    constants: dict[str, Any]
+    seed: int
+    device: str
+    out_dir: Path
+    fresh: bool = False
+    metrics: dict[str, Any] = field(default_factory=dict)
+    artifacts: list[dict[str, str]] = field(default_factory=list)
+    started: float = field(default_factory=time.time)
+
+    @property
+    def cfg(self) -> SimpleNamespace:
+        return SimpleNamespace(**self.constants)
+
+    @property
+    def quick(self) -> bool:
+        return self.profile != "full"
+
+    @property
+    def experiment_dir(self) -> Path:
+        return outputs_root() / self.experiment
+
+    def path(self, *parts: str) -> Path:
+        """A file in this run's output folder; its parent folders are created."""
+        target = self.out_dir.joinpath(*parts)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return target
+
+    def checkpoint_path(self, name: str) -> Path:
+        """outputs/<experiment>/checkpoints/<profile>/<name>: profiles never overwrite each other."""
+        target = self.experiment_dir / "checkpoints" / self.profile / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return target
+
+    def add_artifact(self, path: Path | str, caption: str = "") -> None:
+        """Show this file in the gallery (images, mp4/gif, plotly html, anything linkable)."""
+        path = Path(path)
+        rel = os.path.relpath(path.resolve(), self.out_dir.resolve())
+        entry = {"path": rel.replace(os.sep, "/"), "caption": caption}
+        self.artifacts = [a for a in self.artifacts if a["path"] != entry["path"]] + [entry]
+
+    def finish(self, metrics: dict[str, Any] | None = None, status: str = "complete") -> Path:
+        """Write run.json (constants, seed, device, versions, wall time, metrics, artifacts)."""
+        if metrics:
+            self.metrics.update(metrics)
+        record = {
+            "experiment": self.experiment,
+            "script": self.script,
+            "profile": self.profile,
+            "status": status,
+            "started_at": dt.datetime.fromtimestamp(self.started).isoformat(timespec="seconds"),
+            "wall_time_s": round(time.time() - self.started, 2),
+            "seed": self.seed,
+            "device": self.device,
+            "constants": self.constants,
+            "versions": library_versions(),
+            "metrics": self.metrics,
+            "artifacts": self.artifacts,
+        }
+        target = self.path("run.json")
+        atomic_write_text(target, json.dumps(to_jsonable(record), indent=2) + "\n")
+        print(f"[{self.experiment}.{self.script}] {status} in {record['wall_time_s']:.1f} s; record: {target}")
+        return target
+
+
+def _script_name(namespace: dict[str, Any]) -> str:
+    spec = namespace.get("__spec__")
+    name = spec.name if spec is not None else namespace.get("__name__", "script")
+    return name.rsplit(".", 1)[-1]
+
+
+def build_parser(namespace: dict[str, Any], prog: str) -> argparse.ArgumentParser:
+    constants = collect_constants(namespace)
+    listing = "\n".join(f"  {name} = {value!r}" for name, value in constants.items())
+    parser = argparse.ArgumentParser(
+        prog=prog,
+        description=(namespace.get("__doc__") or "").strip().split("\n\n")[0],
+        epilog=f"constants (override with --set NAME=VALUE):\n{listing}",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--quick", action="store_true", help="the quick profile (the script's QUICK dict)")
+    parser.add_argument("--dry-run", action="store_true", help="a seconds-long pass through every code path")
+    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="NAME=VALUE",
+                        help="override a constant (repeatable)")
+    parser.add_argument("--fresh", action="store_true", help="ignore existing checkpoints and start over")
+    return parser
+
+
+def start_run(
+    experiment: str,
+    namespace: dict[str, Any],
+    argv: list[str] | None = None,
+    framework: str | None = None,
+    subdir: str | None = None,
+) -> Run:
+    """Parse the command line, resolve constants, seed, pick the device, make the output folder.
+
+    `namespace` is the script's globals(); its constants are read, never modified, so a test can
+    call a script's main() many times. `subdir` replaces the default folder name (the script's).
+    """
+    script = _script_name(namespace)
+    args = build_parser(namespace, f"python -m {experiment}.{script}").parse_args(argv)
+    profile = "dry_run" if args.dry_run else "quick" if args.quick else "full"
+    constants = resolve_constants(namespace, args.overrides, profile)
+
+    seed = int(constants.get("SEED", 0))
+    if seed == -1:
+        seed = random.SystemRandom().randrange(2**31)
+        print(f"SEED=-1: drew seed {seed}; repeat this run with --set SEED={seed}")
+    seed_everything(seed, framework)
+    device = resolve_device(str(constants.get("DEVICE", "auto")), framework)
+
+    out_dir = outputs_root() / experiment / (subdir or script)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    print(f"[{experiment}.{script}] profile={profile} seed={seed} device={device} outputs={out_dir}")
+    return Run(experiment, script, profile, constants, seed, device, out_dir, fresh=args.fresh)

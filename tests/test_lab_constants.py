@@ -1,0 +1,97 @@
+"""The constants-override rules every script shares (lab.constants, lab.run.start_run)."""
+
+import json
+
+import pytest
+
+from lab import LabError, start_run
+from lab.constants import parse_value, resolve_constants
+
+SCRIPT = {
+    "__name__": "demo.train",
+    "STEPS": 1000,
+    "LEARNING_RATE": 0.05,
+    "NAME": "article",
+    "USE_DROPOUT": True,
+    "SIZES": (2, 4),
+    "OPTIONAL_PATH": None,
+    "SEED": 3,
+    "_PRIVATE": 1,
+    "QUICK": {"STEPS": 10},
+    "DRY_RUN": {"STEPS": 2},
+}
+
+
+def test_defaults_profiles_and_overrides():
+    assert resolve_constants(SCRIPT)["STEPS"] == 1000
+    assert resolve_constants(SCRIPT, profile="quick")["STEPS"] == 10
+    assert resolve_constants(SCRIPT, profile="dry_run")["STEPS"] == 2
+    constants = resolve_constants(SCRIPT, ["STEPS=7", "NAME=deep", "SIZES=[8, 16]"], profile="quick")
+    assert constants["STEPS"] == 7 and constants["NAME"] == "deep" and constants["SIZES"] == (8, 16)
+    assert "_PRIVATE" not in constants and "QUICK" not in constants
+
+
+def test_unknown_name_lists_valid_names():
+    with pytest.raises(LabError) as error:
+        resolve_constants(SCRIPT, ["STPES=3"])
+    message = str(error.value)
+    assert "STPES" in message and "STEPS" in message and "LEARNING_RATE" in message
+
+
+def test_unknown_name_in_quick_dict_is_rejected():
+    with pytest.raises(LabError, match="QUICK"):
+        resolve_constants({**SCRIPT, "QUICK": {"STEP": 1}}, profile="quick")
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "expected"),
+    [("STEPS", "1.5", "int"), ("STEPS", "abc", "int"), ("LEARNING_RATE", "fast", "float"),
+     ("USE_DROPOUT", "maybe", "bool"), ("SIZES", "3", "tuple"), ("STEPS", "True", "int")],
+)
+def test_wrong_type_names_expected_type(name, text, expected):
+    with pytest.raises(LabError, match=f"{name} expects a {expected}"):
+        parse_value(name, text, SCRIPT[name])
+
+
+def test_int_for_float_and_bool_spellings_and_none():
+    assert parse_value("LEARNING_RATE", "1", 0.05) == 1.0
+    assert isinstance(parse_value("LEARNING_RATE", "1", 0.05), float)
+    assert parse_value("USE_DROPOUT", "false", True) is False
+    assert parse_value("USE_DROPOUT", "1", True) is True
+    assert parse_value("OPTIONAL_PATH", "photos/cat.png", None) == "photos/cat.png"
+    assert parse_value("OPTIONAL_PATH", "3", None) == 3
+
+
+def test_set_without_equals_is_an_error():
+    with pytest.raises(LabError, match="NAME=VALUE"):
+        resolve_constants(SCRIPT, ["STEPS"])
+
+
+def test_start_run_writes_a_complete_record(lab_outputs):
+    run = start_run("demo", SCRIPT, ["--quick", "--set", "LEARNING_RATE=1"])
+    assert run.cfg.STEPS == 10 and run.cfg.LEARNING_RATE == 1.0 and run.seed == 3 and run.device == "cpu"
+    assert run.out_dir == lab_outputs / "demo" / "train"
+    image = run.path("plots", "a.txt")
+    image.write_text("x")
+    run.add_artifact(image, "a file")
+    record = json.loads(run.finish({"loss": 0.5}).read_text())
+    assert record["constants"]["STEPS"] == 10 and record["profile"] == "quick"
+    assert record["metrics"] == {"loss": 0.5}
+    assert record["artifacts"] == [{"path": "plots/a.txt", "caption": "a file"}]
+    assert {"python", "numpy"} <= set(record["versions"]) and record["wall_time_s"] >= 0
+    # The script's globals are read, never changed: a second call starts from the same defaults.
+    assert SCRIPT["STEPS"] == 1000 and start_run("demo", SCRIPT, []).cfg.STEPS == 1000
+
+
+def test_random_seed_is_drawn_and_printed(lab_outputs, capsys):
+    run = start_run("demo", {**SCRIPT, "SEED": -1}, [])
+    assert run.seed >= 0 and f"--set SEED={run.seed}" in capsys.readouterr().out
+
+
+def test_script_exits_with_clear_message_on_bad_override(lab_outputs):
+    from tests.conftest import run_module
+
+    result = run_module("lab.pipeline", "not_an_experiment", env_root=lab_outputs)
+    assert result.returncode == 2
+    assert "unknown experiment" in result.stderr and "sphere_mapping" in result.stderr
+    assert "Traceback" not in result.stderr

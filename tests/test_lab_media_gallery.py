@@ -1,0 +1,121 @@
+"""Frames to video/GIF, the gallery page, and the environment the experiments rely on."""
+
+import json
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lab import start_run
+from lab.gallery import build_gallery
+from lab.media import count_video_frames, write_gif, write_video
+from tests.conftest import REPO_ROOT, chromium_binary
+
+
+def _frames(count, height=35, width=47):
+    # Odd sizes on purpose: H.264 needs even sides, write_video pads.
+    return [np.full((height, width, 3), i * 20, dtype=np.uint8) for i in range(count)]
+
+
+def test_video_has_every_frame_and_gif_loops(tmp_path):
+    assert write_video(_frames(12), tmp_path / "a.mp4", fps=12) == 12
+    assert count_video_frames(tmp_path / "a.mp4") == 12
+    assert write_gif(_frames(5), tmp_path / "a.gif", fps=5, max_side=20) == 5
+    with Image.open(tmp_path / "a.gif") as gif:
+        assert gif.n_frames == 5 and max(gif.size) == 20
+
+
+def test_video_from_files_rejects_mixed_sizes(tmp_path):
+    paths = []
+    for i, frame in enumerate(_frames(3)):
+        paths.append(tmp_path / f"{i:06d}.png")
+        Image.fromarray(frame).save(paths[-1])
+    assert write_video(paths, tmp_path / "b.mp4") == 3
+    with pytest.raises(ValueError, match="expected"):
+        write_video([*_frames(2), np.zeros((10, 10, 3), np.uint8)], tmp_path / "c.mp4")
+
+
+def _populate(root):
+    """A run with an image, a video, a plotly page and metrics, written through lab.start_run."""
+    run = start_run("sphere_mapping", {"__name__": "sphere_mapping.train", "SEED": 0, "STEPS": 5}, [])
+    image = run.path("square.png")
+    Image.fromarray((np.indices((64, 64)).sum(0) * 2).astype(np.uint8)).convert("RGB").save(image)
+    run.add_artifact(image, "the square")
+    write_video(_frames(4), run.path("anim.mp4"))
+    run.add_artifact(run.path("anim.mp4"), "animation")
+    run.path("sphere.html").write_text("<html><body>plotly</body></html>")
+    run.add_artifact(run.path("sphere.html"), "interactive sphere")
+    run.finish({"coverage": 0.9712, "nested": {"hole_deg": 12.5}, "curve": list(range(50))})
+    return build_gallery(root)
+
+
+def test_gallery_shows_runs_and_every_reference_exists(lab_outputs):
+    page_path = _populate(lab_outputs)
+    page = page_path.read_text()
+    assert "<img" in page and "<video" in page and "sphere.html" in page
+    assert "coverage" in page and "0.9712" in page and "nested.hole_deg" in page and "[50 values]" in page
+    assert "not run yet" in page  # the experiments that have not run
+    references = re.findall(r'(?:src|href)="([^"#]+)"', page)
+    assert references
+    for reference in references:
+        assert not reference.startswith(("/", "http")), f"absolute link {reference}"
+        assert (lab_outputs / reference).is_file(), f"gallery points to missing {reference}"
+
+
+@pytest.mark.skipif(chromium_binary() is None, reason="Chromium not installed (apt-get install chromium)")
+def test_gallery_renders_in_headless_chromium(lab_outputs, tmp_path):
+    page = _populate(lab_outputs)
+    shot = tmp_path / "shot.png"
+    subprocess.run(
+        [chromium_binary(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,900",
+         f"--screenshot={shot}", page.as_uri()],
+        capture_output=True, timeout=120, check=False,
+    )
+    assert shot.is_file(), "Chromium wrote no screenshot"
+    pixels = np.asarray(Image.open(shot).convert("L"), dtype=float)
+    # A blank page is one flat colour; the gallery has text, a table and a gradient image.
+    assert pixels.std() > 10 and (pixels < 100).mean() > 0.002
+
+
+def test_run_sh_rejects_unknown_experiment():
+    result = subprocess.run([str(REPO_ROOT / "run.sh"), "no_such_experiment"], capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode != 0
+    assert "unknown experiment" in result.stderr and "pen_cap_vae" in result.stderr
+
+
+def test_pipeline_skips_experiments_not_built(lab_outputs, monkeypatch, tmp_path, capsys):
+    from lab import pipeline
+
+    monkeypatch.setattr(pipeline, "REPO_ROOT", tmp_path)  # a checkout with no experiment folders
+    assert pipeline.main(["sphere_mapping"]) == 0
+    assert "sphere_mapping: not built yet" in capsys.readouterr().out
+    assert json.loads((lab_outputs / "timings_quick.json").read_text())["sphere_mapping"] == "not built yet"
+    assert (lab_outputs / "index.html").is_file()
+
+
+def test_torch_and_tensorflow_import_together():
+    code = textwrap.dedent("""
+        import os
+        os.environ["KERAS_BACKEND"] = "tensorflow"
+        import torch, tensorflow as tf, keras
+        a = torch.ones(2, 2) @ torch.ones(2, 2)
+        b = tf.matmul(tf.ones((2, 2)), tf.ones((2, 2)))
+        assert float(a.sum()) == float(tf.reduce_sum(b)) == 8.0
+        assert keras.backend.backend() == "tensorflow"
+        print("ok")
+    """)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-2000:]
+
+
+def test_lab_imports_no_framework():
+    code = "import sys, lab, lab.gallery, lab.pipeline, lab.media; print('torch' in sys.modules, 'tensorflow' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(REPO_ROOT))
+    assert result.stdout.split() == ["False", "False"], result.stderr

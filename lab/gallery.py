@@ -30,7 +30,7 @@ nav a { margin-right: 1rem; }
 .meta { color: #666; font-size: 0.9rem; }
 .artifacts { display: flex; flex-wrap: wrap; gap: 1rem; }
 figure { margin: 0; max-width: 560px; }
-figure img, figure video { max-width: 100%; max-height: 420px; border: 1px solid #ccc; background: #fff; }
+figure img, figure video { min-width: 192px; max-width: 100%; max-height: 420px; border: 1px solid #ccc; background: #fff; }
 figcaption { font-size: 0.85rem; color: #444; }
 table { border-collapse: collapse; font-size: 0.85rem; margin: 0.5rem 0; }
 td, th { border: 1px solid #ddd; padding: 2px 8px; text-align: left; }
@@ -81,12 +81,14 @@ def _run_html(record_path: Path, root: Path) -> str:
         return f'<div class="run"><p class="missing">unreadable {html.escape(str(record_path))}: {html.escape(str(error))}</p></div>'
     folder = record_path.parent
     title = f"{record.get('script', folder.name)} <span class='meta'>({html.escape(os.path.relpath(folder, root))})</span>"
-    meta = (
-        f"profile {record.get('profile')} &middot; {record.get('status')} &middot; "
-        f"{record.get('wall_time_s', 0):.1f} s &middot; seed {record.get('seed')} &middot; "
-        f"device {record.get('device')} &middot; {record.get('started_at')}"
+    meta = " &middot; ".join(
+        html.escape(str(item))
+        for item in (
+            f"profile {record.get('profile')}", record.get("status"), f"{record.get('wall_time_s', 0):.1f} s",
+            f"seed {record.get('seed')}", f"device {record.get('device')}", record.get("started_at"),
+        )
     )
-    parts = [f'<div class="run"><h3>{title}</h3><p class="meta">{html.escape(meta)}</p>']
+    parts = [f'<div class="run"><h3>{title}</h3><p class="meta">{meta}</p>']
     rows = flatten_metrics(record.get("metrics") or {})
     if rows:
         parts.append("<table><tr><th>metric</th><th>value</th></tr>")

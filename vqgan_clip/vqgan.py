@@ -1,0 +1,397 @@
+"""VQGAN (Esser, Rombach, Ommer 2021, "Taming Transformers for High-Resolution Image Synthesis").
+
+The article (002, Russian) explains VQGAN as a convolutional encoder that turns an image into a grid
+of vectors, a codebook that replaces each vector by its nearest code ("vector quantisation"), and a
+convolutional decoder that paints the image back from the codes. This module is that network,
+written here in the module layout of the taming-transformers code, so the state_dict key names are
+the ones of the official checkpoints (`encoder.`, `decoder.`, `quantize.`, `quant_conv.`,
+`post_quant_conv.`) and those checkpoints load strictly - without taming-transformers or
+pytorch-lightning installed.
+
+    model = load_vqgan("data/checkpoints/vqgan_imagenet_f16_16384.yaml",
+                       "data/checkpoints/vqgan_imagenet_f16_16384.ckpt")
+    z_q, loss_terms, indices = model.encode(images_in_minus1_1)
+    images = model.decode(z_q)
+
+Images are tensors in [-1, 1], shape (batch, 3, height, width), as in taming.
+"""
+
+from __future__ import annotations
+
+import math
+import pickle
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from lab import LabError
+from lab.checkpoint import load_state_dict_strict
+
+# Where the official files are published (named in error messages; never downloaded).
+OFFICIAL_SOURCES = (
+    "the official VQGAN checkpoints are published by CompVis with taming-transformers "
+    "(https://github.com/CompVis/taming-transformers, section 'Overview of pretrained models': "
+    "'ImageNet (f=16), 1024' and 'ImageNet (f=16), 16384'); each comes as a checkpoints/last.ckpt "
+    "and a configs/model.yaml. Save them as data/checkpoints/<name>.ckpt and data/checkpoints/<name>.yaml "
+    "(see vqgan_clip/README.md)"
+)
+
+# The keys that every taming ddconfig must give.
+DDCONFIG_KEYS = ("ch", "ch_mult", "num_res_blocks", "attn_resolutions", "z_channels", "resolution",
+                 "in_channels", "out_ch", "dropout", "double_z")
+
+
+def normalize(channels: int) -> nn.GroupNorm:
+    """GroupNorm with 32 groups and eps 1e-6, the normalisation of every taming block."""
+    return nn.GroupNorm(num_groups=32, num_channels=channels, eps=1e-6, affine=True)
+
+
+def swish(x: torch.Tensor) -> torch.Tensor:
+    """The swish non-linearity x * sigmoid(x) that taming uses after each GroupNorm."""
+    return x * torch.sigmoid(x)
+
+
+class ResnetBlock(nn.Module):
+    """Two (GroupNorm, swish, 3x3 conv) stages plus a skip; a 1x1 conv on the skip when widths change."""
+
+    def __init__(self, in_channels: int, out_channels: int, dropout: float = 0.0):
+        super().__init__()
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.norm1 = normalize(in_channels)
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride=1, padding=1)
+        self.norm2 = normalize(out_channels)
+        self.dropout = nn.Dropout(dropout)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, stride=1, padding=1)
+        if in_channels != out_channels:
+            self.nin_shortcut = nn.Conv2d(in_channels, out_channels, 1, stride=1, padding=0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(swish(self.norm1(x)))
+        h = self.conv2(self.dropout(swish(self.norm2(h))))
+        if self.in_channels != self.out_channels:
+            x = self.nin_shortcut(x)
+        return x + h
+
+
+class AttnBlock(nn.Module):
+    """Single-head self-attention over all spatial positions, with 1x1 convs for q, k, v and output."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.norm = normalize(channels)
+        self.q = nn.Conv2d(channels, channels, 1)
+        self.k = nn.Conv2d(channels, channels, 1)
+        self.v = nn.Conv2d(channels, channels, 1)
+        self.proj_out = nn.Conv2d(channels, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.norm(x)
+        batch, channels, height, width = h.shape
+        # softmax(q k^T / sqrt(c)) v over the height*width positions (taming's AttnBlock), computed with
+        # PyTorch's fused attention, which gives the same result with less memory.
+        q, k, v = (t.reshape(batch, 1, channels, height * width).transpose(2, 3) for t in (self.q(h), self.k(h), self.v(h)))
+        out = F.scaled_dot_product_attention(q, k, v)
+        out = out.transpose(2, 3).reshape(batch, channels, height, width)
+        return x + self.proj_out(out)
+
+
+class Downsample(nn.Module):
+    """Halve the resolution with a stride-2 3x3 conv after padding one pixel right and bottom (taming)."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, stride=2, padding=0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(F.pad(x, (0, 1, 0, 1), mode="constant", value=0.0))
+
+
+class Upsample(nn.Module):
+    """Double the resolution by nearest-neighbour interpolation followed by a 3x3 conv."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.conv = nn.Conv2d(channels, channels, 3, stride=1, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
+
+
+class Encoder(nn.Module):
+    """Image -> latent grid: conv_in, len(ch_mult) levels of ResNet blocks (attention at the
+    configured resolutions) with a downsampling between levels, a middle block with attention,
+    then GroupNorm, swish and conv_out."""
+
+    def __init__(self, *, ch, ch_mult, num_res_blocks, attn_resolutions, z_channels, resolution,
+                 in_channels, out_ch=3, dropout=0.0, double_z=False, **_unused):
+        super().__init__()
+        self.num_resolutions = len(ch_mult)
+        self.num_res_blocks = num_res_blocks
+        self.conv_in = nn.Conv2d(in_channels, ch, 3, stride=1, padding=1)
+        current_resolution = resolution
+        in_ch_mult = (1, *tuple(ch_mult))
+        self.down = nn.ModuleList()
+        block_in = ch
+        for level in range(self.num_resolutions):
+            blocks, attentions = nn.ModuleList(), nn.ModuleList()
+            block_in, block_out = ch * in_ch_mult[level], ch * ch_mult[level]
+            for _ in range(num_res_blocks):
+                blocks.append(ResnetBlock(block_in, block_out, dropout))
+                block_in = block_out
+                if current_resolution in attn_resolutions:
+                    attentions.append(AttnBlock(block_in))
+            down = nn.Module()
+            down.block, down.attn = blocks, attentions
+            if level != self.num_resolutions - 1:
+                down.downsample = Downsample(block_in)
+                current_resolution //= 2
+            self.down.append(down)
+        self.mid = nn.Module()
+        self.mid.block_1 = ResnetBlock(block_in, block_in, dropout)
+        self.mid.attn_1 = AttnBlock(block_in)
+        self.mid.block_2 = ResnetBlock(block_in, block_in, dropout)
+        self.norm_out = normalize(block_in)
+        self.conv_out = nn.Conv2d(block_in, 2 * z_channels if double_z else z_channels, 3, stride=1, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv_in(x)
+        for level, down in enumerate(self.down):
+            for index, block in enumerate(down.block):
+                h = block(h)
+                if len(down.attn) > 0:
+                    h = down.attn[index](h)
+            if level != self.num_resolutions - 1:
+                h = down.downsample(h)
+        h = self.mid.block_2(self.mid.attn_1(self.mid.block_1(h)))
+        return self.conv_out(swish(self.norm_out(h)))
+
+
+class Decoder(nn.Module):
+    """Latent grid -> image: the mirror of the Encoder, with num_res_blocks + 1 blocks per level and
+    nearest-neighbour upsampling between levels."""
+
+    def __init__(self, *, ch, ch_mult, num_res_blocks, attn_resolutions, z_channels, resolution,
+                 in_channels=3, out_ch, dropout=0.0, double_z=False, **_unused):
+        super().__init__()
+        self.num_resolutions = len(ch_mult)
+        block_in = ch * ch_mult[-1]
+        current_resolution = resolution // 2 ** (self.num_resolutions - 1)
+        self.conv_in = nn.Conv2d(z_channels, block_in, 3, stride=1, padding=1)
+        self.mid = nn.Module()
+        self.mid.block_1 = ResnetBlock(block_in, block_in, dropout)
+        self.mid.attn_1 = AttnBlock(block_in)
+        self.mid.block_2 = ResnetBlock(block_in, block_in, dropout)
+        ups: list[nn.Module] = []
+        for level in reversed(range(self.num_resolutions)):
+            blocks, attentions = nn.ModuleList(), nn.ModuleList()
+            block_out = ch * ch_mult[level]
+            for _ in range(num_res_blocks + 1):
+                blocks.append(ResnetBlock(block_in, block_out, dropout))
+                block_in = block_out
+                if current_resolution in attn_resolutions:
+                    attentions.append(AttnBlock(block_in))
+            up = nn.Module()
+            up.block, up.attn = blocks, attentions
+            if level != 0:
+                up.upsample = Upsample(block_in)
+                current_resolution *= 2
+            ups.insert(0, up)
+        # Stored lowest level first, as in taming, so the key names match: decoder.up.0 is full resolution.
+        self.up = nn.ModuleList(ups)
+        self.norm_out = normalize(block_in)
+        self.conv_out = nn.Conv2d(block_in, out_ch, 3, stride=1, padding=1)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        h = self.conv_in(z)
+        h = self.mid.block_2(self.mid.attn_1(self.mid.block_1(h)))
+        for level in reversed(range(self.num_resolutions)):
+            up = self.up[level]
+            for index, block in enumerate(up.block):
+                h = block(h)
+                if len(up.attn) > 0:
+                    h = up.attn[index](h)
+            if level != 0:
+                h = up.upsample(h)
+        return self.conv_out(swish(self.norm_out(h)))
+
+
+class VectorQuantizer(nn.Module):
+    """The codebook: each latent vector is replaced by its nearest code (Euclidean distance).
+
+    Training signal (VQ-VAE, van den Oord et al. 2017, eq. 3, as taming computes it): the codebook
+    term ||sg[z] - e||^2 moves codes towards encoder outputs, the commitment term
+    beta * ||z - sg[e]||^2 keeps the encoder close to its codes; the straight-through estimator
+    z + sg[z_q - z] passes the decoder's gradient to the encoder unchanged.
+    """
+
+    def __init__(self, n_embed: int, embed_dim: int, beta: float = 0.25):
+        super().__init__()
+        self.n_embed, self.embed_dim, self.beta = n_embed, embed_dim, beta
+        self.embedding = nn.Embedding(n_embed, embed_dim)
+        self.embedding.weight.data.uniform_(-1.0 / n_embed, 1.0 / n_embed)
+
+    def nearest_indices(self, z: torch.Tensor) -> torch.Tensor:
+        """Indices (batch, height, width) of the nearest code to each vector of z (batch, dim, h, w)."""
+        flat = z.permute(0, 2, 3, 1).reshape(-1, self.embed_dim)
+        codes = self.embedding.weight
+        # ||z - e||^2 = ||z||^2 + ||e||^2 - 2 z.e, without building the (N, K, D) difference tensor.
+        distances = flat.pow(2).sum(1, keepdim=True) + codes.pow(2).sum(1) - 2.0 * flat @ codes.t()
+        return distances.argmin(1).reshape(z.shape[0], z.shape[2], z.shape[3])
+
+    def lookup(self, indices: torch.Tensor) -> torch.Tensor:
+        """Codes for indices (batch, height, width) as a latent (batch, dim, height, width)."""
+        return self.embedding(indices).permute(0, 3, 1, 2).contiguous()
+
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
+        indices = self.nearest_indices(z)
+        z_q = self.lookup(indices)
+        codebook = F.mse_loss(z_q, z.detach())
+        commitment = F.mse_loss(z, z_q.detach())
+        loss_terms = {"codebook": codebook, "commitment": commitment, "total": codebook + self.beta * commitment}
+        z_q = z + (z_q - z).detach()
+        return z_q, loss_terms, indices
+
+
+class VQModel(nn.Module):
+    """The VQGAN autoencoder of taming-transformers: encoder, quant_conv, quantize, post_quant_conv, decoder.
+
+    encode(x) -> (z_q, loss_terms, indices): z_q the quantised latent (batch, embed_dim, h/f, w/f) with a
+    straight-through gradient, loss_terms a dict of scalar tensors {"codebook", "commitment", "total"}
+    (total = codebook + beta * commitment, the VQ part of the training loss), indices (batch, h/f, w/f).
+    decode(z_q) -> image in [-1, 1] (not clamped). forward(x) -> (reconstruction, loss_terms).
+    """
+
+    def __init__(self, embed_dim: int, n_embed: int, ddconfig: dict[str, Any], beta: float = 0.25):
+        super().__init__()
+        missing = [key for key in DDCONFIG_KEYS if key not in ddconfig]
+        if missing:
+            raise LabError(f"the VQGAN ddconfig lacks {', '.join(missing)}; a taming model.yaml gives all of "
+                           f"{', '.join(DDCONFIG_KEYS)} under model.params.ddconfig")
+        if ddconfig["ch"] % 32 or any((ddconfig["ch"] * m) % 32 for m in ddconfig["ch_mult"]):
+            raise LabError(f"ddconfig ch={ddconfig['ch']} with ch_mult={ddconfig['ch_mult']} gives widths that are not "
+                           "multiples of 32, which GroupNorm(32) needs; use a ch that is a multiple of 32")
+        self.embed_dim, self.n_embed = int(embed_dim), int(n_embed)
+        self.ddconfig = dict(ddconfig)
+        self.encoder = Encoder(**ddconfig)
+        self.decoder = Decoder(**ddconfig)
+        self.quantize = VectorQuantizer(self.n_embed, self.embed_dim, beta=beta)
+        z_channels = ddconfig["z_channels"]
+        self.quant_conv = nn.Conv2d(z_channels * (2 if ddconfig["double_z"] else 1), self.embed_dim, 1)
+        self.post_quant_conv = nn.Conv2d(self.embed_dim, z_channels, 1)
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> VQModel:
+        """Build from the parsed official model.yaml ({"model": {"params": {...}}}) or its params dict."""
+        params = config
+        if "model" in params:
+            params = params["model"]
+        if "params" in params:
+            params = params["params"]
+        for key in ("embed_dim", "n_embed", "ddconfig"):
+            if key not in params:
+                raise LabError(f"the VQGAN config has no {key}; expected the taming layout "
+                               "model: {params: {embed_dim, n_embed, ddconfig: {...}}}")
+        return cls(params["embed_dim"], params["n_embed"], params["ddconfig"])
+
+    @property
+    def downsampling_factor(self) -> int:
+        """Pixels per latent token along each side: 2^(levels - 1), 16 for the official f16 models."""
+        return 2 ** (len(self.ddconfig["ch_mult"]) - 1)
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
+        return self.quantize(self.quant_conv(self.encoder(x)))
+
+    def encode_unquantized(self, x: torch.Tensor) -> torch.Tensor:
+        """The latent before the codebook (what the VQGAN+CLIP loop optimises when it starts from an image)."""
+        return self.quant_conv(self.encoder(x))
+
+    def decode(self, z_q: torch.Tensor) -> torch.Tensor:
+        return self.decoder(self.post_quant_conv(z_q))
+
+    def decode_indices(self, indices: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.quantize.lookup(indices))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        z_q, loss_terms, _ = self.encode(x)
+        return self.decode(z_q), loss_terms
+
+
+# -----------------------------------------------------------------------------------------------
+# Loading
+
+
+def read_yaml_config(yaml_path: Path | str) -> dict[str, Any]:
+    """The parsed model.yaml (PyYAML safe_load), with a clear error when it is missing or unreadable."""
+    import yaml
+
+    yaml_path = Path(yaml_path)
+    if not yaml_path.is_file():
+        raise LabError(f"VQGAN config {yaml_path} not found; {OFFICIAL_SOURCES}")
+    try:
+        config = yaml.safe_load(yaml_path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        raise LabError(f"cannot parse VQGAN config {yaml_path}: {error}") from None
+    if not isinstance(config, dict):
+        raise LabError(f"VQGAN config {yaml_path} is not a YAML mapping; expected the taming model.yaml")
+    return config
+
+
+def read_vqgan_state_dict(ckpt_path: Path | str) -> dict[str, torch.Tensor]:
+    """The weights of a VQGAN file: a Lightning .ckpt ({"state_dict": ...}) or a plain state_dict.
+
+    Read with torch.load(weights_only=True), which refuses pickled code. The official taming
+    checkpoints also pickle a few plain Python objects beside the weights (Lightning's callback
+    and hyper-parameter records); when weights_only refuses them, the error says how to convert
+    the file once, in a trusted environment, into a plain state_dict.
+    """
+    ckpt_path = Path(ckpt_path)
+    if not ckpt_path.is_file():
+        raise LabError(f"VQGAN checkpoint {ckpt_path} not found; {OFFICIAL_SOURCES}")
+    try:
+        loaded = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise LabError(
+            f"{ckpt_path} holds pickled Python objects that torch.load(weights_only=True) will not execute "
+            f"({str(error).splitlines()[0]}). If you trust the file (the official CompVis checkpoint), convert it "
+            f"once into a plain state_dict: python -m vqgan_clip.convert_checkpoint vqgan {ckpt_path} --trust"
+        ) from None
+    except Exception as error:
+        raise LabError(f"cannot read VQGAN checkpoint {ckpt_path}: {error}") from None
+    if isinstance(loaded, dict) and "state_dict" in loaded and isinstance(loaded["state_dict"], dict):
+        loaded = loaded["state_dict"]
+    if not isinstance(loaded, dict) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
+        raise LabError(f"{ckpt_path} is neither a Lightning checkpoint with a state_dict nor a plain state_dict")
+    return loaded
+
+
+def strip_training_entries(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Drop the training-only `loss.` entries (LPIPS and discriminator) of the official checkpoints."""
+    return {key: value for key, value in state_dict.items() if not key.startswith("loss.")}
+
+
+def load_vqgan(yaml_path: Path | str, ckpt_path: Path | str, device: str | torch.device = "cpu") -> VQModel:
+    """Build the VQGAN described by model.yaml and load its weights strictly (eval mode, no gradients)."""
+    config = read_yaml_config(yaml_path)
+    model = VQModel.from_config(config)
+    state_dict = strip_training_entries(read_vqgan_state_dict(ckpt_path))
+    load_state_dict_strict(model, state_dict, f"VQGAN checkpoint {ckpt_path} (for {yaml_path})")
+    model.eval().requires_grad_(False)
+    return model.to(device)
+
+
+def tokens_for_size(width: int, height: int, factor: int) -> tuple[int, int]:
+    """Latent grid (tokens across, tokens down) for an image size, rounding down to the factor."""
+    return width // factor, height // factor
+
+
+def parameter_count(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def describe(model: VQModel) -> str:
+    millions = parameter_count(model) / 1e6
+    return (f"VQGAN f{model.downsampling_factor}, codebook {model.n_embed}x{model.embed_dim}, "
+            f"{millions:.1f} M parameters, {int(math.log2(model.downsampling_factor))} downsamplings")

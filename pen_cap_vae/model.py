@@ -1,0 +1,223 @@
+"""The article's models: a convolutional sigma-VAE and the "recoder" that animates its latent code.
+
+Article 000 (Habr, in Russian, "the date of a pen and its cap"): an encoder of a 10x10 stride-10
+convolution to 128 channels, GroupNorm(2, 128) and a GLU, then 20 gated residual 3x3 layers with
+GroupNorm, then a 1x1 convolution to an 8-channel code; a second encoder of the same shape gives
+the code's standard deviation through a sigmoid; the decoder mirrors it and ends in a 10x10 stride-10
+transposed convolution to 6 channels, GroupNorm(2, 6) and a GLU (3 colour channels). The loss is the
+sigma-VAE's: the Gaussian likelihood of the pictures under a learned output variance plus the KL
+divergence of the code from N(0, 1).
+
+Module and parameter names are the article's (`encoder.cnn1`, `encoder.gn.3`, `decoder.cnn5`,
+`sigma`, `cnn_in`, ...), so a state_dict saved by the article's code loads with strict=True.
+The widths and depth are arguments (the article's values are the defaults) so that the quick
+profile can run a shallower, narrower model.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+def gated_residual(layer_out: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
+    """The article's gate: split the 2C channels into a candidate and a gate g, then
+    y = candidate * (1 - g) + previous * g with g = sigmoid(gate). torch.lerp computes exactly
+    candidate + g * (previous - candidate) in one fused kernel instead of four element-wise ops."""
+    candidate, gate = torch.chunk(layer_out, 2, dim=1)
+    return torch.lerp(candidate, previous, torch.sigmoid(gate))
+
+
+class GaussianEncoder(nn.Module):
+    """Picture (N, 3, H, W) -> code (N, code_channels, H/patch, W/patch), as in the article."""
+
+    def __init__(self, layers: int = 20, channels: int = 128, code_channels: int = 8, patch: int = 10,
+                 in_channels: int = 3):
+        super().__init__()
+        self.gn1 = nn.GroupNorm(2, channels)
+        self.cnn1 = nn.Conv2d(in_channels, channels, kernel_size=patch, stride=patch)
+        self.cnn = nn.ModuleList(nn.Conv2d(channels // 2, channels, kernel_size=3, padding=1) for _ in range(layers))
+        self.gn = nn.ModuleList(nn.GroupNorm(2, channels) for _ in range(layers))
+        self.cnn_out = nn.Conv2d(channels // 2, code_channels, kernel_size=1)
+        self.glu = nn.GLU(dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.glu(self.gn1(self.cnn1(x)))
+        for conv, norm in zip(self.cnn, self.gn, strict=True):
+            y = gated_residual(norm(conv(y)), y)
+        return self.cnn_out(y)
+
+
+class GaussianDecoder(nn.Module):
+    """Code (N, code_channels, h, w) -> picture (N, 3, h*patch, w*patch), as in the article."""
+
+    def __init__(self, layers: int = 20, channels: int = 128, code_channels: int = 8, patch: int = 10,
+                 out_channels: int = 3):
+        super().__init__()
+        self.cnn_in = nn.Conv2d(code_channels, channels, kernel_size=1)
+        self.gn_in = nn.GroupNorm(2, channels)
+        self.gn = nn.ModuleList(nn.GroupNorm(2, channels) for _ in range(layers))
+        self.cnn = nn.ModuleList(nn.Conv2d(channels // 2, channels, kernel_size=3, padding=1) for _ in range(layers))
+        self.gn5 = nn.GroupNorm(2, 2 * out_channels)
+        self.cnn5 = nn.ConvTranspose2d(channels // 2, 2 * out_channels, kernel_size=patch, stride=patch)
+        self.glu = nn.GLU(dim=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.glu(self.gn_in(self.cnn_in(x)))
+        for conv, norm in zip(self.cnn, self.gn, strict=True):
+            y = gated_residual(norm(conv(y)), y)
+        return self.glu(self.gn5(self.cnn5(y)))
+
+
+def output_variance(sigma: torch.Tensor) -> torch.Tensor:
+    """The article's parametrisation of the decoder's variance: sigmoid(sigma) * 2 + 1e-6."""
+    return torch.sigmoid(sigma) * 2.0 + 1e-6
+
+
+def kl_to_standard_normal(mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """KL(N(mean, std^2) || N(0, 1)) element-wise, in closed form (what torch.distributions'
+    kl_divergence computes in the article): 0.5 (mean^2 + std^2 - 1) - log std."""
+    return 0.5 * (mean * mean + std * std - 1.0) - torch.log(std)
+
+
+def sigma_vae_loss(pictures: torch.Tensor, reconstruction: torch.Tensor, code_mean: torch.Tensor,
+                   code_std: torch.Tensor, variance: torch.Tensor) -> torch.Tensor:
+    """The article's sigma-VAE loss for a batch of pictures (N, C, H, W):
+
+        sum over pixels of (reconstruction - x)^2 / (2 variance), averaged over the batch
+      + sum over code elements of KL(N(mean, std) || N(0, 1)), averaged over the batch
+      + 0.5 * log(variance) * H * W * C.
+
+    The article hard-codes H * W * C = 360 * 640 * 3; here it is the real size of the pictures, so
+    the balance between the terms stays right when the pictures are smaller (the quick profile).
+    """
+    pixels = pictures[0].numel()
+    likelihood = ((reconstruction - pictures) ** 2 / (2.0 * variance)).mean(dim=0).sum()
+    divergence = kl_to_standard_normal(code_mean, code_std).mean(dim=0).sum()
+    return likelihood + divergence + torch.log(variance).sum() * pixels * 0.5
+
+
+class GaussianAutoencoder(nn.Module):
+    """The article's sigma-VAE. In training mode forward() returns (noisy reconstruction, loss);
+    in eval mode it returns the reconstruction decoded from the code's mean.
+
+    sigma_mode "learned" is the article's learnable `sigma`; "optimal" is the analytic variance of
+    Rybkin, Daniilidis and Levine (2021), "Simple and Effective VAE Training with Calibrated
+    Decoders": variance = mean squared error of the batch, no noise added to the reconstruction.
+    The `sigma` parameter exists in both modes so the state_dict keys stay the article's.
+    """
+
+    def __init__(self, layers: int = 20, channels: int = 128, code_channels: int = 8, patch: int = 10,
+                 sigma_mode: str = "learned"):
+        super().__init__()
+        if sigma_mode not in ("learned", "optimal"):
+            raise ValueError(f"sigma_mode must be 'learned' or 'optimal', got {sigma_mode!r}")
+        self.sigma_mode = sigma_mode
+        self.encoder = GaussianEncoder(layers, channels, code_channels, patch)
+        self.encoder_var = GaussianEncoder(layers, channels, code_channels, patch)
+        self.decoder = GaussianDecoder(layers, channels, code_channels, patch)
+        self.sigma = nn.Parameter(torch.randn(1))
+
+    def code_distribution(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The code's mean and standard deviation (the second encoder through a sigmoid)."""
+        return self.encoder(x), torch.sigmoid(self.encoder_var(x))
+
+    def forward(self, x: torch.Tensor):
+        mean, std = self.code_distribution(x)
+        if not self.training:
+            return self.decoder(mean)
+        # The reparametrised sample of the code, as the article's Normal(y, y_var).rsample().
+        code = mean + std * torch.randn_like(std)
+        decoded = self.decoder(code)
+        if self.sigma_mode == "learned":
+            variance = output_variance(self.sigma)
+            # The article samples the reconstruction from N(decoded, variance) before the error.
+            reconstruction = decoded + variance.sqrt() * torch.randn_like(decoded)
+        else:
+            variance = ((decoded - x) ** 2).mean().reshape(1).clamp_min(1e-6)
+            reconstruction = decoded
+        return reconstruction, sigma_vae_loss(x, reconstruction, mean, std, variance)
+
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """A code sampled from N(mean, std), as the article's encode()."""
+        mean, std = self.code_distribution(x)
+        return mean + std * torch.randn_like(std)
+
+
+def l2norm(x: torch.Tensor) -> torch.Tensor:
+    """Divide every position's channel vector by its Euclidean length (the article's l2norm)."""
+    return x / torch.linalg.vector_norm(x, dim=1, keepdim=True)
+
+
+class Recoder(nn.Module):
+    """The article's recoder: a 1x1 convolution in, gated 3x3 layers each followed by channel-wise
+    L2 normalisation (their outputs are returned as `h` for the EEG), a 1x1 convolution out."""
+
+    def __init__(self, layers: int = 20, channels: int = 64, code_channels: int = 8):
+        super().__init__()
+        self.cnn_in = nn.Conv2d(code_channels, channels, kernel_size=1)
+        self.cnn = nn.ModuleList(nn.Conv2d(channels, 2 * channels, kernel_size=3, padding=1) for _ in range(layers))
+        self.cnn_out = nn.Conv2d(channels, code_channels, kernel_size=1)
+
+    def forward(self, x: torch.Tensor, return_h: bool = False):
+        y = self.cnn_in(x)
+        hidden = []
+        for conv in self.cnn:
+            y = l2norm(gated_residual(conv(y), y))
+            hidden.append(y)
+        out = self.cnn_out(y)
+        return (out, hidden) if return_h else out
+
+
+def corrloss(y: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The article's correlation loss: z = 1 - Pearson correlation of y and x (with 1e-16 added to
+    every squared deviation), r = (log of x's summed squared deviation - log of y's)^2 plus the
+    squared difference of the means."""
+    dx, dy = x - x.mean(), y - y.mean()
+    zx = (dx * dx + 1e-16).sum()
+    zy = (dy * dy + 1e-16).sum()
+    z = 1.0 - (dx * dy / (zx * zy).sqrt()).sum()
+    r = (zx.log() - zy.log()) ** 2 + (x.mean() - y.mean()) ** 2
+    return z, r
+
+
+def date_schedule(iteration: int, cycle: int = 5300) -> dict[str, float]:
+    """The article's iteration-dependent schedule of the "date" at t = (i mod cycle + 1) / cycle:
+    s1 and s2 are steep logistic steps (base 2, slope 150) at t = 0.1 and t = 0.9 that make the
+    plateau, s_ three Lorentzian pulses of half-width 0.01 at t = 0.90, 0.93, 0.96 (the
+    culmination), and s = (s1 + s2 - 1) * 0.16 + s_ / 0.8."""
+    t = float(iteration % cycle + 1) / cycle
+    s1 = 1.0 - 1.0 / (2.0 ** (150.0 * (t - 0.1)) + 1.0)
+    s2 = 1.0 - 1.0 / (2.0 ** (150.0 * (0.9 - t)) + 1.0)
+    pulses = sum(1.0 / (1.0 + ((t - centre) * 100.0) ** 2.0) for centre in (0.90, 0.93, 0.96))
+    return {"t": t, "s1": s1, "s2": s2, "s_": pulses, "s": (s1 + s2 - 1.0) * 0.16 + pulses / 0.8}
+
+
+def recoder_loss(y: torch.Tensor, x1: torch.Tensor, target: torch.Tensor, s: float):
+    """The article's recoder loss: loss1 = corrloss(y, x1) (stay like the current code),
+    loss2, r = corrloss(y, target) (move towards the target picture's code), and
+    loss = loss1 * (loss1 - s).detach() + loss2 * loss2.detach() * (1 - 0.8 s) + 0.25 r.
+    Returns (loss, loss1, loss2, r)."""
+    loss1, _ = corrloss(y, x1)
+    loss2, r = corrloss(y, target)
+    loss = loss1 * (loss1 - s).detach() + loss2 * loss2.detach() * (1.0 - 0.8 * s) + 0.25 * r
+    return loss, loss1, loss2, r
+
+
+def triangular_window(width: int = 100) -> torch.Tensor:
+    """The article's smoothing window: (1 - |k - width/2| / (width/2)) / width for k < width."""
+    half = width / 2.0
+    return (1.0 - (torch.arange(width, dtype=torch.float64) - half).abs() / half) / width
+
+
+def pixel_count(height: int, width: int, channels: int = 3) -> int:
+    return int(height) * int(width) * int(channels)
+
+
+def psnr(reference: torch.Tensor, estimate: torch.Tensor, peak: float = 1.0) -> float:
+    """Peak signal-to-noise ratio in dB of pictures in [0, peak]."""
+    mse = float(((reference - estimate) ** 2).mean())
+    return math.inf if mse == 0 else 10.0 * math.log10(peak * peak / mse)

@@ -1,0 +1,213 @@
+"""Pictures of the map: plotly pages (interactive, as the article) and matplotlib PNGs (gallery).
+
+The plotly pages work offline: `write_plotly` writes plotly.js once as `plotly.min.js` next to
+the pages of a folder (plotly's include_plotlyjs="directory") and each page loads it by a
+relative link, so a zipped outputs/ folder still opens without internet.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from PIL import Image, UnidentifiedImageError  # noqa: E402
+
+from lab import LabError  # noqa: E402
+
+CAMERA = {"elev": 20.0, "azim": 35.0}  # the fixed matplotlib camera of every 3D PNG and frame
+
+
+def position_colours(points: np.ndarray) -> np.ndarray:
+    """The article's colouring of square points: red = 100 x + 120, green = 100 y + 120, blue 0.
+
+    Returned as floats in [0, 1], one RGB row per point.
+    """
+    points = np.asarray(points, dtype=np.float64)
+    red = np.clip(points[:, 0] * 100.0 + 120.0, 0, 255)
+    green = np.clip(points[:, 1] * 100.0 + 120.0, 0, 255)
+    return np.stack([red, green, np.zeros_like(red)], axis=1) / 255.0
+
+
+def hex_colours(rgb: np.ndarray) -> list[str]:
+    values = np.clip(np.round(np.asarray(rgb) * 255.0), 0, 255).astype(int)
+    return [f"#{r:02x}{g:02x}{b:02x}" for r, g, b in values]
+
+
+def load_picture(spec: str, size: int) -> tuple[np.ndarray, str]:
+    """The picture to paint, as a size x size x 3 float array in [0, 1], and a line describing it.
+
+    `spec` is either the name of an image bundled with scikit-image (astronaut, chelsea, coffee,
+    rocket, ...) or a path to an image file. Grayscale, palette and RGBA pictures are converted to
+    RGB (alpha is dropped); the article resized its picture to 100 x 100.
+    """
+    path = Path(spec).expanduser()
+    if path.is_file():
+        try:
+            with Image.open(path) as opened:
+                mode = opened.mode
+                image = opened.convert("RGB")
+        except (UnidentifiedImageError, OSError) as error:
+            raise LabError(f"PICTURE {spec!r} is not an image Pillow can read ({error}); "
+                           "give a PNG/JPEG/... file or a scikit-image name such as astronaut") from None
+        note = f"picture {path} ({image.width}x{image.height}, mode {mode}"
+        note += ", converted to RGB)" if mode != "RGB" else ")"
+    else:
+        from skimage import data as bundled
+
+        loader = getattr(bundled, spec, None) if spec.isidentifier() else None
+        if loader is None or not callable(loader):
+            raise LabError(f"PICTURE {spec!r} is neither an existing file nor an image bundled with "
+                           "scikit-image; give a path to an image, or a name such as astronaut, chelsea, coffee")
+        try:
+            array = np.asarray(loader())
+        except Exception as error:  # a name that needs a download, or is not an image
+            raise LabError(f"scikit-image image {spec!r} is not available offline ({error}); "
+                           "use astronaut, chelsea, coffee or rocket, or a path to an image") from None
+        if array.ndim not in (2, 3) or array.dtype.kind not in "uif":
+            raise LabError(f"scikit-image's {spec!r} is not a picture; use astronaut, chelsea, coffee or rocket")
+        if array.dtype.kind == "f":
+            array = (np.clip(array, 0, 1) * 255).astype(np.uint8)
+        image = Image.fromarray(array.astype(np.uint8)).convert("RGB")
+        note = f"scikit-image's {spec} ({image.width}x{image.height})"
+    image = image.resize((size, size), Image.Resampling.LANCZOS)
+    return np.asarray(image, dtype=np.float64) / 255.0, note
+
+
+def picture_points(side: int) -> np.ndarray:
+    """Square coordinates of a side x side picture's pixels, row by row.
+
+    As in the article's meshgrid, pixel (row r, column c) sits at x = c / (side-1) - 0.5,
+    y = r / (side-1) - 0.5, and the 2D plot shows y downwards (like the picture).
+    """
+    axis = np.linspace(-0.5, 0.5, side)
+    y, x = np.meshgrid(axis, axis, indexing="ij")
+    return np.stack([x.reshape(-1), y.reshape(-1)], axis=1)
+
+
+# ----------------------------------------------------------------------------- plotly pages
+
+
+def write_plotly(figure, path: Path) -> Path:
+    figure.write_html(str(path), include_plotlyjs="directory", full_html=True)
+    return path
+
+
+def plotly_loss(losses: np.ndarray, path: Path) -> Path:
+    import plotly.graph_objects as go
+
+    figure = go.Figure(go.Scatter(y=losses, mode="lines", name="loss"))
+    figure.update_layout(title="training loss (the article's px.line(loss_trace, log_y=True))",
+                         xaxis_title="step", yaxis_title="loss", yaxis_type="log")
+    return write_plotly(figure, path)
+
+
+def plotly_square(points: np.ndarray, colours: list[str], path: Path, title: str, flip_y: bool = False) -> Path:
+    import plotly.graph_objects as go
+
+    figure = go.Figure(go.Scattergl(x=points[:, 0], y=points[:, 1], mode="markers",
+                                    marker={"color": colours, "size": 5}))
+    figure.update_layout(title=title, xaxis_title="x", yaxis_title="y", width=700, height=700)
+    figure.update_yaxes(scaleanchor="x", autorange="reversed" if flip_y else True)
+    return write_plotly(figure, path)
+
+
+def plotly_sphere(vectors: np.ndarray, colours: list[str], path: Path, title: str, size: float = 3) -> Path:
+    import plotly.graph_objects as go
+
+    figure = go.Figure(go.Scatter3d(x=vectors[:, 0], y=vectors[:, 1], z=vectors[:, 2], mode="markers",
+                                    marker={"color": colours, "size": size, "line": {"width": 0}}))
+    figure.update_layout(title=title, scene={"aspectmode": "cube", "xaxis": {"range": [-1.05, 1.05]},
+                                             "yaxis": {"range": [-1.05, 1.05]}, "zaxis": {"range": [-1.05, 1.05]}})
+    return write_plotly(figure, path)
+
+
+# ----------------------------------------------------------------------------- matplotlib PNGs
+
+
+def png_loss(losses: np.ndarray, path: Path) -> Path:
+    figure, axis = plt.subplots(figsize=(7, 4))
+    axis.plot(np.arange(len(losses)), np.clip(losses, 1e-12, None), linewidth=0.6)
+    if len(losses) >= 50:  # a running median shows the trend under the noisy per-step loss
+        window = max(len(losses) // 100, 5)
+        kernel = np.lib.stride_tricks.sliding_window_view(losses, window)
+        axis.plot(np.arange(window - 1, len(losses)), np.median(kernel, axis=1), color="black",
+                  linewidth=1.2, label=f"running median ({window} steps)")
+        axis.legend()
+    axis.set_yscale("log")
+    axis.set_xlabel("step")
+    axis.set_ylabel("loss: sum over splits of (sum of paired cosines)^2")
+    axis.set_title("training loss")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
+def png_square(points: np.ndarray, colours: np.ndarray, path: Path, title: str, flip_y: bool = False) -> Path:
+    figure, axis = plt.subplots(figsize=(5, 5))
+    axis.scatter(points[:, 0], points[:, 1], c=colours, s=6, linewidths=0)
+    axis.set_aspect("equal")
+    if flip_y:
+        axis.invert_yaxis()
+    axis.set_xlabel("x")
+    axis.set_ylabel("y")
+    axis.set_title(title)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
+def _sphere_axis(axis, title: str) -> None:
+    axis.set_xlim(-1, 1)
+    axis.set_ylim(-1, 1)
+    axis.set_zlim(-1, 1)
+    axis.set_box_aspect((1, 1, 1))
+    axis.set_xticks([-1, 0, 1])
+    axis.set_yticks([-1, 0, 1])
+    axis.set_zticks([-1, 0, 1])
+    axis.set_title(title, fontsize=10)
+
+
+def png_sphere_views(vectors: np.ndarray, colours: np.ndarray, path: Path, title: str, size: float = 4) -> Path:
+    """Two opposite views of the mapped points (front and back), so a missing cap shows on one."""
+    figure = plt.figure(figsize=(10, 5))
+    for column, azim in enumerate((CAMERA["azim"], CAMERA["azim"] + 180.0)):
+        axis = figure.add_subplot(1, 2, column + 1, projection="3d")
+        # Draw far points first so nearer ones cover them (matplotlib does not depth-sort).
+        elev, az = np.radians(CAMERA["elev"]), np.radians(azim)
+        towards_viewer = np.array([np.cos(elev) * np.cos(az), np.cos(elev) * np.sin(az), np.sin(elev)])
+        order = np.argsort(vectors @ towards_viewer)
+        axis.scatter(*vectors[order].T, c=colours[order], s=size, linewidths=0, depthshade=False)
+        axis.view_init(elev=CAMERA["elev"], azim=azim)
+        _sphere_axis(axis, f"azimuth {azim:.0f} deg")
+    figure.suptitle(title)
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
+
+
+def animation_frames(snapshots: list[tuple[int, np.ndarray]], colours: np.ndarray, losses: np.ndarray):
+    """One RGB frame per (step, mapped points) snapshot, fixed camera; yields uint8 arrays."""
+    figure = plt.figure(figsize=(5, 5))
+    axis = figure.add_subplot(projection="3d")
+    axis.view_init(**CAMERA)
+    _sphere_axis(axis, "")
+    elev, az = np.radians(CAMERA["elev"]), np.radians(CAMERA["azim"])
+    towards_viewer = np.array([np.cos(elev) * np.cos(az), np.cos(elev) * np.sin(az), np.sin(elev)])
+    scatter = None
+    for step, vectors in snapshots:
+        order = np.argsort(vectors @ towards_viewer)
+        if scatter is not None:
+            scatter.remove()
+        scatter = axis.scatter(*vectors[order].T, c=colours[order], s=5, linewidths=0, depthshade=False)
+        loss = f", loss {losses[step - 1]:.3g}" if 0 < step <= len(losses) else ""
+        axis.set_title(f"step {step}{loss}", fontsize=10)
+        figure.canvas.draw()
+        yield np.asarray(figure.canvas.buffer_rgba())[:, :, :3].copy()
+    plt.close(figure)

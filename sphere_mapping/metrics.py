@@ -1,0 +1,113 @@
+"""How much of the sphere the square's map covers, and how evenly.
+
+All three metrics take an (n, 3) array of unit vectors: the map of a 200x200 grid of the square
+(40 000 points), evaluated without dropout.
+
+- coverage: the fraction of 2000 evenly spread sphere cells (the centres of a Fibonacci
+  lattice, Gonzalez 2010) that have a mapped point within 5 degrees. 1.0 means no region of
+  the sphere at least ~10 degrees across is left empty.
+- uniformity: log E[exp(-2 |u - v|^2)] over pairs of distinct mapped points (Wang & Isola
+  2020, "Understanding contrastive representation learning through alignment and uniformity").
+  Lower is more uniform. For the uniform distribution on the sphere, cos(angle) between two
+  points is uniform on [-1, 1] (Archimedes), so E = (1 - e^-8) / 8 and the value is -2.0797;
+  a map squeezed into a hemisphere scores higher, a collapsed one 0.
+- largest hole: the angular radius (degrees) of the largest spherical cap that contains no
+  mapped point - the article's "missing corner". Every maximal empty cap touches three points,
+  so it is the circumscribed cap of a facet of the points' convex hull (the spherical Delaunay
+  triangulation); a facet whose plane n.x = d has outward normal n leaves empty the cap
+  n.x > d, of angular radius arccos(d). When the origin lies outside the hull (all points in
+  one hemisphere) some d is negative and the hole is wider than 90 degrees.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy.spatial import ConvexHull, QhullError, cKDTree
+
+COVERAGE_CELLS = 2000
+COVERAGE_RADIUS_DEG = 5.0
+UNIFORMITY_TEMPERATURE = 2.0
+UNIFORM_SPHERE_UNIFORMITY = math.log((1.0 - math.exp(-4.0 * UNIFORMITY_TEMPERATURE)) / (4.0 * UNIFORMITY_TEMPERATURE))
+
+
+def fibonacci_sphere(count: int) -> np.ndarray:
+    """`count` nearly evenly spread unit vectors: the spherical Fibonacci lattice.
+
+    Point i sits at height z = 1 - (2i + 1) / count (equal-area bands, by Archimedes' theorem)
+    and longitude i times the golden angle, pi (3 - sqrt 5).
+    """
+    index = np.arange(count, dtype=np.float64)
+    z = 1.0 - (2.0 * index + 1.0) / count
+    radius = np.sqrt(np.clip(1.0 - z * z, 0.0, None))
+    longitude = index * math.pi * (3.0 - math.sqrt(5.0))
+    return np.stack([radius * np.cos(longitude), radius * np.sin(longitude), z], axis=1)
+
+
+def _as_unit_vectors(points) -> np.ndarray:
+    array = np.asarray(points, dtype=np.float64)
+    if array.ndim != 2 or array.shape[1] != 3 or len(array) == 0:
+        raise ValueError(f"expected an (n, 3) array of unit vectors, got shape {array.shape}")
+    return array / np.linalg.norm(array, axis=1, keepdims=True)
+
+
+def _chord(angle_deg: float) -> float:
+    # Two unit vectors an angle a apart are 2 sin(a / 2) apart in space.
+    return 2.0 * math.sin(math.radians(angle_deg) / 2.0)
+
+
+def coverage(points, cells: int = COVERAGE_CELLS, radius_deg: float = COVERAGE_RADIUS_DEG) -> float:
+    """Fraction of `cells` Fibonacci-lattice cells with a mapped point within `radius_deg`."""
+    tree = cKDTree(_as_unit_vectors(points))
+    distances, _ = tree.query(fibonacci_sphere(cells), k=1)
+    return float(np.mean(distances <= _chord(radius_deg)))
+
+
+def uniformity(points, temperature: float = UNIFORMITY_TEMPERATURE, max_points: int = 4000, seed: int = 0) -> float:
+    """log E[exp(-t |u - v|^2)] over distinct pairs; large sets are subsampled to `max_points`.
+
+    4000 points give ~8 million pairs, enough for three decimals; the subsample is fixed by
+    `seed` so the metric is deterministic.
+    """
+    array = _as_unit_vectors(points)
+    if len(array) > max_points:
+        array = array[np.random.default_rng(seed).choice(len(array), max_points, replace=False)]
+    count = len(array)
+    if count < 2:
+        return 0.0
+    total = 0.0
+    for start in range(0, count, 1000):  # blocks of rows keep memory small
+        block = array[start : start + 1000]
+        squared = np.clip(2.0 - 2.0 * block @ array.T, 0.0, None)
+        total += float(np.exp(-temperature * squared).sum())
+    total -= count  # the diagonal: each point with itself, |u - u|^2 = 0
+    return float(math.log(max(total, 1e-300) / (count * (count - 1))))
+
+
+def largest_hole_deg(points) -> float:
+    """Angular radius in degrees of the largest spherical cap containing no point."""
+    array = np.unique(np.round(_as_unit_vectors(points), 12), axis=0)
+    if len(array) >= 4:
+        try:
+            hull = ConvexHull(array)
+        except QhullError:  # all points on one plane (a circle): no 3D hull
+            hull = None
+        if hull is not None:
+            # hull.equations rows are (n, -d) with n the outward unit normal: n.x - d <= 0 inside.
+            offsets = -hull.equations[:, 3]
+            return float(np.degrees(np.arccos(np.clip(offsets.min(), -1.0, 1.0))))
+    # Degenerate sets (fewer than 4 distinct points, or coplanar ones): search cap centres on a
+    # fine lattice, which is exact to within the lattice's spacing (~0.8 degrees).
+    centres = fibonacci_sphere(60_000)
+    distances, _ = cKDTree(array).query(centres, k=1)
+    return float(np.degrees(2.0 * np.arcsin(np.clip(distances.max() / 2.0, 0.0, 1.0))))
+
+
+def sphere_metrics(points) -> dict[str, float]:
+    """coverage, uniformity and largest_hole_deg of one point set, as run.json records them."""
+    return {
+        "coverage": coverage(points),
+        "uniformity": uniformity(points),
+        "largest_hole_deg": largest_hole_deg(points),
+    }

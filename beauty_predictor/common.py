@@ -1,0 +1,141 @@
+"""Pieces the scripts share: the photo split, fixed held-out crops, checkpoint names, figures.
+
+TensorFlow is not imported here; the figure helpers take NumPy arrays.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from beauty_predictor.photos import Photo, centre_crop, load_photos, random_crops, resolve_photos_dir, split_by_photo  # noqa: E402
+from lab import LabError  # noqa: E402
+from lab.checkpoint import atomic_write_text  # noqa: E402
+
+EXPERIMENT = "beauty_predictor"
+PREDICTOR_FILE = "center_predictor.keras"
+BAD_PREDICTOR_FILE = "center_predictor_bad.keras"
+EVAL_SEED = 12345  # the held-out crops are the same in every script and every run
+
+
+def load_split(cfg) -> tuple[list[Photo], list[Photo]]:
+    photos = load_photos(resolve_photos_dir(cfg.PHOTOS_DIR), max_side=cfg.MAX_SIDE)
+    train, held = split_by_photo(photos, cfg.HELD_OUT_PHOTOS)
+    print(f"photos: {len(train)} for training ({', '.join(p.name for p in train)}), "
+          f"{len(held)} held out ({', '.join(p.name for p in held)})")
+    return train, held
+
+
+def held_out_crops(held: list[Photo], count: int, size: int = 128) -> np.ndarray:
+    """`count` fixed random crops of the held-out photos (no flips), identical across scripts."""
+    return random_crops(held, count, size, np.random.default_rng(EVAL_SEED), flip=False)
+
+
+def held_out_views(held: list[Photo], count: int, size: int) -> np.ndarray:
+    """The central `size` x `size` square of up to `count` held-out photos, for panels."""
+    side = min(size, *(min(p.pixels.shape[:2]) // 32 * 32 for p in held))
+    return np.stack([centre_crop(p.pixels, side) for p in held[:count]])
+
+
+def state_path(model_path: Path) -> Path:
+    return model_path.with_suffix(".state.json")
+
+
+def write_state(model_path: Path, step: int, constants: dict, history: dict | None = None) -> None:
+    """The step count, constants and loss history beside a saved model (resume reads them back)."""
+    state = {"step": step, "constants": constants, "history": history or {}}
+    atomic_write_text(state_path(model_path), json.dumps(state, default=str))
+
+
+def read_state(model_path: Path) -> dict:
+    try:
+        return json.loads(state_path(model_path).read_text())
+    except (OSError, json.JSONDecodeError):
+        return {"step": 0, "constants": {}}
+
+
+def save_optimizer(optimizer, path: Path) -> None:
+    """The optimizer's variables (Adam's moments and step count) in an .npz, written atomically."""
+    tmp = path.with_name(f".{path.stem}.tmp.npz")
+    np.savez(tmp, *[v.numpy() for v in optimizer.variables])
+    os.replace(tmp, path)
+
+
+def restore_optimizer(optimizer, variables, path: Path) -> bool:
+    if not path.is_file():
+        return False
+    optimizer.build(variables)
+    with np.load(path) as saved:
+        values = [saved[f"arr_{i}"] for i in range(len(saved.files))]
+    if len(values) != len(optimizer.variables) or any(
+            v.shape != tuple(w.shape) for v, w in zip(values, optimizer.variables, strict=True)):
+        print(f"notice: optimizer state {path} does not match; Adam restarts")
+        return False
+    for variable, value in zip(optimizer.variables, values, strict=True):
+        variable.assign(value)
+    return True
+
+
+def check_variant(variant: str) -> None:
+    if variant not in ("article", "contrast", "deep"):
+        raise LabError(f"VARIANT {variant!r} is not one of article, contrast, deep")
+
+
+def image_grid(path: Path, rows: list[list[np.ndarray]], row_titles: list[str], col_titles: list[str],
+               title: str = "", cmap_cols: tuple[int, ...] = (), cell_size: float = 2.2) -> Path:
+    """A grid of images (rows x columns) with titles; columns in `cmap_cols` are heat maps."""
+    n_rows, n_cols = len(rows), len(col_titles)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(cell_size * n_cols, cell_size * n_rows), squeeze=False)
+    for r, row in enumerate(rows):
+        for c, image in enumerate(row):
+            ax = axes[r][c]
+            if c in cmap_cols:
+                shown = ax.imshow(image, cmap="magma", vmin=0, interpolation="nearest")
+                fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.02)
+            else:
+                ax.imshow(np.clip(image, 0, 1), interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(col_titles[c], fontsize=9)
+            if c == 0:
+                ax.set_ylabel(row_titles[r], fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def curves_plot(path: Path, curves: dict[str, tuple[list[float], list[float]]], xlabel: str, ylabel: str,
+                title: str, logy: bool = False) -> Path:
+    fig, ax = plt.subplots(figsize=(6.4, 4))
+    for label, (xs, ys) in curves.items():
+        ax.plot(xs, ys, label=label, marker="." if len(xs) < 40 else None)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    if logy:
+        ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def smooth(values: list[float], window: int = 10) -> list[float]:
+    if len(values) < window:
+        return list(values)
+    kernel = np.ones(window) / window
+    padded = np.concatenate([np.full(window - 1, values[0]), values])
+    return list(np.convolve(padded, kernel, mode="valid"))

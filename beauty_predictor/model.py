@@ -1,0 +1,267 @@
+"""The article's networks in Keras 3 (TensorFlow backend): centre predictor, rebuild, improvers, losses.
+
+Article 001: "a network predicts from the surroundings (128,128,3) their centre (32,32,3);
+predictability is the pixel-wise difference between the original picture and the picture
+assembled from predicted centres." The improver is trained on k1*MAE(X,Y) + k2*MAE(Y,Z), Z being Y
+rebuilt from predicted centres; the second experiment maximises MAE(Y,Z_bad)/MAE(Y,Z_good).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+os.environ["KERAS_BACKEND"] = "tensorflow"  # the article's framework; pinned before keras is imported
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from lab import LabError  # noqa: E402
+
+CONTEXT = 128  # side of the surroundings the predictor sees (article)
+CELL = 32      # side of the centre it predicts (article)
+HOLE_START = (CONTEXT - CELL) // 2  # 48: the centre occupies rows/columns 48..79
+BORDER = 4     # width of the ring around the hole whose mean colour is the simple baseline
+
+
+def centre_mask(context: int = CONTEXT, cell: int = CELL) -> np.ndarray:
+    """1 inside the centre square, 0 in the surroundings; shape (context, context, 1)."""
+    mask = np.zeros((context, context, 1), np.float32)
+    start = (context - cell) // 2
+    mask[start:start + cell, start:start + cell] = 1.0
+    return mask
+
+
+def border_ring(context: int = CONTEXT, cell: int = CELL, width: int = BORDER) -> np.ndarray:
+    """1 on the `width`-pixel ring just outside the centre square, 0 elsewhere."""
+    start = (context - cell) // 2
+    ring = np.zeros((context, context, 1), np.float32)
+    ring[start - width:start + cell + width, start - width:start + cell + width] = 1.0
+    ring[start:start + cell, start:start + cell] = 0.0
+    return ring
+
+
+@keras.saving.register_keras_serializable(package="beauty_predictor")
+class MaskCentre(keras.layers.Layer):
+    """Zero the centre and append the mask channel: the predictor never sees the pixels it predicts."""
+
+    def call(self, images):
+        mask = tf.constant(centre_mask())[None]
+        masked = images * (1.0 - mask)
+        return tf.concat([masked, tf.broadcast_to(mask, tf.shape(images[..., :1]))], axis=-1)
+
+
+@keras.saving.register_keras_serializable(package="beauty_predictor")
+class BorderMean(keras.layers.Layer):
+    """Mean colour of the ring around the hole, as a (batch, 1, 1, 3) tensor (the simple baseline)."""
+
+    def call(self, images):
+        ring = border_ring()
+        weights = tf.constant(ring / ring.sum())[None]
+        return tf.reduce_sum(images * weights, axis=[1, 2], keepdims=True)
+
+
+@keras.saving.register_keras_serializable(package="beauty_predictor")
+class CentreCrop(keras.layers.Layer):
+    """The central `size` x `size` window of a feature map."""
+
+    def __init__(self, size: int, **kwargs):
+        super().__init__(**kwargs)
+        self.size = size
+
+    def call(self, features):
+        start = (tf.shape(features)[1] - self.size) // 2
+        return features[:, start:start + self.size, start:start + self.size, :]
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.size, self.size, input_shape[-1])
+
+    def get_config(self):
+        return {**super().get_config(), "size": self.size}
+
+
+def _conv(filters, stride=1, activation="relu", name=None):
+    return keras.layers.Conv2D(filters, 3, strides=stride, padding="same", activation=activation, name=name)
+
+
+def build_predictor(width: int = 16) -> keras.Model:
+    """Convolutional encoder-decoder: 128x128x3 surroundings -> 32x32x3 centre.
+
+    The encoder halves the resolution four times (128 -> 8, so the bottleneck sees the whole
+    surroundings); the decoder climbs back only over the middle of the map, joining the encoder's
+    features there (U-Net skips), and predicts a correction to the mean colour of the hole's
+    border, so an untrained network starts at the simple baseline.
+    """
+    images = keras.Input((CONTEXT, CONTEXT, 3), name="surroundings")
+    x = MaskCentre(name="mask_centre")(images)                            # 128, 4 channels
+    e2 = _conv(width, 2, name="enc_64")(x)                                # 64x64
+    e4 = _conv(2 * width, 2, name="enc_32")(e2)                           # 32x32
+    e8 = _conv(3 * width, 2, name="enc_16")(e4)                           # 16x16
+    e16 = _conv(4 * width, 2, name="enc_8")(e8)                           # 8x8
+    h = _conv(4 * width, name="mid_a")(e16)
+    h = _conv(4 * width, name="mid_b")(h)
+    h = keras.layers.UpSampling2D(name="up_16")(h)                        # 16x16, stride 8
+    h = keras.layers.Concatenate()([h, e8])
+    h = CentreCrop(8)(_conv(3 * width, name="dec_16")(h))                 # pixels 32..95
+    h = keras.layers.UpSampling2D(name="up_32")(h)                        # 16x16, stride 4
+    h = keras.layers.Concatenate()([h, CentreCrop(16)(e4)])
+    h = CentreCrop(8)(_conv(2 * width, name="dec_32")(h))                 # pixels 48..79
+    h = keras.layers.UpSampling2D(name="up_64")(h)                        # 16x16, stride 2
+    h = keras.layers.Concatenate()([h, CentreCrop(16)(e2)])
+    h = _conv(width, name="dec_64")(h)
+    h = keras.layers.UpSampling2D(interpolation="bilinear", name="up_128")(h)  # 32x32, stride 1
+    h = _conv(width, name="dec_128")(h)
+    correction = keras.layers.Conv2D(3, 3, padding="same", kernel_initializer="zeros", name="correction")(h)
+    centre = keras.layers.Add(name="centre")([BorderMean(name="border_mean")(images), correction])
+    return keras.Model(images, centre, name="center_predictor")
+
+
+def build_improver(width: int = 32, depth: int = 4) -> keras.Model:
+    """The article's simple improver: a stack of 3x3 convolutions adding a residual to X.
+
+    The last layer starts at zero, so the untrained improver is the identity (Y = X).
+    """
+    images = keras.Input((None, None, 3), name="x")
+    h = images
+    for i in range(depth):
+        h = _conv(width, name=f"conv_{i}")(h)
+    residual = keras.layers.Conv2D(3, 3, padding="same", kernel_initializer="zeros", name="residual")(h)
+    improved = keras.layers.Add()([images, residual])
+    return keras.Model(images, keras.layers.Activation(_clip01, name="clip01")(improved), name="improver")
+
+
+def build_deep_improver(width: int = 32) -> keras.Model:
+    """The article's "more complex" improver, here a U-Net (two halvings, skips), residual to X."""
+    images = keras.Input((None, None, 3), name="x")
+    e1 = _conv(width)(_conv(width)(images))
+    e2 = _conv(2 * width)(_conv(2 * width, 2)(e1))
+    e3 = _conv(4 * width)(_conv(4 * width, 2)(e2))
+    d2 = _conv(2 * width)(keras.layers.Concatenate()([keras.layers.UpSampling2D()(e3), e2]))
+    d1 = _conv(width)(keras.layers.Concatenate()([keras.layers.UpSampling2D()(d2), e1]))
+    residual = keras.layers.Conv2D(3, 3, padding="same", kernel_initializer="zeros", name="residual")(d1)
+    improved = keras.layers.Add()([images, residual])
+    return keras.Model(images, keras.layers.Activation(_clip01, name="clip01")(improved), name="deep_improver")
+
+
+@keras.saving.register_keras_serializable(package="beauty_predictor")
+def _clip01(x):
+    return tf.clip_by_value(x, 0.0, 1.0)
+
+
+def build_improver_for(variant: str, width: int, depth: int) -> keras.Model:
+    if variant == "deep":
+        return build_deep_improver(width)
+    return build_improver(width, depth)
+
+
+# ----------------------------------------------------------------------------- rebuild
+
+
+def check_rebuild_shape(height: int, width: int) -> None:
+    if height % CELL or width % CELL or height < 2 * CELL or width < 2 * CELL:
+        raise LabError(f"rebuild needs an image whose sides are multiples of {CELL} and at least {2 * CELL} px, "
+                       f"got {height}x{width}; crop it first (photos.centre_crop)")
+
+
+def surroundings(images: tf.Tensor) -> tf.Tensor:
+    """Every cell's 128x128 surroundings, in one tensor of shape (batch * rows * cols, 128, 128, 3).
+
+    The image is reflect-padded by 48 px, so a border cell sees a mirror image of its neighbours,
+    then tf.image.extract_patches cuts 128x128 windows with a stride of 32 (one per cell).
+    """
+    pad = (CONTEXT - CELL) // 2
+    padded = tf.pad(images, [[0, 0], [pad, pad], [pad, pad], [0, 0]], mode="REFLECT")
+    patches = tf.image.extract_patches(padded, sizes=[1, CONTEXT, CONTEXT, 1], strides=[1, CELL, CELL, 1],
+                                       rates=[1, 1, 1, 1], padding="VALID")
+    return tf.reshape(patches, [-1, CONTEXT, CONTEXT, images.shape[-1] or 3])
+
+
+def tile_centres(centres: tf.Tensor, batch: int, height: int, width: int) -> tf.Tensor:
+    """(batch * rows * cols, 32, 32, 3) predicted centres back into (batch, height, width, 3) images."""
+    rows, cols = height // CELL, width // CELL
+    grid = tf.reshape(centres, [batch, rows, cols, CELL, CELL, 3])
+    return tf.reshape(tf.transpose(grid, [0, 1, 3, 2, 4, 5]), [batch, height, width, 3])
+
+
+def rebuild(predictor: keras.Model, images: tf.Tensor) -> tf.Tensor:
+    """Z = rebuild(Y): every 32x32 cell predicted from its 128x128 surroundings, in one batched call.
+
+    Differentiable in `images` (pad, extract_patches, the predictor and the reshapes all are), so
+    the improver's loss flows through it.
+    """
+    images = tf.convert_to_tensor(images, tf.float32)
+    batch, height, width = tf.shape(images)[0], images.shape[1], images.shape[2]
+    check_rebuild_shape(height, width)
+    centres = predictor(surroundings(images), training=False)
+    return tile_centres(centres, batch, height, width)
+
+
+def rebuild_per_cell(predictor: keras.Model, image: np.ndarray) -> np.ndarray:
+    """The naive rebuild for the benchmark: one predictor call per cell, looping in Python."""
+    height, width = image.shape[:2]
+    check_rebuild_shape(height, width)
+    pad = (CONTEXT - CELL) // 2
+    padded = np.pad(image, ((pad, pad), (pad, pad), (0, 0)), mode="reflect")
+    rebuilt = np.empty_like(image)
+    for top in range(0, height, CELL):
+        for left in range(0, width, CELL):
+            window = padded[None, top:top + CONTEXT, left:left + CONTEXT]
+            rebuilt[top:top + CELL, left:left + CELL] = predictor(window, training=False).numpy()[0]
+    return rebuilt
+
+
+def cell_errors(images: tf.Tensor, rebuilt: tf.Tensor) -> np.ndarray:
+    """Mean absolute error of each 32x32 cell: (batch, rows, cols), the heat map of unpredictability."""
+    diff = tf.reduce_mean(tf.abs(tf.convert_to_tensor(images) - rebuilt), axis=-1)
+    return tf.nn.avg_pool2d(diff[..., None], CELL, CELL, "VALID")[..., 0].numpy()
+
+
+# ----------------------------------------------------------------------------- losses
+
+
+def mae(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
+    return tf.reduce_mean(tf.abs(a - b))
+
+
+def article_loss(x, y, z, k1: float, k2: float):
+    """k1*MAE(X,Y) + k2*MAE(Y,Z) (article, K1 = K2 = 0.5): stay close to X, become predictable."""
+    fidelity, predictability = mae(x, y), mae(y, z)
+    return k1 * fidelity + k2 * predictability, fidelity, predictability
+
+
+def contrast_loss(y, z_bad, z_good):
+    """The article's second experiment maximises MAE(Y,Z_bad)/MAE(Y,Z_good); no X term.
+
+    We minimise the inverse ratio MAE(Y,Z_good)/MAE(Y,Z_bad): the same maximiser, but bounded
+    below by 0, so a step never divides by a vanishing error.
+    """
+    good, bad = mae(y, z_good), mae(y, z_bad)
+    return good / (bad + 1e-6), bad, good
+
+
+# ----------------------------------------------------------------------------- saving
+
+
+def save_model(model: keras.Model, path: Path) -> Path:
+    """model.save to a temporary .keras file, then one atomic rename onto `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    model.save(tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def load_predictor(path: Path, script: str = "python -m beauty_predictor.train_predictor") -> keras.Model:
+    path = Path(path)
+    if not path.is_file():
+        raise LabError(f"no trained centre predictor at {path}; run {script} first "
+                       "(with the same profile: add --quick if this run is quick)")
+    try:
+        model = keras.models.load_model(path, compile=False)
+    except Exception as error:
+        raise LabError(f"cannot read {path}: {error}. Rerun python -m beauty_predictor.train_predictor --fresh") from None
+    model.trainable = False
+    return model

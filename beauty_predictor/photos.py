@@ -1,0 +1,182 @@
+"""Photos: export the bundled ones, load a folder with clear errors, split by photo, crop.
+
+No TensorFlow here: these functions are plain NumPy and Pillow, so tests and the export step
+stay fast. Pixels are float32 in [0, 1], arrays are H x W x 3.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from lab import LabError
+from lab.paths import data_root
+
+# The real photographs that ship inside scikit-image and scikit-learn (names and licences in
+# data/README.md). Synthetic images (chessboard, logo, text, phantom) are left out on purpose:
+# the article is about photographs.
+SKIMAGE_PHOTOS = (
+    "astronaut.png", "brick.png", "camera.png", "chelsea.png", "coffee.png", "coins.png",
+    "grass.png", "gravel.png", "hubble_deep_field.jpg", "ihc.png", "retina.jpg", "rocket.jpg",
+)
+SKLEARN_PHOTOS = ("china.jpg", "flower.jpg")
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
+DEFAULT_PHOTOS_DIR = "data/photos"
+MIN_SIDE = 128  # the predictor's surroundings: a photo must hold at least one 128x128 crop
+
+
+def default_photos_dir() -> Path:
+    return data_root() / "photos"
+
+
+def bundled_sources() -> dict[str, Path]:
+    """File name -> path of each bundled photo inside the installed packages."""
+    import skimage.data
+    import sklearn.datasets
+
+    skimage_dir = Path(skimage.data.__file__).parent
+    sklearn_dir = Path(sklearn.datasets.__file__).parent / "images"
+    sources = {name: skimage_dir / name for name in SKIMAGE_PHOTOS}
+    sources.update({name: sklearn_dir / name for name in SKLEARN_PHOTOS})
+    return {name: path for name, path in sources.items() if path.is_file()}
+
+
+def export_bundled_photos(target: Path | None = None) -> list[Path]:
+    """Copy the bundled photos, byte for byte, into `target` (data/photos/ by default)."""
+    target = Path(target) if target is not None else default_photos_dir()
+    target.mkdir(parents=True, exist_ok=True)
+    written = []
+    for name, source in sorted(bundled_sources().items()):
+        destination = target / name
+        if not destination.exists():
+            shutil.copyfile(source, destination)
+        written.append(destination)
+    if not written:
+        raise LabError("found none of the photos bundled with scikit-image/scikit-learn; "
+                       "reinstall them (./run.sh rebuilds .venv) or point PHOTOS_DIR at your own photos")
+    return written
+
+
+def resolve_photos_dir(setting: str) -> Path:
+    """PHOTOS_DIR as a path (relative to the repository root); the default is exported on demand."""
+    from lab.paths import REPO_ROOT
+
+    path = Path(setting)
+    if not path.is_absolute():
+        path = REPO_ROOT / path
+    if path.resolve() == default_photos_dir().resolve():
+        has_images = path.is_dir() and any(p.suffix.lower() in IMAGE_SUFFIXES for p in path.iterdir())
+        if not has_images:
+            print(f"exporting the bundled photos into {path} (python -m beauty_predictor.export_photos)")
+            export_bundled_photos(path)
+    return path
+
+
+@dataclass
+class Photo:
+    name: str
+    pixels: np.ndarray  # H x W x 3 float32 in [0, 1]
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """Grayscale, palette, CMYK and RGBA (composited on white) all become RGB."""
+    if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
+        image = image.convert("RGBA")
+        background = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, image).convert("RGB")
+    return image.convert("RGB")
+
+
+def load_photos(folder: Path | str, max_side: int = 512, verbose: bool = True) -> list[Photo]:
+    """Every readable image in `folder`, as RGB float arrays, larger photos shrunk to `max_side`.
+
+    Raises LabError for a missing or empty folder, or one with no usable photo, listing what was
+    found. Photos smaller than 128 px on a side are skipped with a notice.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise LabError(f"PHOTOS_DIR {folder} is not a folder; point PHOTOS_DIR at a folder of photos "
+                       "(--set PHOTOS_DIR=/path) or run python -m beauty_predictor.export_photos")
+    entries = sorted(p for p in folder.iterdir() if not p.name.startswith("."))
+    photos, unreadable, small = [], [], []
+    for path in entries:
+        if path.is_dir():
+            continue
+        try:
+            with Image.open(path) as image:
+                image.load()
+                rgb = to_rgb(image)
+        except (UnidentifiedImageError, OSError, ValueError) as error:
+            unreadable.append(f"{path.name} ({type(error).__name__})")
+            continue
+        if min(rgb.size) < MIN_SIDE:
+            small.append(f"{path.name} ({rgb.width}x{rgb.height})")
+            continue
+        scale = max_side / max(rgb.size)
+        if scale < 1:
+            rgb = rgb.resize((max(MIN_SIDE, round(rgb.width * scale)), max(MIN_SIDE, round(rgb.height * scale))),
+                             Image.Resampling.LANCZOS)
+        photos.append(Photo(path.stem, np.asarray(rgb, dtype=np.float32) / 255.0))
+    if small and verbose:
+        print(f"notice: skipped {len(small)} photo(s) smaller than {MIN_SIDE} px on a side: {', '.join(small)}")
+    if unreadable and verbose:
+        print(f"notice: skipped {len(unreadable)} file(s) that are not readable images: {', '.join(unreadable)}")
+    if not photos:
+        listing = ", ".join(p.name for p in entries[:20]) or "nothing"
+        reasons = []
+        if unreadable:
+            reasons.append(f"unreadable: {', '.join(unreadable[:10])}")
+        if small:
+            reasons.append(f"smaller than {MIN_SIDE} px: {', '.join(small[:10])}")
+        raise LabError(f"no usable photo in {folder} (found {len(entries)} entries: {listing}"
+                       + ("; " + "; ".join(reasons) if reasons else "")
+                       + f"). Put photos of at least {MIN_SIDE}x{MIN_SIDE} px (png/jpg) there, "
+                       "or run python -m beauty_predictor.export_photos for the bundled ones")
+    return photos
+
+
+def split_by_photo(photos: list[Photo], held_out_names: list[str] | tuple[str, ...],
+                   every: int = 5) -> tuple[list[Photo], list[Photo]]:
+    """Train and held-out photos: whole photos go to one side, never crops of the same photo.
+
+    The held-out side is the photos named in `held_out_names` (file stems); when none of them is
+    in the folder (your own photos), every `every`-th photo in name order is held out instead.
+    """
+    if len(photos) < 2:
+        raise LabError(f"need at least 2 photos to split train/held-out by photo, found {len(photos)}; "
+                       "add photos to PHOTOS_DIR")
+    wanted = {Path(name).stem for name in held_out_names}
+    held = [p for p in photos if p.name in wanted]
+    if not held:
+        held = [p for i, p in enumerate(photos) if i % every == every - 1] or [photos[-1]]
+    train = [p for p in photos if p not in held]
+    if not train:
+        raise LabError("HELD_OUT_PHOTOS covers every photo; leave at least one photo for training")
+    return train, held
+
+
+def random_crops(photos: list[Photo], count: int, size: int, rng: np.random.Generator,
+                 flip: bool = True) -> np.ndarray:
+    """`count` random size x size crops (photo chosen at random, then a position), mirrored at random."""
+    batch = np.empty((count, size, size, 3), dtype=np.float32)
+    for i in range(count):
+        pixels = photos[rng.integers(len(photos))].pixels
+        top = rng.integers(pixels.shape[0] - size + 1)
+        left = rng.integers(pixels.shape[1] - size + 1)
+        crop = pixels[top:top + size, left:left + size]
+        if flip and rng.random() < 0.5:
+            crop = crop[:, ::-1]
+        batch[i] = crop
+    return batch
+
+
+def centre_crop(pixels: np.ndarray, size: int) -> np.ndarray:
+    """The central size x size square (or the largest multiple of 32 that fits, when smaller)."""
+    side = min(size, pixels.shape[0] // 32 * 32, pixels.shape[1] // 32 * 32)
+    top = (pixels.shape[0] - side) // 2
+    left = (pixels.shape[1] - side) // 2
+    return pixels[top:top + side, left:left + side]

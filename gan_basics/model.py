@@ -1,0 +1,126 @@
+"""The primer's two players (article 004, "Když stojí AI proti AI"): a generator that turns random
+noise into an image and a discriminator (the article's "detektiv") that tells real images from
+the generator's fakes. Both follow DCGAN's recipe (Radford, Metz & Chintala 2015, "Unsupervised
+representation learning with deep convolutional GANs"): transposed convolutions with batch norm
+and ReLU in the generator, a tanh output in [-1, 1], strided convolutions with LeakyReLU(0.2) in
+the discriminator, no pooling and no fully connected hidden layers beyond the projection of z.
+
+The conditional variant (the article's "Conditional GAN", Mirza & Osindero 2014) appends a
+one-hot label to the noise of the generator and one constant plane per class to the image the
+discriminator sees, so both players know which digit is meant.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+class Generator(nn.Module):
+    """z (and an optional class label) -> image of shape `image_shape`, values in [-1, 1]."""
+
+    def __init__(self, latent_dim: int, image_shape: tuple[int, int, int], width: int = 64, num_classes: int = 0):
+        super().__init__()
+        self.latent_dim = latent_dim
+        self.image_shape = tuple(image_shape)
+        self.num_classes = num_classes
+        channels, height, width_px = self.image_shape
+        # Two stride-2 upsamplings take a base grid of ceil(side / 4) to at least the image size;
+        # the surplus rows and columns (25x25 faces come out 28x28) are cropped off the centre.
+        self.base = math.ceil(max(height, width_px) / 4)
+        self.project = nn.Sequential(
+            nn.Linear(latent_dim + num_classes, 2 * width * self.base * self.base, bias=False),
+            nn.BatchNorm1d(2 * width * self.base * self.base),
+            nn.ReLU(inplace=True),
+        )
+        self.upsample = nn.Sequential(
+            nn.ConvTranspose2d(2 * width, width, 4, stride=2, padding=1, bias=False),
+            nn.BatchNorm2d(width),
+            nn.ReLU(inplace=True),
+            nn.ConvTranspose2d(width, channels, 4, stride=2, padding=1),
+            nn.Tanh(),
+        )
+        self.width = width
+
+    def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        if self.num_classes:
+            if labels is None:
+                raise ValueError("a conditional generator needs labels")
+            z = torch.cat([z, F.one_hot(labels, self.num_classes).to(z.dtype)], dim=1)
+        grid = self.project(z).view(-1, 2 * self.width, self.base, self.base)
+        images = self.upsample(grid)
+        _, height, width_px = self.image_shape
+        top = (images.shape[2] - height) // 2
+        left = (images.shape[3] - width_px) // 2
+        return images[:, :, top : top + height, left : left + width_px]
+
+
+class Discriminator(nn.Module):
+    """image (and an optional class label) -> one logit, "real" when positive.
+
+    `features()` returns the penultimate activations; the diversity penalty of gan.py measures
+    how alike a batch of fakes is in this space (EBGAN's pulling-away term).
+    """
+
+    def __init__(self, image_shape: tuple[int, int, int], width: int = 64, num_classes: int = 0):
+        super().__init__()
+        self.image_shape = tuple(image_shape)
+        self.num_classes = num_classes
+        channels = self.image_shape[0] + num_classes
+        # DCGAN: strided convolutions instead of pooling, LeakyReLU(0.2), batch norm everywhere but
+        # the first layer. We leave batch norm out of the discriminator altogether: with it, the
+        # statistics of an all-fake batch leak into the decision, which hurts on batches this small.
+        self.convolutions = nn.Sequential(
+            nn.Conv2d(channels, width, 4, stride=2, padding=1),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(width, 2 * width, 4, stride=2, padding=1),
+            nn.LeakyReLU(0.2, inplace=True),
+            nn.Flatten(),
+        )
+        with torch.no_grad():
+            flat = self.convolutions(torch.zeros(1, channels, *self.image_shape[1:])).shape[1]
+        self.feature_dim = 2 * width
+        self.penultimate = nn.Sequential(nn.Linear(flat, self.feature_dim), nn.LeakyReLU(0.2, inplace=True))
+        self.head = nn.Linear(self.feature_dim, 1)
+
+    def _with_label_planes(self, images: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+        if not self.num_classes:
+            return images
+        if labels is None:
+            raise ValueError("a conditional discriminator needs labels")
+        planes = F.one_hot(labels, self.num_classes).to(images.dtype)[:, :, None, None]
+        return torch.cat([images, planes.expand(-1, -1, *images.shape[2:])], dim=1)
+
+    def features(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return self.penultimate(self.convolutions(self._with_label_planes(images, labels)))
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        return self.head(self.features(images, labels)).squeeze(1)
+
+
+def pulling_away_term(features: torch.Tensor) -> torch.Tensor:
+    """The article's remedy for mode collapse: penalise a generator whose outputs are too alike.
+
+    EBGAN's pulling-away term (Zhao, Mathieu & LeCun 2016, eq. 6): with s_i the unit-length
+    feature vector of sample i, PT = 1 / (N (N - 1)) * sum_{i != j} (s_i . s_j)^2. It is 1 when all
+    samples point the same way (a collapsed batch) and near 0 when they are spread out.
+    """
+    count = features.shape[0]
+    unit = F.normalize(features, dim=1)
+    similarity = unit @ unit.t()
+    off_diagonal = similarity.pow(2).sum() - similarity.diagonal().pow(2).sum()
+    return off_diagonal / (count * (count - 1))
+
+
+def init_dcgan_weights(module: nn.Module) -> None:
+    """DCGAN's initialisation: weights from N(0, 0.02), batch-norm scales from N(1, 0.02)."""
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+        nn.init.normal_(module.weight, 0.0, 0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
+        nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.zeros_(module.bias)

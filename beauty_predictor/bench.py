@@ -1,0 +1,78 @@
+"""Benchmark: rebuild of a 512x512 image, batched vs one call per cell; improver steps per second. Run: python -m beauty_predictor.bench [--quick]
+
+Both rebuilds run in this process on the same image with the same predictor; the figures are
+medians of REPEATS runs after one warm-up. Goal (issue 4): batched at least 10x faster.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from beauty_predictor import model as bm
+from beauty_predictor.common import EXPERIMENT, PREDICTOR_FILE
+from beauty_predictor.improve import make_train_step
+from lab import exit_on_lab_error, start_run
+
+# -----------------------------------------------------------------------------
+# Constants.
+IMAGE_SIZE = 512             # side of the rebuilt image (issue: 512, 256 cells)
+REPEATS = 5                  # timed runs of each method (the median is reported)
+IMPROVER_WIDTH = 32          # the improver timed for steps per second (train_improver's full profile)
+IMPROVER_DEPTH = 4
+BATCH_SIZE = 8               # crops per improver step
+CROP = 128
+TRAIN_STEPS = 10             # timed improver steps
+SEED = 0                     # -1 draws a random seed and prints it
+DEVICE = "auto"              # "auto", "cpu" or "gpu" (TensorFlow)
+QUICK = {"REPEATS": 3, "TRAIN_STEPS": 5}
+DRY_RUN = {"IMAGE_SIZE": 128, "REPEATS": 1, "TRAIN_STEPS": 1, "BATCH_SIZE": 2}
+# -----------------------------------------------------------------------------
+
+
+def median_seconds(function, repeats: int) -> float:
+    function()  # warm-up: tracing and memory allocation are not what is measured
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+@exit_on_lab_error
+def main(argv=None):
+    run = start_run(EXPERIMENT, globals(), argv, framework="tensorflow")
+    cfg = run.cfg
+    import keras
+    import tensorflow as tf
+
+    bm.check_rebuild_shape(cfg.IMAGE_SIZE, cfg.IMAGE_SIZE)
+    path = run.checkpoint_path(PREDICTOR_FILE)
+    predictor = bm.load_predictor(path) if path.is_file() else bm.build_predictor()
+    image = np.random.default_rng(run.seed).random((cfg.IMAGE_SIZE, cfg.IMAGE_SIZE, 3), dtype=np.float32)
+    batched_fn = tf.function(lambda images: bm.rebuild(predictor, images))
+    batched = median_seconds(lambda: batched_fn(tf.constant(image[None])).numpy(), cfg.REPEATS)
+    per_cell = median_seconds(lambda: bm.rebuild_per_cell(predictor, image), cfg.REPEATS)
+    same = float(np.max(np.abs(batched_fn(tf.constant(image[None])).numpy()[0] - bm.rebuild_per_cell(predictor, image))))
+    cells = (cfg.IMAGE_SIZE // bm.CELL) ** 2
+    print(f"rebuild {cfg.IMAGE_SIZE}x{cfg.IMAGE_SIZE} ({cells} cells): batched {batched * 1000:.0f} ms, "
+          f"per cell {per_cell * 1000:.0f} ms, ratio {per_cell / batched:.1f}x (max difference {same:.2e})")
+
+    improver = bm.build_improver(cfg.IMPROVER_WIDTH, cfg.IMPROVER_DEPTH)
+    step = make_train_step(improver, predictor, None, keras.optimizers.Adam(1e-3), "article", 0.5, 0.5)
+    crops = tf.constant(np.random.default_rng(1).random((cfg.BATCH_SIZE, cfg.CROP, cfg.CROP, 3), dtype=np.float32))
+    step(crops)
+    start = time.perf_counter()
+    for _ in range(cfg.TRAIN_STEPS):
+        step(crops)
+    steps_per_second = cfg.TRAIN_STEPS / (time.perf_counter() - start)
+    print(f"improver training: {steps_per_second:.2f} steps/s (batch {cfg.BATCH_SIZE} of {cfg.CROP}x{cfg.CROP})")
+    run.finish({"rebuild_batched_s": batched, "rebuild_per_cell_s": per_cell, "speedup": per_cell / batched,
+                "goal_speedup_ge_10": per_cell / batched >= 10, "batched_vs_per_cell_max_abs_diff": same,
+                "cells": cells, "improver_steps_per_s": steps_per_second})
+
+
+if __name__ == "__main__":
+    main()

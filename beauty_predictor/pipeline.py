@@ -1,0 +1,12 @@
+"""The steps ./run.sh runs for beauty_predictor, in order (lab.pipeline appends --quick unless --full)."""
+
+STEPS = [
+    ["export_photos"],
+    ["train_predictor"],
+    ["train_improver", "--set", "VARIANT=article"],
+    ["train_improver", "--set", "VARIANT=contrast"],
+    ["train_improver", "--set", "VARIANT=deep"],
+    ["sweep"],
+    ["recursive"],
+    ["bench"],
+]

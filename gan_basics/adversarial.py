@@ -1,0 +1,225 @@
+"""Adversarial examples: a perturbation a person does not notice makes a digits classifier wrong.
+
+The primer (article 004) ends with the "optical illusions for AI": a panda that a network suddenly
+calls a gibbon after a change no human sees. Here a small CNN learns scikit-learn's 8x8 digits, then
+two attacks look for such changes within an L-infinity budget epsilon (pixels in [0, 1]):
+
+- FGSM, the fast gradient sign method (Goodfellow, Shlens & Szegedy 2015, the panda paper): one
+  step of size epsilon along the sign of the loss gradient;
+- PGD, projected gradient descent (Madry et al. 2018): many smaller signed steps from a random
+  start, each projected back into the epsilon box.
+
+The control a careful reader asks for: random +-epsilon noise of the same L-infinity size. If the
+network were merely fragile, noise would hurt as much; it barely does, the attack's direction is
+what matters.
+
+Run: python -m gan_basics.adversarial [--quick] [--set ATTACKS=fgsm] [--set EPSILONS="(0, 0.1)"]
+"""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from torch.nn import functional as F  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from gan_basics.ae_model import DigitsClassifier, parse_choice_list, to_unit_range, train_model, use_cpu_threads  # noqa: E402
+from gan_basics.data import load_dataset  # noqa: E402
+from lab import LabError, exit_on_lab_error, start_run  # noqa: E402
+
+# -----------------------------------------------------------------------------
+# Constants. The primer gives no numbers for this demo; the defaults follow the papers cited above.
+ATTACKS = "fgsm,pgd"       # comma-separated attacks to run: fgsm, pgd (or all); random noise always runs
+EPSILONS = (0.0, 0.02, 0.05, 0.1, 0.15, 0.2, 0.3)  # L-infinity budgets, pixels in [0, 1]
+EXAMPLE_EPSILON = 0.1      # the budget of the example panel (MNIST's customary 0.1 .. 0.3)
+EXAMPLE_COUNT = 6          # rows of the example panel
+PGD_STEPS = 20             # PGD iterations (Madry et al. use 40 on MNIST; 8x8 digits need fewer)
+PGD_STEP_FACTOR = 2.5      # PGD step = factor * epsilon / steps (Madry et al.'s rule of thumb)
+NOISE_REPEATS = 5          # draws of random +-epsilon noise averaged for the control
+CLASSIFIER_HIDDEN = (256, 256)  # widths of the classifier's hidden ReLU layers
+EPOCHS = 60                # passes over the 1437 training digits
+BATCH_SIZE = 64
+LEARNING_RATE = 1e-3       # Adam's step size
+SEED = 0                   # -1 draws a random seed and prints it
+DEVICE = "auto"            # "auto" (CUDA if available), "cpu" or "cuda"
+CPU_THREADS = 1            # torch threads on the CPU (tiny models: 1 is fastest on shared cores); 0 = default
+QUICK = {"EPOCHS": 40, "PGD_STEPS": 10, "NOISE_REPEATS": 3}
+DRY_RUN = {"EPOCHS": 2, "PGD_STEPS": 2, "NOISE_REPEATS": 1, "EPSILONS": (0.0, 0.1)}
+# -----------------------------------------------------------------------------
+
+_VALID_ATTACKS = ("fgsm", "pgd")
+_ARCHITECTURE = ("CLASSIFIER_HIDDEN", "EPOCHS", "BATCH_SIZE", "LEARNING_RATE", "SEED")
+
+
+def check_epsilon(name: str, value: float) -> float:
+    value = float(value)
+    if not 0.0 <= value <= 1.0:
+        raise LabError(f"{name} has epsilon {value}, outside [0, 1]; it is an L-infinity size in pixel units "
+                       f"(pixels lie in [0, 1]), e.g. --set {name}=0.1")
+    return value
+
+
+def loss_gradient(model, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The gradient of the cross-entropy loss with respect to the input pixels."""
+    images = images.clone().requires_grad_(True)
+    loss = F.cross_entropy(model(images), labels)
+    (gradient,) = torch.autograd.grad(loss, images)
+    return gradient
+
+
+def fgsm(model, images, labels, epsilon: float, steps: int = 1, step_factor: float = 1.0) -> torch.Tensor:
+    """FGSM: x + epsilon * sign(grad_x loss), clipped to the valid pixel range (Goodfellow et al. 2015, eq. 3)."""
+    return (images + epsilon * loss_gradient(model, images, labels).sign()).clamp(0.0, 1.0)
+
+
+def pgd(model, images, labels, epsilon: float, steps: int = 20, step_factor: float = 2.5) -> torch.Tensor:
+    """PGD with a random start (Madry et al. 2018, eq. 2): signed steps projected onto the epsilon box."""
+    if epsilon == 0:
+        return images.clone()
+    step = step_factor * epsilon / steps
+    adversarial = (images + torch.empty_like(images).uniform_(-epsilon, epsilon)).clamp(0.0, 1.0)
+    for _ in range(steps):
+        adversarial = adversarial + step * loss_gradient(model, adversarial, labels).sign()
+        adversarial = torch.min(torch.max(adversarial, images - epsilon), images + epsilon).clamp(0.0, 1.0)
+    return adversarial
+
+
+def random_sign_noise(model, images, labels, epsilon: float, steps: int = 1, step_factor: float = 1.0):
+    """The control: +-epsilon per pixel with random signs, the same L-infinity size as the attacks."""
+    signs = torch.randint(0, 2, images.shape, dtype=images.dtype) * 2 - 1
+    return (images + epsilon * signs).clamp(0.0, 1.0)
+
+
+_METHODS = {"fgsm": fgsm, "pgd": pgd, "random noise": random_sign_noise}
+
+
+@torch.no_grad()
+def accuracy(model, images, labels) -> float:
+    return float((model(images).argmax(1) == labels).float().mean())
+
+
+def plot_accuracy_curves(path, epsilons, curves: dict[str, list[float]]):
+    fig, ax = plt.subplots(figsize=(6.4, 4.4))
+    styles = {"fgsm": ("tab:red", "o"), "pgd": ("tab:purple", "s"), "random noise": ("tab:gray", "^")}
+    for method, values in curves.items():
+        colour, marker = styles[method]
+        ax.plot(epsilons, 100 * np.asarray(values), marker=marker, color=colour, label=method.upper()
+                if method != "random noise" else "random +-epsilon noise (control)")
+    ax.set_xlabel("epsilon (L-infinity size of the change, pixels in [0, 1])")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylim(0, 102)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title("Digits classifier under attack vs under noise of the same size")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_examples(path, originals, adversarials, model, epsilon: float, method: str):
+    """Rows of: original | perturbation (amplified) | adversarial, titled with label and confidence."""
+    with torch.no_grad():
+        clean_probs = F.softmax(model(originals), 1)
+        adv_probs = F.softmax(model(adversarials), 1)
+    rows = len(originals)
+    fig, axes = plt.subplots(rows, 3, figsize=(6.0, 2.0 * rows + 0.6))
+    axes = np.atleast_2d(axes)
+    for row in range(rows):
+        perturbation = (adversarials[row, 0] - originals[row, 0]).numpy()
+        scale = max(epsilon, 1e-8)
+        panels = [
+            (originals[row, 0].numpy(), "gray_r", (0, 1), clean_probs[row]),
+            (perturbation / scale, "coolwarm", (-1, 1), None),
+            (adversarials[row, 0].numpy(), "gray_r", (0, 1), adv_probs[row]),
+        ]
+        for column, (image, cmap, (low, high), probs) in enumerate(panels):
+            ax = axes[row, column]
+            ax.imshow(image, cmap=cmap, vmin=low, vmax=high, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if probs is not None:
+                label = int(probs.argmax())
+                ax.set_title(f"'{label}' {100 * float(probs[label]):.0f}%", fontsize=10,
+                             color="black" if column == 0 else "tab:red")
+            else:
+                ax.set_title(f"change / {epsilon:g}", fontsize=9)
+    fig.suptitle(f"{method.upper()} at epsilon = {epsilon:g}: original, change (amplified), adversarial",
+                 fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+@exit_on_lab_error
+def main(argv=None):
+    run = start_run("gan_basics", globals(), argv, framework="torch")
+    cfg = run.cfg
+    use_cpu_threads(run.device, cfg.CPU_THREADS)
+    attacks = parse_choice_list(cfg.ATTACKS, _VALID_ATTACKS, "attack")
+    epsilons = [check_epsilon("EPSILONS", value) for value in cfg.EPSILONS]
+    example_epsilon = check_epsilon("EXAMPLE_EPSILON", cfg.EXAMPLE_EPSILON)
+    if not epsilons:
+        raise LabError("EPSILONS is empty; give at least one budget, e.g. --set EPSILONS='(0, 0.1)'")
+
+    data = load_dataset("digits", seed=0)
+    train_images, test_images = to_unit_range(data.train_images), to_unit_range(data.test_images)
+    train_labels, test_labels = torch.from_numpy(data.train_labels), torch.from_numpy(data.test_labels)
+    model = DigitsClassifier(data.image_shape, data.num_classes, cfg.CLASSIFIER_HIDDEN)
+
+    def classification_loss(indices):
+        return F.cross_entropy(model(train_images[indices]), train_labels[indices])
+
+    history, interrupted = train_model(
+        run, "adversarial_classifier", model, classification_loss, len(train_images), epochs=cfg.EPOCHS,
+        batch_size=cfg.BATCH_SIZE, learning_rate=cfg.LEARNING_RATE, compatible_names=_ARCHITECTURE,
+        desc="classifier (cross-entropy)")
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    clean_accuracy = accuracy(model, test_images, test_labels)
+    print(f"clean test accuracy: {100 * clean_accuracy:.1f}%")
+
+    methods = [*attacks, "random noise"]
+    curves: dict[str, list[float]] = {method: [] for method in methods}
+    with tqdm(total=len(methods) * len(epsilons), desc="accuracy under attack") as bar:
+        for method in methods:
+            for epsilon in epsilons:
+                repeats = cfg.NOISE_REPEATS if method == "random noise" else 1
+                scores = [accuracy(model, _METHODS[method](model, test_images, test_labels, epsilon,
+                                                          steps=cfg.PGD_STEPS, step_factor=cfg.PGD_STEP_FACTOR),
+                                   test_labels) for _ in range(repeats)]
+                curves[method].append(float(np.mean(scores)))
+                bar.set_postfix(method=method, eps=epsilon, accuracy=f"{curves[method][-1]:.3f}")
+                bar.update()
+
+    run.add_artifact(plot_accuracy_curves(run.path("accuracy_vs_epsilon.png"), epsilons, curves),
+                     "test accuracy vs epsilon: FGSM, PGD and random noise of the same L-infinity size")
+    with torch.no_grad():
+        correct = (model(test_images).argmax(1) == test_labels).nonzero().flatten()[: cfg.EXAMPLE_COUNT]
+    example_method = attacks[0]
+    originals = test_images[correct]
+    adversarials = _METHODS[example_method](model, originals, test_labels[correct], example_epsilon,
+                                           steps=cfg.PGD_STEPS, step_factor=cfg.PGD_STEP_FACTOR)
+    run.add_artifact(plot_examples(run.path("adversarial_examples.png"), originals, adversarials, model,
+                                   example_epsilon, example_method),
+                     f"{example_method.upper()} examples at epsilon {example_epsilon:g}: original, amplified "
+                     "change, adversarial, with predicted label and confidence")
+
+    metrics = {"clean_accuracy": clean_accuracy, "final_train_loss": history[-1] if history else None,
+               "epsilons": epsilons,
+               "accuracy": {method.replace(" ", "_"): values for method, values in curves.items()}}
+    if example_epsilon in epsilons:
+        index = epsilons.index(example_epsilon)
+        for method in methods:
+            metrics[f"accuracy_drop_points_{method.replace(' ', '_')}_at_{example_epsilon:g}"] = round(
+                100 * (clean_accuracy - curves[method][index]), 2)
+    run.finish(metrics, status="interrupted" if interrupted else "complete")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,237 @@
+"""The models of the primer's second half (article 004): an autoencoder, a variational
+autoencoder and a small digits classifier, plus the training loop and helpers they share.
+
+The primer describes an autoencoder as an encoder that squeezes the input into a small code and a
+decoder that "inflates" it back to the original number of dimensions; used alone, the encoder is a
+non-linear dimension reduction (the article contrasts it with linear PCA). A variational
+autoencoder keeps in its middle not a single vector but a distribution, so the decoder alone can
+generate new things (Kingma & Welling 2014, "Auto-Encoding Variational Bayes").
+
+All images here are float tensors in [0, 1] of shape (N, 1, H, W): PSNR, the L-infinity size of an
+adversarial perturbation and the Gaussian decoder's likelihood are all stated on that scale.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from lab import LabError
+from lab.checkpoint import InterruptGuard, check_compatible, load_checkpoint, load_state_dict_strict, save_checkpoint
+
+
+def to_unit_range(images: np.ndarray) -> torch.Tensor:
+    """gan_basics.data gives images in [-1, 1] (a tanh generator's range); these demos use [0, 1]."""
+    return torch.from_numpy((np.asarray(images, dtype=np.float32) + 1.0) / 2.0)
+
+
+def parse_choice_list(text: str, valid: Sequence[str], what: str) -> list[str]:
+    """A comma-separated selection such as "fgsm,pgd" (or "all"), checked against the valid names."""
+    names = [name.strip().lower() for name in str(text).split(",") if name.strip()]
+    if names == ["all"]:
+        return list(valid)
+    unknown = [name for name in names if name not in valid]
+    if unknown or not names:
+        raise LabError(
+            f"unknown {what} {', '.join(unknown) or repr(text)}; valid: {', '.join(valid)} "
+            f"(comma-separated, or all), e.g. --set {what.upper().replace(' ', '_')}S={valid[0]}"
+        )
+    return names
+
+
+def _mlp(sizes: Sequence[int]) -> nn.Sequential:
+    """Linear layers with ELU between them (none after the last)."""
+    layers: list[nn.Module] = []
+    for index, (width_in, width_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        layers.append(nn.Linear(width_in, width_out))
+        if index < len(sizes) - 2:
+            layers.append(nn.ELU())
+    return nn.Sequential(*layers)
+
+
+class Autoencoder(nn.Module):
+    """Fully connected encoder -> code of `latent_size` numbers -> mirrored decoder -> sigmoid.
+
+    The sigmoid keeps reconstructions in the pixel range [0, 1]. With one linear layer each way and
+    no non-linearity this would learn the PCA subspace (Baldi & Hornik 1989); the hidden ELU layers
+    are what let it bend the subspace, the primer's "non-linear" dimension reduction.
+    """
+
+    def __init__(self, image_shape: Sequence[int], latent_size: int, hidden_sizes: Sequence[int]):
+        super().__init__()
+        self.image_shape = tuple(image_shape)
+        pixels = int(np.prod(image_shape))
+        self.encoder = _mlp([pixels, *hidden_sizes, latent_size])
+        self.decoder = _mlp([latent_size, *reversed(hidden_sizes), pixels])
+
+    def encode(self, images: torch.Tensor) -> torch.Tensor:
+        return self.encoder(images.flatten(1))
+
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.decoder(codes)).view(-1, *self.image_shape)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.decode(self.encode(images))
+
+
+class VariationalAutoencoder(nn.Module):
+    """A VAE with a Gaussian decoder p(x|z) = N(decoder(z), sigma^2 I) and prior p(z) = N(0, I).
+
+    `decoder_sigma` > 0 fixes sigma (the classic Gaussian decoder, where sigma acts as a weight
+    between reconstruction and KL). `decoder_sigma` = 0 selects the calibrated decoder of the
+    sigma-VAE (Rybkin, Daniilidis & Levine 2021): sigma is set to its maximum-likelihood value,
+    the root mean squared reconstruction error, so the balance is learnt rather than hand-tuned.
+    The running value is kept in the `sigma` buffer and used to score held-out data.
+    """
+
+    def __init__(self, image_shape: Sequence[int], latent_size: int, hidden_sizes: Sequence[int],
+                 decoder_sigma: float = 0.0):
+        super().__init__()
+        self.image_shape = tuple(image_shape)
+        self.latent_size = latent_size
+        pixels = int(np.prod(image_shape))
+        self.encoder = _mlp([pixels, *hidden_sizes, 2 * latent_size])
+        self.decoder = _mlp([latent_size, *reversed(hidden_sizes), pixels])
+        self.fixed_sigma = float(decoder_sigma)
+        self.register_buffer("sigma", torch.tensor(decoder_sigma if decoder_sigma > 0 else 0.1))
+
+    def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The mean and log-variance of the approximate posterior q(z|x)."""
+        mean, log_variance = self.encoder(images.flatten(1)).chunk(2, dim=1)
+        return mean, log_variance.clamp(-12.0, 8.0)
+
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(self.decoder(codes)).view(-1, *self.image_shape)
+
+    def negative_elbo(self, images: torch.Tensor, update_sigma: bool = False) -> tuple[torch.Tensor, dict]:
+        """-ELBO per image in nats: Gaussian negative log-likelihood plus KL(q(z|x) || N(0, I))."""
+        mean, log_variance = self.encode(images)
+        # The reparameterisation trick (Kingma & Welling 2014, eq. 10): z = mu + sigma * eps.
+        codes = mean + torch.randn_like(mean) * torch.exp(0.5 * log_variance)
+        reconstruction = self.decode(codes)
+        squared_error = (reconstruction - images).pow(2).flatten(1).sum(1)
+        pixels = squared_error.new_tensor(float(np.prod(self.image_shape)))
+        if self.fixed_sigma > 0:
+            sigma = squared_error.new_tensor(self.fixed_sigma)
+        else:
+            # sigma-VAE's optimal sigma: the RMS reconstruction error (Rybkin et al. 2021, eq. 5);
+            # floored so that a perfect reconstruction cannot drive the likelihood to infinity.
+            sigma = (squared_error.mean() / pixels).sqrt().detach().clamp_min(1e-3)
+            if update_sigma:
+                self.sigma.mul_(0.9).add_(0.1 * sigma)
+            else:
+                sigma = self.sigma
+        # -log N(x; x_hat, sigma^2 I) = D log sigma + D/2 log(2 pi) + |x - x_hat|^2 / (2 sigma^2).
+        nll = pixels * torch.log(sigma) + 0.5 * pixels * math.log(2 * math.pi) + squared_error / (2 * sigma**2)
+        # KL of a diagonal Gaussian from the standard normal (Kingma & Welling 2014, appendix B).
+        kl = -0.5 * (1 + log_variance - mean.pow(2) - log_variance.exp()).sum(1)
+        return nll + kl, {"nll": nll, "kl": kl, "kl_per_dim": (-0.5 * (1 + log_variance - mean.pow(2)
+                                                                           - log_variance.exp())).mean(0)}
+
+
+class DigitsClassifier(nn.Module):
+    """A small fully connected digits classifier: pixels -> two ReLU layers -> class logits.
+
+    Goodfellow et al. (2015) argue that adversarial examples exist because networks behave too
+    linearly in high dimensions; a plain ReLU network is the textbook case the attacks target.
+    """
+
+    def __init__(self, image_shape: Sequence[int], num_classes: int = 10, hidden_sizes: Sequence[int] = (256, 256)):
+        super().__init__()
+        sizes = [int(np.prod(image_shape)), *hidden_sizes]
+        layers: list[nn.Module] = [nn.Flatten()]
+        for width_in, width_out in zip(sizes[:-1], sizes[1:], strict=True):
+            layers += [nn.Linear(width_in, width_out), nn.ReLU()]
+        layers.append(nn.Linear(sizes[-1], num_classes))
+        self.network = nn.Sequential(*layers)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.network(images)
+
+
+def use_cpu_threads(device: str, threads: int) -> None:
+    """Models this small run fastest on one CPU thread when the cores are shared (measured: a
+    2-thread run was several times slower under load); 0 keeps torch's default."""
+    if device == "cpu" and threads > 0:
+        torch.set_num_threads(threads)
+
+
+def batches(count: int, batch_size: int, shuffle: bool = True):
+    order = torch.randperm(count) if shuffle else torch.arange(count)
+    for start in range(0, count, batch_size):
+        yield order[start:start + batch_size]
+
+
+def train_model(run, name: str, model: nn.Module, loss_fn: Callable[[torch.Tensor], torch.Tensor],
+                count: int, *, epochs: int, batch_size: int, learning_rate: float,
+                compatible_names: Sequence[str], desc: str) -> tuple[list[float], bool]:
+    """Train `model` with Adam for `epochs` passes over `count` samples, resuming from a checkpoint.
+
+    `loss_fn(indices)` returns the mean loss of the samples at those indices (the caller owns the
+    data). The checkpoint `outputs/gan_basics/checkpoints/<profile>/<name>.pt` holds the model, the
+    optimizer, the epoch, the constants and the loss history; rerunning resumes from it (or reuses it
+    when complete), --fresh starts over, and a checkpoint made with other `compatible_names` constants
+    is refused. Ctrl+C saves and stops. Returns the per-epoch mean losses and whether it was interrupted.
+    """
+    optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
+    path = run.checkpoint_path(f"{name}.pt")
+    start, history = 0, []
+    if path.exists() and not run.fresh:
+        checkpoint = load_checkpoint(path)
+        check_compatible(checkpoint["constants"], run.constants, compatible_names, path)
+        load_state_dict_strict(model, checkpoint["model"], f"checkpoint {path}")
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        start, history = int(checkpoint["step"]), list(checkpoint["history"])
+    epoch = start
+    model.train()
+    with InterruptGuard() as guard, tqdm(range(start, epochs), initial=start, total=epochs, desc=desc) as bar:
+        for epoch_index in bar:
+            total, seen = 0.0, 0
+            for indices in batches(count, batch_size):
+                loss = loss_fn(indices)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                total += float(loss) * len(indices)
+                seen += len(indices)
+            history.append(total / seen)
+            epoch = epoch_index + 1
+            bar.set_postfix(loss=f"{history[-1]:.4f}")
+            if guard.requested:
+                break
+    model.eval()
+    if epoch > start or not path.exists():
+        save_checkpoint(path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                               "step": epoch, "constants": run.constants, "history": history})
+    return history, guard.requested
+
+
+def psnr(clean: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+    """Peak signal-to-noise ratio per image in dB, for pixels in [0, 1]: 10 log10(1 / MSE)."""
+    mse = (clean - other).pow(2).flatten(1).mean(1).clamp_min(1e-10)
+    return 10.0 * torch.log10(1.0 / mse)
+
+
+def image_grid(images: np.ndarray, columns: int, pad: int = 1, pad_value: float = 1.0) -> np.ndarray:
+    """Tile (N, H, W) or (N, 1, H, W) images in [0, 1] into one 2-D array, `columns` per row."""
+    images = np.asarray(images)
+    if images.ndim == 4:
+        images = images[:, 0]
+    count, height, width = images.shape
+    rows = math.ceil(count / columns)
+    grid = np.full((rows * (height + pad) + pad, columns * (width + pad) + pad), pad_value, dtype=np.float32)
+    for index, image in enumerate(images):
+        row, column = divmod(index, columns)
+        top, left = pad + row * (height + pad), pad + column * (width + pad)
+        grid[top:top + height, left:left + width] = image
+    return grid
+
+
+def upscale(image: np.ndarray, factor: int) -> np.ndarray:
+    """Nearest-neighbour enlargement, so 8x8 digits stay crisp in GIFs and strips."""
+    return np.kron(np.asarray(image), np.ones((factor, factor), dtype=np.float32))

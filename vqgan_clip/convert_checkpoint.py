@@ -1,0 +1,85 @@
+"""Convert the official weight files once into plain state_dicts that load without pickled code.
+
+    python -m vqgan_clip.convert_checkpoint openai-clip data/checkpoints/ViT-B-32.pt
+        -> data/checkpoints/ViT-B-32.state_dict.pt (OpenAI's TorchScript archive -> open_clip keys, float32)
+    python -m vqgan_clip.convert_checkpoint vqgan data/checkpoints/vqgan_imagenet_f16_16384.ckpt --trust
+        -> data/checkpoints/vqgan_imagenet_f16_16384.pt (only the weights; `loss.` entries dropped)
+
+The VQGAN conversion is only needed when torch.load(weights_only=True) refuses the Lightning
+checkpoint (it may pickle Lightning objects besides the weights). `--trust` states that you trust
+the file: it is then read with weights_only=False, which can execute code stored in the file.
+Run it only on the files published by CompVis. generate.py picks the .pt when no .ckpt is present.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from lab import LabError, exit_on_lab_error
+from lab.checkpoint import atomic_write
+
+
+def convert_openai_clip(source: Path, target: Path | None = None) -> Path:
+    """OpenAI's TorchScript CLIP file -> a float32 state_dict with open_clip's key names."""
+    from vqgan_clip.clip_model import OPENAI_EXTRA_KEYS
+
+    if not source.is_file():
+        raise LabError(f"{source} not found; OpenAI's ViT-B-32.pt is linked from https://github.com/openai/CLIP "
+                       "(clip/clip.py, _MODELS['ViT-B/32']); put it in data/checkpoints/")
+    try:
+        # A TorchScript archive is loaded by torch's TorchScript loader, not by pickle, and only its
+        # tensors are kept: no code from the file runs here.
+        archive = torch.jit.load(str(source), map_location="cpu")
+        state_dict = archive.state_dict()
+    except RuntimeError:
+        # Some copies are plain state_dicts already.
+        state_dict = torch.load(source, map_location="cpu", weights_only=True)
+    # open_clip's CLIP uses OpenAI's module names, so only the three metadata entries go.
+    state_dict = {key: value.float() if value.is_floating_point() else value
+                  for key, value in state_dict.items() if key not in OPENAI_EXTRA_KEYS}
+    target = target or source.with_name(f"{source.stem}.state_dict.pt")
+    atomic_write(target, lambda tmp: torch.save(state_dict, tmp))
+    return target
+
+
+def convert_vqgan(source: Path, target: Path | None = None, trust: bool = False) -> Path:
+    """A Lightning VQGAN checkpoint -> a plain state_dict without the `loss.` entries."""
+    from vqgan_clip.vqgan import strip_training_entries
+
+    if not source.is_file():
+        raise LabError(f"{source} not found")
+    if not trust:
+        raise LabError("reading the full Lightning checkpoint can execute code stored in it; add --trust if the "
+                       "file is the one published by CompVis")
+    loaded = torch.load(source, map_location="cpu", weights_only=False)
+    state_dict = loaded.get("state_dict", loaded) if isinstance(loaded, dict) else None
+    if not isinstance(state_dict, dict):
+        raise LabError(f"{source} holds no state_dict")
+    state_dict = {key: value for key, value in strip_training_entries(state_dict).items()
+                  if isinstance(value, torch.Tensor)}
+    target = target or source.with_suffix(".pt")
+    atomic_write(target, lambda tmp: torch.save(state_dict, tmp))
+    return target
+
+
+@exit_on_lab_error
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m vqgan_clip.convert_checkpoint", description=__doc__.split("\n\n")[0])
+    parser.add_argument("kind", choices=("openai-clip", "vqgan"))
+    parser.add_argument("source", type=Path)
+    parser.add_argument("-o", "--output", type=Path, default=None, help="where to write the state_dict")
+    parser.add_argument("--trust", action="store_true", help="(vqgan) the file is trusted: allow full unpickling")
+    args = parser.parse_args(argv)
+    if args.kind == "openai-clip":
+        target = convert_openai_clip(args.source, args.output)
+    else:
+        target = convert_vqgan(args.source, args.output, args.trust)
+    print(f"wrote {target}")
+    return target
+
+
+if __name__ == "__main__":
+    main()

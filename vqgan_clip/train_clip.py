@@ -1,0 +1,325 @@
+"""Train a small CLIP on the captioned shapes world. Run: python -m vqgan_clip.train_clip [--quick]
+
+CLIP (Radford et al. 2021, "Learning Transferable Visual Models From Natural Language Supervision")
+is what judges the picture against the words in the article's VQGAN+CLIP loop. Here it is an
+open_clip CLIP built from a small custom config (a ViT image tower, a causal text transformer, the
+real 49408-token BPE tokenizer), trained with CLIP's symmetric contrastive loss on pictures and
+captions of `shapes_world`. The held-out "test" split (with colour-shape pairs never seen in
+training) measures it: text->image and image->text top-1 among 100, and zero-shot accuracy for
+colour, shape and position (caption templates with one attribute varied).
+
+With SHIP=true the weights (fp16) and config are written to data/vqgan_clip_small/ for
+`python -m vqgan_clip.generate` to use.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from lab import LabError, exit_on_lab_error, start_run
+from lab.checkpoint import InterruptGuard, check_compatible, load_checkpoint, save_checkpoint
+from lab.paths import REPO_ROOT
+from vqgan_clip import shapes_world as world
+
+# -----------------------------------------------------------------------------
+# Constants. Sized to train in ~10-15 minutes on 2 shared CPU cores; --set changes any of them.
+TRAIN_SCENES = 12_000      # pictures rendered once and reused every epoch (captions re-drawn each time)
+STEPS = 1500               # optimisation steps
+BATCH_SIZE = 128           # pairs per contrastive batch (CLIP's negatives are the rest of the batch)
+LEARNING_RATE = 1.5e-3      # AdamW peak step size, after a linear warm-up, then cosine decay (CLIP paper)
+WARMUP_STEPS = 100         # linear warm-up steps
+WEIGHT_DECAY = 0.05        # AdamW decoupled weight decay on matrices (not on gains, biases, embeddings)
+NOISE_STD = 0.03           # Gaussian pixel noise on training pictures (in 0..1 units): robustness for the loop
+EMBED_DIM = 64             # shared image-text embedding width
+VISION_WIDTH = 64          # ViT width (image 64x64 in 8x8 patches: 64 tokens + class token)
+VISION_LAYERS = 2          # ViT blocks
+PATCH_SIZE = 8             # ViT patch side, pixels
+TEXT_WIDTH = 64            # text transformer width (its token table is 49408 x TEXT_WIDTH)
+TEXT_LAYERS = 2            # text transformer blocks
+TEXT_HEADS = 4             # text attention heads
+CONTEXT_LENGTH = 24        # tokens per caption (the longest caption here is about 20)
+EVAL_SCENES = 2000         # held-out test scenes for the zero-shot probes (retrieval uses groups of 100)
+SHIP = False               # write fp16 weights + config to SHIP_DIR (the shipped small model)
+SHIP_DIR = "data/vqgan_clip_small"
+THREADS = 1                # torch CPU threads (0: torch's default). 1 is fastest on a shared 2-core machine
+SEED = 0                   # -1 draws a random seed and prints it
+DEVICE = "auto"            # "auto" (CUDA if available), "cpu" or "cuda"
+QUICK = {"TRAIN_SCENES": 2000, "STEPS": 60, "EVAL_SCENES": 400, "VISION_LAYERS": 1, "TEXT_LAYERS": 1}
+DRY_RUN = {"TRAIN_SCENES": 256, "STEPS": 2, "EVAL_SCENES": 200, "BATCH_SIZE": 16}
+# -----------------------------------------------------------------------------
+
+ARCHITECTURE = ["EMBED_DIM", "VISION_WIDTH", "VISION_LAYERS", "PATCH_SIZE", "TEXT_WIDTH", "TEXT_LAYERS",
+                "TEXT_HEADS", "CONTEXT_LENGTH"]
+# Pictures enter CLIP as (x - 0.5) / 0.5 per channel: the world's statistics are not ImageNet's.
+IMAGE_MEAN = (0.5, 0.5, 0.5)
+IMAGE_STD = (0.5, 0.5, 0.5)
+
+
+def clip_config(cfg) -> dict:
+    """The model in open_clip's JSON config layout (what open_clip's model_configs/*.json hold)."""
+    return {
+        "embed_dim": cfg.EMBED_DIM,
+        "vision_cfg": {"image_size": world.IMAGE_SIZE, "layers": cfg.VISION_LAYERS, "width": cfg.VISION_WIDTH,
+                       "head_width": 32, "patch_size": cfg.PATCH_SIZE},
+        "text_cfg": {"context_length": cfg.CONTEXT_LENGTH, "vocab_size": 49408, "width": cfg.TEXT_WIDTH,
+                     "heads": cfg.TEXT_HEADS, "layers": cfg.TEXT_LAYERS},
+        "preprocess_cfg": {"mean": list(IMAGE_MEAN), "std": list(IMAGE_STD)},
+    }
+
+
+def build_clip(config: dict) -> torch.nn.Module:
+    """An open_clip CLIP from a config dict (the preprocess entry is not a model argument)."""
+    from open_clip.model import CLIP
+
+    args = {k: v for k, v in config.items() if k != "preprocess_cfg"}
+    return CLIP(**args, output_dict=False)
+
+
+def make_tokenizer(context_length: int):
+    """open_clip's real CLIP tokenizer (49408-token byte-pair vocabulary), padded to context_length."""
+    from open_clip.tokenizer import SimpleTokenizer
+
+    return SimpleTokenizer(context_length=context_length)
+
+
+def to_model_input(images_uint8: np.ndarray | torch.Tensor, device) -> torch.Tensor:
+    """uint8 (N, H, W, 3) pictures -> normalised float (N, 3, H, W) as the CLIP expects."""
+    x = torch.as_tensor(np.asarray(images_uint8), device=device).permute(0, 3, 1, 2).float() / 255.0
+    mean = torch.tensor(IMAGE_MEAN, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGE_STD, device=device).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+@torch.no_grad()
+def encode_texts(model, tokenizer, texts: list[str], device, batch: int = 512) -> torch.Tensor:
+    out = [F.normalize(model.encode_text(tokenizer(texts[i:i + batch]).to(device)), dim=-1)
+           for i in range(0, len(texts), batch)]
+    return torch.cat(out)
+
+
+@torch.no_grad()
+def encode_images(model, images_uint8: np.ndarray, device, batch: int = 256) -> torch.Tensor:
+    out = [F.normalize(model.encode_image(to_model_input(images_uint8[i:i + batch], device)), dim=-1)
+           for i in range(0, len(images_uint8), batch)]
+    return torch.cat(out)
+
+
+def retrieval_top1(model, tokenizer, scenes: list[dict], images: np.ndarray, device, group: int = 100):
+    """Text->image and image->text top-1 accuracy within groups of `group` held-out scenes."""
+    t2i, i2t, n = 0.0, 0.0, 0
+    for start in range(0, len(scenes) - group + 1, group):
+        image_features = encode_images(model, images[start:start + group], device)
+        text_features = encode_texts(model, tokenizer, [s["caption"] for s in scenes[start:start + group]], device)
+        similarity = text_features @ image_features.t()
+        target = torch.arange(group, device=device)
+        t2i += (similarity.argmax(1) == target).float().sum().item()
+        i2t += (similarity.argmax(0) == target).float().sum().item()
+        n += group
+    if n == 0:
+        raise LabError(f"retrieval needs at least {group} evaluation scenes; raise EVAL_SCENES")
+    return t2i / n, i2t / n
+
+
+def attribute_probe_captions(scene: dict, attribute: str) -> tuple[list[str], int]:
+    """Captions of one single-shape scene with one attribute varied, and the index of the true one."""
+    shape = scene["shapes"][0]
+    colour, kind, position, background = shape["colour"], shape["shape"], shape["position"], scene["background"]
+    if attribute == "colour":
+        options = [c for c in world.COLOUR_NAMES if c != background]
+        texts = [f"a {c} {kind} on a {background} background" for c in options]
+        return texts, options.index(colour)
+    if attribute == "shape":
+        texts = [f"a {colour} {s} on a {background} background" for s in world.SHAPES]
+        return texts, world.SHAPES.index(kind)
+    if attribute == "position":
+        texts = [f"a {colour} {kind} {world.POSITION_PHRASES[p]}" for p in world.POSITION_NAMES]
+        return texts, world.POSITION_NAMES.index(position)
+    raise LabError(f"unknown attribute {attribute!r}")
+
+
+def zero_shot_accuracy(model, tokenizer, scenes: list[dict], images: np.ndarray, device) -> dict[str, float]:
+    """Zero-shot accuracy per attribute on single-shape scenes, overall and on held-out pairs."""
+    single = [i for i, s in enumerate(scenes) if len(s["shapes"]) == 1]
+    held = {i for i in single if (scenes[i]["shapes"][0]["colour"], scenes[i]["shapes"][0]["shape"])
+            in world.HELD_OUT_PAIRS}
+    image_features = encode_images(model, images[single], device)
+    probes = {(a, i): attribute_probe_captions(scenes[i], a) for a in ("colour", "shape", "position") for i in single}
+    unique = sorted({text for texts, _ in probes.values() for text in texts})
+    text_features = dict(zip(unique, encode_texts(model, tokenizer, unique, device), strict=True))
+    results = {}
+    for attribute in ("colour", "shape", "position"):
+        correct, correct_held = [], []
+        for row, index in enumerate(single):
+            texts, truth = probes[(attribute, index)]
+            scores = torch.stack([text_features[t] for t in texts]) @ image_features[row]
+            hit = float(scores.argmax().item() == truth)
+            correct.append(hit)
+            if index in held:
+                correct_held.append(hit)
+        results[f"{attribute}_accuracy"] = float(np.mean(correct))
+        results[f"{attribute}_accuracy_held_out_pairs"] = float(np.mean(correct_held)) if correct_held else None
+    results["held_out_pair_scenes"] = len(held)
+    return results
+
+
+def evaluate(model, tokenizer, scenes, images, device) -> dict[str, float]:
+    model.eval()
+    t2i, i2t = retrieval_top1(model, tokenizer, scenes, images, device)
+    metrics = {"text_to_image_top1_of_100": t2i, "image_to_text_top1_of_100": i2t}
+    metrics.update(zero_shot_accuracy(model, tokenizer, scenes, images, device))
+    return metrics
+
+
+def learning_rate(step: int, cfg) -> float:
+    """Linear warm-up, then cosine decay to zero (the CLIP paper's schedule)."""
+    if step < cfg.WARMUP_STEPS:
+        return cfg.LEARNING_RATE * (step + 1) / cfg.WARMUP_STEPS
+    progress = (step - cfg.WARMUP_STEPS) / max(1, cfg.STEPS - cfg.WARMUP_STEPS)
+    return cfg.LEARNING_RATE * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def make_optimizers(model, cfg) -> list[torch.optim.Optimizer]:
+    """AdamW for the network; SparseAdam for the 49408-row token table, of which a caption touches ~40 rows.
+
+    A dense update of the whole table every step would cost more than the rest of the model together.
+    """
+    model.token_embedding.sparse = True
+    named = [(n, p) for n, p in model.named_parameters() if n != "token_embedding.weight"]
+    decay = [p for n, p in named if p.ndim >= 2 and "embedding" not in n]
+    rest = [p for n, p in named if not (p.ndim >= 2 and "embedding" not in n)]
+    dense = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.WEIGHT_DECAY},
+                               {"params": rest, "weight_decay": 0.0}], lr=cfg.LEARNING_RATE, betas=(0.9, 0.98))
+    sparse = torch.optim.SparseAdam([model.token_embedding.weight], lr=cfg.LEARNING_RATE, betas=(0.9, 0.98))
+    return [dense, sparse]
+
+
+def contrastive_loss(model, images: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+    """CLIP's symmetric cross-entropy over the batch's image-text cosine similarities (paper, fig. 3)."""
+    image_features, text_features, logit_scale = model(images, tokens)
+    logits = logit_scale * image_features @ text_features.t()
+    target = torch.arange(len(images), device=images.device)
+    return (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target)) / 2
+
+
+def ship(model, config: dict, cfg, seconds: float, metrics: dict) -> Path:
+    """Write fp16 weights and the open_clip JSON config where generate.py finds the small model."""
+    target = Path(cfg.SHIP_DIR) if Path(cfg.SHIP_DIR).is_absolute() else REPO_ROOT / cfg.SHIP_DIR
+    target.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().to("cpu", torch.float16) if v.is_floating_point() else v.cpu()
+             for k, v in model.state_dict().items()}
+    torch.save(state, target / "clip.pt")
+    (target / "clip_config.json").write_text(json.dumps(config, indent=2) + "\n")
+    print(f"shipped {target / 'clip.pt'} ({(target / 'clip.pt').stat().st_size / 1e6:.1f} MB) after {seconds:.0f} s")
+    return target / "clip.pt"
+
+
+def plot_curve(path: Path, losses: list[float]) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(losses, lw=0.8)
+    ax.set_xlabel("step")
+    ax.set_ylabel("contrastive loss")
+    ax.set_title("small CLIP on the shapes world")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+@exit_on_lab_error
+def main(argv=None):
+    run = start_run("vqgan_clip", globals(), argv, framework="torch")
+    cfg = run.cfg
+    if cfg.THREADS > 0:
+        torch.set_num_threads(cfg.THREADS)
+    if cfg.BATCH_SIZE < 2 or cfg.TRAIN_SCENES < cfg.BATCH_SIZE:
+        raise LabError(f"BATCH_SIZE={cfg.BATCH_SIZE} must be >= 2 and <= TRAIN_SCENES={cfg.TRAIN_SCENES}")
+    if cfg.VISION_WIDTH % 32:
+        raise LabError(f"VISION_WIDTH={cfg.VISION_WIDTH} must be a multiple of 32 (the head width)")
+    if cfg.TEXT_WIDTH % cfg.TEXT_HEADS:
+        raise LabError(f"TEXT_WIDTH={cfg.TEXT_WIDTH} must be divisible by TEXT_HEADS={cfg.TEXT_HEADS}")
+    if world.IMAGE_SIZE % cfg.PATCH_SIZE:
+        raise LabError(f"PATCH_SIZE={cfg.PATCH_SIZE} must divide the image size {world.IMAGE_SIZE}")
+    device = torch.device(run.device)
+    config = clip_config(cfg)
+    model = build_clip(config).to(device)
+    tokenizer = make_tokenizer(cfg.CONTEXT_LENGTH)
+    optimizers = make_optimizers(model, cfg)
+    print(f"small CLIP: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters")
+
+    started = time.time()
+    train_scenes = world.make_scenes("train", 0, cfg.TRAIN_SCENES, seed=cfg.SEED)
+    train_images = world.render_scenes(train_scenes)
+    eval_scenes = world.make_scenes("test", 0, cfg.EVAL_SCENES, seed=cfg.SEED)
+    eval_images = world.render_scenes(eval_scenes)
+    print(f"rendered {len(train_scenes)} training and {len(eval_scenes)} test scenes in {time.time() - started:.1f} s")
+
+    path, step, losses = run.checkpoint_path("clip.pt"), 0, []
+    if path.exists() and not run.fresh:
+        checkpoint = load_checkpoint(path)
+        check_compatible(checkpoint["constants"], run.constants, ARCHITECTURE, path)
+        model.load_state_dict(checkpoint["model"])
+        for optimizer, state in zip(optimizers, checkpoint["optimizer"], strict=True):
+            optimizer.load_state_dict(state)
+        step, losses = checkpoint["step"], checkpoint.get("losses", [])
+        print(f"resumed from {path} at step {step}")
+    train_seconds = 0.0
+    before = evaluate(model, tokenizer, eval_scenes, eval_images, device) if step == 0 else None
+    rng = np.random.default_rng([cfg.SEED, step])
+    model.train()
+    loop_start = time.time()
+    with InterruptGuard() as guard, tqdm(range(step, cfg.STEPS), initial=step, total=cfg.STEPS, desc="CLIP") as bar:
+        for step in bar:
+            for optimizer in optimizers:
+                for group in optimizer.param_groups:
+                    group["lr"] = learning_rate(step, cfg)
+            batch = rng.choice(len(train_scenes), size=cfg.BATCH_SIZE, replace=False)
+            images = to_model_input(train_images[batch], device)
+            images = images + cfg.NOISE_STD / 0.5 * torch.randn_like(images)
+            tokens = tokenizer([world.random_caption(train_scenes[i], rng) for i in batch]).to(device)
+            loss = contrastive_loss(model, images, tokens)
+            for optimizer in optimizers:
+                optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            for optimizer in optimizers:
+                optimizer.step()
+            with torch.no_grad():  # CLIP clips the learned temperature at 100 (paper, section 2.5)
+                model.logit_scale.clamp_(0, math.log(100))
+            losses.append(float(loss))
+            bar.set_postfix(loss=f"{float(loss):.3f}", temp=f"{model.logit_scale.exp().item():.0f}")
+            if guard.requested:
+                break
+        step += 1
+    train_seconds = time.time() - loop_start
+    save_checkpoint(path, {"model": model.state_dict(), "optimizer": [o.state_dict() for o in optimizers], "step": step,
+                           "constants": run.constants, "losses": losses, "config": config})
+    metrics = evaluate(model, tokenizer, eval_scenes, eval_images, device)
+    metrics.update(train_seconds=round(train_seconds, 1), steps=step, final_loss=float(np.mean(losses[-20:])),
+                   parameters_millions=sum(p.numel() for p in model.parameters()) / 1e6,
+                   chance_top1_of_100=0.01)
+    if before is not None:
+        metrics.update({f"untrained_{k}": v for k, v in before.items() if isinstance(v, float)})
+    for name, value in metrics.items():
+        print(f"  {name}: {value}")
+    if cfg.SHIP:
+        shipped = ship(model, config, cfg, train_seconds, metrics)
+        metrics["shipped_mb"] = shipped.stat().st_size / 1e6
+    run.add_artifact(plot_curve(run.path("clip_loss.png"), losses), "small CLIP contrastive loss")
+    run.finish(metrics, status="interrupted" if guard.requested else "complete")
+    return metrics
+
+
+if __name__ == "__main__":
+    main()

@@ -263,7 +263,7 @@ def gan_step(generator, discriminator, opt_g, opt_d, real, real_labels, cfg) -> 
     opt_g.zero_grad(set_to_none=True)
     total_g.backward()
     opt_g.step()
-    return float(loss_d), float(loss_g), float(diversity)
+    return loss_d.item(), loss_g.item(), diversity.item()
 
 
 def report(run, cfg, conditional, judge, history, best, best_path, generator, sample, score,

@@ -52,7 +52,7 @@ DRY_RUN = {"EPOCHS": 2, "PGD_STEPS": 2, "NOISE_REPEATS": 1, "EPSILONS": (0.0, 0.
 # -----------------------------------------------------------------------------
 
 _VALID_ATTACKS = ("fgsm", "pgd")
-_ARCHITECTURE = ("CLASSIFIER_HIDDEN", "EPOCHS", "BATCH_SIZE", "LEARNING_RATE", "SEED")
+_ARCHITECTURE = ("CLASSIFIER_HIDDEN", "BATCH_SIZE", "LEARNING_RATE", "SEED")
 
 
 def check_epsilon(name: str, value: float) -> float:

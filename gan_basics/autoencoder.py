@@ -1,0 +1,318 @@
+"""Autoencoders three ways, each against the baseline a careful reader would ask for.
+
+The primer (article 004) names three uses of an encoder-decoder pair:
+1. "reduction": dimension reduction. "It can be done linearly (PCA), but sometimes it takes a
+   non-linear approach - and that is what autoencoders do." Reconstruction error against latent
+   size for the autoencoder and for PCA, and the 2-D maps of both, coloured by digit.
+2. "denoising": the encoder gets so good at what matters that it "repairs small defects", e.g.
+   noise. A denoising autoencoder (Vincent et al. 2008) against PCA projection, by PSNR, for
+   Gaussian and salt-and-pepper noise at three levels.
+3. "anomaly": trained on the good samples only, its reconstruction error measures how unlike the
+   training data a new input is (the article's sweets in a factory, cells in a microscope). One digit
+   class is withheld as the "defect"; ROC and AUC against PCA reconstruction error and an
+   IsolationForest (Liu, Ting & Zhou 2008).
+
+Run: python -m gan_basics.autoencoder [--quick] [--set EXPERIMENTS=anomaly] [--set ANOMALY_CLASS=3]
+"""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from torch.nn import functional as F  # noqa: E402
+
+from gan_basics.ae_model import (  # noqa: E402
+    Autoencoder,
+    image_grid,
+    parse_choice_list,
+    psnr,
+    to_unit_range,
+    train_model,
+    use_cpu_threads,
+)
+from gan_basics.data import DATASETS, load_dataset  # noqa: E402
+from lab import LabError, exit_on_lab_error, start_run  # noqa: E402
+
+# -----------------------------------------------------------------------------
+# Constants. The primer gives no numbers for these demos; the defaults are small-data choices.
+EXPERIMENTS = "reduction,denoising,anomaly"  # comma-separated: reduction, denoising, anomaly (or all)
+DATASET = "digits"              # "digits" (8x8, labelled) or "faces" (25x25, no labels: no anomaly demo)
+LATENT_SIZES = (2, 4, 8, 16)    # code sizes compared with PCA's number of components
+HIDDEN_SIZES = (256, 128)       # encoder widths (the decoder mirrors them)
+EPOCHS = 300                    # passes over the training images, per autoencoder
+BATCH_SIZE = 64
+LEARNING_RATE = 1e-3            # Adam's step size
+GAUSSIAN_SIGMAS = (0.1, 0.25, 0.4)        # std of additive Gaussian noise, pixels in [0, 1]
+SALT_PEPPER_FRACTIONS = (0.05, 0.15, 0.3)  # fraction of pixels set to 0 or 1
+DENOISING_LATENT = 32           # code size of the denoising autoencoder and of its PCA baseline
+ANOMALY_CLASS = 9               # the digit withheld from training and scored as the anomaly
+ANOMALY_LATENT = 8              # code size of the anomaly autoencoder and its PCA baseline
+ISOLATION_TREES = 200           # trees of the IsolationForest baseline
+SEED = 0                        # -1 draws a random seed and prints it
+DEVICE = "auto"                 # "auto" (CUDA if available), "cpu" or "cuda"
+CPU_THREADS = 1                 # torch threads on the CPU (tiny models: 1 is fastest on shared cores)
+QUICK = {"EPOCHS": 50, "BATCH_SIZE": 128}
+DRY_RUN = {"EPOCHS": 2, "LATENT_SIZES": (2, 4), "ISOLATION_TREES": 20}
+# -----------------------------------------------------------------------------
+
+_VALID_EXPERIMENTS = ("reduction", "denoising", "anomaly")
+_COMPATIBLE = ("DATASET", "HIDDEN_SIZES", "BATCH_SIZE", "LEARNING_RATE", "SEED")
+
+
+def pca_reconstruct(fit_images: torch.Tensor, images: torch.Tensor, components: int) -> tuple[torch.Tensor, object]:
+    """Project onto the first principal components of `fit_images` and back: the linear baseline."""
+    from sklearn.decomposition import PCA
+
+    shape = images.shape
+    pca = PCA(n_components=components, random_state=0).fit(fit_images.flatten(1).numpy())
+    codes = pca.transform(images.flatten(1).numpy())
+    reconstruction = np.clip(pca.inverse_transform(codes), 0.0, 1.0).astype(np.float32)
+    return torch.from_numpy(reconstruction).view(shape), pca
+
+
+def per_image_mse(images: torch.Tensor, reconstruction: torch.Tensor) -> torch.Tensor:
+    return (images - reconstruction).pow(2).flatten(1).mean(1)
+
+
+def fit_autoencoder(run, cfg, name: str, train_inputs, latent_size: int, corrupt=None, extra_names=()):
+    """An autoencoder trained to rebuild `train_inputs` (from a corrupted copy when `corrupt` is given)."""
+    model = Autoencoder(train_inputs.shape[1:], latent_size, cfg.HIDDEN_SIZES)
+
+    def reconstruction_loss(indices):
+        clean = train_inputs[indices]
+        source = corrupt(clean) if corrupt is not None else clean
+        return F.mse_loss(model(source), clean)
+
+    history, interrupted = train_model(
+        run, f"autoencoder_{cfg.DATASET}_{name}", model, reconstruction_loss, len(train_inputs),
+        epochs=cfg.EPOCHS, batch_size=cfg.BATCH_SIZE, learning_rate=cfg.LEARNING_RATE,
+        compatible_names=(*_COMPATIBLE, *extra_names), desc=f"{name} (MSE)")
+    return model, history, interrupted
+
+
+# ----------------------------------------------------------------------------- 1. dimension reduction
+def reduction_experiment(run, cfg, data, train, test) -> tuple[dict, bool]:
+    ae_errors, pca_errors, models, interrupted = {}, {}, {}, False
+    sizes = sorted(set(cfg.LATENT_SIZES) | {2})  # latent size 2 is always trained, for the maps
+    for size in sizes:
+        model, _history, stopped = fit_autoencoder(run, cfg, f"latent{size}", train, size)
+        interrupted |= stopped
+        with torch.no_grad():
+            ae_errors[size] = float(per_image_mse(test, model(test)).mean())
+        pca_errors[size] = float(per_image_mse(test, pca_reconstruct(train, test, size)[0]).mean())
+        models[size] = model
+        print(f"latent {size:3d}: test MSE autoencoder {ae_errors[size]:.5f}  PCA {pca_errors[size]:.5f}")
+
+    fig, ax = plt.subplots(figsize=(6.0, 4.2))
+    shown = [s for s in sizes if s in cfg.LATENT_SIZES]
+    ax.plot(shown, [ae_errors[s] for s in shown], "o-", color="tab:blue", label="autoencoder (non-linear)")
+    ax.plot(shown, [pca_errors[s] for s in shown], "s--", color="tab:orange", label="PCA (linear)")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(shown, [str(s) for s in shown])
+    ax.set_xlabel("latent size (number of components)")
+    ax.set_ylabel("held-out reconstruction MSE (pixels in [0, 1])")
+    ax.set_title(f"Dimension reduction on {data.name}: autoencoder vs PCA")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(run.path("reduction_error_vs_latent.png"), dpi=120)
+    plt.close(fig)
+    run.add_artifact(run.path("reduction_error_vs_latent.png"),
+                     "reconstruction error vs latent size: autoencoder and PCA")
+
+    with torch.no_grad():
+        ae_codes = models[2].encode(test).numpy()
+    pca_codes = pca_reconstruct(train, test, 2)[1].transform(test.flatten(1).numpy())
+    fig, axes = plt.subplots(1, 2, figsize=(10.5, 4.6))
+    colours = data.test_labels if data.test_labels is not None else np.zeros(len(test))
+    for ax, codes, title in ((axes[0], ae_codes, "autoencoder, latent size 2"), (axes[1], pca_codes, "PCA, 2 components")):
+        points = ax.scatter(codes[:, 0], codes[:, 1], c=colours, cmap="tab10", s=10, vmin=-0.5, vmax=9.5)
+        ax.set_title(title)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    if data.test_labels is not None:
+        fig.colorbar(points, ax=axes, ticks=range(10), label="digit")
+    fig.suptitle(f"2-D maps of the held-out {data.name}")
+    fig.savefig(run.path("reduction_latent_maps.png"), dpi=120)
+    plt.close(fig)
+    run.add_artifact(run.path("reduction_latent_maps.png"), "2-D latent maps, autoencoder vs PCA, coloured by digit")
+    metrics = {"ae_mse": {str(s): ae_errors[s] for s in shown}, "pca_mse": {str(s): pca_errors[s] for s in shown}}
+    for size in shown:
+        metrics[f"ae_over_pca_error_ratio_latent{size}"] = ae_errors[size] / max(pca_errors[size], 1e-12)
+    return metrics, interrupted
+
+
+# ----------------------------------------------------------------------------- 2. denoising
+def add_noise(images: torch.Tensor, kind: str, level: float, generator=None) -> torch.Tensor:
+    """Gaussian: x + N(0, level^2), clipped. Salt and pepper: a fraction `level` of pixels set to 0 or 1."""
+    if kind == "gaussian":
+        return (images + level * torch.randn(images.shape, generator=generator)).clamp(0.0, 1.0)
+    hit = torch.rand(images.shape, generator=generator) < level
+    salt = torch.rand(images.shape, generator=generator) < 0.5
+    return torch.where(hit, salt.to(images.dtype), images)
+
+
+def denoising_experiment(run, cfg, data, train, test) -> tuple[dict, bool]:
+    levels = {"gaussian": list(cfg.GAUSSIAN_SIGMAS), "salt_and_pepper": list(cfg.SALT_PEPPER_FRACTIONS)}
+    for kind, values in levels.items():
+        if not values or any(not 0.0 <= v <= 1.0 for v in values):
+            name = "GAUSSIAN_SIGMAS" if kind == "gaussian" else "SALT_PEPPER_FRACTIONS"
+            raise LabError(f"{name} must be a non-empty list of levels in [0, 1], got {values}")
+
+    def corrupt(clean):
+        # Each batch gets one noise type and a level drawn up to the largest tested one, so one
+        # network learns to remove both kinds of noise at every strength (Vincent et al. 2008).
+        kind = "gaussian" if torch.rand(()) < 0.5 else "salt_and_pepper"
+        return add_noise(clean, kind, float(torch.rand(())) * max(levels[kind]))
+
+    model, _history, interrupted = fit_autoencoder(
+        run, cfg, f"denoising_latent{cfg.DENOISING_LATENT}", train, cfg.DENOISING_LATENT, corrupt,
+        extra_names=("GAUSSIAN_SIGMAS", "SALT_PEPPER_FRACTIONS"))
+    generator = torch.Generator().manual_seed(1234)  # the same noisy test images on every run
+    results: dict[str, dict[str, list[float]]] = {}
+    examples = {}
+    for kind, values in levels.items():
+        results[kind] = {"noisy": [], "autoencoder": [], "pca": []}
+        for level in values:
+            noisy = add_noise(test, kind, level, generator)
+            with torch.no_grad():
+                ae_clean = model(noisy)
+            pca_clean = pca_reconstruct(train, noisy, cfg.DENOISING_LATENT)[0]
+            for label, output in (("noisy", noisy), ("autoencoder", ae_clean), ("pca", pca_clean)):
+                results[kind][label].append(float(psnr(test, output).mean()))
+            if level == values[len(values) // 2]:
+                examples[kind] = (level, noisy[:8], ae_clean[:8], pca_clean[:8])
+
+    fig, axes = plt.subplots(1, 2, figsize=(10.5, 4.2), sharey=True)
+    for ax, (kind, values) in zip(axes, levels.items(), strict=True):
+        for label, style in (("noisy", "k:o"), ("autoencoder", "-o"), ("pca", "--s")):
+            ax.plot(values, results[kind][label], style, label={"noisy": "noisy input", "pca": "PCA projection",
+                                                                 "autoencoder": "denoising autoencoder"}[label])
+        ax.set_xlabel("noise std" if kind == "gaussian" else "fraction of pixels hit")
+        ax.set_title(kind.replace("_", " "))
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("PSNR vs clean image (dB, higher is better)")
+    axes[0].legend()
+    fig.suptitle(f"Denoising held-out {data.name}")
+    fig.tight_layout()
+    fig.savefig(run.path("denoising_psnr.png"), dpi=120)
+    plt.close(fig)
+    run.add_artifact(run.path("denoising_psnr.png"), "PSNR of noisy, autoencoder-denoised and PCA-denoised images")
+
+    fig, axes = plt.subplots(1, 2, figsize=(10.5, 5.0))
+    for ax, (kind, (level, noisy, ae_clean, pca_clean)) in zip(axes, examples.items(), strict=True):
+        rows = torch.cat([test[:8], noisy, ae_clean, pca_clean]).numpy()
+        ax.imshow(image_grid(rows, columns=8), cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
+        ax.set_yticks([(i + 0.5) * (test.shape[2] + 1) for i in range(4)], ["clean", "noisy", "autoencoder", "PCA"])
+        ax.set_xticks([])
+        ax.set_title(f"{kind.replace('_', ' ')}, level {level:g}")
+    fig.tight_layout()
+    fig.savefig(run.path("denoising_examples.png"), dpi=120)
+    plt.close(fig)
+    run.add_artifact(run.path("denoising_examples.png"), "denoising examples at the middle noise level")
+
+    metrics: dict = {"psnr_db": results}
+    for kind, values in levels.items():
+        middle = len(values) // 2
+        metrics[f"{kind}_gain_db_at_{values[middle]:g}"] = results[kind]["autoencoder"][middle] - results[kind]["noisy"][middle]
+        metrics[f"{kind}_ae_minus_pca_db_at_{values[middle]:g}"] = (results[kind]["autoencoder"][middle]
+                                                                    - results[kind]["pca"][middle])
+    return metrics, interrupted
+
+
+# ----------------------------------------------------------------------------- 3. anomaly detection
+def anomaly_experiment(run, cfg, data, train, test) -> tuple[dict, bool]:
+    from sklearn.ensemble import IsolationForest
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    if data.train_labels is None:
+        raise LabError(f"the anomaly experiment needs labelled images and {data.name!r} has none; "
+                       "use --set DATASET=digits, or leave anomaly out of EXPERIMENTS")
+    anomaly = cfg.ANOMALY_CLASS
+    normal_train = train[torch.from_numpy(data.train_labels != anomaly)]
+    # Held-out normal digits, plus every image of the withheld class: none of them was trained on.
+    normal_test = test[torch.from_numpy(data.test_labels != anomaly)]
+    anomalies = torch.cat([train[torch.from_numpy(data.train_labels == anomaly)],
+                           test[torch.from_numpy(data.test_labels == anomaly)]])
+    evaluation = torch.cat([normal_test, anomalies])
+    is_anomaly = np.r_[np.zeros(len(normal_test)), np.ones(len(anomalies))]
+
+    model, _history, interrupted = fit_autoencoder(
+        run, cfg, f"anomaly{anomaly}_latent{cfg.ANOMALY_LATENT}", normal_train, cfg.ANOMALY_LATENT,
+        extra_names=("ANOMALY_CLASS",))
+    with torch.no_grad():
+        scores = {"autoencoder": per_image_mse(evaluation, model(evaluation)).numpy()}
+    scores["PCA"] = per_image_mse(evaluation, pca_reconstruct(normal_train, evaluation, cfg.ANOMALY_LATENT)[0]).numpy()
+    forest = IsolationForest(n_estimators=cfg.ISOLATION_TREES, random_state=0).fit(normal_train.flatten(1).numpy())
+    scores["IsolationForest"] = -forest.score_samples(evaluation.flatten(1).numpy())  # higher = more anomalous
+    aucs = {name: float(roc_auc_score(is_anomaly, values)) for name, values in scores.items()}
+
+    fig, ax = plt.subplots(figsize=(5.4, 5.0))
+    for name, values in scores.items():
+        false_positive, true_positive, _ = roc_curve(is_anomaly, values)
+        ax.plot(false_positive, true_positive, label=f"{name} (AUC {aucs[name]:.3f})")
+    ax.plot([0, 1], [0, 1], ":", color="gray", label="chance")
+    ax.set_xlabel("false positive rate (normal digits flagged)")
+    ax.set_ylabel(f"true positive rate (digit {anomaly} flagged)")
+    ax.set_title(f"Anomaly detection: trained without the {anomaly}s")
+    ax.legend(loc="lower right")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(run.path("anomaly_roc.png"), dpi=120)
+    plt.close(fig)
+    run.add_artifact(run.path("anomaly_roc.png"), "ROC of the anomaly scores: autoencoder vs PCA vs IsolationForest")
+
+    fig, axes = plt.subplots(1, 3, figsize=(12.0, 3.6))
+    for ax, (name, values) in zip(axes, scores.items(), strict=True):
+        bins = np.histogram_bin_edges(values, bins=30)
+        ax.hist(values[is_anomaly == 0], bins=bins, alpha=0.6, density=True, label="normal (other digits)")
+        ax.hist(values[is_anomaly == 1], bins=bins, alpha=0.6, density=True, label=f"anomaly (digit {anomaly})")
+        ax.set_title(f"{name}, AUC {aucs[name]:.3f}")
+        ax.set_xlabel("reconstruction error" if name != "IsolationForest" else "isolation score")
+    axes[0].legend()
+    fig.tight_layout()
+    fig.savefig(run.path("anomaly_score_histograms.png"), dpi=120)
+    plt.close(fig)
+    run.add_artifact(run.path("anomaly_score_histograms.png"), "anomaly score histograms, normal vs withheld class")
+    return {"anomaly_class": anomaly, "auc": aucs, "normal_test_count": len(normal_test),
+            "anomaly_count": len(anomalies)}, interrupted
+
+
+@exit_on_lab_error
+def main(argv=None):
+    run = start_run("gan_basics", globals(), argv, framework="torch")
+    cfg = run.cfg
+    experiments = parse_choice_list(cfg.EXPERIMENTS, _VALID_EXPERIMENTS, "experiment")
+    if cfg.DATASET not in DATASETS:
+        raise LabError(f"unknown DATASET {cfg.DATASET!r}; valid: {', '.join(DATASETS)}")
+    if "anomaly" in experiments and not (isinstance(cfg.ANOMALY_CLASS, int) and 0 <= cfg.ANOMALY_CLASS <= 9):
+        raise LabError(f"ANOMALY_CLASS is {cfg.ANOMALY_CLASS}; it must be a digit class from 0 to 9, e.g. --set ANOMALY_CLASS=9")
+    if not cfg.LATENT_SIZES or any(int(size) < 1 for size in cfg.LATENT_SIZES):
+        raise LabError(f"LATENT_SIZES must hold positive code sizes, got {cfg.LATENT_SIZES}")
+    use_cpu_threads(run.device, cfg.CPU_THREADS)
+    data = load_dataset(cfg.DATASET, seed=0)
+    train, test = to_unit_range(data.train_images), to_unit_range(data.test_images)
+    if "anomaly" in experiments and data.train_labels is None:
+        raise LabError(f"the anomaly experiment needs labelled images and {cfg.DATASET!r} has none; "
+                       "use --set DATASET=digits, or --set EXPERIMENTS=reduction,denoising")
+    too_big = [s for s in (*cfg.LATENT_SIZES, cfg.DENOISING_LATENT, cfg.ANOMALY_LATENT) if s > min(len(train), train[0].numel())]
+    if too_big:
+        raise LabError(f"latent sizes {too_big} exceed what PCA can fit on {len(train)} images of {train[0].numel()} pixels")
+
+    metrics, interrupted = {"dataset": cfg.DATASET}, False
+    runners = {"reduction": reduction_experiment, "denoising": denoising_experiment, "anomaly": anomaly_experiment}
+    for name in experiments:
+        result, stopped = runners[name](run, cfg, data, train, test)
+        metrics[name] = result
+        interrupted |= stopped
+        if stopped:
+            break
+    run.finish(metrics, status="interrupted" if interrupted else "complete")
+
+
+if __name__ == "__main__":
+    main()

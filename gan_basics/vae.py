@@ -1,0 +1,212 @@
+"""A variational autoencoder that generates new images and morphs one input into another.
+
+The primer (article 004) describes the VAE as an autoencoder whose middle holds not a vector but
+"probabilities of belonging to boxes", so that the decoder alone can create new things, and points
+at MusicVAE, which glides from one melody (or drum loop) into another. This script trains a VAE
+(Kingma & Welling 2014) with a Gaussian decoder - by default the calibrated decoder of the sigma-VAE
+(Rybkin et al. 2021), which learns the noise level instead of hand-tuning it - on digits or faces, and
+shows: samples from the prior, a 2-D traversal of the latent space, and a morph between two held-out
+inputs (a strip and a GIF), next to a plain pixel cross-fade, the morph without a model.
+
+The held-out ELBO (a lower bound on log p(x), in nats per image) goes to run.json, next to the
+exact held-out log-likelihood of an independent per-pixel Gaussian: the density baseline the VAE
+must beat to have learnt anything about how pixels go together.
+
+Run: python -m gan_basics.vae [--quick] [--set DATASET=faces] [--set DECODER=gaussian] [--set MORPH_PAIR="(3, 7)"]
+"""
+
+from __future__ import annotations
+
+import math
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from gan_basics.ae_model import (  # noqa: E402
+    VariationalAutoencoder,
+    image_grid,
+    to_unit_range,
+    train_model,
+    upscale,
+    use_cpu_threads,
+)
+from gan_basics.data import DATASETS, load_dataset  # noqa: E402
+from lab import LabError, exit_on_lab_error, start_run  # noqa: E402
+from lab.media import write_gif  # noqa: E402
+
+# -----------------------------------------------------------------------------
+# Constants. The primer gives no numbers for this demo; the defaults are small-data choices.
+DATASET = "digits"          # "digits" (8x8) or "faces" (25x25)
+DECODER = "sigma"           # "sigma": calibrated sigma-VAE decoder; "gaussian": fixed DECODER_SIGMA
+DECODER_SIGMA = 0.1         # the fixed decoder's std (pixels in [0, 1]); used when DECODER = "gaussian"
+LATENT_SIZE = 8             # size of the latent code z
+HIDDEN_SIZES = (256, 128)   # encoder widths (the decoder mirrors them)
+EPOCHS = 300                # passes over the training images
+BATCH_SIZE = 64
+LEARNING_RATE = 1e-3        # Adam's step size
+SAMPLE_GRID = 8             # the prior-sample figure is SAMPLE_GRID x SAMPLE_GRID images
+TRAVERSAL_STEPS = 9         # images per side of the 2-D latent traversal
+TRAVERSAL_RANGE = 2.0       # the traversal spans -range .. +range prior standard deviations
+MORPH_PAIR = (3, 12)        # indices of the two held-out images to morph between (digits: a 2 and a 0)
+MORPH_STEPS = 10            # images in the morph strip
+GIF_FRAMES = 40             # frames of the back-and-forth morph GIF
+ELBO_SAMPLES = 20           # posterior samples per held-out image for the ELBO estimate
+SEED = 0                    # -1 draws a random seed and prints it
+DEVICE = "auto"             # "auto" (CUDA if available), "cpu" or "cuda"
+CPU_THREADS = 1             # torch threads on the CPU (tiny models: 1 is fastest on shared cores)
+QUICK = {"EPOCHS": 60, "BATCH_SIZE": 128, "ELBO_SAMPLES": 5}
+DRY_RUN = {"EPOCHS": 2, "GIF_FRAMES": 6, "ELBO_SAMPLES": 1}
+# -----------------------------------------------------------------------------
+
+_DECODERS = ("sigma", "gaussian")
+_COMPATIBLE = ("DATASET", "DECODER", "DECODER_SIGMA", "LATENT_SIZE", "HIDDEN_SIZES", "BATCH_SIZE",
+               "LEARNING_RATE", "SEED")
+
+
+def independent_gaussian_log_likelihood(train: torch.Tensor, test: torch.Tensor) -> float:
+    """Held-out log-likelihood (nats per image) of one Gaussian per pixel fitted to the training set.
+
+    The std is floored at 0.05 so that always-blank border pixels do not get an infinite density.
+    """
+    flat_train, flat_test = train.flatten(1).double(), test.flatten(1).double()
+    mean, std = flat_train.mean(0), flat_train.std(0).clamp_min(0.05)
+    log_density = -torch.log(std) - 0.5 * math.log(2 * math.pi) - 0.5 * ((flat_test - mean) / std) ** 2
+    return float(log_density.sum(1).mean())
+
+
+@torch.no_grad()
+def held_out_elbo(model, images: torch.Tensor, samples: int) -> dict[str, float]:
+    nelbo, nll, kl = [], [], []
+    for _ in range(samples):
+        total, parts = model.negative_elbo(images)
+        nelbo.append(total.mean())
+        nll.append(parts["nll"].mean())
+        kl.append(parts["kl"].mean())
+    return {"elbo_nats_per_image": -float(torch.stack(nelbo).mean()),
+            "reconstruction_log_likelihood": -float(torch.stack(nll).mean()),
+            "kl_nats_per_image": float(torch.stack(kl).mean())}
+
+
+def show_grid(path, images: np.ndarray, columns: int, title: str, dark_on_light: bool):
+    """Save a titled grid; digits (ink values) are drawn dark on white, faces as photographs."""
+    grid = image_grid(1.0 - images if dark_on_light else images, columns)
+    fig, ax = plt.subplots(figsize=(min(12, 0.15 * grid.shape[1] + 1.5), min(12, 0.15 * grid.shape[0] + 1.0)))
+    ax.imshow(grid, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+    ax.set_axis_off()
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+@exit_on_lab_error
+def main(argv=None):
+    run = start_run("gan_basics", globals(), argv, framework="torch")
+    cfg = run.cfg
+    if cfg.DATASET not in DATASETS:
+        raise LabError(f"unknown DATASET {cfg.DATASET!r}; valid: {', '.join(DATASETS)}")
+    if cfg.DECODER not in _DECODERS:
+        raise LabError(f"unknown DECODER {cfg.DECODER!r}; valid: {', '.join(_DECODERS)}")
+    if cfg.DECODER == "gaussian" and not cfg.DECODER_SIGMA > 0:
+        raise LabError(f"DECODER_SIGMA must be > 0 for the fixed Gaussian decoder, got {cfg.DECODER_SIGMA}")
+    if cfg.LATENT_SIZE < 2:
+        raise LabError(f"LATENT_SIZE is {cfg.LATENT_SIZE}; the 2-D traversal needs at least 2")
+    use_cpu_threads(run.device, cfg.CPU_THREADS)
+    data = load_dataset(cfg.DATASET, seed=0)
+    train, test = to_unit_range(data.train_images), to_unit_range(data.test_images)
+    if len(cfg.MORPH_PAIR) != 2 or any(not -len(test) <= int(i) < len(test) for i in cfg.MORPH_PAIR):
+        raise LabError(f"MORPH_PAIR must be two indices of held-out images, each in 0..{len(test) - 1}; "
+                       f"got {cfg.MORPH_PAIR}")
+    dark_on_light = cfg.DATASET == "digits"  # digits are ink on paper; faces are photographs
+
+    model = VariationalAutoencoder(data.image_shape, cfg.LATENT_SIZE, cfg.HIDDEN_SIZES,
+                                   cfg.DECODER_SIGMA if cfg.DECODER == "gaussian" else 0.0)
+
+    def loss(indices):
+        # The sigma-VAE's sigma is the batch's RMS error; a running average is kept for scoring.
+        return model.negative_elbo(train[indices], update_sigma=True)[0].mean()
+
+    history, interrupted = train_model(
+        run, f"vae_{cfg.DATASET}_{cfg.DECODER}_latent{cfg.LATENT_SIZE}", model, loss, len(train),
+        epochs=cfg.EPOCHS, batch_size=cfg.BATCH_SIZE, learning_rate=cfg.LEARNING_RATE,
+        compatible_names=_COMPATIBLE, desc="VAE (-ELBO, nats/image)")
+
+    scores = held_out_elbo(model, test, cfg.ELBO_SAMPLES)
+    baseline = independent_gaussian_log_likelihood(train, test)
+    print(f"held-out ELBO {scores['elbo_nats_per_image']:.1f} nats/image; independent-pixel Gaussian "
+          f"log-likelihood {baseline:.1f}; decoder sigma {float(model.sigma):.4f}")
+
+    with torch.no_grad():
+        # Samples from the prior: z ~ N(0, I), decoded to the mean image (the decoder's noise is not added).
+        samples = model.decode(torch.randn(cfg.SAMPLE_GRID**2, cfg.LATENT_SIZE)).numpy()
+        run.add_artifact(show_grid(run.path("vae_prior_samples.png"), samples, cfg.SAMPLE_GRID,
+                                   "VAE samples from the prior N(0, I)", dark_on_light),
+                         "VAE: decoded samples from the prior")
+
+        # The two most used latent dimensions (largest average KL on held-out data) span the traversal;
+        # the other dimensions stay at the prior mean 0.
+        kl_per_dim = model.negative_elbo(test)[1]["kl_per_dim"]
+        first, second = [int(i) for i in torch.argsort(kl_per_dim, descending=True)[:2]]
+        offsets = torch.linspace(-cfg.TRAVERSAL_RANGE, cfg.TRAVERSAL_RANGE, cfg.TRAVERSAL_STEPS)
+        codes = torch.zeros(cfg.TRAVERSAL_STEPS**2, cfg.LATENT_SIZE)
+        codes[:, first] = offsets.repeat_interleave(cfg.TRAVERSAL_STEPS)
+        codes[:, second] = offsets.repeat(cfg.TRAVERSAL_STEPS)
+        traversal = model.decode(codes).numpy()
+        run.add_artifact(show_grid(run.path("vae_latent_traversal.png"), traversal, cfg.TRAVERSAL_STEPS,
+                                   f"latent traversal: z[{first}] down, z[{second}] across, "
+                                   f"-{cfg.TRAVERSAL_RANGE:g}..{cfg.TRAVERSAL_RANGE:g}", dark_on_light),
+                         "VAE: 2-D traversal of the two most used latent dimensions")
+
+        # The morph: decode points on the straight line between the posterior means of two inputs,
+        # MusicVAE's interpolation; below it, the cross-fade of the raw pixels for comparison.
+        start, end = test[cfg.MORPH_PAIR[0]:][:1], test[cfg.MORPH_PAIR[1]:][:1]
+        mean_start, mean_end = model.encode(start)[0], model.encode(end)[0]
+
+        def morph(weights: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+            weights = weights[:, None]
+            latent = model.decode((1 - weights) * mean_start + weights * mean_end).numpy()
+            crossfade = ((1 - weights[:, :, None, None]) * start + weights[:, :, None, None] * end).numpy()
+            return latent, crossfade
+
+        latent_strip, crossfade_strip = morph(torch.linspace(0, 1, cfg.MORPH_STEPS))
+        strip = np.concatenate([start.numpy(), latent_strip, end.numpy(), start.numpy(), crossfade_strip, end.numpy()])
+        run.add_artifact(show_grid(run.path("vae_morph_strip.png"), strip, cfg.MORPH_STEPS + 2,
+                                   "top: VAE morph (input, decoded latent line, input); bottom: pixel cross-fade",
+                                   dark_on_light), "VAE morph between two held-out inputs vs a pixel cross-fade")
+        half = max(1, cfg.GIF_FRAMES // 2)
+        there = torch.linspace(0, 1, half)
+        latent_frames, crossfade_frames = morph(torch.cat([there, there.flip(0)]))
+        frames = []
+        for latent_image, crossfade_image in zip(latent_frames[:, 0], crossfade_frames[:, 0], strict=True):
+            pair = np.concatenate([latent_image, np.ones((latent_image.shape[0], 1), np.float32), crossfade_image], 1)
+            pair = 1.0 - pair if dark_on_light else pair
+            frames.append(upscale(pair, max(1, 128 // latent_image.shape[0])))
+        write_gif(frames, run.path("vae_morph.gif"), fps=12)
+        run.add_artifact(run.path("vae_morph.gif"), "VAE morph (left) vs pixel cross-fade (right), looping")
+
+    fig, ax = plt.subplots(figsize=(5.6, 3.8))
+    ax.plot(np.arange(1, len(history) + 1), history)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("training -ELBO (nats per image)")
+    ax.set_title(f"VAE training on {cfg.DATASET}, {cfg.DECODER} decoder")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(run.path("vae_training_loss.png"), dpi=120)
+    plt.close(fig)
+    run.add_artifact(run.path("vae_training_loss.png"), "VAE training loss")
+
+    labels = None if data.test_labels is None else [int(data.test_labels[i]) for i in cfg.MORPH_PAIR]
+    run.finish({**scores, "independent_gaussian_log_likelihood": baseline,
+                "elbo_minus_baseline_nats": scores["elbo_nats_per_image"] - baseline,
+                "decoder_sigma": float(model.sigma), "final_train_negative_elbo": history[-1] if history else None,
+                "traversal_dims": [first, second], "morph_labels": labels},
+               status="interrupted" if interrupted else "complete")
+
+
+if __name__ == "__main__":
+    main()

@@ -252,3 +252,40 @@ def test_generate_script_reports_bad_input_in_one_line(lab_outputs, tiny_models)
     assert result.returncode == 2
     assert "error: cannot read the weight 'lots'" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_openai_style_torchscript_clip_converts_to_a_state_dict_that_loads(tmp_path, tiny_models):
+    from vqgan_clip.clip_model import load_clip
+    from vqgan_clip.convert_checkpoint import main as convert
+
+    model, *_ = load_clip(tiny_models / "clip_config.json", tiny_models / "clip.pt")
+    # OpenAI publishes CLIP as a TorchScript archive: make one of the tiny model the same way.
+    torch.jit.trace_module(model, {"encode_image": (torch.zeros(1, 3, 32, 32),)}).save(str(tmp_path / "ViT-tiny.pt"))
+    with pytest.raises(LabError, match="convert_checkpoint openai-clip"):
+        load_clip(tiny_models / "clip_config.json", tmp_path / "ViT-tiny.pt")
+    target = convert(["openai-clip", str(tmp_path / "ViT-tiny.pt")])
+    assert target == tmp_path / "ViT-tiny.state_dict.pt"
+    converted, *_ = load_clip(tiny_models / "clip_config.json", target)
+    for key, value in model.state_dict().items():
+        assert torch.equal(converted.state_dict()[key], value), key
+
+
+class LightningCallbackRecord:
+    """Stands for the Lightning objects that official checkpoints pickle beside the weights."""
+
+
+def test_checkpoint_with_pickled_objects_is_refused_then_converted_with_trust(tmp_path, tiny_models):
+    from vqgan_clip.convert_checkpoint import convert_vqgan
+    from vqgan_clip.convert_checkpoint import main as convert
+    from vqgan_clip.vqgan import load_vqgan
+
+    state = torch.load(tiny_models / "vqgan.pt", weights_only=True)
+    state["loss.logvar"] = torch.zeros(())
+    torch.save({"state_dict": state, "callbacks": LightningCallbackRecord()}, tmp_path / "last.ckpt")
+    with pytest.raises(LabError, match=r"convert_checkpoint vqgan .*last.ckpt --trust"):
+        load_vqgan(tiny_models / "vqgan.yaml", tmp_path / "last.ckpt")
+    with pytest.raises(LabError, match="--trust"):
+        convert_vqgan(tmp_path / "last.ckpt")
+    target = convert(["vqgan", str(tmp_path / "last.ckpt"), "--trust"])
+    model = load_vqgan(tiny_models / "vqgan.yaml", target)
+    assert torch.equal(model.quantize.embedding.weight, state["quantize.embedding.weight"])

@@ -37,9 +37,11 @@ def convert_openai_clip(source: Path, target: Path | None = None) -> Path:
     except RuntimeError:
         # Some copies are plain state_dicts already.
         state_dict = torch.load(source, map_location="cpu", weights_only=True)
-    # open_clip's CLIP uses OpenAI's module names, so only the three metadata entries go.
+    # open_clip's CLIP uses OpenAI's module names, so only the three metadata entries go, and the
+    # causal attention mask, which a TorchScript archive stores but open_clip rebuilds (not persistent).
     state_dict = {key: value.float() if value.is_floating_point() else value
-                  for key, value in state_dict.items() if key not in OPENAI_EXTRA_KEYS}
+                  for key, value in state_dict.items()
+                  if key not in OPENAI_EXTRA_KEYS and key.rsplit(".", 1)[-1] != "attn_mask"}
     target = target or source.with_name(f"{source.stem}.state_dict.pt")
     atomic_write(target, lambda tmp: torch.save(state_dict, tmp))
     return target

@@ -198,17 +198,20 @@ def rebuild(predictor: keras.Model, images: tf.Tensor) -> tf.Tensor:
     return tile_centres(centres, batch, height, width)
 
 
-def rebuild_per_cell(predictor: keras.Model, image: np.ndarray) -> np.ndarray:
-    """The naive rebuild for the benchmark: one predictor call per cell, looping in Python."""
+def rebuild_per_cell(predictor: keras.Model, image: np.ndarray, limit: int | None = None) -> np.ndarray:
+    """The naive rebuild for the benchmark: one predictor call per cell, looping in Python.
+
+    With `limit`, only the first `limit` cells (in reading order) are predicted; the rest stay 0.
+    """
     height, width = image.shape[:2]
     check_rebuild_shape(height, width)
     pad = (CONTEXT - CELL) // 2
     padded = np.pad(image, ((pad, pad), (pad, pad), (0, 0)), mode="reflect")
-    rebuilt = np.empty_like(image)
-    for top in range(0, height, CELL):
-        for left in range(0, width, CELL):
-            window = padded[None, top:top + CONTEXT, left:left + CONTEXT]
-            rebuilt[top:top + CELL, left:left + CELL] = predictor(window, training=False).numpy()[0]
+    rebuilt = np.zeros_like(image)
+    corners = [(top, left) for top in range(0, height, CELL) for left in range(0, width, CELL)]
+    for top, left in corners[:limit]:
+        window = padded[None, top:top + CONTEXT, left:left + CONTEXT]
+        rebuilt[top:top + CELL, left:left + CELL] = predictor(window, training=False).numpy()[0]
     return rebuilt
 
 

@@ -37,7 +37,7 @@ SIZE = 256                   # side of the central square of each photo
 STRIP_AT = [0, 1, 2, 5, 10, 20]  # the n shown in the strip of images
 SEED = 0                     # -1 draws a random seed and prints it
 DEVICE = "auto"              # "auto", "cpu" or "gpu" (TensorFlow)
-QUICK = {"SIZE": 192}
+QUICK = {"SIZE": 128, "PHOTOS": 2}
 DRY_RUN = {"REPEATS": 2, "PHOTOS": 1, "SIZE": 128, "STRIP_AT": [0, 2]}
 # -----------------------------------------------------------------------------
 

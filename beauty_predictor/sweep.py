@@ -32,7 +32,7 @@ BLUR_SIGMAS = [0.5, 1.0, 2.0, 3.0, 5.0]  # the Gaussian-blur reference curve
 BLEND_STEPS = [0.25, 0.5, 0.75, 1.0]     # the Y = X + t (Z_X - X) reference curve
 SEED = 0                     # -1 draws a random seed and prints it
 DEVICE = "auto"              # "auto", "cpu" or "gpu" (TensorFlow)
-QUICK = {"STEPS": 20, "BATCH_SIZE": 4, "WIDTH": 16, "DEPTH": 3, "LEARNING_RATE": 3e-3, "EVAL_CROPS": 16}
+QUICK = {"STEPS": 12, "BATCH_SIZE": 4, "WIDTH": 16, "DEPTH": 3, "LEARNING_RATE": 3e-3, "EVAL_CROPS": 8}
 DRY_RUN = {"RATIOS": [1.0], "STEPS": 2, "BATCH_SIZE": 2, "EVAL_CROPS": 2}
 # -----------------------------------------------------------------------------
 

@@ -56,7 +56,7 @@ PANEL_PHOTOS = 3             # held-out photos shown before/after
 PANEL_SIZE = 256             # side of the central square of each photo in the panels
 SEED = 0                     # -1 draws a random seed and prints it
 DEVICE = "auto"              # "auto", "cpu" or "gpu" (TensorFlow)
-QUICK = {"STEPS": 40, "BATCH_SIZE": 4, "WIDTH": 16, "DEPTH": 3, "LEARNING_RATE": 3e-3, "SAVE_PERIOD": 20,
+QUICK = {"STEPS": 30, "BATCH_SIZE": 4, "WIDTH": 16, "DEPTH": 3, "LEARNING_RATE": 3e-3, "SAVE_PERIOD": 20,
          "EVAL_CROPS": 16, "PANEL_PHOTOS": 2, "PANEL_SIZE": 192}
 DRY_RUN = {"STEPS": 2, "BATCH_SIZE": 2, "EVAL_CROPS": 2, "PANEL_PHOTOS": 1, "PANEL_SIZE": 128, "SAVE_PERIOD": 1}
 # -----------------------------------------------------------------------------

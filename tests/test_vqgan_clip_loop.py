@@ -169,6 +169,11 @@ def test_clip_weights_that_do_not_match_list_the_keys(tmp_path, tiny_models):
     torch.save(state, tmp_path / "clip.pt")
     with pytest.raises(LabError, match=r"missing keys: ln_final\.bias"):
         load_clip(tiny_models / "clip_config.json", tmp_path / "clip.pt")
+    # Normalisation constants given beside the model config are the ones returned.
+    (tmp_path / "clip_config.json").write_text(json.dumps({**TINY_CLIP, "preprocess_cfg": {"mean": [0.5] * 3,
+                                                                                          "std": [0.25] * 3}}))
+    _model, _tokenizer, mean, std = load_clip(tmp_path / "clip_config.json", tiny_models / "clip.pt")
+    assert mean == (0.5, 0.5, 0.5) and std == (0.25, 0.25, 0.25)
     with pytest.raises(LabError, match="not an open_clip model name"):
         load_clip("ViT-Q-99", None)
     with pytest.raises(LabError, match="CLIP weights .* not found"):

@@ -93,9 +93,10 @@ def resolve_model_name(model_name_or_config: str | Path | dict) -> tuple[str, di
                            "(ViT-B-32-quickgelu matches OpenAI's ViT-B/32), or give a JSON open_clip config path")
         return name, preprocess
     # open_clip's own local-dir layout nests the model config: {"model_cfg": ..., "preprocess_cfg": ...}.
-    if "model_cfg" in config:
-        preprocess = dict(config.get("preprocess_cfg") or {})
-        config = config["model_cfg"]
+    # An optional "preprocess_cfg" (mean, std, ...) sits beside the model config or, in open_clip's
+    # local-dir layout, next to a nested "model_cfg".
+    preprocess = dict(config.get("preprocess_cfg") or {})
+    config = config["model_cfg"] if "model_cfg" in config else {k: v for k, v in config.items() if k != "preprocess_cfg"}
     return _register_config(config, source), preprocess
 
 

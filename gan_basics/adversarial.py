@@ -144,8 +144,9 @@ def plot_examples(path, originals, adversarials, model, epsilon: float, method: 
             ax.set_yticks([])
             if probs is not None:
                 label = int(probs.argmax())
+                changed = column == 2 and label != int(clean_probs[row].argmax())
                 ax.set_title(f"'{label}' {100 * float(probs[label]):.0f}%", fontsize=10,
-                             color="black" if column == 0 else "tab:red")
+                             color="tab:red" if changed else "black")
             else:
                 ax.set_title(f"change / {epsilon:g}", fontsize=9)
     fig.suptitle(f"{method.upper()} at epsilon = {epsilon:g}: original, change (amplified), adversarial",
@@ -199,12 +200,24 @@ def main(argv=None):
 
     run.add_artifact(plot_accuracy_curves(run.path("accuracy_vs_epsilon.png"), epsilons, curves),
                      "test accuracy vs epsilon: FGSM, PGD and random noise of the same L-infinity size")
-    with torch.no_grad():
-        correct = (model(test_images).argmax(1) == test_labels).nonzero().flatten()[: cfg.EXAMPLE_COUNT]
+    # The example panel shows the attack's successes first (one per true digit where possible): the
+    # primer's "panda becomes a gibbon"; failures fill the remaining rows.
     example_method = attacks[0]
-    originals = test_images[correct]
-    adversarials = _METHODS[example_method](model, originals, test_labels[correct], example_epsilon,
-                                           steps=cfg.PGD_STEPS, step_factor=cfg.PGD_STEP_FACTOR)
+    with torch.no_grad():
+        correct = (model(test_images).argmax(1) == test_labels).nonzero().flatten()
+    candidates = _METHODS[example_method](model, test_images[correct], test_labels[correct], example_epsilon,
+                                          steps=cfg.PGD_STEPS, step_factor=cfg.PGD_STEP_FACTOR)
+    with torch.no_grad():
+        fooled = (model(candidates).argmax(1) != test_labels[correct]).tolist()
+    chosen, seen_labels = [], set()
+    for position in sorted(range(len(correct)), key=lambda i: not fooled[i]):
+        label = int(test_labels[correct[position]])
+        if label not in seen_labels or len(seen_labels) >= data.num_classes:
+            chosen.append(position)
+            seen_labels.add(label)
+        if len(chosen) == cfg.EXAMPLE_COUNT:
+            break
+    originals, adversarials = test_images[correct][chosen], candidates[chosen]
     run.add_artifact(plot_examples(run.path("adversarial_examples.png"), originals, adversarials, model,
                                    example_epsilon, example_method),
                      f"{example_method.upper()} examples at epsilon {example_epsilon:g}: original, amplified "

@@ -197,7 +197,7 @@ def train_model(run, name: str, model: nn.Module, loss_fn: Callable[[torch.Tenso
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-                total += float(loss) * len(indices)
+                total += loss.item() * len(indices)
                 seen += len(indices)
             history.append(total / seen)
             epoch = epoch_index + 1

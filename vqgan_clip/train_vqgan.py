@@ -17,6 +17,7 @@ With SHIP=true, writes vqgan.yaml + vqgan.pt to data/vqgan_clip_small/.
 
 from __future__ import annotations
 
+import math
 import time
 from pathlib import Path
 
@@ -176,7 +177,7 @@ def main(argv=None):
     with InterruptGuard() as guard, tqdm(range(step, cfg.STEPS), initial=step, total=cfg.STEPS, desc="VQGAN") as bar:
         for step in bar:
             # Cosine decay of the step size from LEARNING_RATE to a tenth of it.
-            lr = cfg.LEARNING_RATE * (0.1 + 0.45 * (1 + np.cos(np.pi * step / max(1, cfg.STEPS))))
+            lr = cfg.LEARNING_RATE * (0.1 + 0.45 * (1 + math.cos(math.pi * step / max(1, cfg.STEPS))))
             for group in optimizer.param_groups:
                 group["lr"] = lr
             x = to_tensor(train_images[rng.choice(len(train_images), cfg.BATCH_SIZE, replace=False)], device)

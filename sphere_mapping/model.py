@@ -14,7 +14,6 @@ one affine map 2 -> 12), one ReLU, then dropout 0.2 after the ReLU and after the
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
@@ -80,13 +79,29 @@ def uniformity_loss(outputs: torch.Tensor, temperature: float = 2.0) -> torch.Te
     """Wang & Isola (2020) uniformity: log E[exp(-t |u - v|^2)] over distinct pairs of one pass.
 
     For unit vectors |u - v|^2 = 2 - 2 u.v, so the pairwise term comes from one matrix product.
-    Its minimum over all distributions on the sphere is the uniform one (-2.08 for t = 2).
+    The n diagonal terms are exp(0) = 1 each and are subtracted from the full sum (cheaper than
+    masking them out). Its minimum over distributions on the sphere is the uniform one (-2.08
+    for t = 2).
     """
     flat = outputs.reshape(-1, 3)
     count = flat.shape[0]
     squared = (2.0 - 2.0 * flat @ flat.T).clamp_min(0.0)
-    mask = ~torch.eye(count, dtype=torch.bool, device=flat.device)
-    return torch.logsumexp(-temperature * squared[mask], dim=0) - math.log(count * (count - 1))
+    off_diagonal = torch.exp(-temperature * squared).sum() - count
+    return torch.log(off_diagonal.clamp_min(1e-30) / (count * (count - 1)))
+
+
+def covering_loss(outputs: torch.Tensor, targets: int) -> torch.Tensor:
+    """Mean over random sphere directions of the squared distance to the nearest mapped point.
+
+    A one-sided Chamfer distance from `targets` uniform random unit vectors to the map's points:
+    a direction inside a hole is far from every point, and its gradient pulls the nearest point
+    (on the hole's rim) into the hole - the loss sees holes directly, however few points the map
+    has there, while the uniformity loss only sees them at the scale of its sample's spacing.
+    """
+    flat = outputs.reshape(-1, 3)
+    directions = F.normalize(torch.randn(targets, 3, device=flat.device), dim=1)
+    squared = (2.0 - 2.0 * directions @ flat.T).clamp_min(0.0)
+    return squared.min(dim=1).values.mean()
 
 
 @dataclass
@@ -103,7 +118,10 @@ class TrainSettings:
     widths: tuple[int, int, int] = (4, 12, 6)
     dropout: float = 0.2
     uniformity_weight: float = 0.0   # 0: the article's loss only
-    uniformity_points: int = 500     # points of the batch used by the uniformity term
+    uniformity_points: int = 256     # points of the batch used by the uniformity term
+    uniformity_temperature: float = 2.0  # t in log E[exp(-t |u - v|^2)] (Wang & Isola: 2)
+    cover_weight: float = 0.0        # weight of the covering loss (0: off); it uses the same points
+    cover_targets: int = 512         # random sphere directions per step for the covering loss
     article_loss: bool = True        # False: drop the split-halves loss (needs uniformity_weight)
 
 
@@ -138,7 +156,9 @@ class Trainer:
         outputs = self.model(points.repeat(s.splits, 1)).view(s.splits, s.points_per_step, 3)
         total = split_halves_loss(outputs) if s.article_loss else outputs.new_zeros(())
         if s.uniformity_weight:
-            total = total + s.uniformity_weight * uniformity_loss(outputs[0, : s.uniformity_points])
+            total = total + s.uniformity_weight * uniformity_loss(outputs[0, : s.uniformity_points], s.uniformity_temperature)
+        if s.cover_weight:
+            total = total + s.cover_weight * covering_loss(outputs[0, : s.uniformity_points], s.cover_targets)
         return total
 
     def train_step(self) -> torch.Tensor:

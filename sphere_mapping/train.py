@@ -23,7 +23,7 @@ from sphere_mapping.variants import DESCRIPTIONS, check_variant, settings_for
 
 # -----------------------------------------------------------------------------
 # Constants. The article's values are the defaults; edit them here or use --set.
-VARIANT = "article"       # training setup from variants.py: article, uniformity, wide, wide_uniformity
+VARIANT = "article"       # training setup from variants.py: article, uniformity, uniformity_cover, ...
 STEPS = 10_000            # optimisation steps (article: 10^4)
 POINTS_PER_STEP = 1000    # uniform points of [-0.5, 0.5]^2 per step (article: n2 = 1000)
 SPLITS = 2                # random half-splits per step, each its own dropout pass (article: 2)
@@ -112,6 +112,11 @@ def main(argv=None):
     grid_vectors = trainer.evaluate(square_grid(cfg.GRID_SIDE, run.device)).cpu().numpy()
     metrics = sphere_metrics(grid_vectors)
     unit_error = float(np.abs(np.linalg.norm(grid_vectors, axis=1) - 1.0).max())
+    # The article's first 3D figure shows `output`, the last training batch: dropout still on.
+    # The same metrics for that noisy map show how much of its "sphere" is dropout noise.
+    with torch.no_grad():
+        noisy_vectors = trainer.model(square_grid(cfg.GRID_SIDE, run.device)).cpu().numpy()
+    noisy_metrics = {f"dropout_on_{name}": value for name, value in sphere_metrics(noisy_vectors).items()}
     print(f"coverage {metrics['coverage']:.4f} (1 = every 5-degree cell reached) | "
           f"uniformity {metrics['uniformity']:.3f} (uniform sphere {UNIFORM_SPHERE_UNIFORMITY:.3f}) | "
           f"largest hole {metrics['largest_hole_deg']:.1f} deg (the missing corner)")
@@ -132,6 +137,11 @@ def main(argv=None):
     add(figures.png_sphere_views(sphere_points, square_colours, run.path("sphere.png"),
                                  f"the same points on the sphere ({cfg.VARIANT}, step {trainer.step})"),
         "the square's points mapped onto the sphere, front and back")
+    with torch.no_grad():  # the article's figure: the batch's points with dropout on
+        noisy_points = trainer.model(torch.as_tensor(square_points, dtype=torch.float32, device=trainer.device))
+    add(figures.png_sphere_views(noisy_points.cpu().numpy(), square_colours, run.path("sphere_dropout_on.png"),
+                                 "the same points with dropout on (the article's training-batch figure)"),
+        "the square's points on the sphere with dropout on, as the article drew its training batch")
     add(figures.plotly_sphere(sphere_points, square_hex, run.path("sphere.html"),
                               f"the square on the sphere ({cfg.VARIANT})"), "the sphere, interactive 3D")
 
@@ -159,6 +169,7 @@ def main(argv=None):
     write_gif(frames, run.path("forming.gif"), fps=8)
     add(run.path("forming.gif"), "the sphere forming during training (log-spaced steps)")
 
+    metrics.update(noisy_metrics)
     metrics.update({"variant": cfg.VARIANT, "steps_trained": trainer.step,
                     "final_loss": float(losses[-100:].mean()) if len(losses) else None,
                     "first_loss": float(losses[0]) if len(losses) else None,

@@ -5,8 +5,8 @@ Why the others exist: the article's loss, (sum of paired cosines)^2, only sees t
 map - for random pairs E[cos] = |mean|^2 - so any map whose points average to the origin is a
 minimum, including ones that leave a whole cap of the sphere empty (the "missing corner").
 The uniformity loss of Wang & Isola (2020) is minimised only by the uniform distribution, so it
-pulls points into every empty cap; the wider net gives the piecewise-linear map enough pieces
-to fold the square's border into a small region and close the sphere.
+pulls points into every empty cap; the covering loss pulls points into holes directly; the
+wider net gives the piecewise-linear map more pieces to fold the square's border away.
 """
 
 from __future__ import annotations
@@ -19,19 +19,25 @@ from sphere_mapping.model import TrainSettings
 VARIANTS: dict[str, dict] = {
     # The article, exactly: 2-4-12-6-3, dropout 0.2, split-halves loss only.
     "article": {},
-    # The article's net and loss, plus the uniformity loss on 500 points of each batch.
-    "uniformity": {"uniformity_weight": 1.0},
-    # A wider net (2-16-64-32-3) with the same loss as the article.
-    "wide": {"widths": (16, 64, 32)},
-    # Both: the wider net and the uniformity loss, without dropout (noise the map cannot use).
-    "wide_uniformity": {"widths": (16, 64, 32), "uniformity_weight": 1.0, "dropout": 0.0},
+    # The article's net and schedule; the loss replaced by the uniformity loss (t = 6, 256 points
+    # of each batch), no dropout. Adding uniformity to the article's loss does not work: the
+    # split-halves loss (~10^5 at the start, ~300 at best) drowns it.
+    "uniformity": {"article_loss": False, "uniformity_weight": 1.0, "uniformity_temperature": 6.0,
+                   "dropout": 0.0},
+    # As "uniformity", plus the covering loss (model.covering_loss): 512 random directions pull
+    # their nearest mapped point, so holes are pushed on directly.
+    "uniformity_cover": {"article_loss": False, "uniformity_weight": 1.0, "uniformity_temperature": 6.0,
+                         "dropout": 0.0, "cover_weight": 10.0},
+    # As "uniformity" with a wider net (2-8-32-16-3): more ReLU pieces to fold the square's border.
+    "wide_uniformity": {"article_loss": False, "uniformity_weight": 1.0, "uniformity_temperature": 6.0,
+                        "dropout": 0.0, "widths": (8, 32, 16)},
 }
 
 DESCRIPTIONS = {
     "article": "the article: 2-4-12-6-3, dropout 0.2, (sum of paired cosines)^2",
-    "uniformity": "article net and loss + Wang-Isola uniformity loss (weight 1, 500 points)",
-    "wide": "wider net 2-16-64-32-3, article loss",
-    "wide_uniformity": "wider net 2-16-64-32-3, no dropout, article loss + uniformity loss",
+    "uniformity": "article net, no dropout, uniformity loss (t=6, 256 points) instead of the article's",
+    "uniformity_cover": "as uniformity, plus a covering loss (512 random directions -> nearest point)",
+    "wide_uniformity": "as uniformity with a wider net 2-8-32-16-3",
 }
 
 

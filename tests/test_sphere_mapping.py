@@ -145,7 +145,7 @@ def test_bad_picture_exits_with_one_line(lab_outputs, tmp_path):
 def test_unknown_variant_lists_the_valid_ones(lab_outputs):
     from sphere_mapping.variants import settings_for
 
-    with pytest.raises(LabError, match="valid variants: article, uniformity"):
+    with pytest.raises(LabError, match="valid variants: article, uniformity, uniformity_cover"):
         settings_for("sphere_please")
     result = run_module("sphere_mapping.experiments", "--dry-run", "--set", "VARIANTS=['article', 'nope']",
                         env_root=lab_outputs)

@@ -1,0 +1,56 @@
+"""Loading the date's pictures: every image in the pictures folder, in name order, resized to the
+constants' size as the article did ("I interpolated the pictures to 360x640 beforehand")."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from lab import LabError
+from pen_cap_vae.draw_pictures import list_pictures, pictures_dir
+
+DRAW_COMMAND = "python -m pen_cap_vae.draw_pictures"
+
+
+def load_pictures(setting: str, height: int, width: int, patch: int = 10) -> tuple[torch.Tensor, list[Path]]:
+    """(N, 3, height, width) float pictures in [0, 1] and their paths; N >= 2."""
+    if height % patch or width % patch:
+        raise LabError(f"IMAGE_HEIGHT and IMAGE_WIDTH ({height}x{width}) must be multiples of PATCH={patch}: "
+                       "the encoder's first convolution has stride PATCH")
+    folder = pictures_dir(setting)
+    if not folder.is_dir():
+        raise LabError(f"the pictures folder {folder} does not exist; draw the pictures with {DRAW_COMMAND} "
+                       "or put your own there (PICTURES_DIR)")
+    paths = list_pictures(folder)
+    if len(paths) < 2:
+        raise LabError(f"the pictures folder {folder} holds {len(paths)} picture(s) but the date needs at least 2; "
+                       f"draw them with {DRAW_COMMAND} or put your own there")
+    arrays = []
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                image = image.convert("RGB")
+                if image.size != (width, height):
+                    print(f"note: {path.name} is {image.width}x{image.height}; resized to {width}x{height}")
+                    image = image.resize((width, height), Image.Resampling.BICUBIC)
+                arrays.append(np.asarray(image, dtype=np.float32) / 255.0)
+        except OSError as error:
+            raise LabError(f"cannot read picture {path}: {error}; remove it or replace it") from None
+    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous(), paths
+
+
+def to_uint8_image(picture: torch.Tensor) -> np.ndarray:
+    """(3, H, W) float picture -> (H, W, 3) uint8 array, clipped to [0, 1]."""
+    return (picture.detach().clamp(0.0, 1.0).permute(1, 2, 0).cpu().numpy() * 255.0 + 0.5).astype(np.uint8)
+
+
+def set_threads(threads: int) -> None:
+    """Use `threads` CPU threads in torch (0 leaves torch's default). On a small model or a machine
+    shared with other jobs one thread avoids OpenMP's idle-waiting and is many times faster."""
+    if threads < 0:
+        raise LabError(f"TORCH_THREADS must be 0 (torch's default) or a positive count, got {threads}")
+    if threads:
+        torch.set_num_threads(threads)

@@ -60,8 +60,8 @@ def test_world_bad_input_is_a_lab_error():
 def test_tiny_clip_retrain_beats_chance(lab_outputs):
     from vqgan_clip import train_clip
 
-    metrics = train_clip.main(["--quick", "--set", "STEPS=50", "--set", "BATCH_SIZE=64", "--set", "TRAIN_SCENES=1000",
-                               "--set", "EVAL_SCENES=200", "--set", "WARMUP_STEPS=10"])
+    metrics = train_clip.main(["--quick", "--set", "STEPS=40", "--set", "BATCH_SIZE=64", "--set", "TRAIN_SCENES=800",
+                               "--set", "EVAL_SCENES=100", "--set", "WARMUP_STEPS=10", "--set", "EVAL_UNTRAINED=false"])
     # Chance: 1 % for top-1 among 100, 1/7 for the colour of a shape on a known background.
     assert metrics["text_to_image_top1_of_100"] > 0.04
     assert metrics["colour_accuracy"] > 0.35
@@ -72,7 +72,7 @@ def test_tiny_clip_retrain_beats_chance(lab_outputs):
 def test_tiny_vqgan_retrain_beats_untrained(lab_outputs):
     from vqgan_clip import train_vqgan
 
-    metrics = train_vqgan.main(["--quick", "--set", "STEPS=50", "--set", "TRAIN_SCENES=300", "--set", "EVAL_SCENES=32"])
+    metrics = train_vqgan.main(["--quick", "--set", "STEPS=40", "--set", "BATCH_SIZE=4", "--set", "TRAIN_SCENES=200", "--set", "EVAL_SCENES=16"])
     assert metrics["held_out_psnr_db"] > metrics["untrained_held_out_psnr_db"] + 1.0
     assert metrics["codebook_usage"] >= 0.5
     assert (lab_outputs / "vqgan_clip" / "train_vqgan" / "reconstructions.png").is_file()

@@ -47,6 +47,7 @@ TEXT_LAYERS = 2            # text transformer blocks
 TEXT_HEADS = 4             # text attention heads
 CONTEXT_LENGTH = 24        # tokens per caption (the longest caption here is about 20)
 EVAL_SCENES = 2000         # held-out test scenes for the zero-shot probes (retrieval uses groups of 100)
+EVAL_UNTRAINED = True      # also measure the untrained model (the chance baseline, measured)
 SHIP = False               # write fp16 weights + config to SHIP_DIR (the shipped small model)
 SHIP_DIR = "data/vqgan_clip_small"
 THREADS = 1                # torch CPU threads (0: torch's default). 1 is fastest on a shared 2-core machine
@@ -276,7 +277,7 @@ def main(argv=None):
         step, losses = checkpoint["step"], checkpoint.get("losses", [])
         print(f"resumed from {path} at step {step}")
     train_seconds = 0.0
-    before = evaluate(model, tokenizer, eval_scenes, eval_images, device) if step == 0 else None
+    before = evaluate(model, tokenizer, eval_scenes, eval_images, device) if step == 0 and cfg.EVAL_UNTRAINED else None
     rng = np.random.default_rng([cfg.SEED, step])
     model.train()
     loop_start = time.time()
@@ -297,8 +298,8 @@ def main(argv=None):
                 optimizer.step()
             with torch.no_grad():  # CLIP clips the learned temperature at 100 (paper, section 2.5)
                 model.logit_scale.clamp_(0, math.log(100))
-            losses.append(float(loss))
-            bar.set_postfix(loss=f"{float(loss):.3f}", temp=f"{model.logit_scale.exp().item():.0f}")
+            losses.append(float(loss.detach()))
+            bar.set_postfix(loss=f"{losses[-1]:.3f}", temp=f"{model.logit_scale.exp().item():.0f}")
             if guard.requested:
                 break
         step += 1

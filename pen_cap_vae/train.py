@@ -133,7 +133,7 @@ def main(argv=None):
             step += 1
             bar.update(1)
             bar.set_postfix(loss_per_element=f"{loss / pixels:.4f}",
-                            sigma=f"{float(output_variance(model.sigma).sqrt()):.4f}")
+                            sigma=f"{float(output_variance(model.sigma.detach()).sqrt()):.4f}")
             if step % cfg.CHECKPOINT_EVERY == 0 or step == cfg.STEPS or guard.requested:
                 save(step)
             if guard.requested:
@@ -151,7 +151,7 @@ def main(argv=None):
     print("reconstruction PSNR (dB): " + ", ".join(f"{k} {v}" for k, v in scores.items()))
     run.finish({"psnr_db": scores, "min_psnr_db": min(scores.values()), "steps": step,
                 "final_loss_per_element": losses[-1] / pixels if losses else None,
-                "output_sigma": float(output_variance(model.sigma).sqrt())},
+                "output_sigma": float(output_variance(model.sigma.detach()).sqrt())},
                status="interrupted" if guard.requested else "complete")
 
 

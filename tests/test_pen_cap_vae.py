@@ -1,0 +1,308 @@
+"""pen_cap_vae: the article's keys and formulas, the EEG pipeline, bad input, and the pipeline end to end."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from lab.media import count_video_frames
+from pen_cap_vae import draw_pictures, source_maker, train
+from pen_cap_vae import test as date_script
+from pen_cap_vae.eeg import EEGRecorder, log_spectrum, smooth_spectrum, spectral_exponent
+from pen_cap_vae.model import (
+    GaussianAutoencoder,
+    Recoder,
+    corrloss,
+    date_schedule,
+    recoder_loss,
+    sigma_vae_loss,
+)
+from tests.conftest import run_module
+
+
+@pytest.fixture(autouse=True)
+def _restore_torch_threads():
+    """The quick and dry-run profiles set torch to one thread in-process; give other tests theirs back."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+# ----------------------------------------------------------------------------- the article's names
+
+
+def test_vae_state_dict_has_the_articles_keys_and_shapes():
+    state = GaussianAutoencoder().state_dict()
+    expected = {
+        "sigma": (1,),
+        "encoder.cnn1.weight": (128, 3, 10, 10),
+        "encoder.gn1.weight": (128,),
+        "encoder.cnn.0.weight": (128, 64, 3, 3),
+        "encoder.gn.3.weight": (128,),
+        "encoder.cnn.19.bias": (128,),
+        "encoder.cnn_out.weight": (8, 64, 1, 1),
+        "encoder_var.cnn1.weight": (128, 3, 10, 10),
+        "encoder_var.gn.19.bias": (128,),
+        "decoder.cnn_in.weight": (128, 8, 1, 1),
+        "decoder.gn_in.weight": (128,),
+        "decoder.cnn.19.weight": (128, 64, 3, 3),
+        "decoder.gn5.weight": (6,),
+        "decoder.cnn5.weight": (64, 6, 10, 10),  # ConvTranspose2d(64, 6): (in, out, kh, kw)
+    }
+    for key, shape in expected.items():
+        assert tuple(state[key].shape) == shape, key
+    # Two encoders of 86 tensors, a decoder of 88 and sigma: nothing more, nothing less.
+    assert len(state) == 2 * 86 + 88 + 1
+    assert "encoder.cnn.20.weight" not in state
+
+
+def test_recoder_keys_shapes_and_hidden_list():
+    recoder = Recoder()
+    state = recoder.state_dict()
+    assert tuple(state["cnn_in.weight"].shape) == (64, 8, 1, 1)
+    assert tuple(state["cnn.19.weight"].shape) == (128, 64, 3, 3)
+    assert tuple(state["cnn_out.weight"].shape) == (8, 64, 1, 1)
+    assert len(state) == 2 + 40 + 2
+    out, hidden = Recoder(layers=3, channels=8).eval()(torch.randn(1, 8, 4, 5), return_h=True)
+    assert out.shape == (1, 8, 4, 5) and len(hidden) == 3
+    # Every hidden layer is L2-normalised over the channels at every position.
+    assert torch.allclose(hidden[-1].norm(dim=1), torch.ones(1, 4, 5), atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- formulas by hand
+
+
+def test_sigma_vae_loss_matches_hand_computation():
+    pictures = torch.tensor([[[[0.0, 1.0]]]])  # one 1x1x2 picture: H*W*C = 2
+    reconstruction = torch.tensor([[[[0.5, 0.5]]]])
+    mean, std, variance = torch.full((1, 1, 1, 1), 0.5), torch.full((1, 1, 1, 1), 0.5), torch.tensor([0.5])
+    # likelihood (0.25 + 0.25) / (2 * 0.5) = 0.5; KL 0.5 * (0.25 + 0.25 - 1) - log 0.5 = 0.443147;
+    # 0.5 * log(0.5) * 2 = -0.693147; total 0.25.
+    loss = sigma_vae_loss(pictures, reconstruction, mean, std, variance)
+    assert float(loss) == pytest.approx(0.25, abs=1e-6)
+    # A batch of two identical pictures: both sums are averaged over the batch, so the same loss.
+    doubled = sigma_vae_loss(pictures.repeat(2, 1, 1, 1), reconstruction.repeat(2, 1, 1, 1), mean.repeat(2, 1, 1, 1),
+                             std.repeat(2, 1, 1, 1), variance)
+    assert float(doubled) == pytest.approx(0.25, abs=1e-6)
+
+
+def test_log_sigma_term_uses_the_real_picture_size():
+    # With zero error and a standard-normal code only 0.5 * log(variance) * H * W * C remains.
+    for height, width in ((2, 3), (4, 5)):
+        zeros = torch.zeros(1, 3, height, width)
+        loss = sigma_vae_loss(zeros, zeros, torch.zeros(1, 1, 1, 1), torch.ones(1, 1, 1, 1), torch.tensor([math.e]))
+        assert float(loss) == pytest.approx(0.5 * 3 * height * width, rel=1e-6)
+
+
+def test_corrloss_matches_hand_computation():
+    y = torch.tensor([1.0, 2.0, 3.0])
+    x = torch.tensor([1.0, 2.0, 4.0])
+    z, r = corrloss(y, x)
+    # Deviations of x: -4/3, -1/3, 5/3 (sum of squares 42/9); of y: -1, 0, 1 (2); cross sum 3.
+    assert float(z) == pytest.approx(1.0 - 3.0 / math.sqrt(42.0 / 9.0 * 2.0), abs=1e-6)
+    assert float(r) == pytest.approx((math.log(42.0 / 9.0) - math.log(2.0)) ** 2 + (7.0 / 3.0 - 2.0) ** 2, abs=1e-6)
+
+
+def test_recoder_loss_value_and_detached_factors():
+    torch.manual_seed(0)
+    y = torch.randn(1, 2, 3, 3, requires_grad=True)
+    x1, target, s = torch.randn(1, 2, 3, 3), torch.randn(1, 2, 3, 3), 0.4
+    loss, loss1, loss2, r = recoder_loss(y, x1, target, s)
+    l1, l2, rv = float(loss1.detach()), float(loss2.detach()), float(r.detach())
+    assert float(loss.detach()) == pytest.approx(l1 * (l1 - s) + l2 * l2 * (1 - 0.8 * s) + 0.25 * rv, rel=1e-5)
+    loss.backward()
+    # The detached factors act as constant weights: d loss = (l1 - s) d l1 + l2 (1 - 0.8 s) d l2 + 0.25 d r.
+    y2 = y.detach().clone().requires_grad_(True)
+    a, _ = corrloss(y2, x1)
+    b, rr = corrloss(y2, target)
+    ((l1 - s) * a + l2 * (1 - 0.8 * s) * b + 0.25 * rr).backward()
+    assert torch.allclose(y.grad, y2.grad, atol=1e-5)
+
+
+@pytest.mark.parametrize(("iteration", "expected"), [
+    (529, 0.080546),    # t = 0.1: s1 = 1/2 (start of the plateau), no pulse yet
+    (2649, 0.162046),   # t = 0.5: the plateau, 0.16 plus the pulses' far tails
+    (4769, 1.488784),   # t = 0.9: s2 = 1/2 and the first pulse at its peak
+    (4769 + 5300, 1.488784),  # the schedule repeats every cycle
+])
+def test_schedule_values_at_known_t(iteration, expected):
+    assert date_schedule(iteration, 5300)["s"] == pytest.approx(expected, abs=2e-6)
+
+
+def test_schedule_pulses_peak_at_the_articles_times():
+    values = np.array([date_schedule(i, 5300)["s_"] for i in range(4500, 5300)])
+    t = (np.arange(4500, 5300) + 1) / 5300
+    peaks = [t[i] for i in range(1, len(values) - 1) if values[i] > values[i - 1] and values[i] >= values[i + 1]]
+    assert peaks == pytest.approx([0.90, 0.93, 0.96], abs=1e-3)  # neighbours pull each peak slightly
+
+
+# ----------------------------------------------------------------------------- EEG
+
+
+def test_spectrum_peak_lands_at_the_signals_frequency_bin():
+    samples, frequency_bin = 1000, 300
+    n = np.arange(samples)
+    # A band of cosines around DCT bin 300 (DCT-II basis functions), plus a little noise.
+    signal = sum(np.exp(-((d / 6.0) ** 2)) * np.cos(np.pi * (frequency_bin + d) * (2 * n + 1) / (2 * samples))
+                 for d in range(-15, 16))
+    signal = signal + 1e-3 * np.random.default_rng(0).standard_normal(samples)
+    spectrum = log_spectrum(signal[None, :])
+    assert spectrum.argmax() == frequency_bin
+    smoothed = smooth_spectrum(spectrum, width=100, positions=900)
+    assert smoothed.shape == (1, 900)
+    assert abs(smoothed.argmax() + 50 - frequency_bin) <= 2  # position j is centred on bin j + width/2
+
+
+def test_spectral_exponent_of_white_and_brown_noise():
+    rng = np.random.default_rng(0)
+    white = rng.standard_normal((8, 1000))
+    assert abs(np.median(spectral_exponent(white))) < 0.2
+    assert 1.6 < np.median(spectral_exponent(np.cumsum(white, axis=1))) < 2.2  # 1/f^2 for a random walk
+
+
+def test_eeg_normalisation_matches_the_article_by_hand():
+    recorder = EEGRecorder(np.array([[0, 0, 0, 0]]))
+    assert recorder.record(np.array([2.0]))[0] == pytest.approx(2.0)
+    # mu = 0.02, var = 0.9 + 0.1 * (2 - 0.02)^2 = 1.29204.
+    assert recorder.record(np.array([2.0]))[0] == pytest.approx(1.98 / math.sqrt(1.29204), rel=1e-6)
+    assert recorder.take_window().shape == (1, 2)
+
+
+def test_eeg_reads_each_probe_at_its_position():
+    hidden = [torch.randn(1, 4, 3, 5) for _ in range(3)]
+    probes = np.array([[0, 1, 2, 3], [2, 3, 0, 4], [1, 0, 1, 1]])
+    values = EEGRecorder(probes).read(hidden)
+    assert values.tolist() == pytest.approx([float(hidden[p][0, q, m, n]) for p, q, m, n in probes])
+
+
+# ----------------------------------------------------------------------------- bad input
+
+
+def _fails_with(capsys, main, argv, *fragments):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    message = capsys.readouterr().err
+    for fragment in fragments:
+        assert fragment in message, message
+    return message
+
+
+def test_missing_or_too_few_pictures_name_the_folder_and_the_draw_command(lab_outputs, tmp_path, capsys):
+    missing = tmp_path / "nowhere"
+    _fails_with(capsys, train.main, ["--dry-run", "--set", f"PICTURES_DIR={missing}"],
+                str(missing), "python -m pen_cap_vae.draw_pictures")
+    lonely = tmp_path / "one"
+    lonely.mkdir()
+    draw_pictures.draw_picture(0, 30, 50, 1).save(lonely / "only.jpg")
+    _fails_with(capsys, train.main, ["--dry-run", "--set", f"PICTURES_DIR={lonely}"], "at least 2", str(lonely))
+
+
+def test_date_without_trained_vae_says_to_train_first(lab_outputs, capsys):
+    _fails_with(capsys, date_script.main, ["--dry-run"], "run python -m pen_cap_vae.train --dry-run first")
+
+
+def test_vae_of_another_architecture_is_refused_with_the_keys_named(lab_outputs, tmp_path, capsys):
+    foreign = tmp_path / "foreign.pt"
+    torch.save(GaussianAutoencoder(layers=2, channels=16).state_dict(), foreign)  # a bare state_dict
+    _fails_with(capsys, date_script.main, ["--dry-run", "--set", f"VAE_CHECKPOINT={foreign}"],
+                "does not match this architecture", "missing keys: decoder.cnn.10.bias",
+                "decoder.cnn5.weight (8, 6, 10, 10) vs (64, 6, 10, 10)")
+
+
+def test_inconsistent_date_constants_are_refused(lab_outputs, capsys):
+    _fails_with(capsys, date_script.main, ["--dry-run", "--set", "SWITCH_ITERATION=40"], "SWITCH_ITERATION")
+    _fails_with(capsys, date_script.main, ["--dry-run", "--set", "SMOOTH_POSITIONS=18"], "EEG_WINDOW")
+
+
+def test_source_maker_without_frames_says_to_run_the_date(lab_outputs, capsys):
+    _fails_with(capsys, source_maker.main, ["--dry-run"], "run python -m pen_cap_vae.test --dry-run first")
+
+
+@pytest.fixture
+def small_pictures(tmp_path):
+    folder = tmp_path / "pictures"
+    draw_pictures.main(["--set", f"PICTURES_DIR={folder}", "--set", "HEIGHT=60", "--set", "WIDTH=100"])
+    return folder
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(lab_outputs, small_pictures, capsys, monkeypatch):
+    common = ["--dry-run", "--set", f"PICTURES_DIR={small_pictures}", "--set", "CHECKPOINT_EVERY=1"]
+    train.main(common + ["--set", "STEPS=2"])
+    monkeypatch.setattr(train, "vae_step", lambda *args: float("nan"))
+    _fails_with(capsys, train.main, common + ["--set", "STEPS=4"], "nan", "last good checkpoint (step 2)")
+    checkpoint = torch.load(lab_outputs / "pen_cap_vae/checkpoints/dry_run/vae.pt", weights_only=True)
+    assert checkpoint["step"] == 2 and all(torch.isfinite(v).all() for v in checkpoint["model"].values())
+
+
+class _InterruptAfter:
+    """Stands in for InterruptGuard: `requested` turns true after a number of checks (a Ctrl+C)."""
+
+    def __init__(self, checks: int):
+        self.checks = checks
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return None
+
+    @property
+    def requested(self):
+        self.checks -= 1
+        return self.checks < 0
+
+
+# ----------------------------------------------------------------------------- end to end
+
+
+def test_dry_run_pipeline_end_to_end_with_interrupt_and_resume(lab_outputs, small_pictures, monkeypatch):
+    pictures = ["--set", f"PICTURES_DIR={small_pictures}"]
+    train.main(["--dry-run", *pictures])
+    record = json.loads((lab_outputs / "pen_cap_vae/train/run.json").read_text())
+    assert set(record["metrics"]["psnr_db"]) == {p.name for p in small_pictures.iterdir()}
+    assert (lab_outputs / "pen_cap_vae/train/reconstructions.png").is_file()
+    train.main(["--dry-run", *pictures, "--set", "STEPS=5"])  # resumes at step 3
+    assert json.loads((lab_outputs / "pen_cap_vae/train/run.json").read_text())["metrics"]["steps"] == 5
+
+    # Ctrl+C after 25 of the 40 iterations: saved, then the rerun finishes the date.
+    monkeypatch.setattr(date_script, "InterruptGuard", lambda: _InterruptAfter(25))
+    date_script.main(["--dry-run", *pictures])
+    out = lab_outputs / "pen_cap_vae/test"
+    assert json.loads((out / "run.json").read_text())["status"] == "interrupted"
+    monkeypatch.setattr(date_script, "InterruptGuard", lambda: _InterruptAfter(10**9))
+    date_script.main(["--dry-run", *pictures])
+    record = json.loads((out / "run.json").read_text())
+    assert record["status"] == "complete" and record["metrics"]["iterations"] == 40
+    assert sorted(p.name for p in (out / "frames").iterdir()) == [f"{i:06d}.jpg" for i in range(40)]
+    # The article's names: encephalograms/<probe>/pic_<p>_<q>_<m>_<n>_<window>.jpg, 20 probes, 2 windows.
+    for folder in ("encephalograms", "encephalograms_log_spectrae"):
+        names = sorted(p.relative_to(out / folder).as_posix() for p in (out / folder).rglob("*.jpg"))
+        assert len(names) == 40 and names[0].startswith("1/pic_")
+        assert all(n.split("/")[1].count("_") == 5 and n.endswith(("_1.jpg", "_2.jpg")) for n in names)
+    assert len(record["metrics"]["eeg_alpha_per_window"]) == 2
+    for artifact in record["artifacts"]:
+        assert (out / artifact["path"]).is_file(), artifact
+
+    source_maker.main(["--dry-run"])
+    video = lab_outputs / "pen_cap_vae/source_maker/animation.mp4"
+    assert count_video_frames(video) == 40
+    assert (lab_outputs / "pen_cap_vae/source_maker/preview.gif").is_file()
+
+
+@pytest.mark.slow
+def test_quick_pipeline_end_to_end(lab_outputs):
+    result = run_module("lab.pipeline", "pen_cap_vae", env_root=lab_outputs, timeout=900)
+    assert result.returncode == 0, result.stderr[-3000:]
+    train_record = json.loads((lab_outputs / "pen_cap_vae/train/run.json").read_text())
+    assert train_record["metrics"]["min_psnr_db"] >= 25.0
+    date_record = json.loads((lab_outputs / "pen_cap_vae/test/run.json").read_text())
+    assert date_record["metrics"]["frames"] == 600
+    # The date shows: on the plateau the code resembles the last picture more than at the start.
+    assert date_record["metrics"]["corr_last_plateau"] > date_record["metrics"]["corr_last_start"]
+    assert count_video_frames(lab_outputs / "pen_cap_vae/source_maker/animation.mp4") == 600
+    assert (lab_outputs / "index.html").is_file()

@@ -1,0 +1,222 @@
+"""Benchmark: seconds per VAE training step and per recoder iteration, with and without the extras.
+
+Run: python -m pen_cap_vae.bench [--quick] [--set REPEATS=7] [--set TORCH_THREADS=2]
+
+Prints medians of REPEATS timings and ratios measured in the same process:
+- a VAE training step (all pictures at IMAGE_HEIGHT x IMAGE_WIDTH) of this package's model against
+  the article's straightforward formulation (the gate as y_ * (1 - g) + y * g in four element-wise
+  ops, torch.distributions Normal/rsample/kl_divergence) on the same weights;
+- a recoder iteration (forward, backward, Adam step, decoding the code to a frame) bare, with the
+  EEG recording, with frame writing, and with the EEG plots amortised over one EEG_WINDOW;
+- the EEG recording vectorised against the article's per-probe loop.
+On a GPU the timings synchronise the device; mixed precision and channels-last are not offered here
+(the task's machine had no GPU to measure them on).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.distributions import Normal, kl_divergence
+
+from lab import exit_on_lab_error, start_run
+from pen_cap_vae import model as model_module
+from pen_cap_vae.data import set_threads, to_uint8_image
+from pen_cap_vae.eeg import EEGRecorder, draw_probes
+from pen_cap_vae.model import GaussianAutoencoder, Recoder, output_variance, recoder_loss
+from pen_cap_vae.test import EEGPlotter, FrameWriter
+
+# -----------------------------------------------------------------------------
+# Constants. The article's sizes are the defaults; edit them here or use --set.
+REPEATS = 5            # timed runs per measurement (the median is reported)
+PICTURES = 3           # batch of pictures per VAE step (article: 3)
+IMAGE_HEIGHT = 360     # (article: 360)
+IMAGE_WIDTH = 640      # (article: 640)
+LAYERS = 20            # VAE gated layers (article: 20)
+CHANNELS = 128         # VAE width (article: 128)
+RECODER_LAYERS = 20    # (article: 20)
+RECODER_CHANNELS = 64  # (article: 64)
+EEG_WINDOW = 1000      # the plots of one window are spread over this many iterations (article: 1000)
+EEG_PLOT_DPI = 120     # (article: 120)
+TORCH_THREADS = 0      # 0: torch's default
+SEED = 0
+DEVICE = "auto"
+QUICK = {"IMAGE_HEIGHT": 90, "IMAGE_WIDTH": 160, "LAYERS": 3, "CHANNELS": 32, "RECODER_CHANNELS": 32,
+         "EEG_WINDOW": 200, "EEG_PLOT_DPI": 50, "TORCH_THREADS": 1, "REPEATS": 7}
+DRY_RUN = {"REPEATS": 2, "IMAGE_HEIGHT": 30, "IMAGE_WIDTH": 50, "LAYERS": 2, "CHANNELS": 16, "RECODER_LAYERS": 3,
+           "RECODER_CHANNELS": 16, "EEG_WINDOW": 20}
+# -----------------------------------------------------------------------------
+
+
+def _article_gate(layer_out, previous):
+    # The article's gate, written out: y_ * (1 - g) + y * g with g = sigmoid(gate half).
+    candidate, gate = torch.chunk(layer_out, 2, dim=1)
+    gate = gate.sigmoid()
+    return candidate * (1.0 - gate) + previous * gate
+
+
+@contextlib.contextmanager
+def article_style_gate():
+    saved = model_module.gated_residual
+    model_module.gated_residual = _article_gate
+    try:
+        yield
+    finally:
+        model_module.gated_residual = saved
+
+
+def article_style_loss(vae: GaussianAutoencoder, x: torch.Tensor) -> torch.Tensor:
+    """The article's training forward with torch.distributions, on this package's modules."""
+    mean, std = vae.encoder(x), vae.encoder_var(x).sigmoid()
+    code = Normal(mean, std)
+    decoded = vae.decoder(code.rsample())
+    variance = output_variance(vae.sigma)
+    sample = Normal(decoded, variance.sqrt()).rsample()
+    loss = ((sample - x) ** 2 / (2.0 * variance)).mean(dim=0).sum()
+    loss = loss + kl_divergence(code, Normal(0.0, 1.0)).mean(dim=0).sum()
+    return loss + variance.log() * x[0].numel() * 0.5
+
+
+def median_seconds(function, repeats: int, device: str) -> float:
+    function()  # warm-up
+    times = []
+    for _ in range(repeats):
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        function()
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+@exit_on_lab_error
+def main(argv=None):
+    run = start_run("pen_cap_vae", globals(), argv, framework="torch")
+    cfg = run.cfg
+    set_threads(cfg.TORCH_THREADS)
+    device = run.device
+    print(f"torch threads: {torch.get_num_threads()}; sizes {cfg.PICTURES}x{cfg.IMAGE_HEIGHT}x{cfg.IMAGE_WIDTH}, "
+          f"VAE {cfg.LAYERS}x{cfg.CHANNELS}, recoder {cfg.RECODER_LAYERS}x{cfg.RECODER_CHANNELS}")
+    metrics = {}
+
+    vae = GaussianAutoencoder(cfg.LAYERS, cfg.CHANNELS).to(device)
+    optimizer = torch.optim.Adam(vae.parameters(), lr=1e-5)
+    pictures = torch.rand(cfg.PICTURES, 3, cfg.IMAGE_HEIGHT, cfg.IMAGE_WIDTH, device=device)
+
+    def vae_step():
+        _, loss = vae(pictures)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    def article_vae_step():
+        with article_style_gate():
+            loss = article_style_loss(vae, pictures)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    vae.train()
+    ours = median_seconds(vae_step, cfg.REPEATS, device)
+    article = median_seconds(article_vae_step, cfg.REPEATS, device)
+    metrics["vae_step_s"] = round(ours, 4)
+    metrics["vae_step_article_style_s"] = round(article, 4)
+    metrics["vae_speedup_vs_article_style"] = round(article / ours, 3)
+    print(f"VAE training step: {ours:.4f} s (article-style code {article:.4f} s, ratio {article / ours:.2f}x)")
+
+    vae.eval()
+    grid = (cfg.IMAGE_HEIGHT // 10, cfg.IMAGE_WIDTH // 10)
+    recoder = Recoder(cfg.RECODER_LAYERS, cfg.RECODER_CHANNELS).to(device)
+    rec_optimizer = torch.optim.Adam(recoder.parameters(), lr=1e-4)
+    code = torch.randn(1, 8, *grid, device=device)
+    target = torch.randn_like(code)
+    state = {"x1": torch.randn_like(code), "hidden": None}
+    recorder = EEGRecorder(draw_probes(20, cfg.RECODER_LAYERS, min(16, cfg.RECODER_CHANNELS), *grid))
+    folder = Path(tempfile.mkdtemp(prefix="pen_cap_bench_"))
+    writer = FrameWriter(90)
+    counter = {"frame": 0}
+
+    def iteration(eeg: bool, frames: bool):
+        y, hidden = recoder(state["x1"], return_h=True)
+        y = torch.tanh(y) * 3.0
+        loss, _, _, _ = recoder_loss(y, state["x1"], target, 0.16)
+        rec_optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        rec_optimizer.step()
+        with torch.no_grad():
+            state["x1"] = state["x1"] * 0.5 + 0.5 * y.detach()
+            if eeg:
+                recorder.record(recorder.read(hidden))
+            frame = vae.decoder(state["x1"])[0]  # the decode is part of every iteration
+            if frames:
+                counter["frame"] += 1
+                writer.write(to_uint8_image(frame), folder / f"{counter['frame'] % 50:06d}.jpg")
+            else:
+                frame.cpu()
+        state["hidden"] = hidden
+
+    variants = {"bare": (False, False), "eeg": (True, False), "frames": (False, True), "eeg_and_frames": (True, True)}
+    # Interleave the variants, so that load from other jobs spreads over all of them alike.
+    samples = {name: [] for name in variants}
+    for flags in variants.values():
+        iteration(*flags)  # warm-up
+    for _ in range(cfg.REPEATS):
+        for name, flags in variants.items():
+            start = time.perf_counter()
+            iteration(*flags)
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            samples[name].append(time.perf_counter() - start)
+    writer.close()
+    timings = {name: statistics.median(values) for name, values in samples.items()}
+
+    plotter = EEGPlotter(cfg.EEG_PLOT_DPI)
+    signals = np.random.default_rng(0).standard_normal((20, cfg.EEG_WINDOW))
+    start = time.perf_counter()
+    for j in range(20):
+        plotter.save(signals[j], folder / "trace.jpg", np.arange(cfg.EEG_WINDOW), signals[j], folder / "spec.jpg", "b")
+    plots_per_window = time.perf_counter() - start
+    plotter.close()
+    plots_per_iteration = plots_per_window / cfg.EEG_WINDOW
+    bare = timings["bare"]
+    everything = timings["eeg_and_frames"] + plots_per_iteration
+    for name, seconds in timings.items():
+        metrics[f"recoder_iteration_{name}_s"] = round(seconds, 5)
+    metrics["eeg_plots_per_window_s"] = round(plots_per_window, 3)
+    metrics["extras_overhead_percent"] = round(100.0 * (everything / bare - 1.0), 2)
+    print(f"recoder iteration (forward, backward, step, decode): {bare:.4f} s bare; "
+          + ", ".join(f"{k} {v:.4f} s" for k, v in timings.items() if k != "bare"))
+    print(f"EEG plots: {plots_per_window:.2f} s per window of {cfg.EEG_WINDOW} = {plots_per_iteration * 1e3:.2f} ms "
+          f"per iteration; all extras add {metrics['extras_overhead_percent']:.1f} % (goal <= 5 %)")
+
+    # The EEG recording: vectorised against the article's per-probe loop of tensor operations.
+    hidden = state["hidden"]
+    mu, var = [0.0] * 20, [1.0] * 20
+
+    def article_eeg():
+        values = []
+        for j, (p, q, m, n) in enumerate(recorder.probes.tolist()):
+            value = hidden[p][:, q, m, n]
+            values.append(((value - mu[j]) / var[j] ** 0.5).unsqueeze(0))
+            mu[j] = mu[j] * 0.99 + value * 0.01
+            var[j] = var[j] * 0.9 + 0.1 * (value - mu[j]) ** 2
+        return torch.cat(values, dim=0)
+
+    ours_eeg = median_seconds(lambda: recorder.record(recorder.read(hidden)), cfg.REPEATS * 20, device)
+    article_eeg_s = median_seconds(article_eeg, cfg.REPEATS * 20, device)
+    metrics["eeg_record_s"] = round(ours_eeg, 6)
+    metrics["eeg_record_article_style_s"] = round(article_eeg_s, 6)
+    print(f"EEG recording of 20 probes: {ours_eeg * 1e6:.0f} us (article-style loop {article_eeg_s * 1e6:.0f} us)")
+    run.finish(metrics)
+
+
+if __name__ == "__main__":
+    main()

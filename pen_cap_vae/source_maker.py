@@ -7,6 +7,8 @@ Writes animation.mp4 (H.264 through imageio-ffmpeg's bundled ffmpeg) and a small
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from lab import LabError, exit_on_lab_error, start_run
 from lab.media import count_video_frames, write_gif, write_video
 from lab.paths import outputs_root
@@ -20,7 +22,7 @@ GIF_FPS = 10           # ... and plays at this rate
 GIF_MAX_SIDE = 320     # ... shrunk to this longer side
 SEED = 0               # unused: assembling is deterministic
 DEVICE = "cpu"
-QUICK = {"GIF_EVERY": 4}
+QUICK = {"GIF_EVERY": 10}
 # -----------------------------------------------------------------------------
 
 
@@ -30,8 +32,6 @@ def main(argv=None):
     cfg = run.cfg
     if cfg.FPS <= 0 or cfg.GIF_FPS <= 0 or cfg.GIF_EVERY < 1:
         raise LabError(f"FPS and GIF_FPS must be > 0 and GIF_EVERY >= 1, got {cfg.FPS}, {cfg.GIF_FPS}, {cfg.GIF_EVERY}")
-    from pathlib import Path
-
     frames_dir = Path(cfg.FRAMES_DIR) if cfg.FRAMES_DIR else outputs_root() / "pen_cap_vae" / "test" / "frames"
     frames = sorted(frames_dir.glob("*.jpg")) if frames_dir.is_dir() else []
     if not frames:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import shutil
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import matplotlib
 
@@ -97,8 +98,6 @@ def load_vae(run, cfg):
     """The trained VAE (eval mode) and the constants it was trained with."""
     path = cfg.VAE_CHECKPOINT or outputs_root() / "pen_cap_vae" / "checkpoints" / run.profile / train.CHECKPOINT_NAME
     flag = {"quick": " --quick", "dry_run": " --dry-run"}.get(run.profile, "")
-    from pathlib import Path
-
     if not Path(path).is_file():
         raise LabError(f"no trained VAE at {path}: run python -m pen_cap_vae.train{flag} first")
     checkpoint = load_checkpoint(path, map_location="cpu")

@@ -164,10 +164,16 @@ def denoising_experiment(run, cfg, data, train, test) -> tuple[dict, bool]:
             raise LabError(f"{name} must be a non-empty list of levels in [0, 1], got {values}")
 
     def corrupt(clean):
-        # Each batch gets one noise type and a level drawn up to the largest tested one, so one
+        # Each image gets one noise type at one of the tested levels (fresh noise every time), so one
         # network learns to remove both kinds of noise at every strength (Vincent et al. 2008).
-        kind = "gaussian" if torch.rand(()) < 0.5 else "salt_and_pepper"
-        return add_noise(clean, kind, float(torch.rand(())) * max(levels[kind]))
+        choices = [(kind, level) for kind, values in levels.items() for level in values]
+        picks = torch.randint(len(choices), (len(clean),))
+        noisy = clean.clone()
+        for index, (kind, level) in enumerate(choices):
+            rows = picks == index
+            if rows.any():
+                noisy[rows] = add_noise(clean[rows], kind, level)
+        return noisy
 
     model, _history, interrupted = fit_autoencoder(
         run, cfg, f"denoising_latent{cfg.DENOISING_LATENT}", train, cfg.DENOISING_LATENT, corrupt,
@@ -175,6 +181,7 @@ def denoising_experiment(run, cfg, data, train, test) -> tuple[dict, bool]:
     generator = torch.Generator().manual_seed(1234)  # the same noisy test images on every run
     results: dict[str, dict[str, list[float]]] = {}
     examples = {}
+    shown = torch.arange(8) * (len(test) // 8)  # eight held-out images spread over the set
     for kind, values in levels.items():
         results[kind] = {"noisy": [], "autoencoder": [], "pca": []}
         for level in values:
@@ -185,7 +192,7 @@ def denoising_experiment(run, cfg, data, train, test) -> tuple[dict, bool]:
             for label, output in (("noisy", noisy), ("autoencoder", ae_clean), ("pca", pca_clean)):
                 results[kind][label].append(float(psnr(test, output).mean()))
             if level == values[len(values) // 2]:
-                examples[kind] = (level, noisy[:8], ae_clean[:8], pca_clean[:8])
+                examples[kind] = (level, noisy[shown], ae_clean[shown], pca_clean[shown])
 
     fig, axes = plt.subplots(1, 2, figsize=(10.5, 4.2), sharey=True)
     for ax, (kind, values) in zip(axes, levels.items(), strict=True):
@@ -205,8 +212,8 @@ def denoising_experiment(run, cfg, data, train, test) -> tuple[dict, bool]:
 
     fig, axes = plt.subplots(1, 2, figsize=(10.5, 5.0))
     for ax, (kind, (level, noisy, ae_clean, pca_clean)) in zip(axes, examples.items(), strict=True):
-        rows = torch.cat([test[:8], noisy, ae_clean, pca_clean]).numpy()
-        ax.imshow(image_grid(rows, columns=8), cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
+        rows = torch.cat([test[shown], noisy, ae_clean, pca_clean]).numpy()
+        ax.imshow(image_grid(rows, columns=8, pad_value=0.0), cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
         ax.set_yticks([(i + 0.5) * (test.shape[2] + 1) for i in range(4)], ["clean", "noisy", "autoencoder", "PCA"])
         ax.set_xticks([])
         ax.set_title(f"{kind.replace('_', ' ')}, level {level:g}")

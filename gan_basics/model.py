@@ -65,7 +65,8 @@ class Discriminator(nn.Module):
     how alike a batch of fakes is in this space (EBGAN's pulling-away term).
     """
 
-    def __init__(self, image_shape: tuple[int, int, int], width: int = 64, num_classes: int = 0):
+    def __init__(self, image_shape: tuple[int, int, int], width: int = 64, num_classes: int = 0,
+                 dropout: float = 0.0):
         super().__init__()
         self.image_shape = tuple(image_shape)
         self.num_classes = num_classes
@@ -79,11 +80,16 @@ class Discriminator(nn.Module):
             nn.Conv2d(width, 2 * width, 4, stride=2, padding=1),
             nn.LeakyReLU(0.2, inplace=True),
             nn.Flatten(),
+            # Dropout keeps a discriminator from memorising a training set of ~1400 images, the
+            # overfitting that makes small-data GANs degrade (Karras et al. 2020, "Training GANs
+            # with limited data"); it holds no weights, so checkpoints do not depend on it.
+            nn.Dropout(dropout),
         )
         with torch.no_grad():
             flat = self.convolutions(torch.zeros(1, channels, *self.image_shape[1:])).shape[1]
         self.feature_dim = 2 * width
-        self.penultimate = nn.Sequential(nn.Linear(flat, self.feature_dim), nn.LeakyReLU(0.2, inplace=True))
+        self.penultimate = nn.Sequential(nn.Linear(flat, self.feature_dim), nn.LeakyReLU(0.2, inplace=True),
+                                         nn.Dropout(dropout))
         self.head = nn.Linear(self.feature_dim, 1)
 
     def _with_label_planes(self, images: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:

@@ -128,10 +128,7 @@ def plot_views(results: list[dict], variants: list[str], cfg, path):
             order = np.argsort(vectors @ np.array([np.cos(elev) * np.cos(az), np.cos(elev) * np.sin(az), np.sin(elev)]))
             axis.scatter(*vectors[order].T, c=colours[order], s=3, linewidths=0, depthshade=False)
             axis.view_init(elev=figures.CAMERA["elev"], azim=azim)
-            axis.set_xlim(-1, 1)
-            axis.set_ylim(-1, 1)
-            axis.set_zlim(-1, 1)
-            axis.set_box_aspect((1, 1, 1))
+            figures.sphere_axis(axis, "")
             axis.set_title(f"{variant}, seed {first['seed']}: coverage {first['coverage']:.3f}, "
                            f"hole {first['largest_hole_deg']:.1f} deg", fontsize=8)
     figure.tight_layout()

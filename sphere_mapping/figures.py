@@ -162,7 +162,7 @@ def png_square(points: np.ndarray, colours: np.ndarray, path: Path, title: str, 
     return path
 
 
-def _sphere_axis(axis, title: str) -> None:
+def sphere_axis(axis, title: str) -> None:
     axis.set_xlim(-1, 1)
     axis.set_ylim(-1, 1)
     axis.set_zlim(-1, 1)
@@ -184,7 +184,7 @@ def png_sphere_views(vectors: np.ndarray, colours: np.ndarray, path: Path, title
         order = np.argsort(vectors @ towards_viewer)
         axis.scatter(*vectors[order].T, c=colours[order], s=size, linewidths=0, depthshade=False)
         axis.view_init(elev=CAMERA["elev"], azim=azim)
-        _sphere_axis(axis, f"azimuth {azim:.0f} deg")
+        sphere_axis(axis, f"azimuth {azim:.0f} deg")
     figure.suptitle(title)
     figure.tight_layout()
     figure.savefig(path, dpi=100)
@@ -197,7 +197,7 @@ def animation_frames(snapshots: list[tuple[int, np.ndarray]], colours: np.ndarra
     figure = plt.figure(figsize=(5, 5))
     axis = figure.add_subplot(projection="3d")
     axis.view_init(**CAMERA)
-    _sphere_axis(axis, "")
+    sphere_axis(axis, "")
     elev, az = np.radians(CAMERA["elev"]), np.radians(CAMERA["azim"])
     towards_viewer = np.array([np.cos(elev) * np.cos(az), np.cos(elev) * np.sin(az), np.sin(elev)])
     scatter = None

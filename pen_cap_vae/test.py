@@ -148,7 +148,7 @@ class EEGPlotter:
         self.spectrum_line.set_data(spectrum_x, spectrum)
         self.spectrum_ax.relim()
         self.spectrum_ax.autoscale_view()
-        self.spectrum_ax.set_title(f"{title}: smoothed log |DCT|")
+        self.spectrum_ax.set_title(f"smoothed log |DCT|, {title}", fontsize=8)
         self.spectrum_ax.set_xlabel("DCT frequency bin (window centre)")
         self.spectrum_fig.savefig(spectrum_path, dpi=100)
 
@@ -167,7 +167,7 @@ def eeg_window_outputs(run, cfg, recorder: EEGRecorder, plotter: EEGPlotter | No
             name = f"pic_{p}_{q}_{m}_{n}_{window_index}.jpg"
             plotter.save(signals[j], run.path("encephalograms", str(j + 1), name), bins, smoothed[j],
                          run.path("encephalograms_log_spectrae", str(j + 1), name),
-                         f"probe {j + 1} (layer {p}, channel {q}, row {m}, column {n}), window {window_index}")
+                         f"probe {j + 1} (layer {p}, ch. {q}, row {m}, col. {n}), window {window_index}")
     return spectral_exponent(signals)
 
 

@@ -187,7 +187,7 @@ def test_summed_prompt_loss_falls_over_30_iterations(loaded):
     from vqgan_clip.generate import generate
 
     vqgan, clip = loaded
-    result = generate(loop_config(), vqgan, clip, progress=False)
+    result = generate(loop_config(CUTN=8), vqgan, clip, progress=False)
     assert result.iterations == 30 and len(result.total_losses) == 30
     first, last = np.mean(result.total_losses[:5]), np.mean(result.total_losses[-5:])
     assert last < first - 0.01, (first, last)

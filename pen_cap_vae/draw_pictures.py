@@ -31,11 +31,11 @@ DEVICE = "cpu"        # painting needs no accelerator
 QUICK = {}            # the pictures are always article-sized; the training resizes them
 # -----------------------------------------------------------------------------
 
-PICTURE_NAMES = ("1_pen_and_cap_apart.jpg", "2_cap_approaching.jpg", "3_cap_on_pen.jpg")
+_PICTURE_NAMES = ("1_pen_and_cap_apart.jpg", "2_cap_approaching.jpg", "3_cap_on_pen.jpg")
 # Where the cap's open end sits, as a fraction of the width, in each picture; the pen's tip is at 0.62.
 _CAP_OPEN_END = (0.74, 0.655, 0.545)
 _PEN_TIP_X = 0.62
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
 def default_pictures_dir() -> Path:
@@ -131,7 +131,7 @@ def draw_picture(index: int, height: int = 360, width: int = 640, supersample: i
 
 
 def list_pictures(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES) if folder.is_dir() else []
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in _IMAGE_SUFFIXES) if folder.is_dir() else []
 
 
 @exit_on_lab_error
@@ -147,7 +147,7 @@ def main(argv=None):
     if existing and not cfg.OVERWRITE:
         print(f"{folder} already holds {len(existing)} picture(s); kept (use --set OVERWRITE=true to repaint)")
     else:
-        for index, name in enumerate(PICTURE_NAMES):
+        for index, name in enumerate(_PICTURE_NAMES):
             draw_picture(index, cfg.HEIGHT, cfg.WIDTH, cfg.SUPERSAMPLE).save(folder / name, quality=cfg.JPEG_QUALITY)
             written.append(name)
         print(f"painted {', '.join(written)} into {folder}")

@@ -76,9 +76,9 @@ DRY_RUN = {"CYCLE_LENGTH": 40, "SWITCH_ITERATION": 8, "RECODER_LAYERS": 3, "RECO
 # -----------------------------------------------------------------------------
 
 # A recoder checkpoint is resumed only with these unchanged.
-RECODER_ARCHITECTURE = ["CYCLE_LENGTH", "SWITCH_ITERATION", "RECODER_LAYERS", "RECODER_CHANNELS", "EEG_PROBES",
+_RECODER_ARCHITECTURE = ["CYCLE_LENGTH", "SWITCH_ITERATION", "RECODER_LAYERS", "RECODER_CHANNELS", "EEG_PROBES",
                         "EEG_PROBE_CHANNELS", "EEG_WINDOW"]
-CHECKPOINT_NAME = "recoder.pt"
+_CHECKPOINT_NAME = "recoder.pt"
 
 
 def check_constants(cfg) -> None:
@@ -96,7 +96,7 @@ def check_constants(cfg) -> None:
 
 def load_vae(run, cfg):
     """The trained VAE (eval mode) and the constants it was trained with."""
-    path = cfg.VAE_CHECKPOINT or outputs_root() / "pen_cap_vae" / "checkpoints" / run.profile / train.CHECKPOINT_NAME
+    path = cfg.VAE_CHECKPOINT or outputs_root() / "pen_cap_vae" / "checkpoints" / run.profile / train._CHECKPOINT_NAME
     flag = {"quick": " --quick", "dry_run": " --dry-run"}.get(run.profile, "")
     if not Path(path).is_file():
         raise LabError(f"no trained VAE at {path}: run python -m pen_cap_vae.train{flag} first")
@@ -231,7 +231,7 @@ def main(argv=None):
     recoder = Recoder(cfg.RECODER_LAYERS, cfg.RECODER_CHANNELS, code_channels).to(run.device)
     optimizer = torch.optim.Adam(recoder.parameters(), lr=cfg.LEARNING_RATE)
 
-    path = run.checkpoint_path(CHECKPOINT_NAME)
+    path = run.checkpoint_path(_CHECKPOINT_NAME)
     frames_dir = run.out_dir / "frames"
     total = cfg.CYCLES * cfg.CYCLE_LENGTH
     trace = {"corr_first": [], "corr_last": [], "s": [], "loss": []}
@@ -239,7 +239,7 @@ def main(argv=None):
     start = 0
     if path.exists() and not run.fresh:
         checkpoint = load_checkpoint(path, map_location=run.device)
-        check_compatible(checkpoint["constants"], run.constants, RECODER_ARCHITECTURE, path)
+        check_compatible(checkpoint["constants"], run.constants, _RECODER_ARCHITECTURE, path)
         recoder.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         start, x1 = checkpoint["step"], checkpoint["x1"]

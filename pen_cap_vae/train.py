@@ -49,8 +49,8 @@ DRY_RUN = {"IMAGE_HEIGHT": 30, "IMAGE_WIDTH": 50, "LAYERS": 2, "CHANNELS": 16, "
 # -----------------------------------------------------------------------------
 
 # The constants a checkpoint must share with this run to be resumed (or decoded by test.py).
-ARCHITECTURE = ["IMAGE_HEIGHT", "IMAGE_WIDTH", "PATCH", "LAYERS", "CHANNELS", "CODE_CHANNELS", "SIGMA_MODE"]
-CHECKPOINT_NAME = "vae.pt"
+_ARCHITECTURE = ["IMAGE_HEIGHT", "IMAGE_WIDTH", "PATCH", "LAYERS", "CHANNELS", "CODE_CHANNELS", "SIGMA_MODE"]
+_CHECKPOINT_NAME = "vae.pt"
 
 
 def build_vae(constants: dict) -> GaussianAutoencoder:
@@ -107,10 +107,10 @@ def main(argv=None):
     networks = [p for name, p in model.named_parameters() if name != "sigma"]
     optimizer = torch.optim.Adam([{"params": networks}, {"params": [model.sigma], "lr": cfg.SIGMA_LEARNING_RATE}],
                                  lr=cfg.LEARNING_RATE)
-    path, step, losses = run.checkpoint_path(CHECKPOINT_NAME), 0, []
+    path, step, losses = run.checkpoint_path(_CHECKPOINT_NAME), 0, []
     if path.exists() and not run.fresh:
         checkpoint = load_checkpoint(path)
-        check_compatible(checkpoint["constants"], run.constants, ARCHITECTURE, path)
+        check_compatible(checkpoint["constants"], run.constants, _ARCHITECTURE, path)
         model.load_state_dict(checkpoint["model"])
         optimizer.load_state_dict(checkpoint["optimizer"])
         step, losses = checkpoint["step"], list(checkpoint.get("losses", []))

@@ -294,3 +294,25 @@ def test_checkpoint_with_pickled_objects_is_refused_then_converted_with_trust(tm
     target = convert(["vqgan", str(tmp_path / "last.ckpt"), "--trust"])
     model = load_vqgan(tiny_models / "vqgan.yaml", target)
     assert torch.equal(model.quantize.embedding.weight, state["quantize.embedding.weight"])
+
+
+def test_max_iterations_minus_one_runs_until_stopped(loaded):
+    from vqgan_clip.generate import generate
+
+    vqgan, clip = loaded
+
+    class StopAfterThree:  # stands for InterruptGuard: Ctrl+C sets `requested`
+        calls = 0
+
+        @property
+        def requested(self):
+            self.calls += 1
+            return self.calls >= 3
+
+    frames = []
+    config = loop_config(MAX_ITERATIONS=-1, CUTN=2, DISPLAY_FREQUENCY=1)
+    result = generate(config, vqgan, clip, guard=StopAfterThree(), on_display=lambda i, image: frames.append(i),
+                      progress=False)
+    assert result.interrupted and result.iterations == 3
+    # Frames at iterations 0, 1, 2, then the final image: what Ctrl+C leaves for final.png and the video.
+    assert frames == [0, 1, 2, 3]

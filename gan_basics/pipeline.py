@@ -1,0 +1,11 @@
+"""The scripts ./run.sh runs for gan_basics, in order (lab.pipeline appends --quick unless --full)."""
+
+STEPS = [
+    ["evaluator"],
+    ["gan"],
+    ["gan", "--set", "DIVERSITY_PENALTY=true"],
+    ["cgan"],
+    ["autoencoder"],
+    ["vae"],
+    ["adversarial"],
+]

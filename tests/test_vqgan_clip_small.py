@@ -72,7 +72,8 @@ def test_tiny_clip_retrain_beats_chance(lab_outputs):
 def test_tiny_vqgan_retrain_beats_untrained(lab_outputs):
     from vqgan_clip import train_vqgan
 
-    metrics = train_vqgan.main(["--quick", "--set", "STEPS=40", "--set", "BATCH_SIZE=4", "--set", "TRAIN_SCENES=200", "--set", "EVAL_SCENES=16"])
+    metrics = train_vqgan.main(["--quick", "--set", "STEPS=80", "--set", "BATCH_SIZE=8", "--set", "TRAIN_SCENES=400",
+                                "--set", "EVAL_SCENES=16", "--set", "LEARNING_RATE=2e-3"])
     assert metrics["held_out_psnr_db"] > metrics["untrained_held_out_psnr_db"] + 1.0
     assert metrics["codebook_usage"] >= 0.5
     assert (lab_outputs / "vqgan_clip" / "train_vqgan" / "reconstructions.png").is_file()

@@ -32,7 +32,7 @@ from vqgan_clip.clip_model import clip_input_size
 # -----------------------------------------------------------------------------
 # Constants. The full profile runs the loop at the settings of `generate` for the small models.
 PROMPT_COUNT = 20          # prompts evaluated (cycling shapes, colours and backgrounds)
-MAX_ITERATIONS = 64        # loop iterations per prompt
+MAX_ITERATIONS = 128       # loop iterations per prompt
 CUTN = 32                  # CLIP cutouts per iteration
 STEP_SIZE = 0.1            # Adam's step size on the latent (the Colab's 0.1)
 AUGMENT = True             # the cutout augmentations of generate.py
@@ -42,7 +42,7 @@ TARGET_PIXEL_SHARE = 0.7   # the issue's goal: the pixel-colour check agrees in 
 THREADS = 1                # torch CPU threads (0: torch's default). 1 is fastest on a shared 2-core machine
 SEED = 0                   # seed of every prompt's run (the same start for a fair comparison)
 DEVICE = "auto"            # "auto" (CUDA if available), "cpu" or "cuda"
-QUICK = {"MAX_ITERATIONS": 24, "CUTN": 8}
+QUICK = {"MAX_ITERATIONS": 64, "CUTN": 16}
 DRY_RUN = {"PROMPT_COUNT": 2, "MAX_ITERATIONS": 2, "CUTN": 2}
 # -----------------------------------------------------------------------------
 

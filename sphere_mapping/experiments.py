@@ -29,7 +29,7 @@ from sphere_mapping.variants import DESCRIPTIONS, check_variant, settings_for  #
 
 # -----------------------------------------------------------------------------
 # Constants. The article's values are the defaults; edit them here or use --set.
-VARIANTS = ["article", "uniformity", "uniformity_cover"]  # names from variants.py
+VARIANTS = ["article", "uniformity", "uniformity_cover", "wide_cover"]  # names from variants.py
 SEEDS = 10                # seeds 0 .. SEEDS-1 per variant (issue: 10)
 STEPS = 10_000            # optimisation steps per run (article: 10^4)
 GRID_SIDE = 200           # metrics on the map of a GRID_SIDE^2 grid of the square (issue: 200)

@@ -158,7 +158,7 @@ def test_unknown_variant_lists_the_valid_ones(lab_outputs, capsys):
     from sphere_mapping import experiments, train
     from sphere_mapping.variants import settings_for
 
-    with pytest.raises(LabError, match="valid variants: article, uniformity, uniformity_cover"):
+    with pytest.raises(LabError, match="valid variants: article, uniformity, uniformity_cover, wide_cover"):
         settings_for("sphere_please")
     for main, name in ((experiments.main, "VARIANTS=['article', 'nope']"), (train.main, "VARIANT=nope")):
         with pytest.raises(SystemExit) as exit_info:

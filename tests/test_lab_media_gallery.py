@@ -104,10 +104,16 @@ def test_torch_and_tensorflow_import_together():
     code = textwrap.dedent("""
         import os
         os.environ["KERAS_BACKEND"] = "tensorflow"
-        import torch, tensorflow as tf, keras
+        import torch, torch._dynamo  # torch's side first: see tests/conftest.py
+        import tensorflow as tf, keras
+        model = torch.nn.Linear(2, 2)
+        optimizer = torch.optim.Adam(model.parameters())  # the step that crashed with TF loaded first
+        model(torch.ones(3, 2)).sum().backward()
+        optimizer.step()
         a = torch.ones(2, 2) @ torch.ones(2, 2)
         b = tf.matmul(tf.ones((2, 2)), tf.ones((2, 2)))
         assert float(a.sum()) == float(tf.reduce_sum(b)) == 8.0
+        assert keras.layers.Dense(3)(tf.ones((2, 2))).shape == (2, 3)
         assert keras.backend.backend() == "tensorflow"
         print("ok")
     """)

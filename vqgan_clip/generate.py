@@ -239,7 +239,9 @@ def resolve_model_files(model: str, clip_model: str, clip_weights: str) -> dict[
     if missing:
         raise LabError(
             f"MODEL={model} needs {', '.join(missing)} in {folder}. The small models are trained by this project: "
-            "run ./run.sh vqgan_clip (python -m vqgan_clip.train_vqgan and python -m vqgan_clip.train_clip), "
+            "they ship in data/vqgan_clip_small/ (git checkout -- data/vqgan_clip_small restores them), or retrain "
+            "them with python -m vqgan_clip.train_vqgan --set SHIP=true and python -m vqgan_clip.train_clip "
+            "--set SHIP=true, "
             f"or use MODEL={_OFFICIAL_MODELS[0]} with the official files (vqgan_clip/README.md)"
         )
     return {"vqgan_yaml": folder / "vqgan.yaml", "vqgan_weights": folder / "vqgan.pt",

@@ -106,6 +106,13 @@ def _run_html(record_path: Path, root: Path) -> str:
     return "".join(parts)
 
 
+def _started_at(record_path: Path) -> str:
+    try:
+        return str(json.loads(record_path.read_text(encoding="utf-8")).get("started_at") or "")
+    except (OSError, json.JSONDecodeError):
+        return ""
+
+
 def build_gallery(root: Path | None = None) -> Path:
     """Write <root>/index.html and return its path."""
     root = Path(root or outputs_root())
@@ -114,7 +121,8 @@ def build_gallery(root: Path | None = None) -> Path:
     sections = []
     for experiment in (*EXPERIMENTS, *others):
         records = sorted((root / experiment).rglob("run.json")) if (root / experiment).is_dir() else []
-        records = [r for r in records if "checkpoints" not in r.parts]
+        # Runs in the order they ran (the pipeline's order), not alphabetically.
+        records = sorted((r for r in records if "checkpoints" not in r.parts), key=lambda r: (_started_at(r), str(r)))
         body = "".join(_run_html(r, root) for r in records) or '<p class="missing">not run yet</p>'
         sections.append(f'<section id="{experiment}"><h2>{experiment}</h2>{body}</section>')
     nav = " ".join(f'<a href="#{name}">{name}</a>' for name in (*EXPERIMENTS, *others))

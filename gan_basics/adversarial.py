@@ -27,7 +27,7 @@ import torch  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from gan_basics.ae_model import DigitsClassifier, parse_choice_list, to_unit_range, train_model, use_cpu_threads  # noqa: E402
+from gan_basics.ae_model import DigitsClassifier, parse_choice_list, to_unit_range, train_model  # noqa: E402
 from gan_basics.data import load_dataset  # noqa: E402
 from lab import LabError, exit_on_lab_error, start_run  # noqa: E402
 
@@ -46,7 +46,7 @@ BATCH_SIZE = 64
 LEARNING_RATE = 1e-3       # Adam's step size
 SEED = 0                   # -1 draws a random seed and prints it
 DEVICE = "auto"            # "auto" (CUDA if available), "cpu" or "cuda"
-CPU_THREADS = 1            # torch threads on the CPU (tiny models: 1 is fastest on shared cores); 0 = default
+TORCH_THREADS = 1          # torch threads on the CPU (tiny models: 1 is fastest on shared cores); 0 = default
 QUICK = {"EPOCHS": 40, "PGD_STEPS": 10, "NOISE_REPEATS": 3}
 DRY_RUN = {"EPOCHS": 2, "PGD_STEPS": 2, "NOISE_REPEATS": 1, "EPSILONS": (0.0, 0.1)}
 # -----------------------------------------------------------------------------
@@ -161,7 +161,6 @@ def plot_examples(path, originals, adversarials, model, epsilon: float, method: 
 def main(argv=None):
     run = start_run("gan_basics", globals(), argv, framework="torch")
     cfg = run.cfg
-    use_cpu_threads(run.device, cfg.CPU_THREADS)
     attacks = parse_choice_list(cfg.ATTACKS, _VALID_ATTACKS, "attack")
     epsilons = [check_epsilon("EPSILONS", value) for value in cfg.EPSILONS]
     example_epsilon = check_epsilon("EXAMPLE_EPSILON", cfg.EXAMPLE_EPSILON)

@@ -154,13 +154,6 @@ class DigitsClassifier(nn.Module):
         return self.network(images)
 
 
-def use_cpu_threads(device: str, threads: int) -> None:
-    """Models this small run fastest on one CPU thread when the cores are shared (measured: a
-    2-thread run was several times slower under load); 0 keeps torch's default."""
-    if device == "cpu" and threads > 0:
-        torch.set_num_threads(threads)
-
-
 def batches(count: int, batch_size: int, shuffle: bool = True):
     order = torch.randperm(count) if shuffle else torch.arange(count)
     for start in range(0, count, batch_size):

@@ -32,7 +32,6 @@ from gan_basics.ae_model import (  # noqa: E402
     psnr,
     to_unit_range,
     train_model,
-    use_cpu_threads,
 )
 from gan_basics.data import DATASETS, load_dataset  # noqa: E402
 from lab import LabError, exit_on_lab_error, start_run  # noqa: E402
@@ -54,7 +53,7 @@ ANOMALY_LATENT = 8              # code size of the anomaly autoencoder and its P
 ISOLATION_TREES = 200           # trees of the IsolationForest baseline
 SEED = 0                        # -1 draws a random seed and prints it
 DEVICE = "auto"                 # "auto" (CUDA if available), "cpu" or "cuda"
-CPU_THREADS = 1                 # torch threads on the CPU (tiny models: 1 is fastest on shared cores)
+TORCH_THREADS = 1               # torch threads on the CPU (tiny models: 1 is fastest on shared cores)
 QUICK = {"EPOCHS": 50, "BATCH_SIZE": 128}
 DRY_RUN = {"EPOCHS": 2, "LATENT_SIZES": (2, 4), "ISOLATION_TREES": 20}
 # -----------------------------------------------------------------------------
@@ -300,7 +299,6 @@ def main(argv=None):
         raise LabError(f"ANOMALY_CLASS is {cfg.ANOMALY_CLASS}; it must be a digit class from 0 to 9, e.g. --set ANOMALY_CLASS=9")
     if not cfg.LATENT_SIZES or any(int(size) < 1 for size in cfg.LATENT_SIZES):
         raise LabError(f"LATENT_SIZES must hold positive code sizes, got {cfg.LATENT_SIZES}")
-    use_cpu_threads(run.device, cfg.CPU_THREADS)
     data = load_dataset(cfg.DATASET, seed=0)
     train, test = to_unit_range(data.train_images), to_unit_range(data.test_images)
     if "anomaly" in experiments and data.train_labels is None:

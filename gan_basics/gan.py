@@ -121,7 +121,6 @@ class Collapsed(LabError):
 def train_and_report(run, conditional: bool) -> None:
     """Train a (conditional) GAN with the run's constants, score it every epoch, write the report."""
     cfg = run.cfg
-    torch.set_num_threads(int(cfg.TORCH_THREADS))
     device = torch.device(run.device)
     data = load_dataset(cfg.DATASET)
     if conditional and data.train_labels is None:

@@ -32,7 +32,6 @@ from gan_basics.ae_model import (  # noqa: E402
     to_unit_range,
     train_model,
     upscale,
-    use_cpu_threads,
 )
 from gan_basics.data import DATASETS, load_dataset  # noqa: E402
 from lab import LabError, exit_on_lab_error, start_run  # noqa: E402
@@ -57,7 +56,7 @@ GIF_FRAMES = 40             # frames of the back-and-forth morph GIF
 ELBO_SAMPLES = 20           # posterior samples per held-out image for the ELBO estimate
 SEED = 0                    # -1 draws a random seed and prints it
 DEVICE = "auto"             # "auto" (CUDA if available), "cpu" or "cuda"
-CPU_THREADS = 1             # torch threads on the CPU (tiny models: 1 is fastest on shared cores)
+TORCH_THREADS = 1           # torch threads on the CPU (tiny models: 1 is fastest on shared cores)
 QUICK = {"EPOCHS": 60, "BATCH_SIZE": 128, "ELBO_SAMPLES": 5}
 DRY_RUN = {"EPOCHS": 2, "GIF_FRAMES": 6, "ELBO_SAMPLES": 1}
 # -----------------------------------------------------------------------------
@@ -116,7 +115,6 @@ def main(argv=None):
         raise LabError(f"DECODER_SIGMA must be > 0 for the fixed Gaussian decoder, got {cfg.DECODER_SIGMA}")
     if cfg.LATENT_SIZE < 2:
         raise LabError(f"LATENT_SIZE is {cfg.LATENT_SIZE}; the 2-D traversal needs at least 2")
-    use_cpu_threads(run.device, cfg.CPU_THREADS)
     data = load_dataset(cfg.DATASET, seed=0)
     train, test = to_unit_range(data.train_images), to_unit_range(data.test_images)
     if len(cfg.MORPH_PAIR) != 2 or any(not -len(test) <= int(i) < len(test) for i in cfg.MORPH_PAIR):

@@ -27,7 +27,7 @@ from torch.distributions import Normal, kl_divergence
 
 from lab import exit_on_lab_error, start_run
 from pen_cap_vae import model as model_module
-from pen_cap_vae.data import set_threads, to_uint8_image
+from pen_cap_vae.data import to_uint8_image
 from pen_cap_vae.eeg import EEGRecorder, draw_probes
 from pen_cap_vae.model import GaussianAutoencoder, Recoder, output_variance, recoder_loss
 from pen_cap_vae.test import EEGPlotter, FrameWriter
@@ -101,7 +101,6 @@ def median_seconds(function, repeats: int, device: str) -> float:
 def main(argv=None):
     run = start_run("pen_cap_vae", globals(), argv, framework="torch")
     cfg = run.cfg
-    set_threads(cfg.TORCH_THREADS)
     device = run.device
     print(f"torch threads: {torch.get_num_threads()}; sizes {cfg.PICTURES}x{cfg.IMAGE_HEIGHT}x{cfg.IMAGE_WIDTH}, "
           f"VAE {cfg.LAYERS}x{cfg.CHANNELS}, recoder {cfg.RECODER_LAYERS}x{cfg.RECODER_CHANNELS}")

@@ -45,12 +45,3 @@ def load_pictures(setting: str, height: int, width: int, patch: int = 10) -> tup
 def to_uint8_image(picture: torch.Tensor) -> np.ndarray:
     """(3, H, W) float picture -> (H, W, 3) uint8 array, clipped to [0, 1]."""
     return (picture.detach().clamp(0.0, 1.0).permute(1, 2, 0).cpu().numpy() * 255.0 + 0.5).astype(np.uint8)
-
-
-def set_threads(threads: int) -> None:
-    """Use `threads` CPU threads in torch (0 leaves torch's default). On a small model or a machine
-    shared with other jobs one thread avoids OpenMP's idle-waiting and is many times faster."""
-    if threads < 0:
-        raise LabError(f"TORCH_THREADS must be 0 (torch's default) or a positive count, got {threads}")
-    if threads:
-        torch.set_num_threads(threads)

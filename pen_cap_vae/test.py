@@ -38,7 +38,7 @@ from lab.checkpoint import (  # noqa: E402
 from lab.constants import collect_constants  # noqa: E402
 from lab.paths import outputs_root  # noqa: E402
 from pen_cap_vae import train  # noqa: E402
-from pen_cap_vae.data import load_pictures, set_threads, to_uint8_image  # noqa: E402
+from pen_cap_vae.data import load_pictures, to_uint8_image  # noqa: E402
 from pen_cap_vae.eeg import EEGRecorder, draw_probes, log_spectrum, smooth_spectrum, spectral_exponent  # noqa: E402
 from pen_cap_vae.model import Recoder, corrloss, date_schedule, recoder_loss  # noqa: E402
 
@@ -221,7 +221,6 @@ def phase_means(trace: dict, cycle: int) -> dict:
 def main(argv=None):
     run = start_run("pen_cap_vae", globals(), argv, framework="torch")
     cfg = run.cfg
-    set_threads(cfg.TORCH_THREADS)
     check_constants(cfg)
     vae, vae_constants = load_vae(run, cfg)
     pictures, paths = load_pictures(cfg.PICTURES_DIR, vae_constants["IMAGE_HEIGHT"], vae_constants["IMAGE_WIDTH"],

@@ -23,7 +23,7 @@ from tqdm import tqdm  # noqa: E402
 
 from lab import LabError, exit_on_lab_error, start_run  # noqa: E402
 from lab.checkpoint import InterruptGuard, check_compatible, load_checkpoint, save_checkpoint  # noqa: E402
-from pen_cap_vae.data import load_pictures, set_threads, to_uint8_image  # noqa: E402
+from pen_cap_vae.data import load_pictures, to_uint8_image  # noqa: E402
 from pen_cap_vae.model import GaussianAutoencoder, output_variance, psnr  # noqa: E402
 
 # -----------------------------------------------------------------------------
@@ -92,7 +92,6 @@ def save_reconstructions(path, pictures: torch.Tensor, reconstructions: torch.Te
 def main(argv=None):
     run = start_run("pen_cap_vae", globals(), argv, framework="torch")
     cfg = run.cfg
-    set_threads(cfg.TORCH_THREADS)
     if cfg.SIGMA_MODE not in ("learned", "optimal"):
         raise LabError(f"SIGMA_MODE must be 'learned' or 'optimal', got {cfg.SIGMA_MODE!r}")
     if cfg.CHANNELS % 4 or cfg.CHANNELS < 4:

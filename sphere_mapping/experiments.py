@@ -17,7 +17,6 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from lab import LabError, exit_on_lab_error, start_run  # noqa: E402
@@ -36,7 +35,7 @@ GRID_SIDE = 200           # metrics on the map of a GRID_SIDE^2 grid of the squa
 GOAL_COVERAGE = 0.99      # the goal for a closed sphere
 GOAL_HOLE_DEG = 5.0       # the goal for the largest hole
 VIEW_SIDE = 60            # the seed-0 views show the map of a VIEW_SIDE^2 grid
-CPU_THREADS = 1           # torch threads on CPU: one is fastest for this tiny net
+TORCH_THREADS = 1         # torch threads on CPU: one is fastest for this tiny net
 SEED = 0                  # offset added to every seed (0: seeds 0 .. SEEDS-1)
 DEVICE = "auto"           # "auto" (CUDA if available), "cpu" or "cuda"
 QUICK = {"STEPS": 600, "SEEDS": 2, "GRID_SIDE": 100}
@@ -146,8 +145,6 @@ def main(argv=None):
     variants = [check_variant(name) for name in cfg.VARIANTS]
     if cfg.SEEDS < 1:
         raise LabError(f"SEEDS must be at least 1, got {cfg.SEEDS}")
-    if run.device == "cpu":
-        torch.set_num_threads(max(1, cfg.CPU_THREADS))
     cache_path = run.checkpoint_path("experiments_cache.json")
     cache = json.loads(cache_path.read_text()) if cache_path.is_file() and not run.fresh else {}
     results = []

@@ -37,7 +37,7 @@ PICTURE = "astronaut"     # a scikit-image picture name, or a path to any image 
 PICTURE_SIZE = 100        # the picture is resized to PICTURE_SIZE^2 pixels (article: 100x100)
 ANIMATION_FRAMES = 60     # frames of the GIF of the sphere forming (log-spaced steps)
 ANIMATION_SIDE = 30       # the animation shows the map of an ANIMATION_SIDE^2 grid
-CPU_THREADS = 1           # torch threads on CPU: one is fastest for this tiny net (see bench.py)
+TORCH_THREADS = 1         # torch threads on CPU: one is fastest for this tiny net (see bench.py)
 SEED = 8                  # the article gives none; 8 draws its "sphere with a missing corner" (0 curls into a ribbon)
 DEVICE = "auto"           # "auto" (CUDA if available), "cpu" or "cuda"
 QUICK = {"STEPS": 2000, "ANIMATION_FRAMES": 30, "GRID_SIDE": 150}
@@ -65,8 +65,6 @@ def main(argv=None):
     cfg = run.cfg
     check_variant(cfg.VARIANT)
     picture, picture_note = figures.load_picture(cfg.PICTURE, cfg.PICTURE_SIZE)  # bad paths fail early
-    if run.device == "cpu":
-        torch.set_num_threads(max(1, cfg.CPU_THREADS))
     settings = settings_for(cfg.VARIANT, steps=cfg.STEPS, points_per_step=cfg.POINTS_PER_STEP, splits=cfg.SPLITS,
                             learning_rate=cfg.LEARNING_RATE, lr_step=cfg.LR_STEP, lr_gamma=cfg.LR_GAMMA,
                             clamp=cfg.CLAMP)

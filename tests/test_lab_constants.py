@@ -95,3 +95,16 @@ def test_script_exits_with_clear_message_on_bad_override(lab_outputs):
     assert result.returncode == 2
     assert "unknown experiment" in result.stderr and "sphere_mapping" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_torch_threads_constant_is_applied_and_checked(lab_outputs):
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        start_run("demo", {**SCRIPT, "TORCH_THREADS": 0}, ["--set", "TORCH_THREADS=1"], framework="torch")
+        assert torch.get_num_threads() == 1
+        with pytest.raises(LabError, match="TORCH_THREADS must be 0"):
+            start_run("demo", {**SCRIPT, "TORCH_THREADS": 0}, ["--set", "TORCH_THREADS=-2"], framework="torch")
+    finally:
+        torch.set_num_threads(before)

@@ -22,7 +22,7 @@ from sphere_mapping.model import SquareToSphere, Trainer, TrainSettings, square_
 @pytest.fixture(autouse=True)
 def one_torch_thread():
     """The net is tiny: one thread is fastest, and on a loaded 2-core machine far more than that
-    (two OpenMP threads spin-wait for each other). The scripts do the same (CPU_THREADS = 1)."""
+    (two OpenMP threads spin-wait for each other). The scripts do the same (TORCH_THREADS = 1)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

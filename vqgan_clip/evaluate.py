@@ -39,7 +39,7 @@ AUGMENT = True             # the cutout augmentations of generate.py
 MODEL = "small"            # which models generate.py loads ("small" = data/vqgan_clip_small/)
 TARGET_RANK1_SHARE = 0.8   # the goal: prompt ranks first in >= 80 % of prompts
 TARGET_PIXEL_SHARE = 0.7   # the goal: the pixel-colour check agrees in >= 70 %
-THREADS = 1                # torch CPU threads (0: torch's default). 1 is fastest on a shared 2-core machine
+TORCH_THREADS = 1          # torch CPU threads (0: torch's default). 1 is fastest on a shared 2-core machine
 SEED = 0                   # seed of every prompt's run (the same start for a fair comparison)
 DEVICE = "auto"            # "auto" (CUDA if available), "cpu" or "cuda"
 QUICK = {"MAX_ITERATIONS": 64, "CUTN": 16}
@@ -133,8 +133,6 @@ def plot_grid(path: Path, results: list[dict], images: list[np.ndarray]) -> Path
 def main(argv=None):
     run = start_run("vqgan_clip", globals(), argv, framework="torch")
     cfg = run.cfg
-    if cfg.THREADS > 0:
-        torch.set_num_threads(cfg.THREADS)
     if cfg.MAX_ITERATIONS < 1:
         raise LabError(f"MAX_ITERATIONS={cfg.MAX_ITERATIONS} must be at least 1 for an evaluation")
     vqgan, clip, files = gen.load_models(cfg.MODEL, device=run.device)

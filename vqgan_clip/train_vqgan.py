@@ -50,7 +50,7 @@ RESTART_EVERY = 100        # restart codes unused during the last this many step
 EVAL_SCENES = 256          # held-out test scenes for PSNR and codebook usage
 SHIP = False               # write vqgan.yaml + vqgan.pt to SHIP_DIR (the shipped small model)
 SHIP_DIR = "data/vqgan_clip_small"
-THREADS = 1                # torch CPU threads (0: torch's default). 1 is fastest on a shared 2-core machine
+TORCH_THREADS = 1          # torch CPU threads (0: torch's default). 1 is fastest on a shared 2-core machine
 SEED = 0                   # -1 draws a random seed and prints it
 DEVICE = "auto"            # "auto" (CUDA if available), "cpu" or "cuda"
 QUICK = {"TRAIN_SCENES": 1000, "STEPS": 60, "EVAL_SCENES": 64, "N_EMBED": 32, "RESTART_EVERY": 20}
@@ -144,8 +144,6 @@ def ship(model: VQModel, config: dict, cfg) -> Path:
 def main(argv=None):
     run = start_run("vqgan_clip", globals(), argv, framework="torch")
     cfg = run.cfg
-    if cfg.THREADS > 0:
-        torch.set_num_threads(cfg.THREADS)
     if cfg.BATCH_SIZE < 1 or cfg.TRAIN_SCENES < cfg.BATCH_SIZE:
         raise LabError(f"BATCH_SIZE={cfg.BATCH_SIZE} must be >= 1 and <= TRAIN_SCENES={cfg.TRAIN_SCENES}")
     if cfg.NUM_RES_BLOCKS == 0 and any(m != cfg.CH_MULT[0] for m in cfg.CH_MULT):

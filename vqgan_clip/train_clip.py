@@ -38,6 +38,7 @@ LEARNING_RATE = 1.5e-3      # AdamW peak step size, after a linear warm-up, then
 WARMUP_STEPS = 100         # linear warm-up steps
 WEIGHT_DECAY = 0.05        # AdamW decoupled weight decay on matrices (not on gains, biases, embeddings)
 NOISE_STD = 0.03           # Gaussian pixel noise on training pictures (in 0..1 units): robustness for the loop
+SHAPE_NEGATIVES = 0        # extra image->text negatives per picture: its caption with one shape swapped (0: plain CLIP)
 EMBED_DIM = 64             # shared image-text embedding width
 VISION_WIDTH = 64          # ViT width (image 64x64 in 8x8 patches: 64 tokens + class token)
 VISION_LAYERS = 2          # ViT blocks
@@ -202,12 +203,40 @@ def make_optimizers(model, cfg) -> list[torch.optim.Optimizer]:
     return [dense, sparse]
 
 
-def contrastive_loss(model, images: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
-    """CLIP's symmetric cross-entropy over the batch's image-text cosine similarities (paper, fig. 3)."""
+def contrastive_loss(model, images: torch.Tensor, tokens: torch.Tensor, negatives: torch.Tensor | None = None):
+    """CLIP's symmetric cross-entropy over the batch's image-text cosine similarities (paper, fig. 3).
+
+    `negatives` (optional, tokens of N x K hard-negative captions, K per picture) join the texts each
+    picture is scored against (image->text direction only): the batch rarely holds a caption that
+    differs from the true one in the shape alone, which is what the shape probe asks.
+    """
     image_features, text_features, logit_scale = model(images, tokens)
     logits = logit_scale * image_features @ text_features.t()
     target = torch.arange(len(images), device=images.device)
-    return (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target)) / 2
+    text_loss = F.cross_entropy(logits.t(), target)
+    if negatives is not None and len(negatives):
+        negative_features = F.normalize(model.encode_text(negatives), dim=-1)
+        logits = torch.cat([logits, logit_scale * image_features @ negative_features.t()], dim=1)
+    return (F.cross_entropy(logits, target) + text_loss) / 2
+
+
+def shape_swapped_captions(scene: dict, count: int, rng: np.random.Generator) -> tuple[str, list[str]]:
+    """A random caption of the scene and `count` captions of the same template with one shape changed.
+
+    Swaps that would name a held-out colour-shape pair are skipped, so those pairs stay unseen.
+    """
+    templates = world.ONE_SHAPE_TEMPLATES if len(scene["shapes"]) == 1 else world.TWO_SHAPE_TEMPLATES
+    template = templates[rng.integers(len(templates))]
+    slot = int(rng.integers(len(scene["shapes"])))
+    colour, kind = scene["shapes"][slot]["colour"], scene["shapes"][slot]["shape"]
+    others = [s for s in world.SHAPES if s != kind and (colour, s) not in world.HELD_OUT_PAIRS]
+    negatives = []
+    for s in rng.permutation(others)[:count]:
+        shapes = [dict(shape) for shape in scene["shapes"]]
+        shapes[slot]["shape"] = str(s)
+        negatives.append(world.caption_for({**scene, "shapes": shapes}, template))
+    negatives += negatives[:1] * (count - len(negatives))  # a held-out skip left too few: repeat one
+    return world.caption_for(scene, template), negatives
 
 
 def ship(model, config: dict, cfg, seconds: float, metrics: dict) -> Path:
@@ -289,8 +318,14 @@ def main(argv=None):
             batch = rng.choice(len(train_scenes), size=cfg.BATCH_SIZE, replace=False)
             images = to_model_input(train_images[batch], device)
             images = images + cfg.NOISE_STD / 0.5 * torch.randn_like(images)
-            tokens = tokenizer([world.random_caption(train_scenes[i], rng) for i in batch]).to(device)
-            loss = contrastive_loss(model, images, tokens)
+            if cfg.SHAPE_NEGATIVES > 0:
+                pairs = [shape_swapped_captions(train_scenes[i], cfg.SHAPE_NEGATIVES, rng) for i in batch]
+                tokens = tokenizer([caption for caption, _ in pairs]).to(device)
+                negatives = tokenizer([text for _, texts in pairs for text in texts]).to(device)
+                loss = contrastive_loss(model, images, tokens, negatives)
+            else:
+                tokens = tokenizer([world.random_caption(train_scenes[i], rng) for i in batch]).to(device)
+                loss = contrastive_loss(model, images, tokens)
             for optimizer in optimizers:
                 optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -51,7 +51,7 @@ EVAL_SCENES = 2000         # held-out test scenes for the zero-shot probes (retr
 EVAL_UNTRAINED = True      # also measure the untrained model (the chance baseline, measured)
 SHIP = False               # write fp16 weights + config to SHIP_DIR (the shipped small model)
 SHIP_DIR = "data/vqgan_clip_small"
-THREADS = 1                # torch CPU threads (0: torch's default). 1 is fastest on a shared 2-core machine
+TORCH_THREADS = 1          # torch CPU threads (0: torch's default). 1 is fastest on a shared 2-core machine
 SEED = 0                   # -1 draws a random seed and prints it
 DEVICE = "auto"            # "auto" (CUDA if available), "cpu" or "cuda"
 QUICK = {"TRAIN_SCENES": 2000, "STEPS": 60, "EVAL_SCENES": 400, "VISION_LAYERS": 1, "TEXT_LAYERS": 1}
@@ -272,8 +272,6 @@ def plot_curve(path: Path, losses: list[float]) -> Path:
 def main(argv=None):
     run = start_run("vqgan_clip", globals(), argv, framework="torch")
     cfg = run.cfg
-    if cfg.THREADS > 0:
-        torch.set_num_threads(cfg.THREADS)
     if cfg.BATCH_SIZE < 2 or cfg.TRAIN_SCENES < cfg.BATCH_SIZE:
         raise LabError(f"BATCH_SIZE={cfg.BATCH_SIZE} must be >= 2 and <= TRAIN_SCENES={cfg.TRAIN_SCENES}")
     if cfg.VISION_WIDTH % 32:

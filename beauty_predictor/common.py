@@ -18,6 +18,7 @@ import numpy as np  # noqa: E402
 from beauty_predictor.photos import Photo, centre_crop, load_photos, random_crops, resolve_photos_dir, split_by_photo  # noqa: E402
 from lab import LabError  # noqa: E402
 from lab.checkpoint import atomic_write_text  # noqa: E402
+from lab.plots import save_figure  # noqa: E402
 
 EXPERIMENT = "beauty_predictor"
 PREDICTOR_FILE = "center_predictor.keras"
@@ -109,10 +110,7 @@ def image_grid(path: Path, rows: list[list[np.ndarray]], row_titles: list[str], 
                 ax.set_ylabel(row_titles[r], fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=90)
 
 
 def curves_plot(path: Path, curves: dict[str, tuple[list[float], list[float]]], xlabel: str, ylabel: str,
@@ -127,10 +125,7 @@ def curves_plot(path: Path, curves: dict[str, tuple[list[float], list[float]]], 
         ax.set_yscale("log")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=100)
 
 
 def smooth(values: list[float], window: int = 10) -> list[float]:

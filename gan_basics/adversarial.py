@@ -30,6 +30,7 @@ from tqdm import tqdm  # noqa: E402
 from gan_basics.ae_model import DigitsClassifier, parse_choice_list, to_unit_range, train_model  # noqa: E402
 from gan_basics.data import load_dataset  # noqa: E402
 from lab import LabError, exit_on_lab_error, start_run  # noqa: E402
+from lab.plots import save_figure  # noqa: E402
 
 # -----------------------------------------------------------------------------
 # Constants. The primer gives no numbers for this demo; the defaults follow the papers cited above.
@@ -115,10 +116,7 @@ def plot_accuracy_curves(path, epsilons, curves: dict[str, list[float]]):
     ax.grid(alpha=0.3)
     ax.legend()
     ax.set_title("Digits classifier under attack vs under noise of the same size")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=120)
 
 
 def plot_examples(path, originals, adversarials, model, epsilon: float, method: str):
@@ -151,10 +149,7 @@ def plot_examples(path, originals, adversarials, model, epsilon: float, method: 
                 ax.set_title(f"change / {epsilon:g}", fontsize=9)
     fig.suptitle(f"{method.upper()} at epsilon = {epsilon:g}: original, change (amplified), adversarial",
                  fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=120)
 
 
 @exit_on_lab_error

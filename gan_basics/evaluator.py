@@ -31,6 +31,7 @@ from gan_basics.data import DATASETS, load_dataset
 from lab import LabError, exit_on_lab_error, start_run
 from lab.checkpoint import load_checkpoint, load_state_dict_strict, save_checkpoint
 from lab.paths import outputs_root
+from lab.plots import save_figure
 
 # -----------------------------------------------------------------------------
 # Constants of the judge. They are not the article's (it has no judge); the defaults train a
@@ -260,10 +261,7 @@ def _plot_confusion(judge: Judge, data, path: Path) -> Path:
     ax.set_xticks(range(10))
     ax.set_yticks(range(10))
     ax.set_title(f"judge on held-out digits: {judge.test_accuracy:.1%}")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 if __name__ == "__main__":

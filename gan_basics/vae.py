@@ -36,6 +36,7 @@ from gan_basics.ae_model import (  # noqa: E402
 from gan_basics.data import DATASETS, load_dataset  # noqa: E402
 from lab import LabError, exit_on_lab_error, start_run  # noqa: E402
 from lab.media import write_gif  # noqa: E402
+from lab.plots import save_figure  # noqa: E402
 
 # -----------------------------------------------------------------------------
 # Constants. The primer gives no numbers for this demo; the defaults are small-data choices.
@@ -97,10 +98,7 @@ def show_grid(path, images: np.ndarray, columns: int, title: str, dark_on_light:
     ax.imshow(grid, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     ax.set_axis_off()
     ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=120)
 
 
 @exit_on_lab_error

@@ -21,6 +21,7 @@ from tqdm import tqdm  # noqa: E402
 
 from lab import LabError, exit_on_lab_error, start_run  # noqa: E402
 from lab.checkpoint import atomic_write_text  # noqa: E402
+from lab.plots import save_figure  # noqa: E402
 from sphere_mapping import figures  # noqa: E402
 from sphere_mapping.metrics import UNIFORM_SPHERE_UNIFORMITY, sphere_metrics  # noqa: E402
 from sphere_mapping.model import Trainer, square_grid  # noqa: E402
@@ -109,10 +110,7 @@ def plot_metrics(results: list[dict], variants: list[str], cfg, path):
         axis.legend(fontsize=8)
     axes[2].set_yscale("log")
     figure.suptitle(f"{cfg.SEEDS} seeds per variant, {cfg.STEPS} steps (bar: median)")
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path, dpi=100)
 
 
 def plot_views(results: list[dict], variants: list[str], cfg, path):
@@ -130,10 +128,7 @@ def plot_views(results: list[dict], variants: list[str], cfg, path):
             figures.sphere_axis(axis, "")
             axis.set_title(f"{variant}, seed {first['seed']}: coverage {first['coverage']:.3f}, "
                            f"hole {first['largest_hole_deg']:.1f} deg", fontsize=8)
-    figure.tight_layout()
-    figure.savefig(path, dpi=90)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path, dpi=90)
 
 
 @exit_on_lab_error

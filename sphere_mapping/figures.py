@@ -17,6 +17,7 @@ import numpy as np  # noqa: E402
 from PIL import Image, UnidentifiedImageError  # noqa: E402
 
 from lab import LabError  # noqa: E402
+from lab.plots import save_figure  # noqa: E402
 
 CAMERA = {"elev": 20.0, "azim": 35.0}  # the fixed matplotlib camera of every 3D PNG and frame
 
@@ -141,10 +142,7 @@ def png_loss(losses: np.ndarray, path: Path) -> Path:
     axis.set_xlabel("step")
     axis.set_ylabel("loss: sum over splits of (sum of paired cosines)^2")
     axis.set_title("training loss")
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path, dpi=110)
 
 
 def png_square(points: np.ndarray, colours: np.ndarray, path: Path, title: str, flip_y: bool = False) -> Path:
@@ -156,10 +154,7 @@ def png_square(points: np.ndarray, colours: np.ndarray, path: Path, title: str, 
     axis.set_xlabel("x")
     axis.set_ylabel("y")
     axis.set_title(title)
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path, dpi=110)
 
 
 def sphere_axis(axis, title: str) -> None:
@@ -186,10 +181,7 @@ def png_sphere_views(vectors: np.ndarray, colours: np.ndarray, path: Path, title
         axis.view_init(elev=CAMERA["elev"], azim=azim)
         sphere_axis(axis, f"azimuth {azim:.0f} deg")
     figure.suptitle(title)
-    figure.tight_layout()
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return path
+    return save_figure(figure, path, dpi=100)
 
 
 def animation_frames(snapshots: list[tuple[int, np.ndarray]], colours: np.ndarray, losses: np.ndarray):

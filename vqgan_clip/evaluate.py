@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from lab import LabError, exit_on_lab_error, start_run
+from lab.plots import save_figure
 from vqgan_clip import generate as gen
 from vqgan_clip import shapes_world as world
 from vqgan_clip.clip_model import clip_input_size
@@ -123,10 +124,7 @@ def plot_grid(path: Path, results: list[dict], images: list[np.ndarray]) -> Path
         verdict = f"rank {result['rank_among_contrasts']}, pixels {'ok' if result['pixel_check'] else 'no'}"
         ax.set_title(f"{result['colour']} {result['shape']} / {result['background']}\n{verdict}", fontsize=8,
                      color="black" if result["rank_among_contrasts"] == 1 and result["pixel_check"] else "firebrick")
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=90)
 
 
 @exit_on_lab_error

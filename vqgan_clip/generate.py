@@ -39,6 +39,7 @@ from tqdm import tqdm
 from lab import LabError, exit_on_lab_error, start_run
 from lab.checkpoint import InterruptGuard
 from lab.paths import REPO_ROOT, data_root, outputs_root
+from lab.plots import save_figure
 
 # -----------------------------------------------------------------------------
 # Constants. The article's Colab parameters are the defaults; edit them here or use --set.
@@ -502,10 +503,7 @@ def plot_losses(result: GenerationResult, path: Path) -> Path:
     ax.set_title("VQGAN+CLIP loss per prompt")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def peak_memory_mb(device: str) -> dict[str, float]:

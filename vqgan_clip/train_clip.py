@@ -27,6 +27,7 @@ from tqdm import tqdm
 from lab import LabError, exit_on_lab_error, start_run
 from lab.checkpoint import InterruptGuard, check_compatible, load_checkpoint, save_checkpoint
 from lab.paths import REPO_ROOT
+from lab.plots import save_figure
 from vqgan_clip import shapes_world as world
 
 # -----------------------------------------------------------------------------
@@ -262,10 +263,7 @@ def plot_curve(path: Path, losses: list[float]) -> Path:
     ax.set_xlabel("step")
     ax.set_ylabel("contrastive loss")
     ax.set_title("small CLIP on the shapes world")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=100)
 
 
 @exit_on_lab_error

@@ -30,6 +30,7 @@ from tqdm import tqdm
 from lab import LabError, exit_on_lab_error, start_run
 from lab.checkpoint import InterruptGuard, check_compatible, load_checkpoint, save_checkpoint
 from lab.paths import REPO_ROOT
+from lab.plots import save_figure
 from vqgan_clip import shapes_world as world
 from vqgan_clip.vqgan import VQModel
 
@@ -125,10 +126,7 @@ def plot_reconstructions(path: Path, originals: np.ndarray, reconstructions: tor
         axes[1, k].axis("off")
     axes[0, 0].set_title("held-out scene", fontsize=8, loc="left")
     axes[1, 0].set_title("VQGAN reconstruction", fontsize=8, loc="left")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=100)
 
 
 def ship(model: VQModel, config: dict, cfg) -> Path:

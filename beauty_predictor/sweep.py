@@ -14,6 +14,7 @@ from beauty_predictor import model as bm
 from beauty_predictor.common import EXPERIMENT, PREDICTOR_FILE, held_out_crops, load_split
 from beauty_predictor.improve import measure, predict_in_chunks, rebuild_in_chunks, train_improver
 from lab import LabError, exit_on_lab_error, start_run
+from lab.plots import save_figure
 
 # -----------------------------------------------------------------------------
 # Constants.
@@ -88,9 +89,7 @@ def main(argv=None):
     ax.set_title("trade-off on held-out crops (lower-left is better)", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(run.path("tradeoff.png"), dpi=100)
-    plt.close(fig)
+    save_figure(fig, run.path("tradeoff.png"), dpi=100)
     run.add_artifact(run.path("tradeoff.png"), "trade-off MAE(X,Y) vs MAE(Y,Z) over K2/K1, with blur and blend references")
     meets = [p["k2_over_k1"] for p in points if p["predictability_gain"] >= 0.2 and p["mae_x_y"] <= 0.05]
     run.finish({"points": points, "blur_reference": blurs, "blend_reference": blends,

@@ -35,6 +35,7 @@ from gan_basics.ae_model import (  # noqa: E402
 )
 from gan_basics.data import DATASETS, load_dataset  # noqa: E402
 from lab import LabError, exit_on_lab_error, start_run  # noqa: E402
+from lab.plots import save_figure  # noqa: E402
 
 # -----------------------------------------------------------------------------
 # Constants. The primer gives no numbers for these demos; the defaults are small-data choices.
@@ -117,9 +118,7 @@ def reduction_experiment(run, cfg, data, train, test) -> tuple[dict, bool]:
     ax.set_title(f"Dimension reduction on {data.name}: autoencoder vs PCA")
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(run.path("reduction_error_vs_latent.png"), dpi=120)
-    plt.close(fig)
+    save_figure(fig, run.path("reduction_error_vs_latent.png"), dpi=120)
     run.add_artifact(run.path("reduction_error_vs_latent.png"),
                      "reconstruction error vs latent size: autoencoder and PCA")
 
@@ -204,9 +203,7 @@ def denoising_experiment(run, cfg, data, train, test) -> tuple[dict, bool]:
     axes[0].set_ylabel("PSNR vs clean image (dB, higher is better)")
     axes[0].legend()
     fig.suptitle(f"Denoising held-out {data.name}")
-    fig.tight_layout()
-    fig.savefig(run.path("denoising_psnr.png"), dpi=120)
-    plt.close(fig)
+    save_figure(fig, run.path("denoising_psnr.png"), dpi=120)
     run.add_artifact(run.path("denoising_psnr.png"), "PSNR of noisy, autoencoder-denoised and PCA-denoised images")
 
     fig, axes = plt.subplots(1, 2, figsize=(10.5, 5.0))
@@ -216,9 +213,7 @@ def denoising_experiment(run, cfg, data, train, test) -> tuple[dict, bool]:
         ax.set_yticks([(i + 0.5) * (test.shape[2] + 1) for i in range(4)], ["clean", "noisy", "autoencoder", "PCA"])
         ax.set_xticks([])
         ax.set_title(f"{kind.replace('_', ' ')}, level {level:g}")
-    fig.tight_layout()
-    fig.savefig(run.path("denoising_examples.png"), dpi=120)
-    plt.close(fig)
+    save_figure(fig, run.path("denoising_examples.png"), dpi=120)
     run.add_artifact(run.path("denoising_examples.png"), "denoising examples at the middle noise level")
 
     metrics: dict = {"psnr_db": results}
@@ -267,9 +262,7 @@ def anomaly_experiment(run, cfg, data, train, test) -> tuple[dict, bool]:
     ax.set_title(f"Anomaly detection: trained without the {anomaly}s")
     ax.legend(loc="lower right")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(run.path("anomaly_roc.png"), dpi=120)
-    plt.close(fig)
+    save_figure(fig, run.path("anomaly_roc.png"), dpi=120)
     run.add_artifact(run.path("anomaly_roc.png"), "ROC of the anomaly scores: autoencoder vs PCA vs IsolationForest")
 
     fig, axes = plt.subplots(1, 3, figsize=(12.0, 3.6))
@@ -280,9 +273,7 @@ def anomaly_experiment(run, cfg, data, train, test) -> tuple[dict, bool]:
         ax.set_title(f"{name}, AUC {aucs[name]:.3f}")
         ax.set_xlabel("reconstruction error" if name != "IsolationForest" else "isolation score")
     axes[0].legend()
-    fig.tight_layout()
-    fig.savefig(run.path("anomaly_score_histograms.png"), dpi=120)
-    plt.close(fig)
+    save_figure(fig, run.path("anomaly_score_histograms.png"), dpi=120)
     run.add_artifact(run.path("anomaly_score_histograms.png"), "anomaly score histograms, normal vs withheld class")
     return {"anomaly_class": anomaly, "auc": aucs, "normal_test_count": len(normal_test),
             "anomaly_count": len(anomalies)}, interrupted

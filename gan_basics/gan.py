@@ -41,6 +41,7 @@ from lab.checkpoint import (
 )
 from lab.constants import resolve_constants
 from lab.media import write_gif
+from lab.plots import save_figure
 from lab.run import build_parser
 
 # -----------------------------------------------------------------------------
@@ -306,9 +307,7 @@ def report(run, cfg, conditional, judge, history, best, best_path, generator, sa
     ax.set_ylabel("mean loss")
     ax.legend(fontsize=8)
     ax.set_title("the two players' losses")
-    fig.tight_layout()
-    fig.savefig(run.path("losses.png"), dpi=110)
-    plt.close(fig)
+    save_figure(fig, run.path("losses.png"), dpi=110)
 
     fig, ax = plt.subplots(figsize=(6, 3.6))
     ax.plot(epochs, history["frechet"], label="generated vs held-out")
@@ -320,9 +319,7 @@ def report(run, cfg, conditional, judge, history, best, best_path, generator, sa
     ax.set_ylabel("Fréchet distance (judge features)")
     ax.legend(fontsize=8)
     ax.set_title("when to stop: the judge's distance per epoch")
-    fig.tight_layout()
-    fig.savefig(run.path("frechet.png"), dpi=110)
-    plt.close(fig)
+    save_figure(fig, run.path("frechet.png"), dpi=110)
 
     what = "digit rows 0-9" if conditional else "fixed noise"
     run.add_artifact(run.path("best.png"), f"samples of the best epoch ({best['epoch']}), {what}")
@@ -362,9 +359,7 @@ def report(run, cfg, conditional, judge, history, best, best_path, generator, sa
         ax.set_ylabel("judge agrees")
         ax.set_title(f"conditional samples read as asked: {metrics['label_accuracy_best']:.1%}")
         ax.legend(fontsize=8, loc="lower right")
-        fig.tight_layout()
-        fig.savefig(run.path("accuracy_per_digit.png"), dpi=110)
-        plt.close(fig)
+        save_figure(fig, run.path("accuracy_per_digit.png"), dpi=110)
         run.add_artifact(run.path("accuracy_per_digit.png"), "judge's label accuracy per digit asked for")
         accuracy_curve = [s["accuracy"] for s in history["judge"]]
         metrics["label_accuracy_max_epoch"] = int(np.argmax(accuracy_curve)) + 1

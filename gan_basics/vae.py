@@ -191,9 +191,7 @@ def main(argv=None):
     ax.set_ylabel("training -ELBO (nats per image)")
     ax.set_title(f"VAE training on {cfg.DATASET}, {cfg.DECODER} decoder")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(run.path("vae_training_loss.png"), dpi=120)
-    plt.close(fig)
+    save_figure(fig, run.path("vae_training_loss.png"), dpi=120)
     run.add_artifact(run.path("vae_training_loss.png"), "VAE training loss")
 
     labels = None if data.test_labels is None else [int(data.test_labels[i]) for i in cfg.MORPH_PAIR]

@@ -37,6 +37,7 @@ from lab.checkpoint import (  # noqa: E402
 )
 from lab.constants import collect_constants  # noqa: E402
 from lab.paths import outputs_root  # noqa: E402
+from lab.plots import save_figure  # noqa: E402
 from pen_cap_vae import train  # noqa: E402
 from pen_cap_vae.data import load_pictures, to_uint8_image  # noqa: E402
 from pen_cap_vae.eeg import EEGRecorder, draw_probes, log_spectrum, smooth_spectrum, spectral_exponent  # noqa: E402
@@ -186,9 +187,7 @@ def plot_date(path, trace: dict, cycle: int, switch: int) -> None:
     bottom.set_ylabel("s(t)")
     bottom.set_xlabel("iteration")
     bottom.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)
 
 
 def plot_exponents(path, exponents: np.ndarray, window: int) -> None:
@@ -204,9 +203,7 @@ def plot_exponents(path, exponents: np.ndarray, window: int) -> None:
     ax.set_title("The recoder EEG's spectral exponent per window")
     ax.legend()
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)
 
 
 def phase_means(trace: dict, cycle: int) -> dict:

@@ -23,6 +23,7 @@ from tqdm import tqdm  # noqa: E402
 
 from lab import LabError, exit_on_lab_error, start_run  # noqa: E402
 from lab.checkpoint import InterruptGuard, check_compatible, load_checkpoint, save_checkpoint  # noqa: E402
+from lab.plots import save_figure  # noqa: E402
 from pen_cap_vae.data import load_pictures, to_uint8_image  # noqa: E402
 from pen_cap_vae.model import GaussianAutoencoder, output_variance, psnr  # noqa: E402
 
@@ -76,9 +77,7 @@ def plot_losses(path, losses: list[float], pixels: int) -> None:
     ax.set_ylabel("sigma-VAE loss per picture element")
     ax.set_title("VAE training loss (lower is better; it may go negative as sigma shrinks)")
     ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure(fig, path, dpi=100)
 
 
 def save_reconstructions(path, pictures: torch.Tensor, reconstructions: torch.Tensor) -> None:

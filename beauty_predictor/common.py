@@ -6,7 +6,6 @@ TensorFlow is not imported here; the figure helpers take NumPy arrays.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import matplotlib
@@ -17,7 +16,7 @@ import numpy as np  # noqa: E402
 
 from beauty_predictor.photos import Photo, centre_crop, load_photos, random_crops, resolve_photos_dir, split_by_photo  # noqa: E402
 from lab import LabError  # noqa: E402
-from lab.checkpoint import atomic_write_text  # noqa: E402
+from lab.checkpoint import atomic_write, atomic_write_text  # noqa: E402
 from lab.plots import save_figure  # noqa: E402
 
 EXPERIMENT = "beauty_predictor"
@@ -64,9 +63,7 @@ def read_state(model_path: Path) -> dict:
 
 def save_optimizer(optimizer, path: Path) -> None:
     """The optimizer's variables (Adam's moments and step count) in an .npz, written atomically."""
-    tmp = path.with_name(f".{path.stem}.tmp.npz")
-    np.savez(tmp, *[v.numpy() for v in optimizer.variables])
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: np.savez(tmp, *[v.numpy() for v in optimizer.variables]))
 
 
 def restore_optimizer(optimizer, variables, path: Path) -> bool:

@@ -19,6 +19,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 from lab import LabError  # noqa: E402
+from lab.checkpoint import atomic_write  # noqa: E402
 
 CONTEXT = 128  # side of the surroundings the predictor sees (article)
 CELL = 32      # side of the centre it predicts (article)
@@ -249,12 +250,7 @@ def contrast_loss(y, z_bad, z_good):
 
 def save_model(model: keras.Model, path: Path) -> Path:
     """model.save to a temporary .keras file, then one atomic rename onto `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    model.save(tmp)
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, model.save)
 
 
 def load_predictor(path: Path, script: str = "python -m beauty_predictor.train_predictor") -> keras.Model:

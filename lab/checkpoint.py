@@ -20,10 +20,13 @@ from lab.errors import LabError
 
 
 def atomic_write(path: Path | str, write: Callable[[Path], None]) -> Path:
-    """Call `write(tmp_path)`, then move the temporary file onto `path` in one rename."""
+    """Call `write(tmp_path)`, then move the temporary file onto `path` in one rename.
+
+    The temporary file keeps the target's suffix, since some writers insist on it (keras
+    `model.save` wants ".keras", `np.savez` appends ".npz" to any other name)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}")
     os.close(handle)
     tmp = Path(tmp_name)
     try:

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
 from lab import LabError
+from lab.images import read_rgb
 from lab.paths import data_root
 
 # The real photographs that ship inside scikit-image and scikit-learn (names and licences in
@@ -82,15 +83,6 @@ class Photo:
     pixels: np.ndarray  # H x W x 3 float32 in [0, 1]
 
 
-def to_rgb(image: Image.Image) -> Image.Image:
-    """Grayscale, palette, CMYK and RGBA (composited on white) all become RGB."""
-    if image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
-        image = image.convert("RGBA")
-        background = Image.new("RGBA", image.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, image).convert("RGB")
-    return image.convert("RGB")
-
-
 def load_photos(folder: Path | str, max_side: int = 512, verbose: bool = True) -> list[Photo]:
     """Every readable image in `folder`, as RGB float arrays, larger photos shrunk to `max_side`.
 
@@ -107,11 +99,9 @@ def load_photos(folder: Path | str, max_side: int = 512, verbose: bool = True) -
         if path.is_dir():
             continue
         try:
-            with Image.open(path) as image:
-                image.load()
-                rgb = to_rgb(image)
-        except (UnidentifiedImageError, OSError, ValueError) as error:
-            unreadable.append(f"{path.name} ({type(error).__name__})")
+            rgb = read_rgb(path, "photo")
+        except LabError:
+            unreadable.append(f"{path.name} (not an image)")
             continue
         if min(rgb.size) < MIN_SIDE:
             small.append(f"{path.name} ({rgb.width}x{rgb.height})")

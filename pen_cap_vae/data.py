@@ -10,6 +10,7 @@ import torch
 from PIL import Image
 
 from lab import LabError
+from lab.images import read_rgb
 from pen_cap_vae.draw_pictures import list_pictures, pictures_dir
 
 DRAW_COMMAND = "python -m pen_cap_vae.draw_pictures"
@@ -30,15 +31,11 @@ def load_pictures(setting: str, height: int, width: int, patch: int = 10) -> tup
                        f"draw them with {DRAW_COMMAND} or put your own there")
     arrays = []
     for path in paths:
-        try:
-            with Image.open(path) as image:
-                image = image.convert("RGB")
-                if image.size != (width, height):
-                    print(f"note: {path.name} is {image.width}x{image.height}; resized to {width}x{height}")
-                    image = image.resize((width, height), Image.Resampling.BICUBIC)
-                arrays.append(np.asarray(image, dtype=np.float32) / 255.0)
-        except OSError as error:
-            raise LabError(f"cannot read picture {path}: {error}; remove it or replace it") from None
+        image = read_rgb(path, "picture")
+        if image.size != (width, height):
+            print(f"note: {path.name} is {image.width}x{image.height}; resized to {width}x{height}")
+            image = image.resize((width, height), Image.Resampling.BICUBIC)
+        arrays.append(np.asarray(image, dtype=np.float32) / 255.0)
     return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous(), paths
 
 

@@ -14,9 +14,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from PIL import Image, UnidentifiedImageError  # noqa: E402
+from PIL import Image  # noqa: E402
 
 from lab import LabError  # noqa: E402
+from lab.images import read_rgb  # noqa: E402
 from lab.plots import save_figure  # noqa: E402
 
 CAMERA = {"elev": 20.0, "azim": 35.0}  # the fixed matplotlib camera of every 3D PNG and frame
@@ -47,13 +48,9 @@ def load_picture(spec: str, size: int) -> tuple[np.ndarray, str]:
     """
     path = Path(spec).expanduser()
     if path.is_file():
-        try:
-            with Image.open(path) as opened:
-                mode = opened.mode
-                image = opened.convert("RGB")
-        except (UnidentifiedImageError, OSError) as error:
-            raise LabError(f"PICTURE {spec!r} is not an image Pillow can read ({error}); "
-                           "give a PNG/JPEG/... file or a scikit-image name such as astronaut") from None
+        image = read_rgb(path, "PICTURE", flatten_on_white=False)  # alpha dropped, colours kept
+        with Image.open(path) as opened:
+            mode = opened.mode
         note = f"picture {path} ({image.width}x{image.height}, mode {mode}"
         note += ", converted to RGB)" if mode != "RGB" else ")"
     else:

@@ -38,6 +38,7 @@ from tqdm import tqdm
 
 from lab import LabError, exit_on_lab_error, start_run
 from lab.checkpoint import InterruptGuard
+from lab.images import read_rgb
 from lab.paths import REPO_ROOT, data_root, outputs_root
 from lab.plots import save_figure
 
@@ -264,13 +265,7 @@ def read_image(path: str | Path, what: str) -> Image.Image:
     path = Path(path)
     if not path.is_absolute() and not path.exists():
         path = REPO_ROOT / path
-    try:
-        with Image.open(path) as image:
-            return image.convert("RGB")
-    except FileNotFoundError:
-        raise LabError(f"{what} {path} not found; give the path of a PNG or JPEG image") from None
-    except OSError as error:
-        raise LabError(f"{what} {path} cannot be read as an image ({error}); give a PNG or JPEG file") from None
+    return read_rgb(path, what)
 
 
 def image_to_tensor(image: Image.Image, width: int, height: int, device) -> torch.Tensor:

@@ -239,6 +239,27 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(lab_outputs, small_pi
     assert checkpoint["step"] == 2 and all(torch.isfinite(v).all() for v in checkpoint["model"].values())
 
 
+def test_learning_rate_follows_the_cosine_from_one_to_the_final_fraction():
+    factors = [train.cosine_factor(step, 100, 0.05) for step in range(0, 101, 10)]
+    assert factors[0] == pytest.approx(1.0) and factors[-1] == pytest.approx(0.05)
+    assert factors[5] == pytest.approx(0.525)  # half-way: the mean of the two ends
+    assert all(a > b for a, b in zip(factors, factors[1:], strict=False))
+    assert train.cosine_factor(150, 100, 0.05) == pytest.approx(0.05)  # past STEPS it stays at the floor
+
+
+def test_autoclip_cuts_a_gradient_spike_to_the_percentile_of_past_norms():
+    torch.manual_seed(0)
+    model = GaussianAutoencoder(layers=1, channels=8, code_channels=2, patch=5)
+    pictures = torch.rand(2, 3, 10, 20)
+    before = [p.detach().clone() for p in model.parameters()]
+    norms = [1e-3] * 20  # a history of small gradients: the first real one is a "spike" against it
+    optimizer = torch.optim.SGD(model.parameters(), lr=1.0)
+    train.vae_step(model, optimizer, pictures, norms, clip_percentile=90.0)
+    step = torch.cat([(p.detach() - b).flatten() for p, b in zip(model.parameters(), before, strict=True)])
+    assert norms[-1] > 1.0  # the raw norm is recorded ...
+    assert float(step.norm()) == pytest.approx(1e-3, rel=1e-3)  # ... but the step taken is the clipped one
+
+
 class _InterruptAfter:
     """Stands in for InterruptGuard: `requested` turns true after a number of checks (a Ctrl+C)."""
 

@@ -162,14 +162,17 @@ def batches(count: int, batch_size: int, shuffle: bool = True):
 
 def train_model(run, name: str, model: nn.Module, loss_fn: Callable[[torch.Tensor], torch.Tensor],
                 count: int, *, epochs: int, batch_size: int, learning_rate: float,
-                compatible_names: Sequence[str], desc: str) -> tuple[list[float], bool]:
+                compatible_names: Sequence[str], desc: str, cosine_schedule: bool = False) -> tuple[list[float], bool]:
     """Train `model` with Adam for `epochs` passes over `count` samples, resuming from a checkpoint.
 
     `loss_fn(indices)` returns the mean loss of the samples at those indices (the caller owns the
-    data). The checkpoint `outputs/gan_basics/checkpoints/<profile>/<name>.pt` holds the model, the
-    optimizer, the epoch, the constants and the loss history; rerunning resumes from it (or reuses it
-    when complete), --fresh starts over, and a checkpoint made with other `compatible_names` constants
-    is refused. Ctrl+C saves and stops. Returns the per-epoch mean losses and whether it was interrupted.
+    data). With `cosine_schedule` the step size falls from `learning_rate` to 0 along a half cosine
+    over all the steps (SGDR without restarts, Loshchilov & Hutter 2017); it is a function of the
+    step alone, so a resumed run continues on the same curve. The checkpoint
+    `outputs/gan_basics/checkpoints/<profile>/<name>.pt` holds the model, the optimizer, the epoch, the
+    constants and the loss history; rerunning resumes from it (or reuses it when complete), --fresh
+    starts over, and a checkpoint made with other `compatible_names` constants is refused. Ctrl+C saves
+    and stops. Returns the per-epoch mean losses and whether it was interrupted.
     """
     optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
     path = run.checkpoint_path(f"{name}.pt")
@@ -181,11 +184,16 @@ def train_model(run, name: str, model: nn.Module, loss_fn: Callable[[torch.Tenso
         optimizer.load_state_dict(checkpoint["optimizer"])
         start, history = int(checkpoint["step"]), list(checkpoint["history"])
     epoch = start
+    steps_per_epoch = math.ceil(count / batch_size)
     model.train()
     with InterruptGuard() as guard, tqdm(range(start, epochs), initial=start, total=epochs, desc=desc) as bar:
         for epoch_index in bar:
             total, seen = 0.0, 0
-            for indices in batches(count, batch_size):
+            for batch_index, indices in enumerate(batches(count, batch_size)):
+                if cosine_schedule:
+                    progress = (epoch_index * steps_per_epoch + batch_index) / (epochs * steps_per_epoch)
+                    for group in optimizer.param_groups:
+                        group["lr"] = learning_rate * 0.5 * (1.0 + math.cos(math.pi * progress))
                 loss = loss_fn(indices)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()

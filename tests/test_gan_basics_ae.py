@@ -5,7 +5,8 @@ The thresholds are looser than the full-profile goals of issue 7 because the qui
 for a fraction of the epochs; each is still one that an untrained or broken model fails:
 - AE error <= PCA error at latent size 2 (a linear model cannot beat PCA, so only a working
   non-linear autoencoder passes; quick runs measured a ratio of about 0.6);
-- a positive PSNR gain over the noisy input at the middle noise level (the identity map scores 0);
+- a positive PSNR gain over the noisy input at the middle noise level (the identity map scores 0;
+  quick runs measured about +4.7 dB Gaussian, +5.3 dB salt-and-pepper);
 - anomaly AUC > 0.7 (chance is 0.5; quick runs measured about 0.9);
 - FGSM accuracy at epsilon 0.1 at least 30 points below random noise of the same size (quick runs
   measured about 40% vs 97%); a model the attack did not find gradients for would score alike.
@@ -139,8 +140,10 @@ def test_bad_input_is_a_clear_error(lab_outputs, capsys, module, overrides, mess
 
 @pytest.mark.slow
 def test_full_profile_meets_the_issue_goals(lab_outputs):
-    """Issue 7's full-profile goals (about 5-10 minutes on 2 idle cores). The Gaussian denoising
-    goal of 5 dB is measured at 4.8 dB (see gan_basics/README.md), so 4.5 dB is asserted there."""
+    """Issue 7's full-profile goals (about 2-10 minutes on 2 cores, by load). The denoiser's Gaussian gain
+    at std 0.25 measured 5.32 dB here (seed 0) and 5.39 / 5.31 / 5.35 dB for the denoiser alone over
+    seeds 0-2 (see gan_basics/README.md): the goal of 5.0 dB lies 0.31 dB below the lowest of them,
+    about 4x the 0.08 dB spread between seeds."""
     records = {}
     for module in (autoencoder, adversarial):
         module.main([])
@@ -150,7 +153,7 @@ def test_full_profile_meets_the_issue_goals(lab_outputs):
     assert reduction["ae_mse"]["2"] < reduction["pca_mse"]["2"]
     assert reduction["ae_mse"]["4"] < reduction["pca_mse"]["4"]
     assert records["autoencoder"]["denoising"]["salt_and_pepper_gain_db_at_0.15"] >= 5.0
-    assert records["autoencoder"]["denoising"]["gaussian_gain_db_at_0.25"] >= 4.5
+    assert records["autoencoder"]["denoising"]["gaussian_gain_db_at_0.25"] >= 5.0
     aucs = records["autoencoder"]["anomaly"]["auc"]
     assert aucs["autoencoder"] >= 0.85
     assert aucs["autoencoder"] > max(aucs["PCA"], aucs["IsolationForest"])

@@ -47,8 +47,10 @@ CHECKPOINT_EVERY = 100  # steps between checkpoints (a NaN loss falls back to th
 TORCH_THREADS = 0       # CPU threads for torch (0: torch's default); 1 is far faster on a busy machine
 SEED = 0                # -1 draws a random seed and prints it
 DEVICE = "auto"         # "auto" (CUDA if available), "cpu" or "cuda"
+# The quick model is small and short-trained: it does not spike, and a decay would only slow it
+# (400 steps: 31.0 dB at a constant step size, 26.5 dB with the full profile's decay).
 QUICK = {"TORCH_THREADS": 1, "IMAGE_HEIGHT": 90, "IMAGE_WIDTH": 160, "LAYERS": 3, "CHANNELS": 32, "STEPS": 400,
-         "LEARNING_RATE": 3e-3, "CHECKPOINT_EVERY": 50}
+         "LEARNING_RATE": 3e-3, "FINAL_LR_FRACTION": 1.0, "CHECKPOINT_EVERY": 50}
 DRY_RUN = {"IMAGE_HEIGHT": 30, "IMAGE_WIDTH": 50, "LAYERS": 2, "CHANNELS": 16, "STEPS": 3, "CHECKPOINT_EVERY": 2}
 # -----------------------------------------------------------------------------
 

@@ -9,8 +9,10 @@ Prints medians of REPEATS timings and ratios measured in the same process:
 - a recoder iteration (forward, backward, Adam step, decoding the code to a frame) bare, with the
   EEG recording, with frame writing, and with the EEG plots amortised over one EEG_WINDOW;
 - the EEG recording vectorised against the article's per-probe loop.
-On a GPU the timings synchronise the device; mixed precision and channels-last are not offered here
-(the task's machine had no GPU to measure them on).
+- the VAE step with train.py's MIXED_PRECISION (bfloat16 autocast) and CHANNELS_LAST options, alone
+  and together, against float32 NCHW on the same weights.
+On a GPU the timings synchronise the device. The two options are meant for GPUs (tensor cores, NHWC
+kernels); on a CPU they are measured too, so the figures say what they cost there.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from pen_cap_vae.data import to_uint8_image
 from pen_cap_vae.eeg import EEGRecorder, draw_probes
 from pen_cap_vae.model import GaussianAutoencoder, Recoder, output_variance, recoder_loss
 from pen_cap_vae.test import EEGPlotter, FrameWriter
+from pen_cap_vae.train import vae_step as train_vae_step
 
 # -----------------------------------------------------------------------------
 # Constants. The article's sizes are the defaults; edit them here or use --set.
@@ -130,6 +133,19 @@ def main(argv=None):
     metrics["vae_step_article_style_s"] = round(article, 4)
     metrics["vae_speedup_vs_article_style"] = round(article / ours, 3)
     print(f"VAE training step: {ours:.4f} s (article-style code {article:.4f} s, ratio {article / ours:.2f}x)")
+
+    # train.py's options, on the same weights: bfloat16 autocast and the channels-last layout.
+    for name, (channels_last, mixed) in {"channels_last": (True, False), "bf16_autocast": (False, True),
+                                         "bf16_and_channels_last": (True, True)}.items():
+        layout = torch.channels_last if channels_last else torch.contiguous_format
+        vae.to(memory_format=layout)
+        batch = pictures.contiguous(memory_format=layout)
+        seconds = median_seconds(lambda b=batch, m=mixed: train_vae_step(vae, optimizer, b, mixed_precision=m),
+                                 cfg.REPEATS, device)
+        vae.to(memory_format=torch.contiguous_format)
+        metrics[f"vae_step_{name}_s"] = round(seconds, 4)
+        metrics[f"vae_speedup_{name}"] = round(ours / seconds, 3)
+        print(f"VAE training step with {name.replace('_', ' ')}: {seconds:.4f} s ({ours / seconds:.2f}x float32 NCHW)")
 
     vae.eval()
     grid = (cfg.IMAGE_HEIGHT // 10, cfg.IMAGE_WIDTH // 10)

@@ -44,6 +44,8 @@ SIGMA_LEARNING_RATE = 0.05  # Adam's step size for `sigma` alone (ours): at 1e-3
 FINAL_LR_FRACTION = 0.05  # both step sizes decay along a cosine to this fraction at STEPS (ours)
 CLIP_PERCENTILE = 90.0  # gradients are clipped to this percentile of the past norms (AutoClip); 0 turns it off
 CHECKPOINT_EVERY = 100  # steps between checkpoints (a NaN loss falls back to the last one)
+MIXED_PRECISION = False  # bfloat16 autocast for the forward pass (for GPUs; see pen_cap_vae.bench for figures)
+CHANNELS_LAST = False   # NHWC memory layout for the convolutions (for GPUs; see pen_cap_vae.bench)
 TORCH_THREADS = 0       # CPU threads for torch (0: torch's default); 1 is far faster on a busy machine
 SEED = 0                # -1 draws a random seed and prints it
 DEVICE = "auto"         # "auto" (CUDA if available), "cpu" or "cuda"
@@ -74,15 +76,21 @@ def cosine_factor(step: int, steps: int, final_fraction: float) -> float:
 
 
 def vae_step(model: GaussianAutoencoder, optimizer: torch.optim.Optimizer, pictures: torch.Tensor,
-             gradient_norms: list[float] | None = None, clip_percentile: float = 0.0) -> float:
+             gradient_norms: list[float] | None = None, clip_percentile: float = 0.0,
+             mixed_precision: bool = False) -> float:
     """One optimisation step on the whole batch of pictures; returns the loss.
 
     With `clip_percentile` > 0 the gradient is clipped to that percentile of the norms seen so far
     (`gradient_norms`, appended to here): AutoClip, Seetharaman et al. 2020. Without it the full-size
     model's loss spikes every few hundred steps once sigma has shrunk (the likelihood term grows as
-    1/sigma^2), and one such spike undid 700 steps of training in our runs."""
+    1/sigma^2), and one such spike undid 700 steps of training in our runs.
+
+    `mixed_precision` runs the forward pass under bfloat16 autocast (no loss scaling needed, unlike
+    float16); autocast keeps the loss's sums and logarithms in float32."""
     model.train()
-    _, loss = model(pictures)
+    with torch.autocast(pictures.device.type, dtype=torch.bfloat16, enabled=mixed_precision):
+        _, loss = model(pictures)
+    loss = loss.float()
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
     if clip_percentile > 0 and gradient_norms is not None:
@@ -132,6 +140,9 @@ def main(argv=None):
     print(f"training on {len(paths)} pictures: {', '.join(p.name for p in paths)}")
 
     model = build_vae(run.constants).to(run.device)
+    if cfg.CHANNELS_LAST:
+        model = model.to(memory_format=torch.channels_last)
+        pictures = pictures.contiguous(memory_format=torch.channels_last)
     networks = [p for name, p in model.named_parameters() if name != "sigma"]
     optimizer = torch.optim.Adam([{"params": networks}, {"params": [model.sigma], "lr": cfg.SIGMA_LEARNING_RATE}],
                                  lr=cfg.LEARNING_RATE)
@@ -156,7 +167,7 @@ def main(argv=None):
             factor = cosine_factor(step, cfg.STEPS, cfg.FINAL_LR_FRACTION)
             for group, base in zip(optimizer.param_groups, (cfg.LEARNING_RATE, cfg.SIGMA_LEARNING_RATE), strict=True):
                 group["lr"] = base * factor
-            loss = vae_step(model, optimizer, pictures, gradient_norms, cfg.CLIP_PERCENTILE)
+            loss = vae_step(model, optimizer, pictures, gradient_norms, cfg.CLIP_PERCENTILE, cfg.MIXED_PRECISION)
             if not math.isfinite(loss):
                 saved = f"the last good checkpoint (step {load_checkpoint(path)['step']}) is kept at {path}" \
                     if path.exists() else "no checkpoint was saved yet"

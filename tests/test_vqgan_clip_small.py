@@ -57,11 +57,33 @@ def test_world_bad_input_is_a_lab_error():
         world.single_shape_scene("teal", "circle", "blue")
 
 
+def test_shape_twins_differ_in_one_shape_and_never_show_a_held_out_pair():
+    from vqgan_clip import train_clip
+
+    scenes = world.make_scenes("train", 0, 60)
+    twins = train_clip.shape_twins(scenes, seed=0)
+    originals = world.render_scenes(scenes)
+    rng = np.random.default_rng(0)
+    for index, scene in enumerate(scenes):
+        swapped = [train_clip.swap_one_shape(scene, slot, 4, rng) for slot in range(len(scene["shapes"]))]
+        for slot, copies in enumerate(swapped):
+            for copy in copies:
+                changed = [k for k, (a, b) in enumerate(zip(scene["shapes"], copy["shapes"], strict=True)) if a != b]
+                assert changed == [slot] and copy["shapes"][slot]["shape"] != scene["shapes"][slot]["shape"]
+                assert copy["background"] == scene["background"]
+                assert all((s["colour"], s["shape"]) not in world.HELD_OUT_PAIRS for s in copy["shapes"])
+        changed_pixels = (np.abs(twins[index].astype(int) - originals[index]).sum(-1) > 30).sum()
+        assert changed_pixels >= 20  # the twin looks different (a small shape covers ~250 pixels)
+
+
 def test_tiny_clip_retrain_beats_chance(lab_outputs):
     from vqgan_clip import train_clip
 
+    # The ViT tower without hard negatives: the cheapest configuration, so the check stays within a minute.
     metrics = train_clip.main(["--quick", "--set", "STEPS=40", "--set", "BATCH_SIZE=64", "--set", "TRAIN_SCENES=800",
-                               "--set", "EVAL_SCENES=100", "--set", "WARMUP_STEPS=10", "--set", "EVAL_UNTRAINED=false"])
+                               "--set", "EVAL_SCENES=100", "--set", "WARMUP_STEPS=10", "--set", "EVAL_UNTRAINED=false",
+                               "--set", "VISION_TOWER=vit", "--set", "VISION_WIDTH=64", "--set", "SHAPE_NEGATIVES=0",
+                               "--set", "SHAPE_TWINS=false"])
     # Chance: 1 % for top-1 among 100, 1/7 for the colour of a shape on a known background.
     assert metrics["text_to_image_top1_of_100"] > 0.04
     assert metrics["colour_accuracy"] > 0.35

@@ -31,19 +31,24 @@ from lab.plots import save_figure
 from vqgan_clip import shapes_world as world
 
 # -----------------------------------------------------------------------------
-# Constants. Sized to train in ~10-15 minutes on 2 shared CPU cores; --set changes any of them.
+# Constants. The defaults made the shipped model (3000 steps: 29 min on 2 CPU cores shared with another
+# training); --set changes any of them.
 TRAIN_SCENES = 12_000      # pictures rendered once and reused every epoch (captions re-drawn each time)
-STEPS = 1500               # optimisation steps
+STEPS = 3000               # optimisation steps
 BATCH_SIZE = 128           # pairs per contrastive batch (CLIP's negatives are the rest of the batch)
 LEARNING_RATE = 1.5e-3      # AdamW peak step size, after a linear warm-up, then cosine decay (CLIP paper)
 WARMUP_STEPS = 100         # linear warm-up steps
 WEIGHT_DECAY = 0.05        # AdamW decoupled weight decay on matrices (not on gains, biases, embeddings)
 NOISE_STD = 0.03           # Gaussian pixel noise on training pictures (in 0..1 units): robustness for the loop
-SHAPE_NEGATIVES = 0        # extra image->text negatives per picture: its caption with one shape swapped (0: plain CLIP)
+SHAPE_NEGATIVES = 2        # extra image->text negatives per picture: its caption with one shape swapped (0: plain CLIP)
+SHAPE_TWINS = True         # each picture gets a twin drawn with one shape swapped, an extra text->image negative
+CHECKPOINT_EVERY = 500     # steps between checkpoints (Ctrl+C also saves; a rerun resumes)
 EMBED_DIM = 64             # shared image-text embedding width
-VISION_WIDTH = 64          # ViT width (image 64x64 in 8x8 patches: 64 tokens + class token)
+VISION_TOWER = "vit"       # "vit" (ViT-B/32's kind) or "resnet" (open_clip's ModifiedResNet, RN50's kind; see README)
+VISION_WIDTH = 64          # ViT width (64 patch tokens of 8x8 + a class token); ResNet: stem width (try 8)
 VISION_LAYERS = 2          # ViT blocks
 PATCH_SIZE = 8             # ViT patch side, pixels
+RESNET_LAYERS = (1, 1, 1, 1)  # ResNet bottleneck blocks per stage (RN50: 3, 4, 6, 3)
 TEXT_WIDTH = 64            # text transformer width (its token table is 49408 x TEXT_WIDTH)
 TEXT_LAYERS = 2            # text transformer blocks
 TEXT_HEADS = 4             # text attention heads
@@ -59,7 +64,8 @@ QUICK = {"TRAIN_SCENES": 2000, "STEPS": 60, "EVAL_SCENES": 400, "VISION_LAYERS":
 DRY_RUN = {"TRAIN_SCENES": 256, "STEPS": 2, "EVAL_SCENES": 200, "BATCH_SIZE": 16}
 # -----------------------------------------------------------------------------
 
-ARCHITECTURE = ["EMBED_DIM", "VISION_WIDTH", "VISION_LAYERS", "PATCH_SIZE", "TEXT_WIDTH", "TEXT_LAYERS",
+ARCHITECTURE = ["EMBED_DIM", "VISION_TOWER", "VISION_WIDTH", "VISION_LAYERS", "PATCH_SIZE", "RESNET_LAYERS",
+                "TEXT_WIDTH", "TEXT_LAYERS",
                 "TEXT_HEADS", "CONTEXT_LENGTH"]
 # Pictures enter CLIP as (x - 0.5) / 0.5 per channel: the world's statistics are not ImageNet's.
 IMAGE_MEAN = (0.5, 0.5, 0.5)
@@ -67,11 +73,19 @@ IMAGE_STD = (0.5, 0.5, 0.5)
 
 
 def clip_config(cfg) -> dict:
-    """The model in open_clip's JSON config layout (what open_clip's model_configs/*.json hold)."""
+    """The model in open_clip's JSON config layout (what open_clip's model_configs/*.json hold).
+
+    open_clip builds a ModifiedResNet when vision_cfg's "layers" is a list (as in RN50.json) and a
+    VisionTransformer when it is a number (as in ViT-B-32.json)."""
+    if cfg.VISION_TOWER == "resnet":
+        vision = {"image_size": world.IMAGE_SIZE, "layers": list(cfg.RESNET_LAYERS), "width": cfg.VISION_WIDTH,
+                  "head_width": 32}
+    else:
+        vision = {"image_size": world.IMAGE_SIZE, "layers": cfg.VISION_LAYERS, "width": cfg.VISION_WIDTH,
+                  "head_width": 32, "patch_size": cfg.PATCH_SIZE}
     return {
         "embed_dim": cfg.EMBED_DIM,
-        "vision_cfg": {"image_size": world.IMAGE_SIZE, "layers": cfg.VISION_LAYERS, "width": cfg.VISION_WIDTH,
-                       "head_width": 32, "patch_size": cfg.PATCH_SIZE},
+        "vision_cfg": vision,
         "text_cfg": {"context_length": cfg.CONTEXT_LENGTH, "vocab_size": 49408, "width": cfg.TEXT_WIDTH,
                      "heads": cfg.TEXT_HEADS, "layers": cfg.TEXT_LAYERS},
         "preprocess_cfg": {"mean": list(IMAGE_MEAN), "std": list(IMAGE_STD)},
@@ -204,40 +218,67 @@ def make_optimizers(model, cfg) -> list[torch.optim.Optimizer]:
     return [dense, sparse]
 
 
-def contrastive_loss(model, images: torch.Tensor, tokens: torch.Tensor, negatives: torch.Tensor | None = None):
+def contrastive_loss(model, images: torch.Tensor, tokens: torch.Tensor, negatives: torch.Tensor | None = None,
+                     negative_images: torch.Tensor | None = None):
     """CLIP's symmetric cross-entropy over the batch's image-text cosine similarities (paper, fig. 3).
 
     `negatives` (optional, tokens of N x K hard-negative captions, K per picture) join the texts each
     picture is scored against (image->text direction only): the batch rarely holds a caption that
     differs from the true one in the shape alone, which is what the shape probe asks.
+    `negative_images` (optional, M pictures) join the pictures each caption is scored against
+    (text->image direction only).
     """
     image_features, text_features, logit_scale = model(images, tokens)
     logits = logit_scale * image_features @ text_features.t()
     target = torch.arange(len(images), device=images.device)
-    text_loss = F.cross_entropy(logits.t(), target)
+    text_logits = logits.t()
+    if negative_images is not None and len(negative_images):
+        twin_features = F.normalize(model.encode_image(negative_images), dim=-1)
+        text_logits = torch.cat([text_logits, logit_scale * text_features @ twin_features.t()], dim=1)
+    text_loss = F.cross_entropy(text_logits, target)
     if negatives is not None and len(negatives):
         negative_features = F.normalize(model.encode_text(negatives), dim=-1)
         logits = torch.cat([logits, logit_scale * image_features @ negative_features.t()], dim=1)
     return (F.cross_entropy(logits, target) + text_loss) / 2
 
 
-def shape_swapped_captions(scene: dict, count: int, rng: np.random.Generator) -> tuple[str, list[str]]:
-    """A random caption of the scene and `count` captions of the same template with one shape changed.
+def swap_one_shape(scene: dict, slot: int, count: int, rng: np.random.Generator) -> list[dict]:
+    """Up to `count` copies of the scene with shape `slot` changed to another shape (nothing else changes).
 
-    Swaps that would name a held-out colour-shape pair are skipped, so those pairs stay unseen.
+    Swaps that would show or name a held-out colour-shape pair are skipped, so those pairs stay unseen.
     """
+    colour, kind = scene["shapes"][slot]["colour"], scene["shapes"][slot]["shape"]
+    others = [s for s in world.SHAPES if s != kind and (colour, s) not in world.HELD_OUT_PAIRS]
+    swapped = []
+    for other in rng.permutation(others)[:count]:
+        shapes = [dict(shape) for shape in scene["shapes"]]
+        shapes[slot]["shape"] = str(other)
+        swapped.append({**scene, "shapes": shapes})
+    return swapped
+
+
+def shape_swapped_captions(scene: dict, count: int, rng: np.random.Generator) -> tuple[str, list[str]]:
+    """A random caption of the scene and `count` captions of the same template with one shape changed."""
     templates = world.ONE_SHAPE_TEMPLATES if len(scene["shapes"]) == 1 else world.TWO_SHAPE_TEMPLATES
     template = templates[rng.integers(len(templates))]
     slot = int(rng.integers(len(scene["shapes"])))
-    colour, kind = scene["shapes"][slot]["colour"], scene["shapes"][slot]["shape"]
-    others = [s for s in world.SHAPES if s != kind and (colour, s) not in world.HELD_OUT_PAIRS]
-    negatives = []
-    for s in rng.permutation(others)[:count]:
-        shapes = [dict(shape) for shape in scene["shapes"]]
-        shapes[slot]["shape"] = str(s)
-        negatives.append(world.caption_for({**scene, "shapes": shapes}, template))
+    negatives = [world.caption_for(other, template) for other in swap_one_shape(scene, slot, count, rng)]
     negatives += negatives[:1] * (count - len(negatives))  # a held-out skip left too few: repeat one
     return world.caption_for(scene, template), negatives
+
+
+def shape_twins(scenes: list[dict], seed: int) -> np.ndarray:
+    """One picture per scene with one of its shapes swapped for another (a counterfactual "twin").
+
+    In the batch, a caption must then pick its picture over a picture that differs in the shape alone:
+    the text->image counterpart of SHAPE_NEGATIVES, and the one that makes the image tower see shape.
+    """
+    rng = np.random.default_rng([seed, 7])
+    twins = []
+    for scene in scenes:
+        swapped = swap_one_shape(scene, int(rng.integers(len(scene["shapes"]))), 1, rng)
+        twins.append(swapped[0] if swapped else scene)
+    return world.render_scenes(twins)
 
 
 def ship(model, config: dict, cfg, seconds: float, metrics: dict) -> Path:
@@ -270,13 +311,21 @@ def plot_curve(path: Path, losses: list[float]) -> Path:
 def main(argv=None):
     run = start_run("vqgan_clip", globals(), argv, framework="torch")
     cfg = run.cfg
+    if cfg.CHECKPOINT_EVERY < 1:
+        raise LabError(f"CHECKPOINT_EVERY={cfg.CHECKPOINT_EVERY} must be >= 1")
     if cfg.BATCH_SIZE < 2 or cfg.TRAIN_SCENES < cfg.BATCH_SIZE:
         raise LabError(f"BATCH_SIZE={cfg.BATCH_SIZE} must be >= 2 and <= TRAIN_SCENES={cfg.TRAIN_SCENES}")
-    if cfg.VISION_WIDTH % 32:
+    if cfg.VISION_TOWER not in ("vit", "resnet"):
+        raise LabError(f"VISION_TOWER={cfg.VISION_TOWER!r} is not one of 'vit', 'resnet'")
+    if cfg.VISION_TOWER == "resnet" and (len(cfg.RESNET_LAYERS) != 4 or min(cfg.RESNET_LAYERS) < 1
+                                         or world.IMAGE_SIZE % 32):
+        raise LabError(f"RESNET_LAYERS={cfg.RESNET_LAYERS} must be four block counts >= 1 (the image side "
+                       f"{world.IMAGE_SIZE} must be a multiple of 32, the ResNet's downsampling)")
+    if cfg.VISION_TOWER == "vit" and cfg.VISION_WIDTH % 32:
         raise LabError(f"VISION_WIDTH={cfg.VISION_WIDTH} must be a multiple of 32 (the head width)")
     if cfg.TEXT_WIDTH % cfg.TEXT_HEADS:
         raise LabError(f"TEXT_WIDTH={cfg.TEXT_WIDTH} must be divisible by TEXT_HEADS={cfg.TEXT_HEADS}")
-    if world.IMAGE_SIZE % cfg.PATCH_SIZE:
+    if cfg.VISION_TOWER == "vit" and world.IMAGE_SIZE % cfg.PATCH_SIZE:
         raise LabError(f"PATCH_SIZE={cfg.PATCH_SIZE} must divide the image size {world.IMAGE_SIZE}")
     device = torch.device(run.device)
     config = clip_config(cfg)
@@ -288,6 +337,7 @@ def main(argv=None):
     started = time.time()
     train_scenes = world.make_scenes("train", 0, cfg.TRAIN_SCENES, seed=cfg.SEED)
     train_images = world.render_scenes(train_scenes)
+    train_twins = shape_twins(train_scenes, cfg.SEED) if cfg.SHAPE_TWINS else None
     eval_scenes = world.make_scenes("test", 0, cfg.EVAL_SCENES, seed=cfg.SEED)
     eval_images = world.render_scenes(eval_scenes)
     print(f"rendered {len(train_scenes)} training and {len(eval_scenes)} test scenes in {time.time() - started:.1f} s")
@@ -302,10 +352,15 @@ def main(argv=None):
         step, losses = checkpoint["step"], checkpoint.get("losses", [])
         print(f"resumed from {path} at step {step}")
     train_seconds = 0.0
+
+    def save(at_step: int) -> None:
+        save_checkpoint(path, {"model": model.state_dict(), "optimizer": [o.state_dict() for o in optimizers],
+                               "step": at_step, "constants": run.constants, "losses": losses, "config": config})
+
     before = evaluate(model, tokenizer, eval_scenes, eval_images, device) if step == 0 and cfg.EVAL_UNTRAINED else None
     rng = np.random.default_rng([cfg.SEED, step])
     model.train()
-    loop_start = time.time()
+    loop_start, done = time.time(), step
     with InterruptGuard() as guard, tqdm(range(step, cfg.STEPS), initial=step, total=cfg.STEPS, desc="CLIP") as bar:
         for step in bar:
             for optimizer in optimizers:
@@ -314,14 +369,18 @@ def main(argv=None):
             batch = rng.choice(len(train_scenes), size=cfg.BATCH_SIZE, replace=False)
             images = to_model_input(train_images[batch], device)
             images = images + cfg.NOISE_STD / 0.5 * torch.randn_like(images)
+            twins = None
+            if train_twins is not None:
+                twins = to_model_input(train_twins[batch], device)
+                twins = twins + cfg.NOISE_STD / 0.5 * torch.randn_like(twins)
             if cfg.SHAPE_NEGATIVES > 0:
                 pairs = [shape_swapped_captions(train_scenes[i], cfg.SHAPE_NEGATIVES, rng) for i in batch]
                 tokens = tokenizer([caption for caption, _ in pairs]).to(device)
                 negatives = tokenizer([text for _, texts in pairs for text in texts]).to(device)
-                loss = contrastive_loss(model, images, tokens, negatives)
+                loss = contrastive_loss(model, images, tokens, negatives, twins)
             else:
                 tokens = tokenizer([world.random_caption(train_scenes[i], rng) for i in batch]).to(device)
-                loss = contrastive_loss(model, images, tokens)
+                loss = contrastive_loss(model, images, tokens, negative_images=twins)
             for optimizer in optimizers:
                 optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -330,13 +389,15 @@ def main(argv=None):
             with torch.no_grad():  # CLIP clips the learned temperature at 100 (paper, section 2.5)
                 model.logit_scale.clamp_(0, math.log(100))
             losses.append(float(loss.detach()))
+            done = step + 1
             bar.set_postfix(loss=f"{losses[-1]:.3f}", temp=f"{model.logit_scale.exp().item():.0f}")
             if guard.requested:
                 break
-        step += 1
+            if done % cfg.CHECKPOINT_EVERY == 0 and done < cfg.STEPS:
+                save(done)
+    step = done
     train_seconds = time.time() - loop_start
-    save_checkpoint(path, {"model": model.state_dict(), "optimizer": [o.state_dict() for o in optimizers], "step": step,
-                           "constants": run.constants, "losses": losses, "config": config})
+    save(step)
     metrics = evaluate(model, tokenizer, eval_scenes, eval_images, device)
     metrics.update(train_seconds=round(train_seconds, 1), steps=step, final_loss=float(np.mean(losses[-20:])),
                    parameters_millions=sum(p.numel() for p in model.parameters()) / 1e6,

@@ -192,7 +192,7 @@ def main(argv=None):
             if cfg.RESTART_EVERY and (step + 1) % cfg.RESTART_EVERY == 0 and step + 1 < cfg.STEPS * 0.9:
                 restarted += restart_dead_codes(model, counts, latents.detach())
                 counts.zero_()
-            losses.append(float(reconstruction))
+            losses.append(float(reconstruction.detach()))
             batch_psnr = float(psnr(y.detach(), x).mean())
             bar.set_postfix(psnr=f"{batch_psnr:.1f}dB", vq=f"{float(vq_terms['total']):.4f}")
             if guard.requested:

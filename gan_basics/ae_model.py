@@ -23,6 +23,7 @@ from tqdm import tqdm
 
 from lab import LabError
 from lab.checkpoint import InterruptGuard, check_compatible, load_checkpoint, load_state_dict_strict, save_checkpoint
+from lab.schedules import cosine_factor
 
 
 def to_unit_range(images: np.ndarray) -> torch.Tensor:
@@ -191,9 +192,9 @@ def train_model(run, name: str, model: nn.Module, loss_fn: Callable[[torch.Tenso
             total, seen = 0.0, 0
             for batch_index, indices in enumerate(batches(count, batch_size)):
                 if cosine_schedule:
-                    progress = (epoch_index * steps_per_epoch + batch_index) / (epochs * steps_per_epoch)
+                    factor = cosine_factor(epoch_index * steps_per_epoch + batch_index, epochs * steps_per_epoch)
                     for group in optimizer.param_groups:
-                        group["lr"] = learning_rate * 0.5 * (1.0 + math.cos(math.pi * progress))
+                        group["lr"] = learning_rate * factor
                 loss = loss_fn(indices)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()

@@ -11,6 +11,7 @@ The pieces:
 - `lab.media`      - frames to mp4 (imageio-ffmpeg, H.264) and GIF.
 - `lab.gallery`    - outputs/index.html from every run.json.
 - `lab.pipeline`   - the runner behind ./run.sh.
+- `lab.schedules`  - the cosine learning-rate decay the trainers share.
 """
 
 from lab.errors import LabError, exit_on_lab_error

@@ -25,6 +25,7 @@ from tqdm import tqdm  # noqa: E402
 from lab import LabError, exit_on_lab_error, start_run  # noqa: E402
 from lab.checkpoint import InterruptGuard, check_compatible, load_checkpoint, save_checkpoint  # noqa: E402
 from lab.plots import save_figure  # noqa: E402
+from lab.schedules import cosine_factor  # noqa: E402
 from pen_cap_vae.data import load_pictures, to_uint8_image  # noqa: E402
 from pen_cap_vae.model import GaussianAutoencoder, output_variance, psnr  # noqa: E402
 
@@ -65,14 +66,6 @@ _CLIP_WINDOW = 500  # gradient norms AutoClip takes its percentile over
 def build_vae(constants: dict) -> GaussianAutoencoder:
     return GaussianAutoencoder(constants["LAYERS"], constants["CHANNELS"], constants["CODE_CHANNELS"],
                                constants["PATCH"], constants["SIGMA_MODE"])
-
-
-def cosine_factor(step: int, steps: int, final_fraction: float) -> float:
-    """The learning-rate multiplier at `step`: a half cosine from 1 down to `final_fraction` at `steps`
-    (Loshchilov & Hutter 2017, SGDR, without restarts). Computed from the step so a resumed run continues
-    the same curve."""
-    progress = min(step / max(steps, 1), 1.0)
-    return final_fraction + (1.0 - final_fraction) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 def vae_step(model: GaussianAutoencoder, optimizer: torch.optim.Optimizer, pictures: torch.Tensor,

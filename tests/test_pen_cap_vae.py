@@ -239,14 +239,6 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(lab_outputs, small_pi
     assert checkpoint["step"] == 2 and all(torch.isfinite(v).all() for v in checkpoint["model"].values())
 
 
-def test_learning_rate_follows_the_cosine_from_one_to_the_final_fraction():
-    factors = [train.cosine_factor(step, 100, 0.05) for step in range(0, 101, 10)]
-    assert factors[0] == pytest.approx(1.0) and factors[-1] == pytest.approx(0.05)
-    assert factors[5] == pytest.approx(0.525)  # half-way: the mean of the two ends
-    assert all(a > b for a, b in zip(factors, factors[1:], strict=False))
-    assert train.cosine_factor(150, 100, 0.05) == pytest.approx(0.05)  # past STEPS it stays at the floor
-
-
 def test_autoclip_cuts_a_gradient_spike_to_the_percentile_of_past_norms():
     torch.manual_seed(0)
     model = GaussianAutoencoder(layers=1, channels=8, code_channels=2, patch=5)

@@ -28,6 +28,7 @@ from lab import LabError, exit_on_lab_error, start_run
 from lab.checkpoint import InterruptGuard, check_compatible, load_checkpoint, save_checkpoint
 from lab.paths import REPO_ROOT
 from lab.plots import save_figure
+from lab.schedules import cosine_factor
 from vqgan_clip import shapes_world as world
 
 # -----------------------------------------------------------------------------
@@ -199,8 +200,7 @@ def learning_rate(step: int, cfg) -> float:
     """Linear warm-up, then cosine decay to zero (the CLIP paper's schedule)."""
     if step < cfg.WARMUP_STEPS:
         return cfg.LEARNING_RATE * (step + 1) / cfg.WARMUP_STEPS
-    progress = (step - cfg.WARMUP_STEPS) / max(1, cfg.STEPS - cfg.WARMUP_STEPS)
-    return cfg.LEARNING_RATE * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return cfg.LEARNING_RATE * cosine_factor(step - cfg.WARMUP_STEPS, cfg.STEPS - cfg.WARMUP_STEPS)
 
 
 def make_optimizers(model, cfg) -> list[torch.optim.Optimizer]:
@@ -353,6 +353,11 @@ def main(argv=None):
         print(f"resumed from {path} at step {step}")
     train_seconds = 0.0
 
+    def noisy_input(pictures: np.ndarray) -> torch.Tensor:
+        """Training pictures as model input, with the pixel noise that makes CLIP robust for the loop."""
+        x = to_model_input(pictures, device)
+        return x + cfg.NOISE_STD / 0.5 * torch.randn_like(x)
+
     def save(at_step: int) -> None:
         save_checkpoint(path, {"model": model.state_dict(), "optimizer": [o.state_dict() for o in optimizers],
                                "step": at_step, "constants": run.constants, "losses": losses, "config": config})
@@ -367,12 +372,8 @@ def main(argv=None):
                 for group in optimizer.param_groups:
                     group["lr"] = learning_rate(step, cfg)
             batch = rng.choice(len(train_scenes), size=cfg.BATCH_SIZE, replace=False)
-            images = to_model_input(train_images[batch], device)
-            images = images + cfg.NOISE_STD / 0.5 * torch.randn_like(images)
-            twins = None
-            if train_twins is not None:
-                twins = to_model_input(train_twins[batch], device)
-                twins = twins + cfg.NOISE_STD / 0.5 * torch.randn_like(twins)
+            images = noisy_input(train_images[batch])
+            twins = noisy_input(train_twins[batch]) if train_twins is not None else None
             if cfg.SHAPE_NEGATIVES > 0:
                 pairs = [shape_swapped_captions(train_scenes[i], cfg.SHAPE_NEGATIVES, rng) for i in batch]
                 tokens = tokenizer([caption for caption, _ in pairs]).to(device)

@@ -17,7 +17,6 @@ With SHIP=true, writes vqgan.yaml + vqgan.pt to data/vqgan_clip_small/.
 
 from __future__ import annotations
 
-import math
 import time
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from lab import LabError, exit_on_lab_error, start_run
 from lab.checkpoint import InterruptGuard, check_compatible, load_checkpoint, save_checkpoint
 from lab.paths import REPO_ROOT
 from lab.plots import save_figure
+from lab.schedules import cosine_factor
 from vqgan_clip import shapes_world as world
 from vqgan_clip.vqgan import VQModel
 
@@ -173,7 +173,7 @@ def main(argv=None):
     with InterruptGuard() as guard, tqdm(range(step, cfg.STEPS), initial=step, total=cfg.STEPS, desc="VQGAN") as bar:
         for step in bar:
             # Cosine decay of the step size from LEARNING_RATE to a tenth of it.
-            lr = cfg.LEARNING_RATE * (0.1 + 0.45 * (1 + math.cos(math.pi * step / max(1, cfg.STEPS))))
+            lr = cfg.LEARNING_RATE * cosine_factor(step, cfg.STEPS, final_fraction=0.1)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             x = to_tensor(train_images[rng.choice(len(train_images), cfg.BATCH_SIZE, replace=False)], device)

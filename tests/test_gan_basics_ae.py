@@ -120,6 +120,8 @@ def test_rerun_resumes_from_checkpoint(lab_outputs):
         (autoencoder, ["ANOMALY_CLASS=-1"], "from 0 to 9"),
         (autoencoder, ["DATASET=faces", "EXPERIMENTS=anomaly"], "needs labelled images"),
         (autoencoder, ["GAUSSIAN_SIGMAS=(0.1, 1.5)", "EXPERIMENTS=denoising"], "in [0, 1]"),
+        (autoencoder, ["DENOISING_LOSS=l1", "EXPERIMENTS=denoising"], "valid: psnr, mse"),
+        (autoencoder, ["DENOISING_SHIFT_PROBABILITY=1.5", "EXPERIMENTS=denoising"], "must be in [0, 1]"),
         (vae, ["DATASET=cifar"], "valid: digits, faces"),
         (vae, ["DECODER=bernoulli"], "valid: sigma, gaussian"),
         (vae, ["MORPH_PAIR=(0, 5000)"], "MORPH_PAIR"),

@@ -239,6 +239,11 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(lab_outputs, small_pi
     assert checkpoint["step"] == 2 and all(torch.isfinite(v).all() for v in checkpoint["model"].values())
 
 
+def test_bad_schedule_or_clipping_constants_are_refused(lab_outputs, capsys):
+    _fails_with(capsys, train.main, ["--dry-run", "--set", "FINAL_LR_FRACTION=0"], "FINAL_LR_FRACTION must be in (0, 1]")
+    _fails_with(capsys, train.main, ["--dry-run", "--set", "CLIP_PERCENTILE=120"], "CLIP_PERCENTILE in [0, 100]")
+
+
 def test_autoclip_cuts_a_gradient_spike_to_the_percentile_of_past_norms():
     torch.manual_seed(0)
     model = GaussianAutoencoder(layers=1, channels=8, code_channels=2, patch=5)

@@ -101,7 +101,7 @@ def test_tiny_vqgan_retrain_beats_untrained(lab_outputs):
     assert (lab_outputs / "vqgan_clip" / "train_vqgan" / "reconstructions.png").is_file()
 
 
-def test_trainers_refuse_bad_settings(lab_outputs):
+def test_trainers_refuse_bad_settings(lab_outputs, capsys):
     from vqgan_clip import evaluate, train_clip, train_vqgan
 
     with pytest.raises(SystemExit) as exit_info:
@@ -110,6 +110,14 @@ def test_trainers_refuse_bad_settings(lab_outputs):
     with pytest.raises(SystemExit) as exit_info:
         train_clip.main(["--dry-run", "--set", "PATCH_SIZE=7"])
     assert exit_info.value.code == 2
+    for overrides, message in ((["VISION_TOWER=cnn"], "is not one of 'vit', 'resnet'"),
+                               (["CHECKPOINT_EVERY=0"], "CHECKPOINT_EVERY=0 must be >= 1"),
+                               (["VISION_TOWER=resnet", "RESNET_LAYERS=(1, 1, 1)"], "four block counts")):
+        argv = ["--dry-run"] + [item for override in overrides for item in ("--set", override)]
+        with pytest.raises(SystemExit) as exit_info:
+            train_clip.main(argv)
+        assert exit_info.value.code == 2
+        assert message in capsys.readouterr().err
     with pytest.raises(SystemExit) as exit_info:
         train_vqgan.main(["--dry-run", "--set", "CH_MULT=[1, 2, 2]"])
     assert exit_info.value.code == 2

@@ -1,6 +1,6 @@
 """The steps ./run.sh runs for beauty_predictor, in order (lab.pipeline appends --quick unless --full)."""
 
-STEPS = [
+SCRIPTS = [
     ["export_photos"],
     ["train_predictor"],
     ["train_improver", "--set", "VARIANT=article"],

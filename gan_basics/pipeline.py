@@ -1,6 +1,6 @@
 """The scripts ./run.sh runs for gan_basics, in order (lab.pipeline appends --quick unless --full)."""
 
-STEPS = [
+SCRIPTS = [
     ["evaluator"],
     ["gan"],
     ["gan", "--set", "DIVERSITY_PENALTY=true"],

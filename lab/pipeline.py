@@ -4,7 +4,7 @@
     python -m lab.pipeline sphere_mapping      # one (or several) by name
     python -m lab.pipeline --full              # the article-scale constants
 
-Each experiment folder lists its steps in `<folder>/pipeline.py` as `STEPS`, a list of
+Each experiment folder lists its steps in `<folder>/pipeline.py` as `SCRIPTS`, a list of
 [module, *extra_args]; `--quick` is appended unless --full. A folder without pipeline.py is
 "not built yet" and skipped.
 """
@@ -24,11 +24,11 @@ from lab.paths import EXPERIMENTS, REPO_ROOT, outputs_root
 
 
 def experiment_steps(experiment: str) -> list[list[str]] | None:
-    """The experiment's STEPS, or None when it has no pipeline.py yet."""
+    """The experiment's SCRIPTS, or None when it has no pipeline.py yet."""
     if not (REPO_ROOT / experiment / "pipeline.py").is_file():
         return None
     module = importlib.import_module(f"{experiment}.pipeline")
-    return [list(step) for step in module.STEPS]
+    return [list(step) for step in module.SCRIPTS]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,6 +1,6 @@
 """The steps ./run.sh runs for pen_cap_vae, in order (lab.pipeline appends --quick unless --full)."""
 
-STEPS = [
+SCRIPTS = [
     ["draw_pictures"],
     ["train"],
     ["test"],

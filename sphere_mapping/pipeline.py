@@ -4,7 +4,7 @@ train: the article's map, its figures, animation and metrics; experiments: the a
 over seeds against the variants that close the sphere. The benchmark (bench.py) is run by hand.
 """
 
-STEPS = [
+SCRIPTS = [
     ["train"],
     ["experiments"],
 ]

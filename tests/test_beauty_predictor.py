@@ -198,18 +198,18 @@ def test_bad_variant_is_an_error(lab_outputs, capsys):
 
 
 def test_dry_run_pipeline_writes_every_figure(lab_outputs, monkeypatch, tmp_path):
-    """Every step of pipeline.STEPS, in-process with --dry-run, on a small copy of the bundled photos."""
+    """Every step of pipeline.SCRIPTS, in-process with --dry-run, on a small copy of the bundled photos."""
     import importlib
 
     from beauty_predictor.photos import export_bundled_photos
-    from beauty_predictor.pipeline import STEPS
+    from beauty_predictor.pipeline import SCRIPTS
 
     photos = tmp_path / "photos"
     export_bundled_photos(photos)
     for path in photos.iterdir():  # four photos are plenty for a dry run (chelsea and coffee held out)
         if path.stem not in ("astronaut", "chelsea", "coffee", "coins"):
             path.unlink()
-    for module, *extra in STEPS:
+    for module, *extra in SCRIPTS:
         args = ["--dry-run", *extra]
         if module != "export_photos":
             args += ["--set", f"PHOTOS_DIR={photos}"] if module != "bench" else []

@@ -6,4 +6,4 @@ models is its own command (see vqgan_clip/README.md): python -m vqgan_clip.train
 python -m vqgan_clip.train_vqgan, about 15 minutes each on 2 shared CPU cores.
 """
 
-STEPS = [["generate"], ["evaluate"]]
+SCRIPTS = [["generate"], ["evaluate"]]

@@ -1,29 +1,69 @@
 """Checkpoints that survive crashes and Ctrl+C, and resume on the next run.
 
 A checkpoint is one dict (nanoGPT's layout): {"model": state_dict, "optimizer": state_dict,
-"step": int, "constants": dict, ...}. It is written to a temporary file in the same folder and
-then renamed over the old one: a rename within one filesystem is atomic, so a crash or Ctrl+C
-mid-write leaves the previous checkpoint whole.
+"step": int, "constants": dict, "data": fingerprint, "rng": states, ...}. It is written to a
+temporary file in the same folder and then renamed over the old one: a rename within one
+filesystem is atomic, so a crash or Ctrl+C mid-write leaves the previous checkpoint whole. The
+checkpoint before the last stays beside it as `<stem>.prev<suffix>`, the fallback when the last
+one cannot be read.
+
+Every training script resumes the same way, with `resume()`, called once the model and optimiser
+are built (their initialisation draws random numbers; resume() then puts the generators back as
+they were at the checkpoint):
+
+    model, optimizer = build(cfg)
+    ckpt = resume(run, "model.pt", architecture=ARCHITECTURE, steps=cfg.STEPS, data=fingerprint)
+    if ckpt.state is not None:
+        model.load_state_dict(ckpt.state["model"])      # and the optimiser, the losses so far...
+    for step in range(ckpt.step, cfg.STEPS):
+        ...
+        save_checkpoint(ckpt.path, {"model": model.state_dict(), **ckpt.meta(step + 1)})
+
+It takes the folder's lock (one run per checkpoint folder), refuses a checkpoint made with other
+architecture constants, on other data, or with more steps done than this run plans, falls back to
+the previous checkpoint when the last is unreadable, and puts back the global random generators
+as they were when the checkpoint was saved, so an interrupted run ends where an uninterrupted one
+would.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import hashlib
 import os
+import random
 import signal
+import sys
 import tempfile
 import threading
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from lab.errors import LabError
 
 
-def atomic_write(path: Path | str, write: Callable[[Path], None]) -> Path:
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def previous_path(path: Path | str) -> Path:
+    """Where the checkpoint before the last one is kept: model.pt -> model.prev.pt."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.prev{path.suffix}")
+
+
+def atomic_write(path: Path | str, write: Callable[[Path], None], keep_previous: bool = False) -> Path:
     """Call `write(tmp_path)`, then move the temporary file onto `path` in one rename.
 
     The temporary file keeps the target's suffix, since some writers insist on it (keras
-    `model.save` wants ".keras", `np.savez` appends ".npz" to any other name)."""
+    `model.save` wants ".keras", `np.savez` appends ".npz" to any other name). The file gets the
+    permissions of the process's umask, as an ordinary open() would give (mkstemp makes 0600).
+    With `keep_previous`, the file being replaced stays as `previous_path(path)`: it is linked
+    there before the rename, so at every moment `path` holds a whole file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}")
@@ -31,8 +71,11 @@ def atomic_write(path: Path | str, write: Callable[[Path], None]) -> Path:
     tmp = Path(tmp_name)
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
         with open(tmp, "rb") as written:
             os.fsync(written.fileno())
+        if keep_previous and path.is_file():
+            _link_previous(path)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -40,15 +83,38 @@ def atomic_write(path: Path | str, write: Callable[[Path], None]) -> Path:
     return path
 
 
+def _link_previous(path: Path) -> None:
+    previous = previous_path(path)
+    staging = previous.with_name(f".{previous.name}.tmp")
+    staging.unlink(missing_ok=True)
+    try:
+        os.link(path, staging)
+    except OSError:  # a filesystem without hard links: a copy does the same job
+        import shutil
+
+        shutil.copyfile(path, staging)
+    os.replace(staging, previous)
+
+
+def remove_stale_temporaries(folder: Path | str) -> list[Path]:
+    """Delete the temporary files a killed writer left in `folder` (call it holding the folder's lock)."""
+    removed = []
+    for candidate in Path(folder).glob(".*.tmp*"):
+        if candidate.is_file():
+            candidate.unlink(missing_ok=True)
+            removed.append(candidate)
+    return removed
+
+
 def atomic_write_text(path: Path | str, text: str) -> Path:
     return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def save_checkpoint(path: Path | str, checkpoint: dict[str, Any]) -> Path:
-    """torch.save of the checkpoint dict, atomically."""
+    """torch.save of the checkpoint dict, atomically; the one it replaces is kept as the fallback."""
     import torch
 
-    return atomic_write(path, lambda tmp: torch.save(checkpoint, tmp))
+    return atomic_write(path, lambda tmp: torch.save(checkpoint, tmp), keep_previous=True)
 
 
 def load_checkpoint(path: Path | str, map_location: str = "cpu") -> dict[str, Any]:
@@ -58,10 +124,191 @@ def load_checkpoint(path: Path | str, map_location: str = "cpu") -> dict[str, An
     path = Path(path)
     if not path.is_file():
         raise LabError(f"no checkpoint at {path}")
+    if path.stat().st_size == 0:
+        raise LabError(f"cannot read checkpoint {path}: the file is empty (a write was cut short). "
+                       "Delete it or rerun with --fresh.")
     try:
         return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as error:  # a truncated or foreign file
-        raise LabError(f"cannot read checkpoint {path}: {error}. Delete it or rerun with --fresh.") from None
+        reason = str(error).split("\n")[0][:200]
+        raise LabError(f"cannot read checkpoint {path}: the file is damaged or incomplete ({reason}). "
+                       "Delete it or rerun with --fresh.") from None
+
+
+# -----------------------------------------------------------------------------
+# Random generators: saved with each checkpoint, put back on resume.
+
+
+def rng_state() -> dict[str, Any]:
+    """The global generators' states as plain containers and tensors (torch.load weights_only safe)."""
+    import numpy as np
+
+    kind, keys, position, has_gauss, cached = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]],
+        "numpy": {"kind": kind, "keys": keys.tolist(), "position": int(position),
+                  "has_gauss": int(has_gauss), "cached": float(cached)},
+    }
+    if "torch" in sys.modules:
+        import torch
+
+        state["torch"] = torch.get_rng_state()
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any] | None) -> None:
+    """Put back what `rng_state()` saved (missing parts are left as they are)."""
+    if not state:
+        return
+    import numpy as np
+
+    if "python" in state:
+        version, internal, gauss = state["python"]
+        random.setstate((version, tuple(internal), gauss))
+    if "numpy" in state:
+        saved = state["numpy"]
+        np.random.set_state((saved["kind"], np.asarray(saved["keys"], dtype=np.uint32), saved["position"],
+                             saved["has_gauss"], saved["cached"]))
+    if "torch" in state and "torch" in sys.modules:
+        import torch
+
+        torch.set_rng_state(torch.as_tensor(state["torch"], dtype=torch.uint8).cpu())
+        if "cuda" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all([torch.as_tensor(s, dtype=torch.uint8).cpu() for s in state["cuda"]])
+
+
+def fingerprint_files(paths: Iterable[Path | str]) -> str:
+    """A short hash of the files' names and contents: the data a run trained on, to compare on resume."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(p) for p in paths):
+        digest.update(path.name.encode())
+        digest.update(b"\0")
+        with open(path, "rb") as handle:
+            for block in iter(lambda handle=handle: handle.read(1 << 20), b""):
+                digest.update(block)
+        digest.update(b"\0")
+    return digest.hexdigest()[:16]
+
+
+# -----------------------------------------------------------------------------
+# One run per checkpoint folder.
+
+_HELD_LOCKS: dict[Path, Any] = {}
+
+
+def lock_folder(folder: Path | str) -> None:
+    """Hold `folder/.lock` for the rest of this process; another process holding it is an error.
+
+    The lock is an flock: the kernel drops it when its process ends, however it ends, so the lock
+    of a killed run is taken over at once. The same process may ask again (tests call main() many
+    times). Holding the lock, stale temporary files of killed writers are removed."""
+    import fcntl
+
+    folder = Path(folder).resolve()
+    if folder in _HELD_LOCKS:
+        return
+    folder.mkdir(parents=True, exist_ok=True)
+    handle = open(folder / ".lock", "a+")  # noqa: SIM115 - held open for the process's lifetime
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "pid unknown"
+        handle.close()
+        raise LabError(f"another run ({holder}) is using {folder}; wait for it to finish, or give this run "
+                       "its own folder with --set RUN_NAME=<name>") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()}, started {dt.datetime.now().isoformat(timespec='seconds')}\n")
+    handle.flush()
+    _HELD_LOCKS[folder] = handle
+    remove_stale_temporaries(folder)
+
+
+# -----------------------------------------------------------------------------
+# Resume.
+
+
+@dataclass
+class Resumed:
+    """What `resume()` found: the checkpoint dict (None when starting fresh) and the steps done."""
+
+    path: Path
+    state: dict[str, Any] | None
+    step: int
+    steps: int | None
+    constants: dict[str, Any] = field(default_factory=dict)
+    data: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        return self.steps is not None and self.step >= self.steps
+
+    def meta(self, step: int) -> dict[str, Any]:
+        """What every checkpoint records besides the weights: steps done, settings, data, generators."""
+        return {"step": int(step), "constants": self.constants, "data": self.data, "rng": rng_state()}
+
+
+def resume(
+    run: Any,
+    name: str,
+    *,
+    architecture: Iterable[str] = (),
+    steps: int | None = None,
+    data: str | None = None,
+    map_location: Any = "cpu",
+    loader: Callable[[Path], dict[str, Any]] | None = None,
+    restore_rng: bool = True,
+) -> Resumed:
+    """Load `name` from the run's checkpoint folder, or start fresh; see the module's docstring.
+
+    `architecture`: constants that must match the checkpoint's; `steps`: the steps this run plans
+    (a checkpoint with more done is refused, never rewound); `data`: a fingerprint of the data
+    (`fingerprint_files`) that must match; `loader`: reads a path into the checkpoint dict (default
+    torch's `load_checkpoint`), for checkpoints in other formats."""
+    path = run.checkpoint_path(name)  # takes the folder's lock
+    fresh = Resumed(path, None, 0, steps, dict(run.constants), data)
+    if run.fresh:
+        previous_path(path).unlink(missing_ok=True)
+        return fresh
+    load = loader or (lambda candidate: load_checkpoint(candidate, map_location=map_location))
+    state, used, problems = None, path, []
+    for candidate in (path, previous_path(path)):
+        if not candidate.is_file():
+            continue
+        try:
+            loaded = load(candidate)
+        except LabError as error:
+            problems.append(str(error))
+            continue
+        except Exception as error:  # a loader of another format: its own message
+            problems.append(f"cannot read checkpoint {candidate}: {error}")
+            continue
+        if not isinstance(loaded, dict) or not isinstance(loaded.get("step"), int):
+            problems.append(f"checkpoint {candidate} has no step count: it is not a checkpoint of this script")
+            continue
+        state, used = loaded, candidate
+        break
+    if state is None:
+        if problems:
+            raise LabError(problems[0] if len(problems) == 1 else "; ".join(problems))
+        return fresh
+    if used != path:
+        print(f"note: {problems[0] if problems else path} -- resuming from the previous checkpoint {used} instead")
+    check_compatible(state.get("constants") or {}, run.constants, architecture, used)
+    if data is not None and state.get("data") is not None and state["data"] != data:
+        raise LabError(f"checkpoint {used} was trained on other data (fingerprint {state['data']}, this run's "
+                       f"{data}). Rerun with --fresh to train on this data, or point back to the old data.")
+    done = state["step"]
+    if steps is not None and done > steps:
+        raise LabError(f"checkpoint {used} has {done} steps done, more than the {steps} this run asks for. "
+                       f"Rerun with --set STEPS={done} (or more) to keep it, or with --fresh to start over.")
+    if restore_rng:
+        set_rng_state(state.get("rng"))
+    print(f"resumed from {used} at step {done}" + (f" of {steps}" if steps is not None else ""))
+    return Resumed(path, state, done, steps, dict(run.constants), data)
 
 
 def check_compatible(saved: dict[str, Any], current: dict[str, Any], names: Iterable[str], path: Path | str) -> None:

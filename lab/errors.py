@@ -13,8 +13,10 @@ class LabError(Exception):
 def exit_on_lab_error(main):
     """Decorate a script's `main` so a LabError prints `error: ...` and exits with status 2.
 
-    Any other exception keeps its traceback: that is a bug, and the traceback is what a
-    developer needs to fix it.
+    Ctrl+C outside a training loop's InterruptGuard (loading data, drawing plots) ends the run
+    with one line and status 130, the shell's code for SIGINT; the checkpoints written so far are
+    whole, so a rerun resumes. Any other exception keeps its traceback: that is a bug, and the
+    traceback is what a developer needs to fix it.
     """
 
     @functools.wraps(main)
@@ -24,5 +26,8 @@ def exit_on_lab_error(main):
         except LabError as error:
             print(f"error: {error}", file=sys.stderr)
             raise SystemExit(2) from None
+        except KeyboardInterrupt:
+            print("\ninterrupted (Ctrl+C); the last checkpoint is kept, rerun to resume", file=sys.stderr)
+            raise SystemExit(130) from None
 
     return wrapper

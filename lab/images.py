@@ -4,15 +4,36 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
 from lab.errors import LabError
 
 
+def _wide_to_rgb(image: Image.Image) -> Image.Image:
+    """16-bit, 32-bit and float greyscale scaled into 0-255, not clipped.
+
+    Pillow's convert("RGB") clips these modes at 255, so a 16-bit picture (0-65535) turns almost
+    white. 16-bit modes scale by 65535/255; 32-bit integers are read as 16-bit data when they fit
+    (PNG's 16-bit greyscale opens as "I" in some Pillow versions), else by their maximum; floats
+    in [0, 1] are fractions of white, larger ones already 0-255."""
+    values = np.asarray(image, dtype=np.float64)
+    if image.mode.startswith("I;16"):
+        scale = 65535.0
+    elif image.mode == "F":
+        scale = 1.0 if values.max(initial=0.0) <= 1.0 else 255.0
+    else:
+        peak = values.max(initial=0.0)
+        scale = 255.0 if peak <= 255 else 65535.0 if peak <= 65535 else peak
+    grey = np.clip(np.rint(values / scale * 255.0), 0, 255).astype(np.uint8)
+    return Image.fromarray(grey).convert("RGB")
+
+
 def read_rgb(path: Path | str, what: str = "image", flatten_on_white: bool = True) -> Image.Image:
     """Open `path` as a fully loaded RGB image; `what` names it in the error ("PICTURE", ...).
 
-    Grayscale, palette and CMYK images are converted. Transparent ones (RGBA, LA, palette with
+    Grayscale (8- and 16-bit, integer and float), palette and CMYK images are converted; values
+    are scaled into 0-255, never clipped. Transparent ones (RGBA, LA, palette with
     transparency) are composited on white by default, since the colour under a fully transparent
     pixel is arbitrary (often black) and would otherwise show; `flatten_on_white=False` keeps
     the stored colours and drops the alpha channel instead.
@@ -20,6 +41,8 @@ def read_rgb(path: Path | str, what: str = "image", flatten_on_white: bool = Tru
     path = Path(path)
     try:
         with Image.open(path) as image:
+            if image.mode.startswith("I") or image.mode == "F":
+                return _wide_to_rgb(image)
             if flatten_on_white and image.mode in ("RGBA", "LA") or (image.mode == "P" and "transparency" in image.info):
                 rgba = image.convert("RGBA")
                 background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))

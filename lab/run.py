@@ -7,7 +7,12 @@
     run.finish({"coverage": 0.97})       # writes run.json for the gallery
 
 Command line shared by all scripts: --quick, --dry-run, --set NAME=VALUE (repeatable), --fresh
-(ignore existing checkpoints and start over). `--help` lists every constant with its default.
+(ignore existing checkpoints and start over). `--help` lists every constant with its value, type,
+range and the comment written beside it in the script.
+
+A script runs the same way as `python -m <experiment>.<script>` from the repository root and as
+`python <script>.py` from inside its folder: the script is named by its file, and the outputs
+folder is the repository's either way.
 """
 
 from __future__ import annotations
@@ -20,16 +25,19 @@ import os
 import platform
 import random
 import sys
+import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from lab.checkpoint import atomic_write_text
-from lab.constants import collect_constants, resolve_constants
+from lab.checkpoint import atomic_write_text, lock_folder
+from lab.constants import describe_constants, resolve_constants
 from lab.errors import LabError
 from lab.paths import outputs_root
+from lab.scalars import ScalarLog
 
 # Distributions whose versions go into run.json when their module is loaded.
 _TRACKED = {
@@ -148,7 +156,9 @@ class Run:
     fresh: bool = False
     metrics: dict[str, Any] = field(default_factory=dict)
     artifacts: list[dict[str, str]] = field(default_factory=list)
+    claims: list[dict[str, Any]] = field(default_factory=list)
     started: float = field(default_factory=time.time)
+    _scalars: ScalarLog | None = None
 
     @property
     def cfg(self) -> SimpleNamespace:
@@ -168,11 +178,34 @@ class Run:
         target.parent.mkdir(parents=True, exist_ok=True)
         return target
 
+    @property
+    def checkpoint_dir(self) -> Path:
+        """outputs/<experiment>/checkpoints/<profile>[-<RUN_NAME>]: profiles and named runs never share."""
+        run_name = self.constants.get("RUN_NAME") or ""
+        return self.experiment_dir / "checkpoints" / (f"{self.profile}-{run_name}" if run_name else self.profile)
+
     def checkpoint_path(self, name: str) -> Path:
-        """outputs/<experiment>/checkpoints/<profile>/<name>: profiles never overwrite each other."""
-        target = self.experiment_dir / "checkpoints" / self.profile / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        return target
+        """A file in the checkpoint folder, which this run locks: a second run on it stops at once."""
+        folder = self.checkpoint_dir
+        try:
+            lock_folder(folder)
+        except PermissionError:
+            raise LabError(f"cannot write checkpoints to {folder}: permission denied; make it writable "
+                           "or set LAB_OUTPUT_ROOT to a writable folder") from None
+        return folder / name
+
+    def log_scalars(self, step: int, **values: float) -> None:
+        """Curves to watch while it runs: TensorBoard events and scalars.csv in the run's folder."""
+        if self._scalars is None:
+            self._scalars = ScalarLog(self.out_dir)
+        self._scalars.log(step, **values)
+
+    def add_claim(self, claim: str, measured: str, reproduced: bool | None, full_profile: str = "") -> None:
+        """One of the article's claims, the figure this run measured, and whether it reproduced it
+        (None: not run here). The gallery's summary table gathers these from every run.json."""
+        entry = {"claim": claim, "measured": measured,
+                 "reproduced": None if reproduced is None else bool(reproduced), "full_profile": full_profile}
+        self.claims = [c for c in self.claims if c["claim"] != claim] + [entry]
 
     def add_artifact(self, path: Path | str, caption: str = "") -> None:
         """Show this file in the gallery (images, mp4/gif, plotly html, anything linkable)."""
@@ -197,8 +230,12 @@ class Run:
             "constants": self.constants,
             "versions": library_versions(),
             "metrics": self.metrics,
+            "claims": self.claims,
             "artifacts": self.artifacts,
         }
+        if self._scalars is not None:
+            self._scalars.close()
+            self._scalars = None
         target = self.path("run.json")
         atomic_write_text(target, json.dumps(to_jsonable(record), indent=2) + "\n")
         print(f"[{self.experiment}.{self.script}] {status} in {record['wall_time_s']:.1f} s; record: {target}")
@@ -206,14 +243,16 @@ class Run:
 
 
 def _script_name(namespace: dict[str, Any]) -> str:
+    """The script's module name: from `python -m a.b` its spec, from `python b.py` its file."""
     spec = namespace.get("__spec__")
     name = spec.name if spec is not None else namespace.get("__name__", "script")
+    if name == "__main__" and namespace.get("__file__"):
+        name = Path(namespace["__file__"]).stem
     return name.rsplit(".", 1)[-1]
 
 
 def build_parser(namespace: dict[str, Any], prog: str) -> argparse.ArgumentParser:
-    constants = collect_constants(namespace)
-    listing = "\n".join(f"  {name} = {value!r}" for name, value in constants.items())
+    listing = describe_constants(namespace)
     parser = argparse.ArgumentParser(
         prog=prog,
         description=(namespace.get("__doc__") or "").strip().split("\n\n")[0],
@@ -228,17 +267,30 @@ def build_parser(namespace: dict[str, Any], prog: str) -> argparse.ArgumentParse
     return parser
 
 
+def ensure_writable(folder: Path) -> None:
+    """Make `folder` and prove it takes files, before any work is done that could not be saved."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as error:
+        raise LabError(f"cannot write to the outputs folder {folder} ({error.strerror or error}); make it "
+                       "writable, or set LAB_OUTPUT_ROOT to a folder you can write to") from None
+
+
 def start_run(
     experiment: str,
     namespace: dict[str, Any],
     argv: list[str] | None = None,
     framework: str | None = None,
-    subdir: str | None = None,
+    subdir: str | Callable[[SimpleNamespace], str] | None = None,
 ) -> Run:
     """Parse the command line, resolve constants, seed, pick the device, make the output folder.
 
     `namespace` is the script's globals(); its constants are read, never modified, so a test can
-    call a script's main() many times. `subdir` replaces the default folder name (the script's).
+    call a script's main() many times. `subdir` replaces the default folder name (the script's);
+    it may be a function of the resolved constants (`lambda cfg: f"improver_{cfg.VARIANT}"`),
+    resolved here once, before the folder exists. A RUN_NAME gives the folder a suffix.
     """
     script = _script_name(namespace)
     args = build_parser(namespace, f"python -m {experiment}.{script}").parse_args(argv)
@@ -253,7 +305,10 @@ def start_run(
     device = resolve_device(str(constants.get("DEVICE", "auto")), framework)
     apply_torch_threads(constants.get("TORCH_THREADS", 0), framework, device)
 
-    out_dir = outputs_root() / experiment / (subdir or script)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    folder = subdir(SimpleNamespace(**constants)) if callable(subdir) else (subdir or script)
+    if constants.get("RUN_NAME"):
+        folder = f"{folder}-{constants['RUN_NAME']}"
+    out_dir = outputs_root() / experiment / folder
+    ensure_writable(out_dir)
     print(f"[{experiment}.{script}] profile={profile} seed={seed} device={device} outputs={out_dir}")
     return Run(experiment, script, profile, constants, seed, device, out_dir, fresh=args.fresh)

@@ -1,4 +1,12 @@
-"""outputs/index.html: one section per experiment, built from every run.json under outputs/.
+"""outputs/index.html: a reproduction summary, then one section per experiment, from every run.json.
+
+The page opens with the reproduction summary: one row per article claim, grouped by experiment,
+with the figure this run measured, the full profile's figure (from the experiment's README) and a
+verdict (reproduced / not reproduced / not run). Each script records its claims in its run.json
+(`run.add_claim(...)`, list "claims"); the gallery only gathers them. An experiment may declare
+the claims its pipeline checks in `<folder>/pipeline.py` as `CLAIMS` (claim sentences, or
+(claim, full-profile figure) pairs): a declared claim that no run.json records shows as "not run",
+and so does an experiment that has not run at all.
 
 Each run.json lists the files its script wants shown ("artifacts"); images and GIFs are shown
 inline, mp4 videos play inline, .html files (plotly) are linked, and the metrics become a table.
@@ -10,6 +18,7 @@ Links are relative, so the outputs folder can be zipped and shared as it is.
 from __future__ import annotations
 
 import html
+import importlib
 import json
 import os
 import sys
@@ -17,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from lab.checkpoint import atomic_write_text
-from lab.paths import EXPERIMENTS, outputs_root
+from lab.paths import EXPERIMENTS, REPO_ROOT, outputs_root
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".gif", ".webp", ".svg"}
 VIDEO_SUFFIXES = {".mp4", ".webm"}
@@ -35,6 +44,12 @@ figcaption { font-size: 0.85rem; color: #444; }
 table { border-collapse: collapse; font-size: 0.85rem; margin: 0.5rem 0; }
 td, th { border: 1px solid #ddd; padding: 2px 8px; text-align: left; }
 .missing { color: #999; font-style: italic; }
+table.claims { font-size: 0.9rem; width: 100%; }
+table.claims th { background: #eee; }
+td.verdict { font-weight: 600; white-space: nowrap; }
+td.reproduced { background: #d4f4d4; color: #145214; }
+td.not-reproduced { background: #f8d4d4; color: #7a1010; }
+td.not-run { background: #eee; color: #666; }
 """
 
 
@@ -74,11 +89,99 @@ def _artifact_html(rel: str, caption: str) -> str:
     return f"<figure>{body}<figcaption>{label}</figcaption></figure>"
 
 
-def _run_html(record_path: Path, root: Path) -> str:
+def _read_record(record_path: Path) -> dict[str, Any] | None:
     try:
         record = json.loads(record_path.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as error:
-        return f'<div class="run"><p class="missing">unreadable {html.escape(str(record_path))}: {html.escape(str(error))}</p></div>'
+    except (OSError, json.JSONDecodeError):
+        return None
+    return record if isinstance(record, dict) else None
+
+
+def _run_anchor(record_path: Path, root: Path) -> str:
+    """The id of a run's box in the page, so the summary can link to it."""
+    rel = os.path.relpath(record_path.parent, root).replace(os.sep, "/")
+    return "run-" + "".join(c if c.isalnum() or c in "-_" else "-" for c in rel)
+
+
+VERDICTS = {True: "reproduced", False: "not reproduced", None: "not run"}
+
+
+def declared_claims(experiment: str) -> list[tuple[str, str]]:
+    """(claim, full-profile figure) pairs the experiment declares in `<folder>/pipeline.py` CLAIMS."""
+    if not (REPO_ROOT / experiment / "pipeline.py").is_file():
+        return []
+    try:
+        entries = getattr(importlib.import_module(f"{experiment}.pipeline"), "CLAIMS", [])
+    except ImportError:
+        return []
+    pairs = []
+    for entry in entries:
+        claim, full = (entry, "") if isinstance(entry, str) else (entry[0], entry[1] if len(entry) > 1 else "")
+        pairs.append((str(claim), str(full)))
+    return pairs
+
+
+def gather_claims(experiment: str, records: list[Path], root: Path) -> list[dict[str, Any]]:
+    """One row per claim: those the experiment's run.json files record (in run order), then the
+    declared claims none of them recorded, as "not run"; a row "not run" when there is nothing."""
+    rows: list[dict[str, Any]] = []
+    for record_path in records:
+        record = _read_record(record_path)
+        claims = record.get("claims") if record else None
+        for claim in claims if isinstance(claims, list) else []:
+            if not isinstance(claim, dict) or not claim.get("claim"):
+                continue
+            reproduced = claim.get("reproduced")
+            rows.append({
+                "claim": str(claim["claim"]),
+                "measured": str(claim.get("measured", "")),
+                "full_profile": str(claim.get("full_profile", "")),
+                "verdict": VERDICTS.get(reproduced if isinstance(reproduced, bool) else None),
+                "source": str(record.get("script", record_path.parent.name)),
+                "anchor": _run_anchor(record_path, root),
+            })
+    recorded = {row["claim"] for row in rows}
+    for claim, full in declared_claims(experiment):
+        if claim not in recorded:
+            rows.append({"claim": claim, "measured": "", "full_profile": full, "verdict": "not run",
+                         "source": "", "anchor": ""})
+    if not rows:
+        message = "no claims recorded" if records else "experiment not run"
+        rows.append({"claim": message, "measured": "", "full_profile": "", "verdict": "not run",
+                     "source": "", "anchor": ""})
+    return rows
+
+
+def summary_html(claims: dict[str, list[dict[str, Any]]]) -> str:
+    """The reproduction summary table: one row per claim, grouped by experiment."""
+    counts = {verdict: sum(row["verdict"] == verdict for rows in claims.values() for row in rows)
+              for verdict in VERDICTS.values()}
+    parts = ['<section id="summary"><h2>Reproduction summary</h2>',
+             f'<p class="meta">{counts["reproduced"]} reproduced &middot; {counts["not reproduced"]} not reproduced '
+             f'&middot; {counts["not run"]} not run. "This run" is the figure measured by the run shown below; '
+             '"full profile" is the figure the experiment\'s README reports for the article-scale run.</p>',
+             '<table class="claims"><tr><th>experiment</th><th>the article claims</th><th>this run</th>'
+             '<th>full profile</th><th>verdict</th><th>measured by</th></tr>']
+    for experiment, rows in claims.items():
+        for index, row in enumerate(rows):
+            first = (f'<td rowspan="{len(rows)}"><a href="#{experiment}">{html.escape(experiment)}</a></td>'
+                     if index == 0 else "")
+            verdict = row["verdict"]
+            source = (f'<a href="#{row["anchor"]}">{html.escape(row["source"])}</a>' if row["anchor"] else "")
+            parts.append(
+                f'<tr class="claim" data-experiment="{html.escape(experiment, quote=True)}">{first}'
+                f'<td>{html.escape(row["claim"])}</td><td>{html.escape(row["measured"])}</td>'
+                f'<td>{html.escape(row["full_profile"])}</td>'
+                f'<td class="verdict {verdict.replace(" ", "-")}">{verdict}</td><td>{source}</td></tr>'
+            )
+    parts.append("</table></section>")
+    return "".join(parts)
+
+
+def _run_html(record_path: Path, root: Path) -> str:
+    record = _read_record(record_path)
+    if record is None:
+        return f'<div class="run"><p class="missing">unreadable {html.escape(str(record_path))}</p></div>'
     folder = record_path.parent
     title = f"{record.get('script', folder.name)} <span class='meta'>({html.escape(os.path.relpath(folder, root))})</span>"
     meta = " &middot; ".join(
@@ -88,7 +191,7 @@ def _run_html(record_path: Path, root: Path) -> str:
             f"seed {record.get('seed')}", f"device {record.get('device')}", record.get("started_at"),
         )
     )
-    parts = [f'<div class="run"><h3>{title}</h3><p class="meta">{meta}</p>']
+    parts = [f'<div class="run" id="{_run_anchor(record_path, root)}"><h3>{title}</h3><p class="meta">{meta}</p>']
     rows = flatten_metrics(record.get("metrics") or {})
     if rows:
         parts.append("<table><tr><th>metric</th><th>value</th></tr>")
@@ -107,10 +210,8 @@ def _run_html(record_path: Path, root: Path) -> str:
 
 
 def _started_at(record_path: Path) -> str:
-    try:
-        return str(json.loads(record_path.read_text(encoding="utf-8")).get("started_at") or "")
-    except (OSError, json.JSONDecodeError):
-        return ""
+    record = _read_record(record_path)
+    return str(record.get("started_at") or "") if record else ""
 
 
 def build_gallery(root: Path | None = None) -> Path:
@@ -118,19 +219,22 @@ def build_gallery(root: Path | None = None) -> Path:
     root = Path(root or outputs_root())
     root.mkdir(parents=True, exist_ok=True)
     others = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name not in EXPERIMENTS)
-    sections = []
+    sections, claims = [], {}
     for experiment in (*EXPERIMENTS, *others):
         records = sorted((root / experiment).rglob("run.json")) if (root / experiment).is_dir() else []
         # Runs in the order they ran (the pipeline's order), not alphabetically.
         records = sorted((r for r in records if "checkpoints" not in r.parts), key=lambda r: (_started_at(r), str(r)))
+        rows = gather_claims(experiment, records, root)
+        if experiment in EXPERIMENTS or any(row["source"] for row in rows):
+            claims[experiment] = rows
         body = "".join(_run_html(r, root) for r in records) or '<p class="missing">not run yet</p>'
         sections.append(f'<section id="{experiment}"><h2>{experiment}</h2>{body}</section>')
-    nav = " ".join(f'<a href="#{name}">{name}</a>' for name in (*EXPERIMENTS, *others))
+    nav = " ".join(f'<a href="#{name}">{name}</a>' for name in ("summary", *EXPERIMENTS, *others))
     page = (
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
         "<title>generative-lab results</title>"
         f"<style>{_STYLE}</style></head><body><h1>generative-lab results</h1>"
-        f"<nav>{nav}</nav>{''.join(sections)}</body></html>\n"
+        f"<nav>{nav}</nav>{summary_html(claims)}{''.join(sections)}</body></html>\n"
     )
     return atomic_write_text(root / "index.html", page)
 

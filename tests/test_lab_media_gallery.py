@@ -1,5 +1,6 @@
 """Frames to video/GIF, the gallery page, and the environment the experiments rely on."""
 
+import html
 import json
 import re
 import subprocess
@@ -54,6 +55,72 @@ def _populate(root):
     return build_gallery(root)
 
 
+# Fake run.json files, as lab.Run.finish writes them: two or more claims for four experiments,
+# every verdict represented; vqgan_clip has not run.
+FAKE_CLAIMS = {
+    "pen_cap_vae": [("the VAE reconstructs the three pictures", "31.0 dB", True, "30.0 dB"),
+                    ("the date has a plateau and a culmination", "plateau 0.4, peak at 0.7", True, "yes")],
+    "beauty_predictor": [("the predictor beats both baselines", "0.081 vs 0.083", True, "0.0777 vs 0.0783"),
+                         ("the improver looks like smoothing", "not measured", None, "")],
+    "sphere_mapping": [("the square wraps into a sphere with a missing corner", "coverage 0.97", True, "0.98"),
+                       ("variants close the sphere", "hole 12 deg", False, "3 deg")],
+    "gan_basics": [("the GAN's samples approach the data", "4.1x floor", True, "2.2x"),
+                   ("cGAN draws the digit asked for", "83 %", False, "98 %"),
+                   ("the autoencoder beats PCA", "+2 dB", True, "+3 dB")],
+}
+
+
+def _write_fake_runs(root):
+    for experiment, claims in FAKE_CLAIMS.items():
+        folder = root / experiment / "main"
+        folder.mkdir(parents=True)
+        record = {"experiment": experiment, "script": "main", "profile": "quick", "status": "complete",
+                  "started_at": "2026-01-01T00:00:00", "wall_time_s": 1.0, "seed": 0, "device": "cpu",
+                  "metrics": {}, "artifacts": [],
+                  "claims": [{"claim": c, "measured": m, "reproduced": r, "full_profile": f} for c, m, r, f in claims]}
+        (folder / "run.json").write_text(json.dumps(record))
+
+
+def _claim_rows(page: str) -> list[tuple[str, list[str]]]:
+    """(experiment, cell texts) of each row of the summary table."""
+    rows = re.findall(r'<tr class="claim" data-experiment="([^"]+)">(.*?)</tr>', page, flags=re.S)
+    return [(experiment, [html.unescape(re.sub(r"<[^>]+>", "", cell)).strip() for cell in re.findall(r"<td[^>]*>(.*?)</td>", body)])
+            for experiment, body in rows]
+
+
+def test_gallery_summary_gathers_every_claim_with_its_verdict(lab_outputs, monkeypatch):
+    from lab import gallery
+
+    _write_fake_runs(lab_outputs)
+    # A claim pen_cap_vae declares in its pipeline.py but no run recorded: "not run".
+    declared = {"pen_cap_vae": [("the EEG spectra follow a power law", "exponent 1.9")]}
+    monkeypatch.setattr(gallery, "declared_claims", lambda experiment: declared.get(experiment, []))
+    page = build_gallery(lab_outputs).read_text()
+    assert page.index('id="summary"') < page.index('id="pen_cap_vae"'), "the summary opens the page"
+    rows = _claim_rows(page)
+    by_experiment = {name: [cells for e, cells in rows if e == name] for name in gallery.EXPERIMENTS}
+    assert [len(by_experiment[name]) for name in gallery.EXPERIMENTS] == [3, 2, 2, 1, 3]
+    for experiment, claims in FAKE_CLAIMS.items():
+        for (claim, measured, reproduced, full), cells in zip(claims, by_experiment[experiment], strict=False):
+            assert claim in cells and measured in cells and full in cells
+            assert cells[-2] == {True: "reproduced", False: "not reproduced", None: "not run"}[reproduced]
+    assert by_experiment["pen_cap_vae"][2][-2:] == ["not run", ""]
+    assert "the EEG spectra follow a power law" in by_experiment["pen_cap_vae"][2]
+    assert by_experiment["vqgan_clip"] == [["vqgan_clip", "experiment not run", "", "", "not run", ""]]
+    # Each measured claim links to the run that measured it.
+    for anchor in re.findall(r'<td><a href="#(run-[^"]+)">', page):
+        assert f'id="{anchor}"' in page
+
+
+def test_gallery_survives_malformed_claims(lab_outputs):
+    folder = lab_outputs / "gan_basics" / "gan"
+    folder.mkdir(parents=True)
+    (folder / "run.json").write_text(json.dumps({"script": "gan", "claims": ["oops", {"measured": "1"},
+                                                                             {"claim": "ok", "reproduced": "yes"}]}))
+    rows = [cells for e, cells in _claim_rows(build_gallery(lab_outputs).read_text()) if e == "gan_basics"]
+    assert rows == [["gan_basics", "ok", "", "", "not run", "gan"]]  # a non-boolean verdict is not a pass
+
+
 def test_gallery_shows_runs_and_every_reference_exists(lab_outputs):
     page_path = _populate(lab_outputs)
     page = page_path.read_text()
@@ -67,20 +134,35 @@ def test_gallery_shows_runs_and_every_reference_exists(lab_outputs):
         assert (lab_outputs / reference).is_file(), f"gallery points to missing {reference}"
 
 
+def _chromium(tmp_path, *args):
+    return subprocess.run(
+        [chromium_binary(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,900", *args],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+
+
 @pytest.mark.skipif(chromium_binary() is None, reason="Chromium not installed (apt-get install chromium)")
 def test_gallery_renders_in_headless_chromium(lab_outputs, tmp_path):
+    _write_fake_runs(lab_outputs)
     page = _populate(lab_outputs)
+    # The page as Chromium parsed it: the summary table, at least two rows per experiment that ran.
+    dom = _chromium(tmp_path, "--dump-dom", page.as_uri()).stdout
+    assert '<section id="summary">' in dom and '<table class="claims">' in dom
+    rows = _claim_rows(dom)
+    for experiment in FAKE_CLAIMS:
+        assert sum(e == experiment for e, _ in rows) >= 2, f"{experiment}: fewer than two claim rows"
     shot = tmp_path / "shot.png"
-    subprocess.run(
-        [chromium_binary(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1200,900",
-         f"--screenshot={shot}", page.as_uri()],
-        capture_output=True, timeout=120, check=False,
-    )
+    _chromium(tmp_path, f"--screenshot={shot}", page.as_uri())
     assert shot.is_file(), "Chromium wrote no screenshot"
-    pixels = np.asarray(Image.open(shot).convert("L"), dtype=float)
-    # A blank page is one flat colour; the gallery has text, a table and a gradient image.
+    rgb = np.asarray(Image.open(shot).convert("RGB"), dtype=int)
+    pixels = rgb.mean(axis=2)
+    # A blank page is one flat colour; the gallery has text, tables and a gradient image.
     assert pixels.std() > 10 and (pixels < 100).mean() > 0.002
+    # The summary is on the first screen: its green "reproduced" and red "not reproduced" cells show.
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    assert ((g > r + 20) & (g > b + 20)).sum() > 500, "no green verdict cell on the first screen"
+    assert ((r > g + 20) & (r > b + 20)).sum() > 500, "no red verdict cell on the first screen"
 
 
 def test_run_sh_rejects_unknown_experiment():

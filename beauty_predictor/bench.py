@@ -13,19 +13,20 @@ import numpy as np
 from beauty_predictor import model as bm
 from beauty_predictor.common import EXPERIMENT, PREDICTOR_FILE
 from beauty_predictor.improve import make_train_step
+from beauty_predictor.settings import ImproverSettings
 from lab import exit_on_lab_error, start_run
 
 # -----------------------------------------------------------------------------
 # Constants.
-IMAGE_SIZE = 512             # side of the rebuilt image (issue: 512, 256 cells)
-REPEATS = 5                  # timed runs of each method (the median is reported)
-IMPROVER_WIDTH = 32          # the improver timed for steps per second (train_improver's full profile)
-IMPROVER_DEPTH = 4
-BATCH_SIZE = 8               # crops per improver step
-CROP = 128
-TRAIN_STEPS = 10             # timed improver steps
-PER_CELL_CELLS = 0           # cells timed one by one (0: all of them; fewer: the time is scaled up to all)
-SEED = 0                     # -1 draws a random seed and prints it
+IMAGE_SIZE = 512             # side of the rebuilt image (issue: 512, 256 cells) {>= 64}
+REPEATS = 5                  # timed runs of each method (the median is reported) {> 0}
+IMPROVER_WIDTH = 32          # the improver timed for steps per second (train_improver's full profile) {> 0}
+IMPROVER_DEPTH = 4           # its 3x3 convolutions {> 0}
+BATCH_SIZE = 8               # crops per improver step {> 0}
+CROP = 128                   # side of the crops {>= 64}
+TRAIN_STEPS = 10             # timed improver steps {> 0}
+PER_CELL_CELLS = 0           # cells timed one by one (0: all of them; fewer: the time is scaled up to all) {>= 0}
+SEED = 0                     # -1 draws a random seed and prints it {-1 or >= 0}
 DEVICE = "auto"              # "auto", "cpu" or "gpu" (TensorFlow)
 QUICK = {"REPEATS": 3, "TRAIN_STEPS": 3, "PER_CELL_CELLS": 32, "BATCH_SIZE": 4}
 DRY_RUN = {"IMAGE_SIZE": 128, "REPEATS": 1, "TRAIN_STEPS": 1, "BATCH_SIZE": 2}
@@ -68,7 +69,7 @@ def main(argv=None):
     print(f"rebuild {cfg.IMAGE_SIZE}x{cfg.IMAGE_SIZE} ({cells} cells): batched {batched * 1000:.0f} ms, "
           f"per cell {per_cell * 1000:.0f} ms, ratio {per_cell / batched:.1f}x (max difference {same:.2e})")
 
-    improver = bm.build_improver(cfg.IMPROVER_WIDTH, cfg.IMPROVER_DEPTH)
+    improver = bm.build_improver(ImproverSettings("article", cfg.IMPROVER_WIDTH, cfg.IMPROVER_DEPTH))
     step = make_train_step(improver, predictor, None, keras.optimizers.Adam(1e-3), "article", 0.5, 0.5)
     crops = tf.constant(np.random.default_rng(1).random((cfg.BATCH_SIZE, cfg.CROP, cfg.CROP, 3), dtype=np.float32))
     step(crops)

@@ -5,7 +5,6 @@ TensorFlow is not imported here; the figure helpers take NumPy arrays.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import matplotlib
@@ -15,14 +14,23 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from beauty_predictor.photos import Photo, centre_crop, load_photos, random_crops, resolve_photos_dir, split_by_photo  # noqa: E402
-from lab import LabError  # noqa: E402
-from lab.checkpoint import atomic_write, atomic_write_text  # noqa: E402
+from lab.checkpoint import fingerprint_files  # noqa: E402
 from lab.plots import save_figure  # noqa: E402
 
 EXPERIMENT = "beauty_predictor"
-PREDICTOR_FILE = "center_predictor.keras"
-BAD_PREDICTOR_FILE = "center_predictor_bad.keras"
+PREDICTOR_FILE = "center_predictor.npz"
+BAD_PREDICTOR_FILE = "center_predictor_bad.npz"
 EVAL_SEED = 12345  # the held-out crops are the same in every script and every run
+
+
+def improver_file(variant: str) -> str:
+    return f"improver_{variant}.npz"
+
+
+def data_fingerprint(photos: list[Photo]) -> str | None:
+    """The photos' files hashed: a checkpoint trained on other photos is not resumed."""
+    paths = [p.path for p in photos if p.path is not None]
+    return fingerprint_files(paths) if paths else None
 
 
 def load_split(cfg) -> tuple[list[Photo], list[Photo]]:
@@ -42,48 +50,6 @@ def held_out_views(held: list[Photo], count: int, size: int) -> np.ndarray:
     """The central `size` x `size` square of up to `count` held-out photos, for panels."""
     side = min(size, *(min(p.pixels.shape[:2]) // 32 * 32 for p in held))
     return np.stack([centre_crop(p.pixels, side) for p in held[:count]])
-
-
-def state_path(model_path: Path) -> Path:
-    return model_path.with_suffix(".state.json")
-
-
-def write_state(model_path: Path, step: int, constants: dict, history: dict | None = None) -> None:
-    """The step count, constants and loss history beside a saved model (resume reads them back)."""
-    state = {"step": step, "constants": constants, "history": history or {}}
-    atomic_write_text(state_path(model_path), json.dumps(state, default=str))
-
-
-def read_state(model_path: Path) -> dict:
-    try:
-        return json.loads(state_path(model_path).read_text())
-    except (OSError, json.JSONDecodeError):
-        return {"step": 0, "constants": {}}
-
-
-def save_optimizer(optimizer, path: Path) -> None:
-    """The optimizer's variables (Adam's moments and step count) in an .npz, written atomically."""
-    atomic_write(path, lambda tmp: np.savez(tmp, *[v.numpy() for v in optimizer.variables]))
-
-
-def restore_optimizer(optimizer, variables, path: Path) -> bool:
-    if not path.is_file():
-        return False
-    optimizer.build(variables)
-    with np.load(path) as saved:
-        values = [saved[f"arr_{i}"] for i in range(len(saved.files))]
-    if len(values) != len(optimizer.variables) or any(
-            v.shape != tuple(w.shape) for v, w in zip(values, optimizer.variables, strict=True)):
-        print(f"notice: optimizer state {path} does not match; Adam restarts")
-        return False
-    for variable, value in zip(optimizer.variables, values, strict=True):
-        variable.assign(value)
-    return True
-
-
-def check_variant(variant: str) -> None:
-    if variant not in ("article", "contrast", "deep"):
-        raise LabError(f"VARIANT {variant!r} is not one of article, contrast, deep")
 
 
 def image_grid(path: Path, rows: list[list[np.ndarray]], row_titles: list[str], col_titles: list[str],

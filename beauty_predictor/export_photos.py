@@ -11,11 +11,11 @@ from pathlib import Path
 
 from beauty_predictor.common import EXPERIMENT
 from beauty_predictor.photos import export_bundled_photos, load_photos
-from lab import exit_on_lab_error, start_run
+from lab import LabError, exit_on_lab_error, start_run
 
 # -----------------------------------------------------------------------------
 # Constants.
-TARGET_DIR = "data/photos"  # where the bundled photos are copied (relative to the repository root)
+TARGET_DIR = "data/photos"  # where the bundled photos are copied (relative to the repository root) {nonempty}
 QUICK = {}
 # -----------------------------------------------------------------------------
 
@@ -27,6 +27,9 @@ def main(argv=None):
 
     target = Path(run.cfg.TARGET_DIR)
     target = target if target.is_absolute() else REPO_ROOT / target
+    if target.resolve() == REPO_ROOT.resolve():  # e.g. --set TARGET_DIR=. : photos among the sources
+        raise LabError(f"TARGET_DIR {run.cfg.TARGET_DIR!r} is the repository root; name a folder for the "
+                       "photos, e.g. --set TARGET_DIR=data/photos")
     written = export_bundled_photos(target)
     photos = load_photos(target, max_side=10_000)
     sizes = {p.name: f"{p.pixels.shape[1]}x{p.pixels.shape[0]}" for p in photos}

@@ -15,19 +15,21 @@ from beauty_predictor import model as bm
 from beauty_predictor.photos import random_crops
 
 
-def make_train_step(improver, predictor, bad_predictor, optimizer, variant: str, k1: float, k2: float):
-    """One tf.function step: Y = improver(X), Z = rebuild(Y), the variant's loss, Adam on the improver."""
+def make_train_step(improver, predictor, bad_predictor, optimizer, loss_name: str, k1: float, k2: float):
+    """One tf.function step: Y = improver(X), Z = rebuild(Y), the loss, Adam on the improver.
+
+    loss_name "article": k1*MAE(X,Y) + k2*MAE(Y,Z) (article, k1 = k2 = 0.5); "contrast": the
+    second experiment, maximise MAE(Y,Z_bad)/MAE(Y,Z_good) with no X term.
+    """
 
     @tf.function
     def train_step(x):
         with tf.GradientTape() as tape:
             y = improver(x, training=True)
             z = bm.rebuild(predictor, y)
-            if variant == "contrast":
-                # Second experiment: maximise MAE(Y,Z_bad)/MAE(Y,Z_good), no X term.
+            if loss_name == "contrast":
                 loss, first, second = bm.contrast_loss(y, bm.rebuild(bad_predictor, y), z)
             else:
-                # k1*MAE(X,Y) + k2*MAE(Y,Z) (article); "deep" differs only in the improver.
                 loss, first, second = bm.article_loss(x, y, z, k1, k2)
         gradients = tape.gradient(loss, improver.trainable_variables)
         optimizer.apply_gradients(zip(gradients, improver.trainable_variables, strict=True))
@@ -36,23 +38,26 @@ def make_train_step(improver, predictor, bad_predictor, optimizer, variant: str,
     return train_step
 
 
-def train_improver(improver, predictor, bad_predictor, optimizer, photos, *, variant: str, k1: float, k2: float,
+def term_names(loss_name: str) -> tuple[str, str]:
+    """What the two loss terms measure, for logs and plots."""
+    return ("mae_y_zbad", "mae_y_zgood") if loss_name == "contrast" else ("mae_x_y", "mae_y_z")
+
+
+def train_improver(improver, predictor, bad_predictor, optimizer, photos, *, loss_name: str, k1: float, k2: float,
                    steps: int, start: int, batch_size: int, crop: int, rng: np.random.Generator, desc: str,
-                   history: dict, on_step=None, guard=None) -> int:
-    """Run the loop from `start` to `steps`; appends to history["loss"/"first"/"second"]; returns steps done."""
-    train_step = make_train_step(improver, predictor, bad_predictor, optimizer, variant, k1, k2)
-    first_name, second_name = ("mae_y_zbad", "mae_y_zgood") if variant == "contrast" else ("mae_x_y", "mae_y_z")
+                   on_step=None, guard=None) -> int:
+    """Run the loop from `start` to `steps`; calls on_step(done, loss, first, second); returns steps done."""
+    train_step = make_train_step(improver, predictor, bad_predictor, optimizer, loss_name, k1, k2)
+    first_name, second_name = term_names(loss_name)
     done = start
     with tqdm(range(start, steps), initial=start, total=steps, desc=desc) as bar:
         for step in bar:
             x = random_crops(photos, batch_size, crop, rng)
             loss, first, second = (float(v) for v in train_step(tf.constant(x)))
             done = step + 1
-            for key, value in (("loss", loss), ("first", first), ("second", second)):
-                history.setdefault(key, []).append(value)
             bar.set_postfix({"loss": f"{loss:.4f}", first_name: f"{first:.4f}", second_name: f"{second:.4f}"})
             if on_step is not None:
-                on_step(done)
+                on_step(done, loss, first, second)
             if guard is not None and guard.requested:
                 break
     return done

@@ -18,8 +18,9 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from beauty_predictor.saving import load_checkpoint_file, restore_weights  # noqa: E402
+from beauty_predictor.settings import ImproverSettings, PredictorSettings  # noqa: E402
 from lab import LabError  # noqa: E402
-from lab.checkpoint import atomic_write  # noqa: E402
 
 CONTEXT = 128  # side of the surroundings the predictor sees (article)
 CELL = 32      # side of the centre it predicts (article)
@@ -87,7 +88,7 @@ def _conv(filters, stride=1, activation="relu", name=None):
     return keras.layers.Conv2D(filters, 3, strides=stride, padding="same", activation=activation, name=name)
 
 
-def build_predictor(width: int = 16) -> keras.Model:
+def build_predictor(settings: PredictorSettings | None = None) -> keras.Model:
     """Convolutional encoder-decoder: 128x128x3 surroundings -> 32x32x3 centre.
 
     The encoder halves the resolution four times (128 -> 8, so the bottleneck sees the whole
@@ -95,6 +96,7 @@ def build_predictor(width: int = 16) -> keras.Model:
     features there (U-Net skips), and predicts a correction to the mean colour of the hole's
     border, so an untrained network starts at the simple baseline.
     """
+    width = (settings or PredictorSettings()).width
     images = keras.Input((CONTEXT, CONTEXT, 3), name="surroundings")
     x = MaskCentre(name="mask_centre")(images)                            # 128, 4 channels
     e2 = _conv(width, 2, name="enc_64")(x)                                # 64x64
@@ -119,42 +121,39 @@ def build_predictor(width: int = 16) -> keras.Model:
     return keras.Model(images, centre, name="center_predictor")
 
 
-def build_improver(width: int = 32, depth: int = 4) -> keras.Model:
-    """The article's simple improver: a stack of 3x3 convolutions adding a residual to X.
-
-    The last layer starts at zero, so the untrained improver is the identity (Y = X).
-    """
+def build_improver(settings: ImproverSettings) -> keras.Model:
+    """The improver named by `settings.kind` (see ImproverSettings)."""
+    if settings.kind == "unet":
+        return _build_unet_improver(settings.width)
     images = keras.Input((None, None, 3), name="x")
     h = images
-    for i in range(depth):
-        h = _conv(width, name=f"conv_{i}")(h)
-    residual = keras.layers.Conv2D(3, 3, padding="same", kernel_initializer="zeros", name="residual")(h)
+    for i in range(settings.depth):
+        h = _conv(settings.width, name=f"conv_{i}")(h)
+    if settings.kind == "plain":
+        # Y directly: no path copies X, so the network has to learn the copy (as the article's did).
+        y = keras.layers.Conv2D(3, 3, padding="same", activation="sigmoid", name="output")(h)
+        return keras.Model(images, y, name="plain_improver")
+    # Residual: the last layer starts at zero, so the untrained improver is the identity (Y = X).
+    residual = keras.layers.Conv2D(3, 3, padding="same", kernel_initializer="zeros", name="output")(h)
     improved = keras.layers.Add()([images, residual])
-    return keras.Model(images, keras.layers.Activation(_clip01, name="clip01")(improved), name="improver")
+    return keras.Model(images, keras.layers.Activation(_clip01, name="clip01")(improved), name="residual_improver")
 
 
-def build_deep_improver(width: int = 32) -> keras.Model:
-    """The article's "more complex" improver, here a U-Net (two halvings, skips), residual to X."""
+def _build_unet_improver(width: int) -> keras.Model:
+    """The "more complex" improver: a U-Net (two halvings, skips) whose last layer outputs Y."""
     images = keras.Input((None, None, 3), name="x")
     e1 = _conv(width)(_conv(width)(images))
     e2 = _conv(2 * width)(_conv(2 * width, 2)(e1))
     e3 = _conv(4 * width)(_conv(4 * width, 2)(e2))
     d2 = _conv(2 * width)(keras.layers.Concatenate()([keras.layers.UpSampling2D()(e3), e2]))
     d1 = _conv(width)(keras.layers.Concatenate()([keras.layers.UpSampling2D()(d2), e1]))
-    residual = keras.layers.Conv2D(3, 3, padding="same", kernel_initializer="zeros", name="residual")(d1)
-    improved = keras.layers.Add()([images, residual])
-    return keras.Model(images, keras.layers.Activation(_clip01, name="clip01")(improved), name="deep_improver")
+    y = keras.layers.Conv2D(3, 3, padding="same", activation="sigmoid", name="output")(d1)
+    return keras.Model(images, y, name="unet_improver")
 
 
 @keras.saving.register_keras_serializable(package="beauty_predictor")
 def _clip01(x):
     return tf.clip_by_value(x, 0.0, 1.0)
-
-
-def build_improver_for(variant: str, width: int, depth: int) -> keras.Model:
-    if variant == "deep":
-        return build_deep_improver(width)
-    return build_improver(width, depth)
 
 
 # ----------------------------------------------------------------------------- rebuild
@@ -245,22 +244,42 @@ def contrast_loss(y, z_bad, z_good):
     return good / (bad + 1e-6), bad, good
 
 
-# ----------------------------------------------------------------------------- saving
-
-
-def save_model(model: keras.Model, path: Path) -> Path:
-    """model.save to a temporary .keras file, then one atomic rename onto `path`."""
-    return atomic_write(path, model.save)
+# ----------------------------------------------------------------------------- loading
 
 
 def load_predictor(path: Path, script: str = "python -m beauty_predictor.train_predictor") -> keras.Model:
+    """The centre predictor of a checkpoint, rebuilt from the checkpoint's settings, frozen."""
     path = Path(path)
     if not path.is_file():
         raise LabError(f"no trained centre predictor at {path}; run {script} first "
                        "(with the same profile: add --quick if this run is quick)")
-    try:
-        model = keras.models.load_model(path, compile=False)
-    except Exception as error:
-        raise LabError(f"cannot read {path}: {error}. Rerun python -m beauty_predictor.train_predictor --fresh") from None
+    state = load_checkpoint_file(path)
+    if "predictor" not in state:
+        raise LabError(f"{path} is not a centre predictor checkpoint; rerun {script} --fresh")
+    model = build_predictor(PredictorSettings(**state["predictor"]))
+    restore_weights(model, state, path)
     model.trainable = False
     return model
+
+
+def load_improver(path: Path, variant: str) -> tuple[keras.Model, dict]:
+    """The trained improver of `variant`, rebuilt from its checkpoint's settings; and the checkpoint.
+
+    A checkpoint of another variant is refused, naming both (its file may have been copied or renamed).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise LabError(f"no trained improver at {path}; run python -m beauty_predictor.train_improver "
+                       f"--set VARIANT={variant} first (same profile: add --quick if this run is quick)")
+    state = load_checkpoint_file(path)
+    if "improver" not in state:
+        raise LabError(f"{path} is not an improver checkpoint; rerun python -m beauty_predictor.train_improver "
+                       f"--set VARIANT={variant} --fresh")
+    settings = ImproverSettings(**state["improver"])
+    if settings.variant != variant:
+        raise LabError(f"{path} holds an improver of VARIANT={settings.variant!r}, not the {variant!r} asked for; "
+                       f"use --set VARIANT={settings.variant}, or retrain with python -m "
+                       f"beauty_predictor.train_improver --set VARIANT={variant} --fresh")
+    model = build_improver(settings)
+    restore_weights(model, state, path)
+    return model, state

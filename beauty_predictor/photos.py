@@ -81,6 +81,7 @@ def resolve_photos_dir(setting: str) -> Path:
 class Photo:
     name: str
     pixels: np.ndarray  # H x W x 3 float32 in [0, 1]
+    path: Path | None = None  # the file it was read from (its bytes go into the data fingerprint)
 
 
 def load_photos(folder: Path | str, max_side: int = 512, verbose: bool = True) -> list[Photo]:
@@ -110,7 +111,7 @@ def load_photos(folder: Path | str, max_side: int = 512, verbose: bool = True) -
         if scale < 1:
             rgb = rgb.resize((max(MIN_SIDE, round(rgb.width * scale)), max(MIN_SIDE, round(rgb.height * scale))),
                              Image.Resampling.LANCZOS)
-        photos.append(Photo(path.stem, np.asarray(rgb, dtype=np.float32) / 255.0))
+        photos.append(Photo(path.stem, np.asarray(rgb, dtype=np.float32) / 255.0, path))
     if small and verbose:
         print(f"notice: skipped {len(small)} photo(s) smaller than {MIN_SIDE} px on a side: {', '.join(small)}")
     if unreadable and verbose:

@@ -3,10 +3,10 @@
 SCRIPTS = [
     ["export_photos"],
     ["train_predictor"],
-    ["train_improver", "--set", "VARIANT=article"],
-    ["train_improver", "--set", "VARIANT=contrast"],
-    ["train_improver", "--set", "VARIANT=deep"],
-    ["sweep"],
-    ["recursive"],
+    ["train_improver", "--set", "VARIANT=article"],   # the article's plain improver: "looks like smoothing"
+    ["train_improver", "--set", "VARIANT=residual"],  # the identity-start improver, for comparison
+    ["train_improver", "--set", "VARIANT=contrast"],  # the article's second experiment
+    ["sweep"],                                        # the frontier over K2/K1
+    ["recursive"],                                    # 50 applications: the black square
     ["bench"],
 ]

@@ -1,9 +1,13 @@
-"""Apply the trained improver N times in a row. Run: python -m beauty_predictor.recursive [--quick]
+"""Apply the trained improver again and again: does it end in a black square? Run: python -m beauty_predictor.recursive [--quick]
 
-Beyond the article: its readers guessed that applying the improver again and again ends in
-Malevich's "Black Square" ("every pixel predictable"). Here Y_0 = X, Y_n = improver(Y_{n-1}); for
-each n we measure the predictability MAE(Y_n, Z(Y_n)), the distance to the original MAE(Y_n, X),
-and the mean brightness and contrast (standard deviation) that a black square would drive to 0.
+Beyond the article: its readers predicted that applying the improver recursively ends in
+Malevich's "Black Square" ("every pixel predictable"). Two chains on held-out photos:
+  improver: Y_0 = X, Y_n = improver(Y_{n-1})  (the improver of VARIANT, from its checkpoint);
+  rebuild:  Y_0 = X, Y_n = Z(Y_{n-1})         (the picture rebuilt from predicted centres, no improver).
+For each n: brightness, contrast (std), high-frequency energy, MAE(Y_n, Z(Y_n)), distance to the
+original, distance to the nearest flat image (the "how square" measure) and how far the last
+application moved the images. The verdict names what each chain converges to and after how many
+applications (beauty_predictor.metrics.describe_end).
 """
 
 from __future__ import annotations
@@ -11,35 +15,34 @@ from __future__ import annotations
 import numpy as np
 from tqdm import tqdm
 
+from beauty_predictor import metrics as bmetrics
 from beauty_predictor import model as bm
-from beauty_predictor.common import (
-    EXPERIMENT,
-    PREDICTOR_FILE,
-    check_variant,
-    curves_plot,
-    held_out_views,
-    image_grid,
-    load_split,
-)
+from beauty_predictor.common import EXPERIMENT, PREDICTOR_FILE, held_out_views, image_grid, improver_file, load_split
 from beauty_predictor.improve import predict_in_chunks, rebuild_in_chunks
-from lab import LabError, exit_on_lab_error, start_run
+from beauty_predictor.settings import check_variant
+from lab import exit_on_lab_error, start_run
 from lab.media import write_gif
+from lab.plots import save_figure
 
 # -----------------------------------------------------------------------------
 # Constants.
-REPEATS = 20                 # how many times the improver is applied (issue: 20)
-VARIANT = "article"          # which trained improver: "article", "contrast" or "deep"
-PHOTOS_DIR = "data/photos"   # a folder of photos (default: the bundled ones, exported on demand)
+REPEATS = 50                 # applications in each chain (issue 17: 50) {> 0}
+VARIANT = "article"          # which trained improver: "article", "residual", "contrast" or "deep"
+PHOTOS_DIR = "data/photos"   # a folder of photos (default: the bundled ones, exported on demand) {nonempty}
 HELD_OUT_PHOTOS = ["chelsea", "china", "coffee"]  # held out by photo; if absent, every 5th photo
-MAX_SIDE = 512               # larger photos are shrunk so their longer side is this many pixels
-PHOTOS = 3                   # held-out photos followed
-SIZE = 256                   # side of the central square of each photo
-STRIP_AT = [0, 1, 2, 5, 10, 20]  # the n shown in the strip of images
-SEED = 0                     # -1 draws a random seed and prints it
+MAX_SIDE = 512               # larger photos are shrunk so their longer side is this many pixels {>= 128}
+PHOTOS = 3                   # held-out photos followed {> 0}
+SIZE = 256                   # side of the central square of each photo {>= 64}
+FLAT_TOL = 0.01              # "flat" when the MAE to the nearest flat image is below this (2.5/255) {> 0}
+STILL_TOL = 1e-3             # "converged" when every later application moves the images less (MAE) {> 0}
+STRIP_AT = [0, 1, 2, 5, 10, 20, 50]  # the n shown in the strips
+SEED = 0                     # -1 draws a random seed and prints it {-1 or >= 0}
 DEVICE = "auto"              # "auto", "cpu" or "gpu" (TensorFlow)
-QUICK = {"SIZE": 128, "PHOTOS": 2}
+QUICK = {"SIZE": 192, "PHOTOS": 2}
 DRY_RUN = {"REPEATS": 2, "PHOTOS": 1, "SIZE": 128, "STRIP_AT": [0, 2]}
 # -----------------------------------------------------------------------------
+
+BLACK_SQUARE_CLAIM = "applying the improver again and again ends in a black square (the article's readers)"
 
 
 @exit_on_lab_error
@@ -47,62 +50,92 @@ def main(argv=None):
     run = start_run(EXPERIMENT, globals(), argv, framework="tensorflow")
     cfg = run.cfg
     check_variant(cfg.VARIANT)
-    if cfg.REPEATS < 1:
-        raise LabError(f"REPEATS must be at least 1, got {cfg.REPEATS}")
-    import keras
-
     predictor = bm.load_predictor(run.checkpoint_path(PREDICTOR_FILE))
-    improver_path = run.checkpoint_path(f"improver_{cfg.VARIANT}.keras")
-    if not improver_path.is_file():
-        raise LabError(f"no trained improver at {improver_path}; run python -m beauty_predictor.train_improver "
-                       f"--set VARIANT={cfg.VARIANT} first (same profile: add --quick if this run is quick)")
-    improver = keras.models.load_model(improver_path, compile=False)
+    improver, _ = bm.load_improver(run.checkpoint_path(improver_file(cfg.VARIANT)), cfg.VARIANT)
     _, held_photos = load_split(cfg)
     x = held_out_views(held_photos, cfg.PHOTOS, cfg.SIZE)
+    chains = {
+        f"improver '{cfg.VARIANT}'": iterate(lambda y: predict_in_chunks(improver, y), x, predictor, cfg.REPEATS,
+                                             "improver applied"),
+        "rebuild Y <- Z(Y)": iterate(lambda y: rebuild_in_chunks(predictor, y), x, predictor, cfg.REPEATS,
+                                     "rebuild applied"),
+    }
+    metrics = report(run, cfg, chains, [p.name for p in held_photos[:len(x)]])
+    run.finish(metrics)
 
-    images, record = [x], {"n": [], "mae_y_zy": [], "mae_y_x": [], "brightness": [], "contrast": []}
-    y = x
-    for n in tqdm(range(cfg.REPEATS + 1), desc="repeated improvement"):
-        if n > 0:
-            y = predict_in_chunks(improver, y)
-            images.append(y)
-        z = rebuild_in_chunks(predictor, y)
-        record["n"].append(n)
-        record["mae_y_zy"].append(float(np.mean(np.abs(y - z))))
-        record["mae_y_x"].append(float(np.mean(np.abs(y - x))))
-        record["brightness"].append(float(y.mean()))
-        record["contrast"].append(float(y.std(axis=(1, 2)).mean()))
 
-    curves_plot(run.path("repeated.png"), {
-        "MAE(Y_n, Z(Y_n)) unpredictability": (record["n"], record["mae_y_zy"]),
-        "MAE(Y_n, X) distance to the original": (record["n"], record["mae_y_x"]),
-        "mean brightness": (record["n"], record["brightness"]),
-        "contrast (std of pixels)": (record["n"], record["contrast"]),
-    }, "n (times the improver was applied)", "value (pixels in [0, 1])",
-        f"improver '{cfg.VARIANT}' applied repeatedly to held-out photos")
-    run.add_artifact(run.path("repeated.png"), "predictability, distance, brightness and contrast against n")
+def iterate(apply, x, predictor, repeats: int, desc: str):
+    """Y_0 = X, Y_n = apply(Y_{n-1}); the images and the per-application record."""
+    images, record, y, previous = [x], {}, x, None
+    with tqdm(range(repeats + 1), desc=desc) as bar:
+        for n in bar:
+            if n > 0:
+                previous, y = y, apply(y)
+                images.append(y)
+            stats = bmetrics.image_stats(y, x, rebuild_in_chunks(predictor, y), previous)
+            for key, value in {"n": n, **stats}.items():
+                record.setdefault(key, []).append(value)
+            bar.set_postfix(flat_distance=f"{stats['flat_distance']:.4f}", mae_y_z=f"{stats['mae_y_z']:.4f}")
+    return images, record
 
+
+def report(run, cfg, chains, names) -> dict:
+    metrics = {"repeats": cfg.REPEATS}
+    for label, (images, record) in chains.items():
+        key = "improver" if label.startswith("improver") else "rebuild"
+        end = bmetrics.describe_end(record, cfg.FLAT_TOL, cfg.STILL_TOL)
+        first, last = {k: v[0] for k, v in record.items()}, {k: v[-1] for k, v in record.items()}
+        sentence = (f"{label}, {cfg.REPEATS} applications: ends in {end['end_state']}"
+                    + (f", still from n = {end['converged_at']}" if end["converged_at"] else "")
+                    + f"; brightness {first['brightness']:.3f} -> {last['brightness']:.3f}, contrast "
+                    f"{first['contrast']:.3f} -> {last['contrast']:.3f}, distance to a flat image "
+                    f"{first['flat_distance']:.4f} -> {last['flat_distance']:.4f}, MAE(Y,Z) "
+                    f"{first['mae_y_z']:.4f} -> {last['mae_y_z']:.4f}, distance to X {last['mae_y_x']:.4f}")
+        print(sentence)
+        metrics[key] = {**end, "summary": sentence, "initial": first, "final": last, "curves": record}
+        run.add_claim(BLACK_SQUARE_CLAIM if key == "improver" else
+                      "iterating the rebuild itself (Y <- Z(Y)) ends in a black square (beyond the article)",
+                      sentence.split(": ", 1)[1], end["is_black"])
+        strip(run, cfg, key, label, images, names)
+    curves_figure(run, cfg, chains)
+    frames = [np.concatenate([np.concatenate(list(images[n]), axis=1) for images, _ in chains.values()], axis=0)
+              for n in range(cfg.REPEATS + 1)]
+    write_gif(frames, run.path("repeated.gif"), fps=6, max_side=768)
+    run.add_artifact(run.path("repeated.gif"), "animation over n: top the improver chain, bottom the rebuild chain")
+    return metrics
+
+
+def strip(run, cfg, key, label, images, names) -> None:
     shown = [n for n in cfg.STRIP_AT if n <= cfg.REPEATS]
-    rows = [[images[n][i] for n in shown] for i in range(len(x))]
-    image_grid(run.path("strip.png"), rows, [p.name for p in held_photos[:len(x)]], [f"n = {n}" for n in shown],
-               title="Y_n: the improver applied n times")
-    run.add_artifact(run.path("strip.png"), "the strip of images Y_0 .. Y_N")
-    frames = [np.concatenate(list(step), axis=1) for step in images]
-    write_gif(frames, run.path("repeated.gif"), fps=4, max_side=768)
-    run.add_artifact(run.path("repeated.gif"), "animation over n")
+    rows = [[images[n][i] for n in shown] for i in range(len(names))]
+    image_grid(run.path(f"strip_{key}.png"), rows, names, [f"n = {n}" for n in shown],
+               title=f"{label}: applied n times")
+    run.add_artifact(run.path(f"strip_{key}.png"), f"{label}: the images after n applications")
 
-    black = record["brightness"][-1] < 0.05 and record["contrast"][-1] < 0.02
-    flat = record["contrast"][-1] < 0.02
-    verdict = ("a black square" if black else "a flat square (not black)" if flat else
-               "no square: the images keep their structure")
-    print(f"after {cfg.REPEATS} applications: unpredictability {record['mae_y_zy'][0]:.4f} -> "
-          f"{record['mae_y_zy'][-1]:.4f}, distance {record['mae_y_x'][-1]:.4f}, brightness "
-          f"{record['brightness'][0]:.3f} -> {record['brightness'][-1]:.3f}, contrast "
-          f"{record['contrast'][0]:.3f} -> {record['contrast'][-1]:.3f}: {verdict}")
-    run.finish({"repeats": cfg.REPEATS, "verdict": verdict, "ends_in_black_square": black, **{
-        "final_" + key: values[-1] for key, values in record.items() if key != "n"},
-        "initial_mae_y_zy": record["mae_y_zy"][0], "initial_brightness": record["brightness"][0],
-        "initial_contrast": record["contrast"][0], "curves": record})
+
+def curves_figure(run, cfg, chains) -> None:
+    """One panel per measure, both chains in each: what a black square would drive to 0 and what not."""
+    import matplotlib.pyplot as plt
+
+    panels = [("brightness", "mean brightness"), ("contrast", "contrast (std of pixels)"),
+              ("flat_distance", "MAE to the nearest flat image"), ("hf_energy", "high-frequency energy"),
+              ("mae_y_z", "MAE(Y_n, Z(Y_n)) unpredictability"), ("mae_y_x", "MAE(Y_n, X) distance to the original")]
+    fig, axes = plt.subplots(2, 3, figsize=(12, 6.5))
+    for ax, (key, title) in zip(axes.flat, panels, strict=True):
+        for label, (_, record) in chains.items():
+            ax.plot(record["n"], record[key], label=label)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("n (applications)", fontsize=8)
+        if key == "hf_energy":
+            ax.set_yscale("log")
+        if key == "flat_distance":
+            ax.axhline(cfg.FLAT_TOL, color="gray", ls="--", lw=0.8, label=f"flat below {cfg.FLAT_TOL:g}")
+        ax.grid(alpha=0.3)
+    axes.flat[0].legend(fontsize=7)
+    fig.suptitle("repeated application on held-out photos: does it end in a black square?", fontsize=10)
+    save_figure(fig, run.path("repeated.png"), dpi=90)
+    run.add_artifact(run.path("repeated.png"), "per-application brightness, contrast, flatness, HF energy, "
+                     "unpredictability and distance to the original, for both chains")
 
 
 if __name__ == "__main__":

@@ -1,9 +1,13 @@
-"""Train the improver that makes photos more predictable. Run: python -m beauty_predictor.train_improver [--quick] [--set VARIANT=contrast]
+"""Train the improver that makes photos more predictable. Run: python -m beauty_predictor.train_improver [--quick] [--set VARIANT=residual]
 
 Article 001: loss = k1*MAE(X,Y) + k2*MAE(Y,Z), X the photos, Y the improver's output, Z the picture
 rebuilt from centres predicted on Y; k1 = k2 = 0.5; a hand-written tf.GradientTape loop with the
-predictor frozen, weights saved every save_period steps. VARIANT picks the experiment:
-  article  - the loss above with the simple convolutional improver;
+predictor frozen, weights saved every save_period steps. Its one reported result: "Похоже на
+сглаживание" (it looks like smoothing), measured here (beauty_predictor.metrics). VARIANT picks:
+  article  - the article's "very simple" improver: plain 3x3 convolutions from random weights that
+             output Y directly (no path copies X), the loss above;
+  residual - beyond the article: the same stack adding a zero-initialised residual to X (it starts
+             as the identity, and with K1 = K2 the photo itself is a stationary point of the loss);
   contrast - the second experiment: maximise MAE(Y,Z_bad)/MAE(Y,Z_good) between the early ("bad")
              and the trained ("good") predictor, with no X term;
   deep     - the "more complex" improver (a U-Net here) with the article's loss.
@@ -12,150 +16,200 @@ Outputs go to outputs/beauty_predictor/improver_<variant>/.
 
 from __future__ import annotations
 
-import numpy as np
-
+from beauty_predictor import metrics as bmetrics
 from beauty_predictor import model as bm
 from beauty_predictor.common import (
     BAD_PREDICTOR_FILE,
     EXPERIMENT,
     PREDICTOR_FILE,
-    check_variant,
     curves_plot,
+    data_fingerprint,
     held_out_crops,
     held_out_views,
     image_grid,
+    improver_file,
     load_split,
-    read_state,
-    restore_optimizer,
-    save_optimizer,
     smooth,
-    write_state,
 )
-from beauty_predictor.improve import measure, predict_in_chunks, rebuild_in_chunks, train_improver
-from lab import exit_on_lab_error, start_run
-from lab.checkpoint import InterruptGuard, check_compatible
-from lab.paths import outputs_root
+from beauty_predictor.improve import measure, predict_in_chunks, rebuild_in_chunks, term_names, train_improver
+from beauty_predictor.saving import (
+    generator_state,
+    load_checkpoint_file,
+    restore_optimizer,
+    restore_weights,
+    restored_generator,
+    save_checkpoint_file,
+)
+from beauty_predictor.settings import ImproverSettings, check_variant, settings_dict
+from lab import LabError, exit_on_lab_error, start_run
+from lab.checkpoint import InterruptGuard, resume
 
 # -----------------------------------------------------------------------------
 # Constants. The article's values are the defaults; edit them here or use --set.
-VARIANT = "article"          # "article", "contrast" (MAE(Y,Z_bad)/MAE(Y,Z_good)) or "deep" (U-Net improver)
-K1 = 0.5                     # weight of MAE(X,Y), likeness to the original (article)
-K2 = 0.5                     # weight of MAE(Y,Z), predictability (article)
-PHOTOS_DIR = "data/photos"   # a folder of photos (default: the bundled ones, exported on demand)
+VARIANT = "article"          # "article" (plain, from random weights), "residual", "contrast" or "deep"
+K1 = 0.5                     # weight of MAE(X,Y), likeness to the original (article) {>= 0}
+K2 = 0.5                     # weight of MAE(Y,Z), predictability (article) {>= 0}
+PHOTOS_DIR = "data/photos"   # a folder of photos (default: the bundled ones, exported on demand) {nonempty}
 HELD_OUT_PHOTOS = ["chelsea", "china", "coffee"]  # held out by photo; if absent, every 5th photo
-MAX_SIDE = 512               # larger photos are shrunk so their longer side is this many pixels
-WIDTH = 32                   # channels of the improver's convolutions
-DEPTH = 4                    # 3x3 convolutions of the simple improver ("deep" is a U-Net of fixed depth)
-CROP = 128                   # side of the training crops (a multiple of 32: 16 cells each)
-STEPS = 1500                 # optimisation steps
-BATCH_SIZE = 8               # crops per step
-LEARNING_RATE = 1e-3         # Adam's step size
-SAVE_PERIOD = 100            # save the improver every this many steps (article: save_period)
-EVAL_CROPS = 64              # fixed held-out 128x128 crops for the figures in run.json
-PANEL_PHOTOS = 3             # held-out photos shown before/after
-PANEL_SIZE = 256             # side of the central square of each photo in the panels
-SEED = 0                     # -1 draws a random seed and prints it
+MAX_SIDE = 512               # larger photos are shrunk so their longer side is this many pixels {>= 128}
+WIDTH = 32                   # channels of the improver's convolutions {> 0}
+DEPTH = 4                    # 3x3 convolutions before the output layer ("deep" is a U-Net of fixed depth) {> 0}
+CROP = 128                   # side of the training crops (a multiple of 32: 16 cells each) {>= 64}
+STEPS = 1500                 # optimisation steps {> 0}
+BATCH_SIZE = 8               # crops per step {> 0}
+LEARNING_RATE = 1e-3         # Adam's step size {> 0}
+CHECKPOINT_EVERY = 100       # save the improver every this many steps (article: save_period) {> 0}
+EVAL_CROPS = 64              # fixed held-out 128x128 crops for the figures in run.json {> 0}
+PANEL_PHOTOS = 3             # held-out photos shown before/after {> 0}
+PANEL_SIZE = 256             # side of the central square of each photo in the panels {>= 64}
+SEED = 0                     # -1 draws a random seed and prints it {-1 or >= 0}
 DEVICE = "auto"              # "auto", "cpu" or "gpu" (TensorFlow)
-QUICK = {"STEPS": 30, "BATCH_SIZE": 4, "WIDTH": 16, "DEPTH": 3, "LEARNING_RATE": 3e-3, "SAVE_PERIOD": 20,
+QUICK = {"STEPS": 60, "BATCH_SIZE": 4, "WIDTH": 16, "DEPTH": 3, "LEARNING_RATE": 3e-3, "CHECKPOINT_EVERY": 20,
          "EVAL_CROPS": 16, "PANEL_PHOTOS": 2, "PANEL_SIZE": 192}
-DRY_RUN = {"STEPS": 2, "BATCH_SIZE": 2, "EVAL_CROPS": 2, "PANEL_PHOTOS": 1, "PANEL_SIZE": 128, "SAVE_PERIOD": 1}
+DRY_RUN = {"STEPS": 2, "BATCH_SIZE": 2, "EVAL_CROPS": 2, "PANEL_PHOTOS": 1, "PANEL_SIZE": 128, "CHECKPOINT_EVERY": 1}
 # -----------------------------------------------------------------------------
 
-ARCHITECTURE = ["VARIANT", "WIDTH", "DEPTH"]
+# Constants that must match a checkpoint to resume it: the network's shape and the loss it minimises.
+MUST_MATCH = ["VARIANT", "WIDTH", "DEPTH", "K1", "K2"]
+SMOOTHING_CLAIM = "the improver's result looks like smoothing (article: \"Похоже на сглаживание\")"
 
 
-def improver_file(variant: str) -> str:
-    return f"improver_{variant}.keras"
+def folder_name(cfg) -> str:
+    """outputs/beauty_predictor/improver_<variant>/: checked first, so a wrong name makes no folder."""
+    check_variant(cfg.VARIANT)
+    return f"improver_{cfg.VARIANT}"
 
 
 @exit_on_lab_error
 def main(argv=None):
-    run = start_run(EXPERIMENT, globals(), argv, framework="tensorflow")
+    run = start_run(EXPERIMENT, globals(), argv, framework="tensorflow", subdir=folder_name)
     cfg = run.cfg
-    check_variant(cfg.VARIANT)
-    default_dir = run.out_dir
-    run.out_dir = outputs_root() / EXPERIMENT / f"improver_{cfg.VARIANT}"
-    run.out_dir.mkdir(parents=True, exist_ok=True)
-    if default_dir != run.out_dir and default_dir.is_dir() and not any(default_dir.iterdir()):
-        default_dir.rmdir()
-    if cfg.CROP % bm.CELL or cfg.CROP < 2 * bm.CELL:
-        from lab import LabError
+    settings = parse(cfg)
+    predictor, bad_predictor = load_predictors(run, settings)
+    train_photos, held_photos = load_split(cfg)
+    improver, optimizer, ckpt, history, rng = resume_improver(run, cfg, settings, train_photos + held_photos)
+    step, interrupted = train(run, cfg, settings, improver, optimizer, predictor, bad_predictor, train_photos,
+                              ckpt, history, rng)
+    metrics = report(run, cfg, settings, improver, predictor, bad_predictor, held_photos, history, step)
+    run.finish(metrics, status="interrupted" if interrupted else "complete")
 
-        raise LabError(f"CROP must be a multiple of {bm.CELL} and at least {2 * bm.CELL}, got {cfg.CROP}")
+
+def parse(cfg) -> ImproverSettings:
+    if cfg.CROP % bm.CELL:
+        raise LabError(f"CROP must be a multiple of {bm.CELL}, got {cfg.CROP}")
+    return ImproverSettings(variant=cfg.VARIANT, width=cfg.WIDTH, depth=cfg.DEPTH)
+
+
+def load_predictors(run, settings: ImproverSettings):
+    predictor = bm.load_predictor(run.checkpoint_path(PREDICTOR_FILE))
+    bad = bm.load_predictor(run.checkpoint_path(BAD_PREDICTOR_FILE)) if settings.loss == "contrast" else None
+    return predictor, bad
+
+
+def resume_improver(run, cfg, settings: ImproverSettings, photos):
+    """A fresh improver, or the checkpoint's (refused if made with other settings, data or more steps)."""
     import keras
 
-    predictor = bm.load_predictor(run.checkpoint_path(PREDICTOR_FILE))
-    bad_predictor = bm.load_predictor(run.checkpoint_path(BAD_PREDICTOR_FILE)) if cfg.VARIANT == "contrast" else None
-    train_photos, held_photos = load_split(cfg)
-
-    path = run.checkpoint_path(improver_file(cfg.VARIANT))
-    optimizer_path = path.with_suffix(".optimizer.npz")
+    ckpt = resume(run, improver_file(cfg.VARIANT), architecture=MUST_MATCH, steps=cfg.STEPS,
+                  data=data_fingerprint(photos), loader=load_checkpoint_file)
+    improver = bm.build_improver(settings)
     optimizer = keras.optimizers.Adam(cfg.LEARNING_RATE)
-    step, history = 0, {}
-    if path.exists() and not run.fresh:  # rerunning resumes
-        state = read_state(path)
-        check_compatible(state["constants"], run.constants, ARCHITECTURE, path)
-        improver = keras.models.load_model(path, compile=False)
-        restore_optimizer(optimizer, improver.trainable_variables, optimizer_path)
-        step, history = min(int(state["step"]), cfg.STEPS), state.get("history", {})
-        print(f"resuming {path} at step {step}")
-    else:
-        improver = bm.build_improver_for(cfg.VARIANT, cfg.WIDTH, cfg.DEPTH)
-    print(f"improver ({cfg.VARIANT}): {improver.count_params():,} parameters")
+    history: dict[str, list[float]] = {"loss": [], "first": [], "second": []}
+    if ckpt.state is not None:
+        restore_weights(improver, ckpt.state, ckpt.path)
+        restore_optimizer(optimizer, improver.trainable_variables, ckpt.state)
+        history = {key: list(ckpt.state.get("history", {}).get(key, []))[:ckpt.step] for key in history}
+    rng = restored_generator(ckpt.state.get("crops_rng") if ckpt.state else None, run.seed)
+    print(f"improver ({cfg.VARIANT}, {settings.kind}): {improver.count_params():,} parameters")
+    return improver, optimizer, ckpt, history, rng
 
-    def save(done):
-        bm.save_model(improver, path)
-        save_optimizer(optimizer, optimizer_path)
-        write_state(path, done, run.constants, history)
 
-    def every_save_period(done):
-        if done % cfg.SAVE_PERIOD == 0:
+def train(run, cfg, settings, improver, optimizer, predictor, bad_predictor, photos, ckpt, history, rng):
+    """The article's hand-written loop, a checkpoint every CHECKPOINT_EVERY steps and at the end."""
+    first_name, second_name = term_names(settings.loss)
+
+    def save(done: int) -> None:
+        save_checkpoint_file(ckpt.path, improver, optimizer, improver=settings_dict(settings), history=history,
+                             crops_rng=generator_state(rng), **ckpt.meta(done))
+
+    def on_step(done, loss, first, second):
+        for key, value in (("loss", loss), ("first", first), ("second", second)):
+            history[key].append(value)
+        run.log_scalars(done, loss=loss, **{first_name: first, second_name: second})
+        if done % cfg.CHECKPOINT_EVERY == 0:
             save(done)
 
-    rng = np.random.default_rng(run.seed + step)
+    if ckpt.finished:
+        print(f"{ckpt.path} already has {ckpt.step} steps of {cfg.STEPS}: measuring only")
+        return ckpt.step, False
     with InterruptGuard() as guard:
-        step = train_improver(improver, predictor, bad_predictor, optimizer, train_photos, variant=cfg.VARIANT,
-                              k1=cfg.K1, k2=cfg.K2, steps=cfg.STEPS, start=step, batch_size=cfg.BATCH_SIZE,
-                              crop=cfg.CROP, rng=rng, desc=f"improver ({cfg.VARIANT})", history=history,
-                              on_step=every_save_period, guard=guard)
-    save(step)
+        step = train_improver(improver, predictor, bad_predictor, optimizer, photos, loss_name=settings.loss,
+                              k1=cfg.K1, k2=cfg.K2, steps=cfg.STEPS, start=ckpt.step, batch_size=cfg.BATCH_SIZE,
+                              crop=cfg.CROP, rng=rng, desc=f"improver ({cfg.VARIANT})", on_step=on_step, guard=guard)
+    if step % cfg.CHECKPOINT_EVERY:
+        save(step)
+    return step, guard.requested
 
-    # Held-out figures on fixed crops (the same crops in every variant and run).
-    x = held_out_crops(held_photos, cfg.EVAL_CROPS)
+
+def report(run, cfg, settings, improver, predictor, bad_predictor, held_photos, history, step) -> dict:
+    """Held-out figures, the smoothing measures and verdict, panels and loss curves."""
+    x = held_out_crops(held_photos, cfg.EVAL_CROPS)  # the same crops in every variant and run
     y = predict_in_chunks(improver, x)
-    figures = measure(x, y, predictor, bad_predictor)
-    metrics = {"steps": step, **figures}
-    if cfg.VARIANT != "contrast":
-        metrics["goal_predictability_gain_ge_0.2"] = figures["predictability_gain"] >= 0.2
-        metrics["goal_mae_x_y_le_0.05"] = figures["mae_x_y"] <= 0.05
+    metrics = {"steps": step, **measure(x, y, predictor, bad_predictor)}
     print("held-out: MAE(X,Y) {mae_x_y:.4f}, MAE(X,Z_X) {mae_x_zx:.4f} -> MAE(Y,Z_Y) {mae_y_zy:.4f} "
-          "(predictability gain {predictability_gain:.1%})".format(**figures))
+          "(predictability gain {predictability_gain:.1%})".format(**metrics))
+    smoothing = bmetrics.smoothing_report(x, y)
+    metrics.update(smoothing)
+    print(bmetrics.smoothing_sentence(smoothing))
+    if settings.loss == "article":
+        measured = (f"{cfg.VARIANT}: Y keeps {smoothing['hf_energy_kept']:.0%} of X's high-frequency energy; "
+                    f"best Gaussian blur sigma {smoothing['best_blur_sigma']:g} px is closer to Y "
+                    f"(MAE {smoothing['mae_best_blur_y']:.4f}) than X is ({smoothing['mae_x_y']:.4f})")
+        run.add_claim(SMOOTHING_CLAIM if cfg.VARIANT == "article" else f"{SMOOTHING_CLAIM} [{cfg.VARIANT} variant]",
+                      measured, smoothing["smoothing_reproduced"])
+        run.add_claim(f"the improver makes photos more predictable [{cfg.VARIANT} variant]",
+                      f"MAE(Y,Z_Y) {metrics['mae_y_zy']:.4f} vs MAE(X,Z_X) {metrics['mae_x_zx']:.4f} "
+                      f"({metrics['predictability_gain']:+.1%}) at MAE(X,Y) {metrics['mae_x_y']:.4f}",
+                      metrics["predictability_gain"] > 0)
+    else:
+        run.add_claim("maximising MAE(Y,Z_bad)/MAE(Y,Z_good) makes what the bad predictor misses stand out",
+                      f"ratio {metrics['ratio_bad_good_x']:.3f} on X -> {metrics['ratio_bad_good_y']:.3f} on Y, "
+                      f"MAE(X,Y) {metrics['mae_x_y']:.3f}", metrics["ratio_bad_good_y"] > metrics["ratio_bad_good_x"])
+    panels(run, cfg, improver, predictor, held_photos, smoothing["best_blur_sigma"])
+    loss_curves(run, cfg, settings, history)
+    return metrics
 
-    # Panels: before / after / Z / per-cell error maps on held-out photos.
+
+def panels(run, cfg, improver, predictor, held_photos, sigma: float) -> None:
+    """Before / after / the best Gaussian blur of X / rebuilt / per-cell error maps on held-out photos."""
     views = held_out_views(held_photos, cfg.PANEL_PHOTOS, cfg.PANEL_SIZE)
     improved = predict_in_chunks(improver, views)
+    blurred = bmetrics.blur(views, sigma)
     z_views, z_improved = rebuild_in_chunks(predictor, views), rebuild_in_chunks(predictor, improved)
     err_views, err_improved = bm.cell_errors(views, z_views), bm.cell_errors(improved, z_improved)
-    rows = [[views[i], z_views[i], err_views[i], improved[i], z_improved[i], err_improved[i]] for i in range(len(views))]
-    vmax_note = f"mean cell error {err_views.mean():.3f} -> {err_improved.mean():.3f}"
+    rows = [[views[i], improved[i], blurred[i], z_improved[i], err_views[i], err_improved[i]]
+            for i in range(len(views))]
+    note = f"mean cell error {err_views.mean():.3f} -> {err_improved.mean():.3f}"
     image_grid(run.path("panels.png"), rows, [p.name for p in held_photos[:len(views)]],
-               ["X (before)", "Z_X rebuilt", "cell error X", "Y (after)", "Z_Y rebuilt", "cell error Y"],
-               title=f"improver '{cfg.VARIANT}' on held-out photos; {vmax_note}", cmap_cols=(2, 5))
-    run.add_artifact(run.path("panels.png"), f"{cfg.VARIANT}: before / rebuilt / cell-error heat map, after")
+               ["X (before)", "Y (after)", f"Gaussian blur of X, σ={sigma:g}", "Z_Y rebuilt from Y",
+                "cell error X", "cell error Y"],
+               title=f"improver '{cfg.VARIANT}' on held-out photos; {note}", cmap_cols=(4, 5))
+    run.add_artifact(run.path("panels.png"), f"{cfg.VARIANT}: before, after, the closest Gaussian blur of X, "
+                     "Z rebuilt from Y, cell-error heat maps")
 
-    steps_axis = list(range(1, len(history.get("loss", [])) + 1))
-    if cfg.VARIANT == "contrast":
-        curves = {"MAE(Y, Z_bad)": (steps_axis, smooth(history.get("first", []))),
-                  "MAE(Y, Z_good)": (steps_axis, smooth(history.get("second", [])))}
-        ylabel = "MAE (smoothed over 10 steps)"
+
+def loss_curves(run, cfg, settings, history) -> None:
+    steps_axis = list(range(1, len(history["loss"]) + 1))
+    if settings.loss == "contrast":
+        curves = {"MAE(Y, Z_bad)": (steps_axis, smooth(history["first"])),
+                  "MAE(Y, Z_good)": (steps_axis, smooth(history["second"]))}
     else:
-        curves = {"MAE(X, Y) fidelity": (steps_axis, smooth(history.get("first", []))),
-                  "MAE(Y, Z) predictability": (steps_axis, smooth(history.get("second", []))),
-                  f"loss {cfg.K1}*MAE(X,Y) + {cfg.K2}*MAE(Y,Z)": (steps_axis, smooth(history.get("loss", [])))}
-        ylabel = "training-batch value (smoothed over 10 steps)"
-    curves_plot(run.path("loss_terms.png"), curves, "step", ylabel, f"improver '{cfg.VARIANT}': both loss terms")
+        curves = {"MAE(X, Y) fidelity": (steps_axis, smooth(history["first"])),
+                  "MAE(Y, Z) predictability": (steps_axis, smooth(history["second"])),
+                  f"loss {cfg.K1}*MAE(X,Y) + {cfg.K2}*MAE(Y,Z)": (steps_axis, smooth(history["loss"]))}
+    curves_plot(run.path("loss_terms.png"), curves, "step", "training-batch value (smoothed over 10 steps)",
+                f"improver '{cfg.VARIANT}': both loss terms")
     run.add_artifact(run.path("loss_terms.png"), f"{cfg.VARIANT}: both loss terms over training")
-    run.finish(metrics, status="interrupted" if guard.requested else "complete")
 
 
 if __name__ == "__main__":

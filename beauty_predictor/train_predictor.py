@@ -18,40 +18,48 @@ from beauty_predictor.common import (
     EXPERIMENT,
     PREDICTOR_FILE,
     curves_plot,
+    data_fingerprint,
     held_out_crops,
     image_grid,
     load_split,
-    read_state,
-    restore_optimizer,
-    save_optimizer,
     smooth,
-    write_state,
 )
 from beauty_predictor.photos import random_crops
+from beauty_predictor.saving import (
+    generator_state,
+    load_checkpoint_file,
+    restore_optimizer,
+    restore_weights,
+    restored_generator,
+    save_checkpoint_file,
+)
+from beauty_predictor.settings import PredictorSettings, settings_dict
 from lab import exit_on_lab_error, start_run
-from lab.checkpoint import InterruptGuard, check_compatible
+from lab.checkpoint import InterruptGuard, resume
 
 # -----------------------------------------------------------------------------
 # Constants. The article's values are the defaults; edit them here or use --set.
-PHOTOS_DIR = "data/photos"   # a folder of photos (default: the bundled ones, exported on demand)
+PHOTOS_DIR = "data/photos"   # a folder of photos (default: the bundled ones, exported on demand) {nonempty}
 HELD_OUT_PHOTOS = ["chelsea", "china", "coffee"]  # held out by photo; if absent, every 5th photo
-MAX_SIDE = 512               # larger photos are shrunk so their longer side is this many pixels
-WIDTH = 16                   # channels of the predictor's first layer (later layers: 2x, 3x, 4x)
-STEPS = 6000                 # optimisation steps
-BATCH_SIZE = 32              # random 128x128 crops (with flips) per step
-LEARNING_RATE = 1e-3         # Adam's step size
-BAD_SNAPSHOT_STEP = 150      # the "poorly trained" predictor is the snapshot at this step
-EVAL_CROPS = 256             # fixed held-out crops for the MAE against the baselines
-EVAL_PERIOD = 500            # held-out MAE every this many steps (the curve in loss.png)
-SAVE_PERIOD = 1000           # save the model every this many steps
-SEED = 0                     # -1 draws a random seed and prints it
+MAX_SIDE = 512               # larger photos are shrunk so their longer side is this many pixels {>= 128}
+WIDTH = 16                   # channels of the predictor's first layer (later layers: 2x, 3x, 4x) {> 0}
+STEPS = 6000                 # optimisation steps {> 0}
+BATCH_SIZE = 32              # random 128x128 crops (with flips) per step {> 0}
+LEARNING_RATE = 1e-3         # Adam's step size {> 0}
+BAD_SNAPSHOT_STEP = 150      # the "poorly trained" predictor is the snapshot at this step {> 0}
+EVAL_CROPS = 256             # fixed held-out crops for the MAE against the baselines {> 0}
+EVAL_EVERY = 500             # held-out MAE every this many steps (the curve in loss.png) {> 0}
+CHECKPOINT_EVERY = 1000      # save the model every this many steps {> 0}
+SEED = 0                     # -1 draws a random seed and prints it {-1 or >= 0}
 DEVICE = "auto"              # "auto", "cpu" or "gpu" (TensorFlow)
-QUICK = {"STEPS": 300, "LEARNING_RATE": 2e-3, "BAD_SNAPSHOT_STEP": 40, "EVAL_CROPS": 64, "EVAL_PERIOD": 100, "SAVE_PERIOD": 200}
-DRY_RUN = {"STEPS": 4, "BAD_SNAPSHOT_STEP": 2, "EVAL_CROPS": 4, "EVAL_PERIOD": 2, "SAVE_PERIOD": 2,
+QUICK = {"STEPS": 300, "LEARNING_RATE": 2e-3, "BAD_SNAPSHOT_STEP": 40, "EVAL_CROPS": 64, "EVAL_EVERY": 100,
+         "CHECKPOINT_EVERY": 100}
+DRY_RUN = {"STEPS": 4, "BAD_SNAPSHOT_STEP": 2, "EVAL_CROPS": 4, "EVAL_EVERY": 2, "CHECKPOINT_EVERY": 2,
            "BATCH_SIZE": 4}
 # -----------------------------------------------------------------------------
 
 ARCHITECTURE = ["WIDTH"]
+BASELINE_CLAIM = "a network predicts a 32x32 centre from its 128x128 surroundings (article)"
 
 
 def biharmonic_centres(crops: np.ndarray) -> np.ndarray:
@@ -76,29 +84,43 @@ def evaluate(predictor, crops: np.ndarray) -> float:
 def main(argv=None):
     run = start_run(EXPERIMENT, globals(), argv, framework="tensorflow")
     cfg = run.cfg
-    import keras
-    import tensorflow as tf
-
     train_photos, held_photos = load_split(cfg)
     eval_crops = held_out_crops(held_photos, cfg.EVAL_CROPS)
-    truth = eval_crops[:, bm.HOLE_START:bm.HOLE_START + bm.CELL, bm.HOLE_START:bm.HOLE_START + bm.CELL]
+    predictor, optimizer, ckpt, history, rng = resume_predictor(run, cfg, train_photos + held_photos)
+    step, interrupted = train(run, cfg, predictor, optimizer, train_photos, eval_crops, ckpt, history, rng)
+    metrics = report(run, predictor, eval_crops, history, step)
+    run.finish(metrics, status="interrupted" if interrupted else "complete")
 
-    path, bad_path = run.checkpoint_path(PREDICTOR_FILE), run.checkpoint_path(BAD_PREDICTOR_FILE)
-    optimizer_path = path.with_suffix(".optimizer.npz")
+
+def resume_predictor(run, cfg, photos):
+    """A fresh predictor, or the checkpoint's (refused if made with another WIDTH, data or more steps)."""
+    import keras
+
+    ckpt = resume(run, PREDICTOR_FILE, architecture=ARCHITECTURE, steps=cfg.STEPS, data=data_fingerprint(photos),
+                  loader=load_checkpoint_file)
+    predictor = bm.build_predictor(PredictorSettings(cfg.WIDTH))
     optimizer = keras.optimizers.Adam(cfg.LEARNING_RATE)
-    step, history = 0, {"loss": [], "eval_steps": [], "eval_mae": []}
-    if path.exists() and not run.fresh:  # rerunning resumes
-        state = read_state(path)
-        check_compatible(state["constants"], run.constants, ARCHITECTURE, path)
-        predictor = bm.load_predictor(path)
-        predictor.trainable = True
-        restore_optimizer(optimizer, predictor.trainable_variables, optimizer_path)
-        step = min(int(state["step"]), cfg.STEPS)
-        history = {**history, **state.get("history", {})}
-        print(f"resuming {path} at step {step}")
-    else:
-        predictor = bm.build_predictor(cfg.WIDTH)
+    history = {"loss": [], "eval_steps": [], "eval_mae": []}
+    if ckpt.state is not None:
+        restore_weights(predictor, ckpt.state, ckpt.path)
+        restore_optimizer(optimizer, predictor.trainable_variables, ckpt.state)
+        saved = ckpt.state.get("history", {})
+        history = {"loss": saved.get("loss", [])[:ckpt.step],
+                   "eval_steps": [s for s in saved.get("eval_steps", []) if s <= ckpt.step]}
+        history["eval_mae"] = saved.get("eval_mae", [])[:len(history["eval_steps"])]
+    else:  # a fresh start: the old snapshot belongs to another training run
+        run.checkpoint_path(BAD_PREDICTOR_FILE).unlink(missing_ok=True)
     print(f"centre predictor: {predictor.count_params():,} parameters")
+    rng = restored_generator(ckpt.state.get("crops_rng") if ckpt.state else None, run.seed)
+    return predictor, optimizer, ckpt, history, rng
+
+
+def train(run, cfg, predictor, optimizer, photos, eval_crops, ckpt, history, rng):
+    """MAE on the centre (the article's measure), a checkpoint every CHECKPOINT_EVERY steps."""
+    import tensorflow as tf
+
+    settings = settings_dict(PredictorSettings(cfg.WIDTH))
+    bad_path = run.checkpoint_path(BAD_PREDICTOR_FILE)
 
     @tf.function
     def train_step(crops):
@@ -111,41 +133,48 @@ def main(argv=None):
         return loss
 
     def save(at_step):
-        bm.save_model(predictor, path)
-        save_optimizer(optimizer, optimizer_path)
-        write_state(path, at_step, run.constants, history)
+        save_checkpoint_file(ckpt.path, predictor, optimizer, predictor=settings, history=history,
+                             crops_rng=generator_state(rng), **ckpt.meta(at_step))
 
-    rng = np.random.default_rng(run.seed + step)  # a resumed run draws fresh crops
-    if step == 0:  # a fresh start: the old snapshot belongs to another training run
-        bad_path.unlink(missing_ok=True)
-    done = step
-    with InterruptGuard() as guard, tqdm(range(step, cfg.STEPS), initial=step, total=cfg.STEPS,
+    done = ckpt.step
+    if ckpt.finished:
+        print(f"{ckpt.path} already has {ckpt.step} steps of {cfg.STEPS}: measuring only")
+    with InterruptGuard() as guard, tqdm(range(ckpt.step, cfg.STEPS), initial=ckpt.step, total=cfg.STEPS,
                                          desc="predictor") as bar:
         for step in bar:
-            loss = float(train_step(random_crops(train_photos, cfg.BATCH_SIZE, 128, rng)))
+            loss = float(train_step(random_crops(photos, cfg.BATCH_SIZE, 128, rng)))
             done = step + 1
             history["loss"].append(loss)
             bar.set_postfix(train_mae=f"{loss:.4f}")
-            if step + 1 == cfg.BAD_SNAPSHOT_STEP:
-                bm.save_model(predictor, bad_path)
-            if (step + 1) % cfg.EVAL_PERIOD == 0:
-                history["eval_steps"].append(step + 1)
+            scalars = {"train_mae": loss}
+            if done == cfg.BAD_SNAPSHOT_STEP:
+                save_checkpoint_file(bad_path, predictor, predictor=settings, step=done)
+            if done % cfg.EVAL_EVERY == 0:
+                history["eval_steps"].append(done)
                 history["eval_mae"].append(evaluate(predictor, eval_crops))
+                scalars["held_out_mae"] = history["eval_mae"][-1]
                 bar.set_postfix(train_mae=f"{loss:.4f}", held_out_mae=f"{history['eval_mae'][-1]:.4f}")
-            if (step + 1) % cfg.SAVE_PERIOD == 0:
-                save(step + 1)
+            run.log_scalars(done, **scalars)
+            if done % cfg.CHECKPOINT_EVERY == 0:
+                save(done)
             if guard.requested:
                 break
-    step = done
-    save(step)
-    if not bad_path.exists():  # resumed past the snapshot, or fewer steps than BAD_SNAPSHOT_STEP
-        bm.save_model(predictor, bad_path)
+    if done % cfg.CHECKPOINT_EVERY and not ckpt.finished:
+        save(done)
+    if not bad_path.exists():  # fewer steps than BAD_SNAPSHOT_STEP
+        save_checkpoint_file(bad_path, predictor, predictor=settings, step=done)
+    return done, guard.requested
 
-    # Held-out MAE against the two baselines, on the very same crops.
+
+def report(run, predictor, eval_crops, history, step) -> dict:
+    """Held-out MAE against the two baselines, on the very same crops; figures; claims."""
+    s, e = bm.HOLE_START, bm.HOLE_START + bm.CELL
+    truth = eval_crops[:, s:e, s:e]
     predicted = predictor.predict(eval_crops, batch_size=64, verbose=0)
     border_mean = np.broadcast_to(bm.BorderMean()(eval_crops).numpy(), truth.shape)
     biharmonic = biharmonic_centres(eval_crops)
-    bad_predicted = bm.load_predictor(bad_path).predict(eval_crops, batch_size=64, verbose=0)
+    bad_predicted = bm.load_predictor(run.checkpoint_path(BAD_PREDICTOR_FILE)).predict(eval_crops, batch_size=64,
+                                                                                       verbose=0)
     metrics = {
         "steps": step,
         "held_out_mae": float(np.mean(np.abs(predicted - truth))),
@@ -159,22 +188,13 @@ def main(argv=None):
     metrics["beats_biharmonic"] = metrics["held_out_mae"] < metrics["biharmonic_mae"]
     print("held-out MAE: predictor {held_out_mae:.4f}, border mean {border_mean_mae:.4f}, "
           "biharmonic {biharmonic_mae:.4f}, bad snapshot {bad_predictor_held_out_mae:.4f}".format(**metrics))
-
-    # Figure: surroundings / truth / prediction / baselines for a few held-out crops.
-    s, e = bm.HOLE_START, bm.HOLE_START + bm.CELL
-    rows = []
-    for i in np.linspace(0, len(eval_crops) - 1, min(5, len(eval_crops))).astype(int):
-        masked = eval_crops[i] * (1 - bm.centre_mask())
-        def filled(centre, i=i):
-            image = eval_crops[i].copy()
-            image[s:e, s:e] = centre
-            return image
-        rows.append([masked, filled(truth[i]), filled(predicted[i]), filled(border_mean[i]), filled(biharmonic[i])])
-    image_grid(run.path("examples.png"), rows, [f"crop {i}" for i in range(len(rows))],
-               ["surroundings", "truth", f"predictor ({metrics['held_out_mae']:.3f})",
-                f"border mean ({metrics['border_mean_mae']:.3f})", f"biharmonic ({metrics['biharmonic_mae']:.3f})"],
-               title="held-out crops: the 32x32 centre filled by each method (MAE over all held-out crops)")
-    run.add_artifact(run.path("examples.png"), "held-out centres: truth, predictor, border-mean and biharmonic baselines")
+    run.add_claim(f"{BASELINE_CLAIM}: it beats the border-mean baseline",
+                  f"held-out MAE {metrics['held_out_mae']:.4f} vs border mean {metrics['border_mean_mae']:.4f}",
+                  metrics["beats_border_mean"], full_profile="0.0777 vs 0.1097 (6000 steps)")
+    run.add_claim(f"{BASELINE_CLAIM}: it beats biharmonic inpainting (beyond the article)",
+                  f"held-out MAE {metrics['held_out_mae']:.4f} vs biharmonic {metrics['biharmonic_mae']:.4f}",
+                  metrics["beats_biharmonic"], full_profile="0.0777 vs 0.0783 (6000 steps)")
+    examples_figure(run, eval_crops, predicted, border_mean, biharmonic, metrics)
     curves = {"train MAE (smoothed)": (list(range(1, len(history["loss"]) + 1)), smooth(history["loss"], 20))}
     if history["eval_steps"]:
         curves["held-out MAE"] = (history["eval_steps"], history["eval_mae"])
@@ -183,8 +203,25 @@ def main(argv=None):
     curves_plot(run.path("loss.png"), curves, "step", "MAE of the 32x32 centre (pixels in [0,1])",
                 "centre predictor training")
     run.add_artifact(run.path("loss.png"), "predictor MAE over training vs the baselines")
-    write_state(path, step, run.constants, history)
-    run.finish(metrics, status="interrupted" if guard.requested else "complete")
+    return metrics
+
+
+def examples_figure(run, eval_crops, predicted, border_mean, biharmonic, metrics) -> None:
+    """Surroundings / truth / prediction / baselines for a few held-out crops."""
+    s, e = bm.HOLE_START, bm.HOLE_START + bm.CELL
+    rows = []
+    for i in np.linspace(0, len(eval_crops) - 1, min(5, len(eval_crops))).astype(int):
+        def filled(centre, i=i):
+            image = eval_crops[i].copy()
+            image[s:e, s:e] = centre
+            return image
+        rows.append([eval_crops[i] * (1 - bm.centre_mask()), eval_crops[i], filled(predicted[i]),
+                     filled(border_mean[i]), filled(biharmonic[i])])
+    image_grid(run.path("examples.png"), rows, [f"crop {i}" for i in range(len(rows))],
+               ["surroundings", "truth", f"predictor ({metrics['held_out_mae']:.3f})",
+                f"border mean ({metrics['border_mean_mae']:.3f})", f"biharmonic ({metrics['biharmonic_mae']:.3f})"],
+               title="held-out crops: the 32x32 centre filled by each method (MAE over all held-out crops)")
+    run.add_artifact(run.path("examples.png"), "held-out centres: truth, predictor, border-mean and biharmonic baselines")
 
 
 if __name__ == "__main__":

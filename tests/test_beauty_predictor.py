@@ -1,4 +1,5 @@
-"""beauty_predictor: masking, locality of the rebuild, tiling at the borders, the losses, bad input, the pipeline.
+"""beauty_predictor: masking, locality of the rebuild, tiling at the borders, the losses, the improvers,
+the smoothing and flatness measures, checkpoints and resume, bad input, the pipeline.
 
 TensorFlow is imported once in this process; the scripts' main() run in-process (dry-run profile)
 so the default suite pays for a single TensorFlow start.
@@ -12,7 +13,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from beauty_predictor import metrics as bmetrics
 from beauty_predictor.photos import load_photos, random_crops, split_by_photo
+from beauty_predictor.settings import ImproverSettings, PredictorSettings
 from lab import LabError
 from tests.conftest import run_module
 
@@ -24,7 +27,7 @@ from beauty_predictor import model as bm  # noqa: E402
 def random_predictor(seed: int = 0):
     """A predictor whose every layer, the last included, has random weights (so outputs depend on inputs)."""
     keras.utils.set_random_seed(seed)
-    predictor = bm.build_predictor(8)
+    predictor = bm.build_predictor(PredictorSettings(8))
     correction = predictor.get_layer("correction")
     kernel, bias = correction.get_weights()
     correction.set_weights([np.random.default_rng(seed).normal(0, 0.2, kernel.shape).astype(np.float32), bias])
@@ -117,10 +120,126 @@ def test_loss_variants_on_small_tensors():
     assert float(bm.contrast_loss(y, worse_bad, z)[0]) < float(ratio)
 
 
-def test_untrained_improvers_are_the_identity():
+def test_the_residual_improver_starts_as_the_identity():
     x = np.random.default_rng(7).random((1, 64, 64, 3), dtype=np.float32)
-    for improver in (bm.build_improver(8, 2), bm.build_deep_improver(8)):
-        np.testing.assert_allclose(improver(x).numpy(), x, atol=1e-6)
+    improver = bm.build_improver(ImproverSettings("residual", 8, 2))
+    np.testing.assert_allclose(improver(x).numpy(), x, atol=1e-6)
+
+
+@pytest.mark.parametrize("variant", ["article", "deep"])
+def test_the_plain_improvers_have_no_path_that_copies_x(variant):
+    """Silence the output layer: a residual improver would still return X; a plain one returns a constant."""
+    keras.utils.set_random_seed(0)
+    improver = bm.build_improver(ImproverSettings(variant, 8, 2))
+    assert not any(isinstance(layer, keras.layers.Add) for layer in improver.layers)
+    output = improver.get_layer("output")
+    kernel, bias = output.get_weights()
+    output.set_weights([np.zeros_like(kernel), bias])
+    x = np.random.default_rng(8).random((2, 64, 64, 3), dtype=np.float32)
+    y = improver(x).numpy()
+    np.testing.assert_allclose(y, np.broadcast_to(y[0, 0, 0], y.shape), atol=1e-6)
+    # ...and with its weights, the untrained plain improver is far from the identity.
+    keras.utils.set_random_seed(0)
+    assert np.mean(np.abs(bm.build_improver(ImproverSettings(variant, 8, 2))(x).numpy() - x)) > 0.05
+
+
+def test_unknown_variant_lists_the_valid_names():
+    with pytest.raises(LabError, match="not one of article, residual, contrast, deep"):
+        ImproverSettings("fancy", 8, 2)
+
+
+# ----------------------------------------------------------------------------- smoothing and flatness
+
+
+def photo_crops(count=4, size=96):
+    from skimage import data
+
+    image = data.astronaut().astype(np.float32) / 255.0
+    return np.stack([image[40 * i:40 * i + size, 60 * i:60 * i + size] for i in range(count)])
+
+
+def test_high_frequency_energy_is_one_for_the_identity_and_falls_with_sigma():
+    x = photo_crops()
+    assert bmetrics.hf_energy_ratio(x, x) == pytest.approx(1.0)
+    ratios = [bmetrics.hf_energy_ratio(x, bmetrics.blur(x, s)) for s in (0.5, 1.0, 1.5, 2.0, 3.0, 5.0)]
+    assert all(a > b for a, b in zip(ratios, ratios[1:], strict=False)), ratios
+    assert ratios[0] < 1.0 and ratios[-1] < 0.01
+
+
+@pytest.mark.parametrize("sigma", [1.0, 2.0, 3.0])
+def test_the_best_gaussian_recovers_a_known_blur_and_the_verdict_follows_the_rule(sigma):
+    x = photo_crops()
+    y = bmetrics.blur(x, sigma)
+    fit = bmetrics.best_gaussian(x, y)
+    assert fit["sigma"] == sigma and fit["mae_blur_y"] < 1e-6 and fit["explained"] == pytest.approx(1.0)
+    assert bmetrics.smoothing_report(x, y)["smoothing_reproduced"]
+    # The identity and a brightness shift are not smoothing: they keep all their high frequencies.
+    assert not bmetrics.smoothing_report(x, x)["smoothing_reproduced"]
+    assert not bmetrics.smoothing_report(x, np.clip(x + 0.2, 0, 1))["smoothing_reproduced"]
+    # Sharpening adds high-frequency energy: the rule says no, though nothing is flat.
+    sharpened = np.clip(2 * x - bmetrics.blur(x, 1.0), 0, 1)
+    assert bmetrics.hf_energy_ratio(x, sharpened) > 1.0
+    assert not bmetrics.smoothing_report(x, sharpened)["smoothing_reproduced"]
+
+
+def test_the_distance_to_the_nearest_flat_image():
+    flat = np.ones((2, 32, 32, 3), np.float32) * np.array([0.2, 0.5, 0.9], np.float32)
+    assert bmetrics.flat_distance(flat) == 0.0
+    assert bmetrics.flat_distance(np.zeros((1, 16, 16, 3), np.float32)) == 0.0
+    x = photo_crops()
+    assert bmetrics.flat_distance(x) > 0.05
+    assert bmetrics.flat_distance(bmetrics.blur(x, 8.0)) < bmetrics.flat_distance(x)
+
+
+def test_the_end_state_of_a_chain():
+    def record(flat, brightness, changes):
+        return {"flat_distance": flat, "brightness": brightness, "change": [float("nan"), *changes]}
+
+    black = bmetrics.describe_end(record([0.2, 0.05, 0.001], [0.4, 0.1, 0.01], [0.1, 1e-4]), 0.01, 1e-3)
+    assert black["end_state"] == "a black square" and black["converged_at"] == 2
+    grey = bmetrics.describe_end(record([0.2, 0.005], [0.4, 0.5], [0.1]), 0.01, 1e-3)
+    assert grey["end_state"].startswith("a flat colour field") and not grey["is_black"]
+    texture = bmetrics.describe_end(record([0.2, 0.15, 0.15, 0.15], [0.4] * 4, [0.05, 1e-4, 1e-4]), 0.01, 1e-3)
+    assert texture["end_state"].startswith("a fixed texture") and texture["converged_at"] == 2
+    moving = bmetrics.describe_end(record([0.2, 0.15, 0.1], [0.4] * 3, [0.05, 0.05]), 0.01, 1e-3)
+    assert moving["end_state"] == "still changing" and moving["converged_at"] is None
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def test_checkpoint_file_round_trip_and_corrupt_files(tmp_path):
+    from beauty_predictor.saving import load_checkpoint_file, restore_weights, save_checkpoint_file
+
+    keras.utils.set_random_seed(1)
+    settings = ImproverSettings("article", 8, 2)
+    improver = bm.build_improver(settings)
+    path = tmp_path / "improver_article.npz"
+    save_checkpoint_file(path, improver, None, improver={"variant": "article", "width": 8, "depth": 2}, step=5)
+    state = load_checkpoint_file(path)
+    assert state["step"] == 5 and state["improver"]["width"] == 8
+    copy = bm.build_improver(settings)
+    restore_weights(copy, state, path)
+    x = np.random.default_rng(2).random((1, 32, 32, 3), dtype=np.float32)
+    np.testing.assert_array_equal(copy(x).numpy(), improver(x).numpy())
+    path.write_bytes(path.read_bytes()[:200])  # truncated: a clear error, never step 0
+    with pytest.raises(LabError, match="damaged or incomplete"):
+        load_checkpoint_file(path)
+    path.write_bytes(b"")
+    with pytest.raises(LabError, match="empty"):
+        load_checkpoint_file(path)
+
+
+def test_an_improver_of_another_variant_is_refused_naming_both(tmp_path):
+    from beauty_predictor.saving import save_checkpoint_file
+
+    path = tmp_path / "improver_article.npz"
+    save_checkpoint_file(path, bm.build_improver(ImproverSettings("residual", 8, 2)), None,
+                         improver={"variant": "residual", "width": 8, "depth": 2}, step=3)
+    with pytest.raises(LabError, match="VARIANT='residual', not the 'article'"):
+        bm.load_improver(path, "article")
+    model, state = bm.load_improver(path, "residual")
+    assert state["step"] == 3 and model.name == "residual_improver"
 
 
 # ----------------------------------------------------------------------------- photos and bad input
@@ -189,26 +308,51 @@ def test_improver_without_a_predictor_says_what_to_run(lab_outputs, capsys):
     assert "run python -m beauty_predictor.train_predictor first" in capsys.readouterr().err
 
 
-def test_bad_variant_is_an_error(lab_outputs, capsys):
-    from beauty_predictor import train_improver
-
-    with pytest.raises(SystemExit):
-        train_improver.main(["--dry-run", "--set", "VARIANT=fancy"])
-    assert "VARIANT 'fancy' is not one of" in capsys.readouterr().err
-
-
-def test_dry_run_pipeline_writes_every_figure(lab_outputs, monkeypatch, tmp_path):
-    """Every step of pipeline.SCRIPTS, in-process with --dry-run, on a small copy of the bundled photos."""
+@pytest.mark.parametrize("script", ["train_predictor", "train_improver", "sweep", "recursive"])
+@pytest.mark.parametrize("bad", ["STEPS=0", "STEPS=-4", "REPEATS=0", "LEARNING_RATE=-1"])
+def test_counts_and_rates_out_of_range_are_refused(lab_outputs, capsys, script, bad):
     import importlib
 
+    module = importlib.import_module(f"beauty_predictor.{script}")
+    name = bad.split("=")[0]
+    with pytest.raises(SystemExit) as exit_info:
+        module.main(["--dry-run", "--set", bad])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert (f"{bad} is out of range" in error) if hasattr(module, name) else "unknown constant" in error
+
+
+@pytest.mark.parametrize("target", ["", " ", "."])
+def test_export_refuses_the_repository_root(lab_outputs, capsys, target):
+    from beauty_predictor import export_photos
+    from lab.paths import REPO_ROOT
+
+    before = sorted(p.name for p in REPO_ROOT.iterdir())
+    with pytest.raises(SystemExit) as exit_info:
+        export_photos.main(["--set", f"TARGET_DIR={target}"])
+    assert exit_info.value.code == 2
+    assert "TARGET_DIR" in capsys.readouterr().err
+    assert sorted(p.name for p in REPO_ROOT.iterdir()) == before
+
+
+def small_photo_folder(tmp_path):
     from beauty_predictor.photos import export_bundled_photos
-    from beauty_predictor.pipeline import SCRIPTS
 
     photos = tmp_path / "photos"
     export_bundled_photos(photos)
     for path in photos.iterdir():  # four photos are plenty for a dry run (chelsea and coffee held out)
         if path.stem not in ("astronaut", "chelsea", "coffee", "coins"):
             path.unlink()
+    return photos
+
+
+def test_dry_run_pipeline_writes_every_figure_and_resumes_safely(lab_outputs, tmp_path, capsys):
+    """Every step of pipeline.SCRIPTS, in-process with --dry-run; then the resume rules on its checkpoints."""
+    import importlib
+
+    from beauty_predictor.pipeline import SCRIPTS
+
+    photos = small_photo_folder(tmp_path)
     for module, *extra in SCRIPTS:
         args = ["--dry-run", *extra]
         if module != "export_photos":
@@ -217,17 +361,65 @@ def test_dry_run_pipeline_writes_every_figure(lab_outputs, monkeypatch, tmp_path
             args += ["--set", f"TARGET_DIR={tmp_path / 'exported'}"]
         importlib.import_module(f"beauty_predictor.{module}").main(args)
     root = lab_outputs / "beauty_predictor"
-    for figure in ("train_predictor/examples.png", "train_predictor/loss.png", "improver_article/panels.png",
-                   "improver_contrast/loss_terms.png", "improver_deep/panels.png", "sweep/tradeoff.png",
-                   "recursive/strip.png", "recursive/repeated.png", "recursive/repeated.gif"):
+    variants = [extra[-1].split("=")[1] for module, *extra in SCRIPTS if module == "train_improver"]
+    assert {"article", "residual", "contrast"} <= set(variants)
+    figures = ["train_predictor/examples.png", "train_predictor/loss.png", "sweep/tradeoff.png",
+               "recursive/strip_improver.png", "recursive/strip_rebuild.png", "recursive/repeated.png",
+               "recursive/repeated.gif"] + [f"improver_{v}/panels.png" for v in variants]
+    for figure in figures:
         with Image.open(root / figure) as image:
             assert image.size[0] > 100, figure
-    assert (root / "checkpoints/dry_run/center_predictor.keras").is_file()
-    assert (root / "checkpoints/dry_run/center_predictor_bad.keras").is_file()
-    metrics = json.loads((root / "improver_article/run.json").read_text())["metrics"]
-    assert {"mae_x_y", "mae_x_zx", "mae_y_zy", "predictability_gain"} <= set(metrics)
+    assert not (root / "train_improver").exists()  # the folder is named after the variant, made once
+    checkpoints = root / "checkpoints/dry_run"
+    assert (checkpoints / "center_predictor.npz").is_file() and (checkpoints / "center_predictor_bad.npz").is_file()
+    record = json.loads((root / "improver_article/run.json").read_text())
+    assert {"mae_x_y", "mae_x_zx", "mae_y_zy", "predictability_gain", "hf_energy_kept", "best_blur_sigma",
+            "smoothing_reproduced"} <= set(record["metrics"])
+    assert any("smoothing" in claim["claim"] for claim in record["claims"])
+    assert (root / "improver_article/scalars.csv").read_text().count("\n") > 2
+    recursive = json.loads((root / "recursive/run.json").read_text())
+    assert any("black square" in claim["claim"] for claim in recursive["claims"])
+    assert len(recursive["metrics"]["improver"]["curves"]["flat_distance"]) == 3  # n = 0, 1, 2
+    predictor = json.loads((root / "train_predictor/run.json").read_text())
+    assert len(predictor["claims"]) >= 2
     bench = json.loads((root / "bench/run.json").read_text())["metrics"]
     assert bench["speedup"] > 1 and bench["batched_vs_per_cell_max_abs_diff"] < 1e-4
+
+    from beauty_predictor import train_improver
+
+    def improver_run(*extra):
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as exit_info:
+            train_improver.main(["--dry-run", "--set", f"PHOTOS_DIR={photos}", *extra])
+        return exit_info.value.code, capsys.readouterr()
+
+    # Fewer steps than are done: refused, never rewound.
+    code, out = improver_run("--set", "STEPS=1")
+    assert code == 2 and "2 steps done, more than the 1" in out.err
+    # A finished run is measured again, not retrained.
+    train_improver.main(["--dry-run", "--set", f"PHOTOS_DIR={photos}"])
+    assert "already has 2 steps of 2" in capsys.readouterr().out
+    # Another architecture: refused, naming the constant.
+    code, out = improver_run("--set", "WIDTH=8")
+    assert code == 2 and "WIDTH: checkpoint has 16, this run has 8" in out.err
+    # A damaged last checkpoint: the previous one is used, with a note; both damaged: a clear error.
+    path = checkpoints / "improver_article.npz"
+    path.write_bytes(path.read_bytes()[:100])
+    train_improver.main(["--dry-run", "--set", f"PHOTOS_DIR={photos}", "--set", "STEPS=3"])
+    assert "resuming from the previous checkpoint" in capsys.readouterr().out
+    for damaged in (path, path.with_name("improver_article.prev.npz")):
+        damaged.write_bytes(b"not a checkpoint")
+    code, out = improver_run()
+    assert code == 2 and "damaged or incomplete" in out.err and "None" not in out.err
+
+
+def test_an_unknown_variant_makes_no_folder(lab_outputs, capsys):
+    from beauty_predictor import train_improver
+
+    with pytest.raises(SystemExit):
+        train_improver.main(["--dry-run", "--set", "VARIANT=fancy"])
+    assert "VARIANT 'fancy' is not one of article, residual, contrast, deep" in capsys.readouterr().err
+    assert not (lab_outputs / "beauty_predictor" / "improver_fancy").exists()
 
 
 @pytest.mark.slow
@@ -239,5 +431,7 @@ def test_quick_pipeline_end_to_end(lab_outputs):
     assert predictor["held_out_mae"] < predictor["border_mean_mae"]
     bench = json.loads((root / "bench/run.json").read_text())["metrics"]
     assert bench["speedup"] >= 10
-    for name in ("improver_article", "improver_contrast", "improver_deep", "sweep", "recursive"):
+    for name in ("improver_article", "improver_residual", "improver_contrast", "sweep", "recursive"):
         assert json.loads((root / name / "run.json").read_text())["status"] == "complete"
+    article = json.loads((root / "improver_article/run.json").read_text())["metrics"]
+    assert article["smoothing_reproduced"], article

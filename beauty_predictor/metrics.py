@@ -1,0 +1,131 @@
+"""Measures of what an improver did to the photos: smoothing, flatness, the black-square questions.
+
+Plain NumPy/SciPy (no TensorFlow), on batches of H x W x 3 images with pixels in [0, 1].
+
+Article 001 reports one result for its improver: "Похоже на сглаживание" (it looks like smoothing).
+Here that is measured, not eyeballed (issue 17):
+  - high-frequency energy: the mean squared Laplacian (scipy.ndimage.laplace), a discrete second
+    derivative that a blur damps most at the highest frequencies; Y's energy over X's is 1.0 for the
+    identity and falls monotonically as a Gaussian blur widens;
+  - the Gaussian sigma whose blur of X is closest to Y (in MAE), and how close: if a blur of X
+    explains Y better than X itself (sigma 0) does, what the improver did resembles a blur.
+The verdict: smoothing reproduced when Y keeps <= 60 % of X's high-frequency energy AND the best
+blur of X (sigma > 0) is closer to Y than X is.
+The readers' "black square" needs a distance to the nearest flat image: the nearest constant colour
+field in MAE is the per-channel median, so the distance is the mean |Y - median(Y)|, 0 for a flat image.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.ndimage import gaussian_filter, laplace
+
+HF_KEPT_MAX = 0.6  # the verdict's threshold: Y keeps at most 60 % of X's high-frequency energy (issue 17)
+BLUR_SIGMAS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0)  # sigma grid, px
+
+
+def blur(images: np.ndarray, sigma: float) -> np.ndarray:
+    """Gaussian blur of each image and channel separately (reflect at the borders); sigma 0 is a copy."""
+    if sigma <= 0:
+        return np.array(images, dtype=np.float32, copy=True)
+    return gaussian_filter(np.asarray(images, np.float32), (0, sigma, sigma, 0), mode="reflect")
+
+
+def hf_energy(images: np.ndarray) -> np.ndarray:
+    """Mean squared Laplacian of each image (one value per image): its high-frequency energy."""
+    images = np.asarray(images, np.float32)
+    out = np.empty(len(images))
+    for i, image in enumerate(images):
+        lap = np.stack([laplace(image[..., c], mode="reflect") for c in range(image.shape[-1])], axis=-1)
+        out[i] = float(np.mean(lap ** 2))
+    return out
+
+
+def hf_energy_ratio(x: np.ndarray, y: np.ndarray) -> float:
+    """High-frequency energy of Y over that of X, summed over the batch (1.0 when Y = X)."""
+    return float(hf_energy(y).sum() / max(hf_energy(x).sum(), 1e-12))
+
+
+def mae(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.mean(np.abs(np.asarray(a, np.float32) - np.asarray(b, np.float32))))
+
+
+def best_gaussian(x: np.ndarray, y: np.ndarray, sigmas=BLUR_SIGMAS) -> dict[str, float]:
+    """The sigma (from the grid, 0 included) whose blur of X is closest to Y in MAE, and how close.
+
+    Returns sigma, mae_blur_y (MAE(blur_sigma(X), Y)), mae_x_y (the sigma-0 value: X itself) and
+    explained: 1 - mae_blur_y / mae_x_y (0 when no blur beats X, 1 when a blur is exactly Y).
+    """
+    errors = {float(s): mae(blur(x, s), y) for s in sigmas}
+    errors.setdefault(0.0, mae(x, y))
+    sigma = min(errors, key=errors.get)
+    identity = errors[0.0]
+    return {"sigma": sigma, "mae_blur_y": errors[sigma], "mae_x_y": identity,
+            "explained": 1.0 - errors[sigma] / identity if identity > 0 else 0.0}
+
+
+def smoothing_report(x: np.ndarray, y: np.ndarray) -> dict:
+    """Issue 17's smoothing measures and verdict for improver outputs Y of photos X."""
+    ratio = hf_energy_ratio(x, y)
+    fit = best_gaussian(x, y)
+    reproduced = ratio <= HF_KEPT_MAX and fit["sigma"] > 0 and fit["mae_blur_y"] < fit["mae_x_y"]
+    return {"hf_energy_kept": ratio, "best_blur_sigma": fit["sigma"], "mae_best_blur_y": fit["mae_blur_y"],
+            "mae_x_y": fit["mae_x_y"], "blur_explains": fit["explained"], "smoothing_reproduced": bool(reproduced)}
+
+
+def smoothing_sentence(report: dict) -> str:
+    verdict = "looks like smoothing: reproduced" if report["smoothing_reproduced"] else "not smoothing"
+    return (f"Y keeps {report['hf_energy_kept']:.0%} of X's high-frequency energy (<= {HF_KEPT_MAX:.0%} needed); "
+            f"best Gaussian sigma {report['best_blur_sigma']:g} px, MAE(blur(X),Y) {report['mae_best_blur_y']:.4f} "
+            f"vs MAE(X,Y) {report['mae_x_y']:.4f}: {verdict}")
+
+
+def flat_distance(images: np.ndarray) -> float:
+    """MAE to the nearest flat (constant-colour) image, averaged over the batch; 0 for a flat image.
+
+    For MAE the best constant per channel is the median (the L1 centre), so this is the mean
+    absolute deviation from each image's per-channel median: the "how square" measure.
+    """
+    images = np.asarray(images, np.float32)
+    medians = np.median(images, axis=(1, 2), keepdims=True)
+    return float(np.mean(np.abs(images - medians)))
+
+
+def image_stats(y: np.ndarray, x: np.ndarray, z: np.ndarray, previous: np.ndarray | None) -> dict[str, float]:
+    """Per-application record of the black-square question (issue 17, item 2)."""
+    return {
+        "brightness": float(y.mean()),
+        "contrast": float(y.std(axis=(1, 2)).mean()),   # per-image, per-channel std, averaged
+        "hf_energy": float(hf_energy(y).mean()),
+        "mae_y_z": mae(y, z),                            # unpredictability: distance to its own rebuild
+        "mae_y_x": mae(y, x),                            # distance to the original photos
+        "flat_distance": flat_distance(y),               # distance to the nearest flat image
+        "change": mae(y, previous) if previous is not None else float("nan"),  # moved since the last one
+    }
+
+
+def describe_end(record: dict[str, list[float]], flat_tol: float, still_tol: float) -> dict:
+    """What repeated application converges to, and after how many applications.
+
+    Converged at n: from n on, every application moves the images by less than `still_tol` (MAE).
+    The end state: "a black square" (flat and dark), "a flat colour field" (flat, not black),
+    "a fixed texture" (converged, not flat) or "still changing".
+    """
+    changes = record["change"]
+    n_total = len(changes) - 1
+    converged_at = None
+    for n in range(1, n_total + 1):
+        if all(c < still_tol for c in changes[n:]):
+            converged_at = n
+            break
+    flat = record["flat_distance"][-1] < flat_tol
+    black = flat and record["brightness"][-1] < 0.05
+    if black:
+        end = "a black square"
+    elif flat:
+        end = "a flat colour field (not black)"
+    elif converged_at is not None:
+        end = "a fixed texture (not flat)"
+    else:
+        end = "still changing"
+    return {"end_state": end, "converged_at": converged_at, "is_flat": bool(flat), "is_black": bool(black)}

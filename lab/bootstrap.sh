@@ -11,8 +11,8 @@
 #
 # GENLAB_PYTHON=/path/to/python3.X picks the interpreter (3.11, 3.12 or 3.13); otherwise the one
 # .venv was made with, else the first of python3.11, python3.12, python3.13, python3 (pyenv's
-# versions included). uv, when on PATH, installs the shared environment (GENLAB_INSTALLER=pip
-# forces pip); pip alone works everywhere.
+# versions included). The shared environment is installed with uv (from PATH, or installed by pip
+# into it first), falling back to pip; GENLAB_INSTALLER=pip uses pip only.
 
 genlab_python_minor() {  # prints "3.X" for an interpreter 3.11-3.13, else fails
     "$1" -c 'import sys; v = sys.version_info[:2]; print("%d.%d" % v); sys.exit(not (3, 11) <= v <= (3, 13))' 2>/dev/null
@@ -44,30 +44,38 @@ genlab_find_python() {
 }
 
 genlab_build_shared() {  # $1: venv folder, $2: base interpreter, $3: requirements.txt
-    local venv=$1 base_python=$2 requirements=$3 started=$SECONDS
+    local venv=$1 base_python=$2 requirements=$3 started=$SECONDS uv="" constraints=() file
     echo "Setting up the shared environment in $venv (first run only; see README for the time)..."
     rm -rf "$venv"
     "$base_python" -m venv "$venv" || return 1
-    if [ "${GENLAB_INSTALLER:-auto}" != pip ] && command -v uv >/dev/null 2>&1; then
+    # uv installs the same pins about 5x faster than pip (README); pip brings uv when it is missing.
+    if [ "${GENLAB_INSTALLER:-auto}" != pip ]; then
+        if command -v uv >/dev/null 2>&1; then
+            uv=$(command -v uv)
+        elif "$venv/bin/python" -m pip install --quiet uv >/dev/null 2>&1; then
+            uv="$venv/bin/uv"
+        fi
+    fi
+    if [ -n "$uv" ]; then
         # uv reads no pip.conf: pass pip's constraint files on (this machine caps torch there).
-        local constraints=() file
         for file in $("$venv/bin/python" -m pip config get global.constraint 2>/dev/null); do
             [ -f "$file" ] && constraints+=(--constraint "$file")
         done
-        uv pip install --quiet --python "$venv/bin/python" "${constraints[@]}" -r "$requirements" setuptools || {
-            echo "error: installing requirements.txt with uv failed (see above); GENLAB_INSTALLER=pip uses pip" >&2
-            return 1
-        }
-    else
-        "$venv/bin/python" -m pip install --quiet --upgrade pip || return 1
-        # setuptools: the build backend of the editable install of each clone (pyproject.toml).
-        "$venv/bin/python" -m pip install --quiet -r "$requirements" setuptools || {
-            echo "error: installing requirements.txt failed (see above); rerun to retry" >&2
-            return 1
-        }
+        # setuptools: the build backend of each clone's editable install (pyproject.toml).
+        if "$uv" pip install --quiet --python "$venv/bin/python" "${constraints[@]}" -r "$requirements" setuptools; then
+            touch "$venv/.complete"
+            echo "Shared environment ready in $((SECONDS - started)) s (uv)."
+            return 0
+        fi
+        echo "note: uv could not install requirements.txt (see above); trying pip" >&2
     fi
+    "$venv/bin/python" -m pip install --quiet --upgrade pip || return 1
+    "$venv/bin/python" -m pip install --quiet -r "$requirements" setuptools || {
+        echo "error: installing requirements.txt failed (see above); rerun to retry" >&2
+        return 1
+    }
     touch "$venv/.complete"
-    echo "Shared environment ready in $((SECONDS - started)) s."
+    echo "Shared environment ready in $((SECONDS - started)) s (pip)."
 }
 
 genlab_build_light() {  # $1: clone root, $2: shared venv. Makes $1/.venv.

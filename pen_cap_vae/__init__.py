@@ -1,0 +1,11 @@
+"""pen_cap_vae (article 000, Russian): a sigma-VAE on three pictures of a pen and its cap, and a
+"recoder" that animates the VAE's code through their "date".
+
+model.py (the VAE, the recoder, the losses, their settings), data.py (the pictures), date.py (the
+recoder's loop), track.py (what each frame shows), eeg.py (the recoder's "EEG"); the scripts:
+draw_pictures.py, train.py, test.py, source_maker.py, bench.py.
+"""
+
+import os
+
+os.environ.setdefault("MPLBACKEND", "Agg")  # figures go to files: set once for the package

@@ -10,7 +10,9 @@ Prints medians of REPEATS timings and ratios measured in the same process:
   EEG recording, with frame writing, and with the EEG plots amortised over one EEG_WINDOW;
 - the EEG recording vectorised against the article's per-probe loop.
 - the VAE step with train.py's MIXED_PRECISION (bfloat16 autocast) and CHANNELS_LAST options, alone
-  and together, against float32 NCHW on the same weights.
+  and together, against float32 NCHW on the same weights;
+- the recoder iteration with test.py's MIXED_PRECISION (bfloat16 autocast) against float32.
+The recoder iteration is pen_cap_vae.date's, the one test.py runs, on random codes.
 On a GPU the timings synchronise the device. The two options are meant for GPUs (tensor cores, NHWC
 kernels); on a CPU they are measured too, so the figures say what they cost there.
 """
@@ -29,27 +31,25 @@ from torch.distributions import Normal, kl_divergence
 
 from lab import exit_on_lab_error, start_run
 from pen_cap_vae import model as model_module
-from pen_cap_vae.data import to_uint8_image
-from pen_cap_vae.eeg import EEGRecorder, draw_probes
-from pen_cap_vae.model import GaussianAutoencoder, Recoder, output_variance, recoder_loss
-from pen_cap_vae.test import EEGPlotter, FrameWriter
-from pen_cap_vae.train import vae_step as train_vae_step
+from pen_cap_vae.date import Date, FrameSink
+from pen_cap_vae.eeg import EEGPlotter, EEGRecorder, draw_probes
+from pen_cap_vae.model import GaussianAutoencoder, RecoderSettings, VAESettings, output_variance, vae_step
 
 # -----------------------------------------------------------------------------
 # Constants. The article's sizes are the defaults; edit them here or use --set.
-REPEATS = 5            # timed runs per measurement (the median is reported)
-PICTURES = 3           # batch of pictures per VAE step (article: 3)
-IMAGE_HEIGHT = 360     # (article: 360)
-IMAGE_WIDTH = 640      # (article: 640)
-LAYERS = 20            # VAE gated layers (article: 20)
-CHANNELS = 128         # VAE width (article: 128)
-RECODER_LAYERS = 20    # (article: 20)
-RECODER_CHANNELS = 64  # (article: 64)
-EEG_WINDOW = 1000      # the plots of one window are spread over this many iterations (article: 1000)
-EEG_PLOT_DPI = 120     # (article: 120)
-TORCH_THREADS = 0      # 0: torch's default
-SEED = 0
-DEVICE = "auto"
+REPEATS = 5            # timed runs per measurement (the median is reported) {> 0}
+PICTURES = 3           # batch of pictures per VAE step (article: 3) {> 0}
+IMAGE_HEIGHT = 360     # picture height (article: 360) {> 0}
+IMAGE_WIDTH = 640      # picture width (article: 640) {> 0}
+LAYERS = 20            # VAE gated layers (article: 20) {>= 0}
+CHANNELS = 128         # VAE width (article: 128) {>= 4}
+RECODER_LAYERS = 20    # recoder layers (article: 20) {> 0}
+RECODER_CHANNELS = 64  # recoder width (article: 64) {> 0}
+EEG_WINDOW = 1000      # the plots of one window are spread over this many iterations (article: 1000) {> 0}
+EEG_PLOT_DPI = 120     # EEG plot resolution (article: 120) {> 0}
+TORCH_THREADS = 0      # 0: torch's default {>= 0}
+SEED = 0               # the weights and codes are random {>= -1}
+DEVICE = "auto"        # "auto" (CUDA if available), "cpu" or "cuda"
 QUICK = {"IMAGE_HEIGHT": 90, "IMAGE_WIDTH": 160, "LAYERS": 3, "CHANNELS": 32, "RECODER_CHANNELS": 32,
          "EEG_WINDOW": 200, "EEG_PLOT_DPI": 50, "TORCH_THREADS": 1, "REPEATS": 7}
 DRY_RUN = {"REPEATS": 2, "IMAGE_HEIGHT": 30, "IMAGE_WIDTH": 50, "LAYERS": 2, "CHANNELS": 16, "RECODER_LAYERS": 3,
@@ -109,15 +109,9 @@ def main(argv=None):
           f"VAE {cfg.LAYERS}x{cfg.CHANNELS}, recoder {cfg.RECODER_LAYERS}x{cfg.RECODER_CHANNELS}")
     metrics = {}
 
-    vae = GaussianAutoencoder(cfg.LAYERS, cfg.CHANNELS).to(device)
+    vae = VAESettings(cfg.IMAGE_HEIGHT, cfg.IMAGE_WIDTH, 10, cfg.LAYERS, cfg.CHANNELS).build().to(device)
     optimizer = torch.optim.Adam(vae.parameters(), lr=1e-5)
     pictures = torch.rand(cfg.PICTURES, 3, cfg.IMAGE_HEIGHT, cfg.IMAGE_WIDTH, device=device)
-
-    def vae_step():
-        _, loss = vae(pictures)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
 
     def article_vae_step():
         with article_style_gate():
@@ -127,7 +121,7 @@ def main(argv=None):
         optimizer.step()
 
     vae.train()
-    ours = median_seconds(vae_step, cfg.REPEATS, device)
+    ours = median_seconds(lambda: vae_step(vae, optimizer, pictures), cfg.REPEATS, device)
     article = median_seconds(article_vae_step, cfg.REPEATS, device)
     metrics["vae_step_s"] = round(ours, 4)
     metrics["vae_step_article_style_s"] = round(article, 4)
@@ -140,7 +134,7 @@ def main(argv=None):
         layout = torch.channels_last if channels_last else torch.contiguous_format
         vae.to(memory_format=layout)
         batch = pictures.contiguous(memory_format=layout)
-        seconds = median_seconds(lambda b=batch, m=mixed: train_vae_step(vae, optimizer, b, mixed_precision=m),
+        seconds = median_seconds(lambda b=batch, m=mixed: vae_step(vae, optimizer, b, mixed_precision=m),
                                  cfg.REPEATS, device)
         vae.to(memory_format=torch.contiguous_format)
         metrics[f"vae_step_{name}_s"] = round(seconds, 4)
@@ -149,36 +143,29 @@ def main(argv=None):
 
     vae.eval()
     grid = (cfg.IMAGE_HEIGHT // 10, cfg.IMAGE_WIDTH // 10)
-    recoder = Recoder(cfg.RECODER_LAYERS, cfg.RECODER_CHANNELS).to(device)
-    rec_optimizer = torch.optim.Adam(recoder.parameters(), lr=1e-4)
     code = torch.randn(1, 8, *grid, device=device)
-    target = torch.randn_like(code)
-    state = {"x1": torch.randn_like(code), "hidden": None}
+    date = Date(RecoderSettings(cfg.RECODER_LAYERS, cfg.RECODER_CHANNELS), 1e-4, code, torch.randn_like(code),
+                torch.randn_like(code), cycle=5300, switch=1060)
     recorder = EEGRecorder(draw_probes(20, cfg.RECODER_LAYERS, min(16, cfg.RECODER_CHANNELS), *grid))
     folder = Path(tempfile.mkdtemp(prefix="pen_cap_bench_"))
-    writer = FrameWriter(90)
-    counter = {"frame": 0}
+    sink = FrameSink(90)
+    state = {"i": 2000, "hidden": None}  # a plateau iteration
 
-    def iteration(eeg: bool, frames: bool):
-        y, hidden = recoder(state["x1"], return_h=True)
-        y = torch.tanh(y) * 3.0
-        loss, _, _, _ = recoder_loss(y, state["x1"], target, 0.16)
-        rec_optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        rec_optimizer.step()
+    def iteration(eeg: bool, frames: bool, mixed: bool = False):
+        _, _, hidden = date.iterate(state["i"], mixed)
+        state["i"] += 1
         with torch.no_grad():
-            state["x1"] = state["x1"] * 0.5 + 0.5 * y.detach()
             if eeg:
                 recorder.record(recorder.read(hidden))
-            frame = vae.decoder(state["x1"])[0]  # the decode is part of every iteration
+            frame = vae.decoder(date.x1)[0]  # the decode is part of every iteration
             if frames:
-                counter["frame"] += 1
-                writer.write(to_uint8_image(frame), folder / f"{counter['frame'] % 50:06d}.jpg")
+                sink.put(frame, folder / f"{state['i'] % 50:06d}.jpg")
             else:
                 frame.cpu()
         state["hidden"] = hidden
 
-    variants = {"bare": (False, False), "eeg": (True, False), "frames": (False, True), "eeg_and_frames": (True, True)}
+    variants = {"bare": (False, False), "eeg": (True, False), "frames": (False, True), "eeg_and_frames": (True, True),
+                "bare_bf16_autocast": (False, False, True)}
     # Interleave the variants, so that load from other jobs spreads over all of them alike.
     samples = {name: [] for name in variants}
     for flags in variants.values():
@@ -190,7 +177,7 @@ def main(argv=None):
             if device.startswith("cuda"):
                 torch.cuda.synchronize()
             samples[name].append(time.perf_counter() - start)
-    writer.close()
+    sink.close()
     timings = {name: statistics.median(values) for name, values in samples.items()}
 
     plotter = EEGPlotter(cfg.EEG_PLOT_DPI)
@@ -202,6 +189,7 @@ def main(argv=None):
     plotter.close()
     plots_per_iteration = plots_per_window / cfg.EEG_WINDOW
     bare = timings["bare"]
+    metrics["recoder_speedup_bf16_autocast"] = round(bare / timings["bare_bf16_autocast"], 3)
     everything = timings["eeg_and_frames"] + plots_per_iteration
     for name, seconds in timings.items():
         metrics[f"recoder_iteration_{name}_s"] = round(seconds, 5)

@@ -33,8 +33,13 @@ QUICK = {}            # the pictures are always article-sized; the training resi
 
 _PICTURE_NAMES = ("1_pen_and_cap_apart.jpg", "2_cap_approaching.jpg", "3_cap_on_pen.jpg")
 # Where the cap's open end sits, as a fraction of the width, in each picture; the pen's tip is at 0.62.
-_CAP_OPEN_END = (0.74, 0.655, 0.545)
+# The date track (pen_cap_vae.track) reads the cap's position back from these.
+CAP_OPEN_END = (0.74, 0.655, 0.545)
 _PEN_TIP_X = 0.62
+_AXIS_Y = 0.55          # the pen's axis, as a fraction of the height
+_PEN_RADIUS = 0.045     # the barrel's radius, as a fraction of the height
+_CAP_LENGTH = 0.21      # the cap's tube, as a fraction of the width
+_CAP_RADIUS = 1.18      # the cap's radius, in barrel radii
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
@@ -85,18 +90,31 @@ def _shadow(canvas: np.ndarray, boxes: list[tuple[float, float, float, float]], 
     return canvas * (1.0 - 0.55 * darkness)
 
 
-def draw_picture(index: int, height: int = 360, width: int = 640, supersample: int = 2) -> Image.Image:
-    """Picture `index` (0, 1, 2) of the date, as a PIL image of height x width."""
+def cap_box(cap_open: float, height: int, width: int) -> tuple[int, int, int, int]:
+    """(left, top, right, bottom) in pixels of the cap drawn with its open end at `cap_open` (a
+    fraction of the width): the tube, the rounded end and the clip above it."""
+    radius = _PEN_RADIUS * _CAP_RADIUS * height
+    left = cap_open * width
+    right = left + _CAP_LENGTH * width + 0.5 * radius
+    top = _AXIS_Y * height - 1.3 * radius
+    bottom = _AXIS_Y * height + 1.05 * radius
+    return int(round(left)), int(round(top)), int(round(right)), int(round(bottom))
+
+
+def draw_picture(index: int, height: int = 360, width: int = 640, supersample: int = 2,
+                 cap_open: float | None = None) -> Image.Image:
+    """Picture `index` (0, 1, 2) of the date, as a PIL image of height x width; `cap_open` moves
+    the cap's open end elsewhere (a fraction of the width; the tests shift the cap with it)."""
     big_h, big_w = height * supersample, width * supersample
     rng = np.random.default_rng(1234)  # the same grain in all three pictures
     canvas = _table(big_h, big_w, rng)
     y, x = np.mgrid[0:big_h, 0:big_w].astype(np.float64)
-    centre_y = 0.55 * big_h
-    radius = 0.045 * big_h
+    centre_y = _AXIS_Y * big_h
+    radius = _PEN_RADIUS * big_h
     body_start, tip_x = 0.12 * big_w, _PEN_TIP_X * big_w
     cone_start = tip_x - 0.06 * big_w
-    cap_open = _CAP_OPEN_END[index] * big_w
-    cap_length, cap_radius = 0.21 * big_w, radius * 1.18
+    cap_open = (CAP_OPEN_END[index] if cap_open is None else cap_open) * big_w
+    cap_length, cap_radius = _CAP_LENGTH * big_w, radius * _CAP_RADIUS
     cap_end = cap_open + cap_length
 
     canvas = _shadow(canvas, [(body_start, tip_x, centre_y, radius), (cap_open, cap_end, centre_y, cap_radius)],

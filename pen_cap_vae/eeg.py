@@ -4,6 +4,7 @@ triangular window. All 20 probes are handled as one vector; nothing loops over t
 
 from __future__ import annotations
 
+import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from numpy.lib.stride_tricks import sliding_window_view
@@ -94,3 +95,33 @@ def spectral_exponent(signals: np.ndarray) -> np.ndarray:
     centred = log_frequency - log_frequency.mean()
     slope = ((log_power - log_power.mean(axis=-1, keepdims=True)) * centred).sum(axis=-1) / (centred**2).sum()
     return -slope
+
+
+class EEGPlotter:
+    """The article's two plots per probe per window, on two reused figures (drawing a new figure
+    per plot costs several times more)."""
+
+    def __init__(self, dpi: int):
+        self.dpi = dpi
+        self.trace_fig, self.trace_ax = plt.subplots(figsize=(20, 6))
+        (self.trace_line,) = self.trace_ax.plot([], [], lw=0.8)
+        self.spectrum_fig, self.spectrum_ax = plt.subplots(figsize=(6.4, 4.8))
+        (self.spectrum_line,) = self.spectrum_ax.plot([], [])
+
+    def save(self, trace: np.ndarray, trace_path, spectrum_x: np.ndarray, spectrum: np.ndarray, spectrum_path,
+             title: str) -> None:
+        self.trace_line.set_data(np.arange(len(trace)), trace)
+        self.trace_ax.relim()
+        self.trace_ax.autoscale_view()
+        self.trace_ax.set_title(f"EEG {title}: normalised activity over iterations")
+        self.trace_fig.savefig(trace_path, dpi=self.dpi)
+        self.spectrum_line.set_data(spectrum_x, spectrum)
+        self.spectrum_ax.relim()
+        self.spectrum_ax.autoscale_view()
+        self.spectrum_ax.set_title(f"smoothed log |DCT|, {title}", fontsize=8)
+        self.spectrum_ax.set_xlabel("DCT frequency bin (window centre)")
+        self.spectrum_fig.savefig(spectrum_path, dpi=100)
+
+    def close(self) -> None:
+        plt.close(self.trace_fig)
+        plt.close(self.spectrum_fig)

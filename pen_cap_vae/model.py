@@ -17,9 +17,43 @@ profile can run a shallower, narrower model.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
+
+VAE_CHECKPOINT_NAME = "vae.pt"   # train.py writes it, test.py reads it, in the profile's checkpoint folder
+_CLIP_WINDOW = 500               # gradient norms AutoClip takes its percentile over
+
+
+@dataclass(frozen=True)
+class VAESettings:
+    """Everything that shapes the sigma-VAE (the article's values as defaults). train.py stores it in
+    the checkpoint as "settings"; test.py rebuilds the model from it, as nanoGPT's sample.py does."""
+
+    image_height: int = 360     # pictures are resized to this (article: 360x640)
+    image_width: int = 640
+    patch: int = 10             # kernel and stride of the first/last convolution (article: 10)
+    layers: int = 20            # gated residual layers per encoder and in the decoder (article: 20)
+    channels: int = 128         # their width before the GLU (article: 128)
+    code_channels: int = 8      # channels of the latent code (article: 8)
+    sigma_mode: str = "learned"  # "learned" (article) or "optimal" (Rybkin et al. 2021)
+
+    def build(self) -> GaussianAutoencoder:
+        return GaussianAutoencoder(self.layers, self.channels, self.code_channels, self.patch, self.sigma_mode)
+
+
+@dataclass(frozen=True)
+class RecoderSettings:
+    """Everything that shapes the recoder (the article's values as defaults); stored in the date's checkpoint."""
+
+    layers: int = 20            # gated layers (article: 20)
+    channels: int = 64          # their width (article: 64)
+    code_channels: int = 8      # the VAE's code channels (article: 8)
+
+    def build(self) -> Recoder:
+        return Recoder(self.layers, self.channels, self.code_channels)
 
 
 def gated_residual(layer_out: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
@@ -221,3 +255,32 @@ def psnr(reference: torch.Tensor, estimate: torch.Tensor, peak: float = 1.0) -> 
     """Peak signal-to-noise ratio in dB of pictures in [0, peak]."""
     mse = float(((reference - estimate) ** 2).mean())
     return math.inf if mse == 0 else 10.0 * math.log10(peak * peak / mse)
+
+
+def vae_step(model: GaussianAutoencoder, optimizer: torch.optim.Optimizer, pictures: torch.Tensor,
+             gradient_norms: list[float] | None = None, clip_percentile: float = 0.0,
+             mixed_precision: bool = False) -> float:
+    """One optimisation step on the whole batch of pictures; returns the loss.
+
+    With `clip_percentile` > 0 the gradient is clipped to that percentile of the norms seen so far
+    (`gradient_norms`, appended to here): AutoClip, Seetharaman et al. 2020. Without it the full-size
+    model's loss spikes every few hundred steps once sigma has shrunk (the likelihood term grows as
+    1/sigma^2), and one such spike undid 700 steps of training in our runs.
+
+    `mixed_precision` runs the forward pass under bfloat16 autocast (no loss scaling needed, unlike
+    float16); autocast keeps the loss's sums and logarithms in float32."""
+    model.train()
+    with torch.autocast(pictures.device.type, dtype=torch.bfloat16, enabled=mixed_precision):
+        _, loss = model(pictures)
+    loss = loss.float()
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if clip_percentile > 0 and gradient_norms is not None:
+        # A window of recent norms, not the whole history: the norms grow as sigma shrinks.
+        recent = gradient_norms[-_CLIP_WINDOW:]
+        threshold = float(np.percentile(recent, clip_percentile)) if len(recent) >= 10 else math.inf
+        norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), threshold))
+        if math.isfinite(norm):
+            gradient_norms.append(norm)
+    optimizer.step()
+    return float(loss.detach())

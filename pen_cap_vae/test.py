@@ -2,90 +2,84 @@
 
 Run: python -m pen_cap_vae.test [--quick] [--set CYCLES=2] [--fresh]   (after python -m pen_cap_vae.train)
 
-Every iteration the recoder maps the current code x1 to y = tanh(recoder(x1)) * max|code| * 1.1 and
-is trained with the article's iteration-dependent loss: stay correlated with x1 (less so on the
-plateau and at the three culmination pulses), move towards picture 1's code for the first 1060
-iterations of each 5300-iteration cycle and towards the last picture's code after; then
-x1 <- 0.5 x1 + 0.5 y. Each iteration's x1 is decoded to a frame. Twenty hidden units are recorded
-as an "EEG"; every 1000 iterations their traces and smoothed DCT log spectra are plotted, named as
-in the article. Beyond the article: the date made visible (correlation of x1 with picture 1's and
-the last picture's codes over the cycle, with s(t) underneath) and the EEG's 1/f^alpha exponent.
+The loop is pen_cap_vae.date's (the article's recoder, loss and moving average of the code). Each
+iteration's code is decoded to a frame; twenty hidden units are recorded as an "EEG" and every
+EEG_WINDOW iterations their traces and smoothed DCT log spectra are plotted, named as in the
+article. Beyond the article: the date track (pen_cap_vae.track: each frame's likeness to each
+picture and where the cap is, per phase in run.json, plotted over s(t)) and the EEG's 1/f^alpha
+exponent. Rerunning continues an interrupted date: frames, EEG windows and the track carry on.
 """
 
 from __future__ import annotations
 
 import shutil
-from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from tqdm import tqdm
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-
-from lab import LabError, exit_on_lab_error, start_run  # noqa: E402
-from lab.checkpoint import (  # noqa: E402
+from lab import LabError, exit_on_lab_error, start_run
+from lab.checkpoint import (
     InterruptGuard,
-    check_compatible,
+    fingerprint_files,
     load_checkpoint,
     load_state_dict_strict,
+    resume,
     save_checkpoint,
 )
-from lab.constants import collect_constants  # noqa: E402
-from lab.paths import outputs_root  # noqa: E402
-from lab.plots import save_figure  # noqa: E402
-from pen_cap_vae import train  # noqa: E402
-from pen_cap_vae.data import load_pictures, to_uint8_image  # noqa: E402
-from pen_cap_vae.eeg import EEGRecorder, draw_probes, log_spectrum, smooth_spectrum, spectral_exponent  # noqa: E402
-from pen_cap_vae.model import Recoder, corrloss, date_schedule, recoder_loss  # noqa: E402
+from lab.plots import save_figure
+from pen_cap_vae.data import load_pictures
+from pen_cap_vae.date import Date, FrameSink
+from pen_cap_vae.eeg import EEGPlotter, EEGRecorder, draw_probes, log_spectrum, smooth_spectrum, spectral_exponent
+from pen_cap_vae.model import VAE_CHECKPOINT_NAME, RecoderSettings, VAESettings
+from pen_cap_vae.track import DateTrack, phase_bounds, summarise
 
 # -----------------------------------------------------------------------------
 # Constants. The article's values are the defaults; edit them here or use --set.
-VAE_CHECKPOINT = ""        # the trained VAE; "" = train.py's checkpoint of this profile. A bare state_dict
-                           # (the article's own) is loaded into the article's 20-layer 360x640 model
+VAE_CHECKPOINT = ""        # the trained VAE ("" = train.py's of this profile); a bare state_dict is the article's
 PICTURES_DIR = ""          # the pictures to encode ("" = data/pen_cap/); first and last are the date's ends
-CYCLES = 1                 # how many 5300-iteration dates to run
-CYCLE_LENGTH = 5300        # iterations of one date (article: i % 5300)
-SWITCH_ITERATION = 1060    # from here on in each cycle the target is the last picture's code (article: 1060)
-RECODER_LAYERS = 20        # gated layers of the recoder (article: 20)
-RECODER_CHANNELS = 64      # their width (article: 64)
-LEARNING_RATE = 1e-4       # Adam's step size for the recoder (not in the article: our choice)
-EEG_PROBES = 20            # recorded hidden units (article: 20)
-EEG_PROBE_CHANNELS = 16    # probes are drawn from the first 16 channels (article: q < 16)
-EEG_MEAN_DECAY = 0.99      # running mean of each probe (article: 0.99)
-EEG_VAR_DECAY = 0.9        # running variance of each probe (article: 0.9)
-EEG_WINDOW = 1000          # iterations between spectra and plots (article: 1000)
-SMOOTH_WIDTH = 100         # width of the triangular window over the spectrum (article: 100)
-SMOOTH_POSITIONS = 900     # positions of that window (article: 900)
-EEG_PLOT_DPI = 120         # resolution of the 20x6-inch EEG plots (article: 120)
-SAVE_FRAMES = True         # decode and write frames/000000.jpg ... every iteration
+CYCLES = 1                 # how many dates to run {> 0}
+CYCLE_LENGTH = 5300        # iterations of one date (article: i % 5300) {>= 2}
+SWITCH_ITERATION = 1060    # from here on in each cycle the target is the last picture's code (article) {>= 0}
+RECODER_LAYERS = 20        # gated layers of the recoder (article: 20) {> 0}
+RECODER_CHANNELS = 64      # their width (article: 64) {> 0}
+LEARNING_RATE = 1e-4       # Adam's step size for the recoder (not in the article: our choice) {> 0}
+EEG_PROBES = 20            # recorded hidden units (article: 20) {> 0}
+EEG_PROBE_CHANNELS = 16    # probes are drawn from the first 16 channels (article: q < 16) {> 0}
+EEG_MEAN_DECAY = 0.99      # running mean of each probe (article: 0.99) {>= 0, <= 1}
+EEG_VAR_DECAY = 0.9        # running variance of each probe (article: 0.9) {>= 0, < 1}
+EEG_WINDOW = 1000          # iterations between spectra and plots (article: 1000) {> 0}
+SMOOTH_WIDTH = 100         # width of the triangular window over the spectrum (article: 100) {>= 2}
+SMOOTH_POSITIONS = 900     # positions of that window (article: 900) {> 0}
+EEG_PLOT_DPI = 120         # resolution of the 20x6-inch EEG plots (article: 120) {> 0}
+SAVE_FRAMES = True         # write frames/000000.jpg ... every iteration
 SAVE_EEG_PLOTS = True      # write the encephalograms*/ plots every EEG_WINDOW iterations
-FRAME_QUALITY = 90         # JPEG quality of the frames
-CHECKPOINT_EVERY = 500     # iterations between checkpoints of the recoder (Ctrl+C also saves)
-TORCH_THREADS = 0          # CPU threads for torch (0: torch's default); 1 is far faster on a busy machine
-SEED = 0                   # -1 draws a random seed and prints it
+FRAME_QUALITY = 90         # JPEG quality of the frames {> 0, <= 100}
+CHECKPOINT_EVERY = 500     # iterations between checkpoints of the date (Ctrl+C also saves) {> 0}
+MIXED_PRECISION = False    # bfloat16 autocast for the recoder's forward pass (for GPUs; see pen_cap_vae.bench)
+TORCH_THREADS = 0          # CPU threads for torch (0: torch's default); 1 is far faster on a busy machine {>= 0}
+SEED = 0                   # -1 draws a random seed and prints it {>= -1}
 DEVICE = "auto"            # "auto" (CUDA if available), "cpu" or "cuda"
-QUICK = {"TORCH_THREADS": 1, "CYCLE_LENGTH": 600, "SWITCH_ITERATION": 120, "RECODER_CHANNELS": 32, "LEARNING_RATE": 3e-4,
-         "EEG_WINDOW": 200, "SMOOTH_WIDTH": 20, "SMOOTH_POSITIONS": 180, "EEG_PLOT_DPI": 50, "CHECKPOINT_EVERY": 200}
+QUICK = {"TORCH_THREADS": 1, "CYCLE_LENGTH": 600, "SWITCH_ITERATION": 120, "RECODER_CHANNELS": 32,
+         "LEARNING_RATE": 3e-4, "EEG_WINDOW": 200, "SMOOTH_WIDTH": 20, "SMOOTH_POSITIONS": 180, "EEG_PLOT_DPI": 50,
+         "CHECKPOINT_EVERY": 200}
 DRY_RUN = {"CYCLE_LENGTH": 40, "SWITCH_ITERATION": 8, "RECODER_LAYERS": 3, "RECODER_CHANNELS": 8,
            "EEG_PROBE_CHANNELS": 8, "EEG_WINDOW": 20, "SMOOTH_WIDTH": 4, "SMOOTH_POSITIONS": 16, "EEG_PLOT_DPI": 30,
            "CHECKPOINT_EVERY": 15}
 # -----------------------------------------------------------------------------
 
-# A recoder checkpoint is resumed only with these unchanged.
-_RECODER_ARCHITECTURE = ["CYCLE_LENGTH", "SWITCH_ITERATION", "RECODER_LAYERS", "RECODER_CHANNELS", "EEG_PROBES",
-                        "EEG_PROBE_CHANNELS", "EEG_WINDOW"]
-_CHECKPOINT_NAME = "recoder.pt"
+# A date's checkpoint is resumed only with these unchanged (and the same pictures and VAE).
+ARCHITECTURE = ["CYCLE_LENGTH", "SWITCH_ITERATION", "RECODER_LAYERS", "RECODER_CHANNELS", "EEG_PROBES",
+                "EEG_PROBE_CHANNELS", "EEG_WINDOW"]
+CHECKPOINT_NAME = "recoder.pt"
+OUTPUT_FOLDERS = ("frames", "encephalograms", "encephalograms_log_spectrae")
 
 
 def check_constants(cfg) -> None:
-    if cfg.CYCLES < 1 or cfg.CYCLE_LENGTH < 2:
-        raise LabError(f"CYCLES must be >= 1 and CYCLE_LENGTH >= 2, got {cfg.CYCLES} and {cfg.CYCLE_LENGTH}")
-    if not 0 <= cfg.SWITCH_ITERATION < cfg.CYCLE_LENGTH:
+    if cfg.SWITCH_ITERATION >= cfg.CYCLE_LENGTH:
         raise LabError(f"SWITCH_ITERATION must lie in [0, CYCLE_LENGTH={cfg.CYCLE_LENGTH}), got {cfg.SWITCH_ITERATION}")
     if cfg.EEG_PROBE_CHANNELS > cfg.RECODER_CHANNELS:
         raise LabError(f"EEG_PROBE_CHANNELS ({cfg.EEG_PROBE_CHANNELS}) cannot exceed RECODER_CHANNELS "
@@ -96,66 +90,70 @@ def check_constants(cfg) -> None:
 
 
 def load_vae(run, cfg):
-    """The trained VAE (eval mode) and the constants it was trained with."""
-    path = cfg.VAE_CHECKPOINT or outputs_root() / "pen_cap_vae" / "checkpoints" / run.profile / train._CHECKPOINT_NAME
+    """The trained VAE (eval mode), rebuilt from the settings stored in its checkpoint, and its path."""
+    path = Path(cfg.VAE_CHECKPOINT) if cfg.VAE_CHECKPOINT else run.checkpoint_dir / VAE_CHECKPOINT_NAME
     flag = {"quick": " --quick", "dry_run": " --dry-run"}.get(run.profile, "")
-    if not Path(path).is_file():
+    if not path.is_file():
         raise LabError(f"no trained VAE at {path}: run python -m pen_cap_vae.train{flag} first")
     checkpoint = load_checkpoint(path, map_location="cpu")
-    if "model" in checkpoint and "constants" in checkpoint:
-        constants, state_dict = checkpoint["constants"], checkpoint["model"]
+    if "settings" in checkpoint:
+        settings, state_dict = VAESettings(**checkpoint["settings"]), checkpoint["model"]
+    elif "model" in checkpoint:
+        raise LabError(f"the VAE checkpoint {path} has no stored settings (an older version of train.py made it); "
+                       f"retrain with python -m pen_cap_vae.train{flag} --fresh")
     else:  # a bare state_dict, e.g. saved by the article's code: the article's architecture
-        constants, state_dict = collect_constants(vars(train)), checkpoint
-    vae = train.build_vae(constants)
+        settings, state_dict = VAESettings(), checkpoint
+    vae = settings.build()
     load_state_dict_strict(vae, state_dict, f"the VAE checkpoint {path}")
-    return vae.to(run.device).eval(), constants
+    return vae.to(run.device).eval(), settings, path
 
 
-class FrameWriter:
-    """Writes frames in a background thread (PIL's JPEG encoder releases the GIL), one at a time."""
+@dataclass
+class Session:
+    """What the loop works on, all of it in the date's checkpoint."""
 
-    def __init__(self, quality: int):
-        self.quality, self.pool, self.pending = quality, ThreadPoolExecutor(max_workers=1), None
+    date: Date
+    recorder: EEGRecorder
+    track: DateTrack
+    schedule: list[float] = field(default_factory=list)   # s(t) per iteration
+    losses: list[float] = field(default_factory=list)     # the recoder's loss per iteration
+    exponents: list[np.ndarray] = field(default_factory=list)  # EEG spectral exponents per window
+    step: int = 0
 
-    def write(self, array: np.ndarray, path) -> None:
-        if self.pending is not None:
-            self.pending.result()
-        self.pending = self.pool.submit(lambda: Image.fromarray(array).save(path, quality=self.quality))
-
-    def close(self) -> None:
-        if self.pending is not None:
-            self.pending.result()
-        self.pool.shutdown()
+    def checkpoint(self, meta: dict) -> dict:
+        return {**self.date.state(), "eeg": self.recorder.state(), "track": self.track.state(),
+                "schedule": torch.tensor(self.schedule, dtype=torch.float64),
+                "losses": torch.tensor(self.losses, dtype=torch.float64),
+                "exponents": torch.from_numpy(np.stack(self.exponents)) if self.exponents else torch.zeros(0), **meta}
 
 
-class EEGPlotter:
-    """The article's two plots per probe per window, on two reused figures (drawing a new figure
-    per plot costs several times more)."""
-
-    def __init__(self, dpi: int):
-        self.dpi = dpi
-        self.trace_fig, self.trace_ax = plt.subplots(figsize=(20, 6))
-        (self.trace_line,) = self.trace_ax.plot([], [], lw=0.8)
-        self.spectrum_fig, self.spectrum_ax = plt.subplots(figsize=(6.4, 4.8))
-        (self.spectrum_line,) = self.spectrum_ax.plot([], [])
-
-    def save(self, trace: np.ndarray, trace_path, spectrum_x: np.ndarray, spectrum: np.ndarray, spectrum_path,
-             title: str) -> None:
-        self.trace_line.set_data(np.arange(len(trace)), trace)
-        self.trace_ax.relim()
-        self.trace_ax.autoscale_view()
-        self.trace_ax.set_title(f"EEG {title}: normalised activity over iterations")
-        self.trace_fig.savefig(trace_path, dpi=self.dpi)
-        self.spectrum_line.set_data(spectrum_x, spectrum)
-        self.spectrum_ax.relim()
-        self.spectrum_ax.autoscale_view()
-        self.spectrum_ax.set_title(f"smoothed log |DCT|, {title}", fontsize=8)
-        self.spectrum_ax.set_xlabel("DCT frequency bin (window centre)")
-        self.spectrum_fig.savefig(spectrum_path, dpi=100)
-
-    def close(self) -> None:
-        plt.close(self.trace_fig)
-        plt.close(self.spectrum_fig)
+def open_session(run, cfg, vae, settings: VAESettings, pictures: torch.Tensor, fingerprint: str):
+    """Resume the date from its checkpoint (same pictures, VAE and architecture), or start it."""
+    total = cfg.CYCLES * cfg.CYCLE_LENGTH
+    ckpt = resume(run, CHECKPOINT_NAME, architecture=ARCHITECTURE, steps=total, data=fingerprint,
+                  map_location=run.device)
+    track = DateTrack(pictures.permute(0, 2, 3, 1).cpu().numpy())
+    if not track.locator.available:
+        print(f"note: {track.locator.reason}")
+    if ckpt.state is None:
+        for folder in OUTPUT_FOLDERS:
+            shutil.rmtree(run.out_dir / folder, ignore_errors=True)
+        date = Date.start(RecoderSettings(cfg.RECODER_LAYERS, cfg.RECODER_CHANNELS, settings.code_channels),
+                          cfg.LEARNING_RATE, vae, pictures, cfg.CYCLE_LENGTH, cfg.SWITCH_ITERATION)
+        rows, columns = date.first_code.shape[2:]
+        recorder = EEGRecorder(draw_probes(cfg.EEG_PROBES, cfg.RECODER_LAYERS, cfg.EEG_PROBE_CHANNELS, rows, columns),
+                               cfg.EEG_MEAN_DECAY, cfg.EEG_VAR_DECAY)
+        return Session(date, recorder, track), ckpt
+    state = ckpt.state
+    date = Date.from_state(state, cfg.LEARNING_RATE, cfg.CYCLE_LENGTH, cfg.SWITCH_ITERATION)
+    recorder = EEGRecorder(state["eeg"]["probes"].numpy(), cfg.EEG_MEAN_DECAY, cfg.EEG_VAR_DECAY)
+    recorder.load_state(state["eeg"])
+    track.load_state(state["track"])
+    exponents = list(state["exponents"].numpy()) if len(state["exponents"]) else []
+    for stale in sorted((run.out_dir / "frames").glob("*.jpg"))[ckpt.step:]:
+        stale.unlink()  # written after the last checkpoint: the resumed date writes them again
+    return Session(date, recorder, track, state["schedule"].tolist(), state["losses"].tolist(), exponents,
+                   ckpt.step), ckpt
 
 
 def eeg_window_outputs(run, cfg, recorder: EEGRecorder, plotter: EEGPlotter | None, window_index: int):
@@ -172,21 +170,78 @@ def eeg_window_outputs(run, cfg, recorder: EEGRecorder, plotter: EEGPlotter | No
     return spectral_exponent(signals)
 
 
-def plot_date(path, trace: dict, cycle: int, switch: int) -> None:
-    iterations = np.arange(len(trace["corr_first"]))
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(11, 6), sharex=True, gridspec_kw={"height_ratios": [2, 1]})
-    top.plot(iterations, trace["corr_first"], label="corr(x1, picture 1's code)", lw=1)
-    top.plot(iterations, trace["corr_last"], label="corr(x1, last picture's code)", lw=1)
+def run_date(run, cfg, session: Session, vae, ckpt) -> bool:
+    """The date from the resumed iteration on; True when Ctrl+C stopped it."""
+    total = cfg.CYCLES * cfg.CYCLE_LENGTH
+    frames_dir = run.out_dir / "frames"
+    frames_dir.mkdir(parents=True, exist_ok=True)
+    sink = FrameSink(cfg.FRAME_QUALITY, session.track.add)
+    plotter = EEGPlotter(cfg.EEG_PLOT_DPI) if cfg.SAVE_EEG_PLOTS else None
+    date, track = session.date, session.track
+    try:
+        with InterruptGuard() as guard, tqdm(total=total, initial=session.step, desc="date", mininterval=1) as bar:
+            for i in range(session.step, total):
+                s, loss, hidden = date.iterate(i, cfg.MIXED_PRECISION)
+                with torch.no_grad():
+                    session.recorder.record(session.recorder.read(hidden))
+                    sink.put(vae.decoder(date.x1)[0], frames_dir / f"{i:06d}.jpg" if cfg.SAVE_FRAMES else None)
+                session.schedule.append(s)
+                session.losses.append(loss)
+                session.step = i + 1
+                if (i + 1) % cfg.EEG_WINDOW == 0:
+                    session.exponents.append(eeg_window_outputs(run, cfg, session.recorder, plotter,
+                                                                i // cfg.EEG_WINDOW + 1))
+                bar.update(1)
+                if (i + 1) % 10 == 0 or i + 1 == total:  # the track lags a frame or two behind the loop
+                    sink.flush()
+                    near = np.asarray(track.likeness[-1])
+                    run.log_scalars(i + 1, s=s, loss=loss, cap_position=track.cap[-1],
+                                    **{f"likeness_{k + 1}": float(v) for k, v in enumerate(near)})
+                    bar.set_postfix(s=f"{s:.3f}", nearest=int(near.argmax()) + 1, likeness=f"{near.max():.3f}",
+                                    cap=f"{track.cap[-1]:.3f}", refresh=False)
+                if (i + 1) % cfg.CHECKPOINT_EVERY == 0 or i + 1 == total or guard.requested:
+                    sink.flush()
+                    save_checkpoint(ckpt.path, session.checkpoint(ckpt.meta(i + 1)))
+                if guard.requested:
+                    return True
+    finally:
+        sink.close()
+        if plotter is not None:
+            plotter.close()
+    return False
+
+
+def plot_date(path, session: Session, cycle: int, switch: int) -> None:
+    """The date track over the iterations: likeness to each picture, the cap's position, s(t)."""
+    similar, cap = np.asarray(session.track.likeness), np.asarray(session.track.cap)
+    iterations = np.arange(len(similar))
+    has_cap = np.isfinite(cap).any()
+    rows = 3 if has_cap else 2
+    fig, axes = plt.subplots(rows, 1, figsize=(11, 2.6 * rows + 1), sharex=True,
+                             gridspec_kw={"height_ratios": [2, 1.4, 1][:rows]})
+    for k in range(similar.shape[1]):
+        axes[0].plot(iterations, similar[:, k], lw=1, label=f"picture {k + 1}")
+    shades = {"start": "0.93", "approach": "#dce9f5", "plateau": "#e8f3e0", "culmination": "#f7e3d8"}
     for start in range(0, len(iterations), cycle):
-        top.axvline(start + switch, color="grey", ls=":", lw=1)
-    top.set_ylabel("Pearson correlation")
-    top.set_title("The date made visible: the code's likeness to the two pictures (dotted: target switch)")
-    top.legend(loc="lower right")
-    top.grid(alpha=0.3)
-    bottom.plot(iterations, trace["s"], color="black", lw=1)
-    bottom.set_ylabel("s(t)")
-    bottom.set_xlabel("iteration")
-    bottom.grid(alpha=0.3)
+        for name, (first, end) in phase_bounds(cycle, switch).items():
+            for ax in axes:
+                ax.axvspan(start + first, min(start + end, len(iterations)), color=shades[name], lw=0,
+                           label=name if ax is axes[0] and start == 0 else None)
+    axes[0].set_ylabel("likeness (pixel correlation)")
+    axes[0].set_title("The date, frame by frame: which picture each frame looks like, where the cap is, s(t)")
+    axes[0].legend(loc="lower left", ncol=4, fontsize=8)
+    if has_cap:
+        axes[1].plot(iterations, cap, lw=0.8, color="tab:blue")
+        for k, position in enumerate(session.track.locator.picture_positions):
+            axes[1].axhline(position, color="grey", ls="--", lw=0.8)
+            axes[1].text(0, position, f" picture {k + 1}", va="bottom", fontsize=7, color="grey")
+        axes[1].set_ylabel("cap's open end\n(fraction of width)")
+    axes[-1].plot(iterations, session.schedule, color="black", lw=1)
+    axes[-1].set_ylabel("s(t)")
+    axes[-1].set_xlabel("iteration")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+        ax.set_xlim(0, max(1, len(iterations) - 1))
     save_figure(fig, path, dpi=100)
 
 
@@ -206,12 +261,53 @@ def plot_exponents(path, exponents: np.ndarray, window: int) -> None:
     save_figure(fig, path, dpi=100)
 
 
-def phase_means(trace: dict, cycle: int) -> dict:
-    """Mean correlations in the date's phases: t < 0.2, the plateau 0.2 <= t < 0.88, the culmination."""
-    t = (np.arange(len(trace["corr_first"])) % cycle + 1) / cycle
-    phases = {"start": t < 0.2, "plateau": (t >= 0.2) & (t < 0.88), "culmination": t >= 0.88}
-    return {f"{key}_{name}": round(float(np.mean(np.asarray(trace[key])[mask])), 4)
-            for name, mask in phases.items() if mask.any() for key in ("corr_first", "corr_last")}
+def add_claims(run, summary: dict, pictures: int) -> None:
+    """The article's date, as the frames show it: nearest picture 1 while pulled to it, then the
+    last picture on the plateau, and three dips of likeness at the culmination's pulses."""
+    phases = summary["phases"]
+    order = " -> ".join(f"{name} {phases[name]['nearest_picture']}" for name in phases)
+    shown = phases.get("approach", {}).get("nearest_picture") == 1 and \
+        phases.get("plateau", {}).get("nearest_picture") == pictures
+    run.add_claim("the date has an approach (frames like picture 1) and a plateau (like the last picture)",
+                  f"nearest picture per phase: {order}", shown if "approach" in phases else None)
+    dips = summary["culmination_dips"]
+    if dips:
+        run.add_claim("the culmination has three pulses (the frames break away from the last picture three times)",
+                      "likeness dips at the pulses: " + ", ".join(f"{d['dip']:.3f}" for d in dips)
+                      + f" (visible: > {summary['dip_threshold']:.3f})",
+                      len(dips) == 3 and all(d["visible"] for d in dips))
+
+
+def report(run, cfg, session: Session, interrupted: bool) -> None:
+    """The date track plot and summary, the EEG exponents, the claims, run.json."""
+    width = session.track.pictures.shape[2]
+    metrics = {"iterations": session.step}
+    if session.track.likeness:
+        plot_date(run.path("date.png"), session, cfg.CYCLE_LENGTH, cfg.SWITCH_ITERATION)
+        run.add_artifact(run.path("date.png"), "the date track: likeness of each frame to each picture, "
+                                               "the cap's position, s(t) below")
+        summary = summarise(session.track, cfg.CYCLE_LENGTH, cfg.SWITCH_ITERATION, width)
+        metrics.update(summary)
+        metrics["cap_positions_of_pictures"] = [round(p, 4) for p in session.track.locator.picture_positions]
+        add_claims(run, summary, len(session.track.pictures))
+    if session.exponents:
+        table = np.stack(session.exponents)
+        plot_exponents(run.path("spectral_exponent.png"), table, cfg.EEG_WINDOW)
+        run.add_artifact(run.path("spectral_exponent.png"), "EEG spectral exponent alpha per window")
+        metrics.update({"eeg_alpha_median": round(float(np.median(table)), 3),
+                        "eeg_alpha_per_window": [round(float(v), 3) for v in np.median(table, axis=1)]})
+        if cfg.SAVE_EEG_PLOTS:
+            last = table.shape[0]
+            p, q, m, n = session.recorder.probes[0].tolist()
+            for folder, caption in (("encephalograms", "EEG of probe 1"),
+                                    ("encephalograms_log_spectrae", "smoothed log spectrum of probe 1")):
+                run.add_artifact(run.out_dir / folder / "1" / f"pic_{p}_{q}_{m}_{n}_{last}.jpg",
+                                 f"{caption}, window {last} (all 20 probes in {folder}/)")
+    frames = sorted((run.out_dir / "frames").glob("*.jpg"))
+    if frames:
+        run.add_artifact(frames[-1], f"the last frame ({frames[-1].name})")
+    metrics["frames"] = len(frames)
+    run.finish(metrics, status="interrupted" if interrupted else "complete")
 
 
 @exit_on_lab_error
@@ -219,116 +315,12 @@ def main(argv=None):
     run = start_run("pen_cap_vae", globals(), argv, framework="torch")
     cfg = run.cfg
     check_constants(cfg)
-    vae, vae_constants = load_vae(run, cfg)
-    pictures, paths = load_pictures(cfg.PICTURES_DIR, vae_constants["IMAGE_HEIGHT"], vae_constants["IMAGE_WIDTH"],
-                                    vae_constants["PATCH"])
-    pictures = pictures.to(run.device)
-    code_channels = vae_constants["CODE_CHANNELS"]
-    recoder = Recoder(cfg.RECODER_LAYERS, cfg.RECODER_CHANNELS, code_channels).to(run.device)
-    optimizer = torch.optim.Adam(recoder.parameters(), lr=cfg.LEARNING_RATE)
-
-    path = run.checkpoint_path(_CHECKPOINT_NAME)
-    frames_dir = run.out_dir / "frames"
-    total = cfg.CYCLES * cfg.CYCLE_LENGTH
-    trace = {"corr_first": [], "corr_last": [], "s": [], "loss": []}
-    exponents: list[np.ndarray] = []
-    start = 0
-    if path.exists() and not run.fresh:
-        checkpoint = load_checkpoint(path, map_location=run.device)
-        check_compatible(checkpoint["constants"], run.constants, _RECODER_ARCHITECTURE, path)
-        recoder.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        start, x1 = checkpoint["step"], checkpoint["x1"]
-        first_code, last_code = checkpoint["first_code"], checkpoint["last_code"]
-        recorder = EEGRecorder(np.zeros((0, 4)), cfg.EEG_MEAN_DECAY, cfg.EEG_VAR_DECAY)
-        recorder.load_state(checkpoint["eeg"])
-        trace = {k: list(v.tolist()) for k, v in checkpoint["trace"].items()}
-        exponents = list(checkpoint["exponents"].numpy()) if len(checkpoint["exponents"]) else []
-        print(f"resuming the date at iteration {start} of {total} ({path})")
-    else:
-        if run.fresh:
-            for folder in ("frames", "encephalograms", "encephalograms_log_spectrae"):
-                shutil.rmtree(run.out_dir / folder, ignore_errors=True)
-        with torch.no_grad():
-            # The codes of the first and the last picture (the article's inp_code and inp_code2).
-            first_code = vae.encode(pictures[:1])
-            last_code = vae.encode(pictures[-1:])
-            x1 = torch.randn_like(first_code)  # the article starts from N(0, 1)
-        rows, columns = first_code.shape[2], first_code.shape[3]
-        recorder = EEGRecorder(draw_probes(cfg.EEG_PROBES, cfg.RECODER_LAYERS, cfg.EEG_PROBE_CHANNELS, rows, columns),
-                               cfg.EEG_MEAN_DECAY, cfg.EEG_VAR_DECAY)
-    code_max = max(first_code.abs().max(), last_code.abs().max())  # the article's inp_c_max
-    frames_dir.mkdir(parents=True, exist_ok=True)
-
-    def save(at: int) -> None:
-        save_checkpoint(path, {
-            "model": recoder.state_dict(), "optimizer": optimizer.state_dict(), "step": at, "constants": run.constants,
-            "x1": x1, "first_code": first_code, "last_code": last_code, "eeg": recorder.state(),
-            "trace": {k: torch.tensor(v, dtype=torch.float64) for k, v in trace.items()},
-            "exponents": torch.from_numpy(np.stack(exponents)) if exponents else torch.zeros(0)})
-
-    writer = FrameWriter(cfg.FRAME_QUALITY) if cfg.SAVE_FRAMES else None
-    plotter = EEGPlotter(cfg.EEG_PLOT_DPI) if cfg.SAVE_EEG_PLOTS else None
-    i = start
-    try:
-        with InterruptGuard() as guard, tqdm(total=total, initial=start, desc="date", mininterval=1) as bar:
-            for i in range(start, total):
-                s = date_schedule(i, cfg.CYCLE_LENGTH)["s"]
-                target = first_code if i % cfg.CYCLE_LENGTH < cfg.SWITCH_ITERATION else last_code
-                y, hidden = recoder(x1, return_h=True)
-                y = torch.tanh(y) * code_max * 1.1
-                loss, _, _, _ = recoder_loss(y, x1, target, s)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                with torch.no_grad():
-                    x1 = x1 * 0.5 + 0.5 * y.detach()  # the article's moving average of the code
-                    recorder.record(recorder.read(hidden))
-                    trace["corr_first"].append(1.0 - float(corrloss(x1, first_code)[0]))
-                    trace["corr_last"].append(1.0 - float(corrloss(x1, last_code)[0]))
-                    trace["s"].append(s)
-                    trace["loss"].append(float(loss.detach()))
-                    if writer is not None:
-                        writer.write(to_uint8_image(vae.decoder(x1)[0]), frames_dir / f"{i:06d}.jpg")
-                if (i + 1) % cfg.EEG_WINDOW == 0:
-                    exponents.append(eeg_window_outputs(run, cfg, recorder, plotter, i // cfg.EEG_WINDOW + 1))
-                bar.update(1)
-                bar.set_postfix(s=f"{s:.3f}", corr_first=f"{trace['corr_first'][-1]:.3f}",
-                                corr_last=f"{trace['corr_last'][-1]:.3f}", refresh=False)
-                if (i + 1) % cfg.CHECKPOINT_EVERY == 0 or guard.requested:
-                    save(i + 1)
-                if guard.requested:
-                    break
-            else:
-                save(total)
-    finally:
-        if writer is not None:
-            writer.close()
-        if plotter is not None:
-            plotter.close()
-
-    done = len(trace["s"])
-    plot_date(run.path("date.png"), trace, cfg.CYCLE_LENGTH, cfg.SWITCH_ITERATION)
-    run.add_artifact(run.path("date.png"), "the date: correlation of the code with the two pictures, s(t) below")
-    metrics = {"iterations": done, **phase_means(trace, cfg.CYCLE_LENGTH)}
-    if exponents:
-        table = np.stack(exponents)
-        plot_exponents(run.path("spectral_exponent.png"), table, cfg.EEG_WINDOW)
-        run.add_artifact(run.path("spectral_exponent.png"), "EEG spectral exponent alpha per window")
-        metrics.update({"eeg_alpha_median": round(float(np.median(table)), 3),
-                        "eeg_alpha_per_window": [round(float(v), 3) for v in np.median(table, axis=1)]})
-        if plotter is not None:
-            last = table.shape[0]
-            p, q, m, n = recorder.probes[0].tolist()
-            for folder, caption in (("encephalograms", "EEG of probe 1"),
-                                    ("encephalograms_log_spectrae", "smoothed log spectrum of probe 1")):
-                run.add_artifact(run.out_dir / folder / "1" / f"pic_{p}_{q}_{m}_{n}_{last}.jpg",
-                                 f"{caption}, window {last} (all 20 probes in {folder}/)")
-    frames = sorted(frames_dir.glob("*.jpg"))
-    if frames:
-        run.add_artifact(frames[-1], f"the last frame ({frames[-1].name})")
-    metrics["frames"] = len(frames)
-    run.finish(metrics, status="interrupted" if done < total else "complete")
+    vae, settings, vae_path = load_vae(run, cfg)
+    pictures, paths = load_pictures(cfg.PICTURES_DIR, settings.image_height, settings.image_width, settings.patch)
+    session, ckpt = open_session(run, cfg, vae, settings, pictures.to(run.device),
+                                 fingerprint_files([*paths, vae_path]))
+    interrupted = run_date(run, cfg, session, vae, ckpt)
+    report(run, cfg, session, interrupted)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,202 @@
+"""The date track (issue 16): what a person sees in each frame of the date, measured in pixels.
+
+For every decoded frame: its likeness to each of the pictures (Pearson correlation of the pixels,
+the frame and the picture both at the VAE's size) and where the cap is. The pictures are drawn by
+the project (pen_cap_vae.draw_pictures), so the cap's look and its position in each picture are
+known: the cap of picture 1, cut out of a freshly drawn copy, is matched along the pen's axis by
+normalised cross-correlation (skimage's match_template), and the best match's left edge is the
+cap's open end, as a fraction of the width (1: 0.74, 2: 0.655, 3: 0.545 of the width). A blend
+of two pictures shows two faint caps; the estimate follows the stronger one.
+
+Pictures of the user's own whose cap the template does not find (a peak correlation under
+`CapLocator.MIN_SCORE` in the first or last picture) get a likeness-only track, said once.
+
+The phases of one cycle (article: t = (i mod 5300 + 1) / 5300): "start" until s1's step at
+t = 0.1 (the code leaves the noise it starts from), "approach" from there to SWITCH_ITERATION
+(the code is pulled to picture 1), "plateau" from the switch until t = 0.88 (pulled to the last
+picture, s steady at 0.16), "culmination" from t = 0.88 (the three pulses at t = 0.90, 0.93, 0.96).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.fft import rfft, rfftfreq
+from skimage.feature import match_template
+
+from pen_cap_vae.draw_pictures import cap_box, draw_picture
+
+PULSE_TIMES = (0.90, 0.93, 0.96)   # the article's three Lorentzian pulses of s_(t)
+PULSE_HALF_WIDTH = 0.01            # ... with half-width 0.01 of the cycle
+APPROACH_T, CULMINATION_T = 0.1, 0.88
+DIP_THRESHOLD = 0.02               # the least drop of likeness that counts as a visible pulse
+
+
+def likeness(frame: np.ndarray, pictures: np.ndarray) -> np.ndarray:
+    """Pearson correlation of one (H, W, 3) frame with each of (K, H, W, 3) pictures, over all pixels."""
+    centred = frame.reshape(-1) - frame.mean()
+    flat = pictures.reshape(len(pictures), -1)
+    flat = flat - flat.mean(axis=1, keepdims=True)
+    norms = np.linalg.norm(flat, axis=1) * max(float(np.linalg.norm(centred)), 1e-12)
+    return flat @ centred / norms
+
+
+def shrink(frame: np.ndarray, factor: int) -> np.ndarray:
+    """Mean over factor x factor blocks (the edge rows and columns that do not fill a block are dropped)."""
+    if factor == 1:
+        return frame
+    height, width = frame.shape[0] // factor * factor, frame.shape[1] // factor * factor
+    return frame[:height, :width].reshape(height // factor, factor, width // factor, factor, -1).mean(axis=(1, 3))
+
+
+class CapLocator:
+    """Where the cap's open end is in a frame (a fraction of the width), by template matching."""
+
+    MIN_SCORE = 0.6   # a peak correlation below this in a picture: the template is not that cap
+    MAX_WIDTH = 160   # frames are shrunk by a whole factor to at most this width first: the match costs
+                      # ~10 ms there, ~0.2 s at 640 wide, and the parabola keeps sub-pixel precision
+
+    def __init__(self, pictures: np.ndarray):
+        """`pictures`: (K, H, W, 3) floats in [0, 1], the date's pictures at the frames' size."""
+        self.factor = max(1, -(-pictures.shape[2] // self.MAX_WIDTH))
+        pictures = np.stack([shrink(p, self.factor) for p in pictures])
+        height, width = pictures.shape[1:3]
+        self.width = width
+        left, top, right, bottom = cap_box(0.74, height, width)
+        drawn = np.asarray(draw_picture(0, height, width), dtype=np.float32) / 255.0
+        self.template = drawn[top:bottom, left:right]
+        # Search a band around the pen's axis: the cap of the drawn pictures moves along it only.
+        margin = max(1, (bottom - top) // 4)
+        self.rows = (max(0, top - margin), min(height, bottom + margin))
+        found = [self._locate(p) for p in pictures]
+        self.picture_positions = [position for position, _ in found]
+        self.reason = ""
+        weakest = min(score for _, score in (found[0], found[-1]))
+        if weakest < self.MIN_SCORE:
+            self.reason = (f"the drawn cap's template is not found in these pictures (best correlation "
+                           f"{weakest:.2f} < {self.MIN_SCORE}): the date track has the likeness only, no cap position")
+
+    @property
+    def available(self) -> bool:
+        return not self.reason
+
+    def locate(self, frame: np.ndarray) -> tuple[float, float]:
+        """(cap's open end as a fraction of the width, peak correlation) in an (H, W, 3) frame."""
+        return self._locate(shrink(frame, self.factor))
+
+    def _locate(self, frame: np.ndarray) -> tuple[float, float]:
+        band = frame[self.rows[0]:self.rows[1]]
+        scores = match_template(band, self.template)[..., 0]
+        row, column = np.unravel_index(int(np.argmax(scores)), scores.shape)
+        offset = 0.0
+        if 0 < column < scores.shape[1] - 1:  # a parabola through the peak and its neighbours
+            left, centre, right = scores[row, column - 1:column + 2]
+            curvature = left - 2.0 * centre + right
+            offset = 0.5 * (left - right) / curvature if curvature < 0 else 0.0
+        return (column + offset) / self.width, float(scores[row, column])
+
+
+class DateTrack:
+    """Per frame: likeness to each picture, the cap's position and its match score; saved in the
+    date's checkpoint, so a resumed date continues the same track."""
+
+    def __init__(self, pictures: np.ndarray):
+        self.pictures = pictures
+        self.locator = CapLocator(pictures)
+        self.likeness: list[list[float]] = []
+        self.cap: list[float] = []
+        self.cap_score: list[float] = []
+
+    def add(self, frame: np.ndarray) -> None:
+        self.likeness.append(likeness(frame, self.pictures).tolist())
+        position, score = self.locator.locate(frame) if self.locator.available else (np.nan, np.nan)
+        self.cap.append(float(position))
+        self.cap_score.append(score)
+
+    def state(self) -> dict:
+        import torch
+
+        return {"likeness": torch.tensor(self.likeness, dtype=torch.float64).reshape(-1, len(self.pictures)),
+                "cap": torch.tensor(self.cap, dtype=torch.float64),
+                "cap_score": torch.tensor(self.cap_score, dtype=torch.float64)}
+
+    def load_state(self, state: dict) -> None:
+        self.likeness = state["likeness"].tolist()
+        self.cap, self.cap_score = state["cap"].tolist(), state["cap_score"].tolist()
+
+
+def phase_bounds(cycle: int, switch: int) -> dict[str, tuple[int, int]]:
+    """Iterations [first, end) of each phase within one cycle (see the module's docstring)."""
+    approach = min(int(round(APPROACH_T * cycle)), switch)
+    culmination = max(int(round(CULMINATION_T * cycle)), switch)
+    return {"start": (0, approach), "approach": (approach, switch), "plateau": (switch, culmination),
+            "culmination": (culmination, cycle)}
+
+
+def phase_masks(iterations: int, cycle: int, switch: int) -> dict[str, np.ndarray]:
+    within = np.arange(iterations) % cycle
+    return {name: (within >= first) & (within < end) for name, (first, end) in phase_bounds(cycle, switch).items()}
+
+
+def dominant_period(track: np.ndarray) -> tuple[float, float]:
+    """(period in iterations, amplitude) of the strongest oscillation of a track, from its
+    spectrum after removing a straight line (the slow drift is not a rhythm)."""
+    finite = np.isfinite(track)
+    if finite.sum() < 8:
+        return float("nan"), float("nan")
+    values = track[finite]
+    x = np.arange(len(values))
+    residual = values - np.polyval(np.polyfit(x, values, 1), x)
+    power = np.abs(rfft(residual)) ** 2
+    frequencies = rfftfreq(len(residual))
+    peak = 1 + int(np.argmax(power[1:]))
+    return float(1.0 / frequencies[peak]), float(2.0 * np.sqrt(power[peak]) / len(residual))
+
+
+def summarise(track: DateTrack, cycle: int, switch: int, width: int) -> dict:
+    """Per phase: the nearest picture (1-based), the mean likeness to each picture, the cap's mean
+    position (fraction of the width) and its mean movement per iteration (pixels of the frame);
+    the plateau's rhythm; and the culmination's dips of likeness at each of the three pulses."""
+    similar = np.asarray(track.likeness)
+    cap = np.asarray(track.cap)
+    phases = {}
+    for name, mask in phase_masks(len(similar), cycle, switch).items():
+        if not mask.any():
+            continue
+        means = similar[mask].mean(axis=0)
+        entry = {"nearest_picture": int(np.argmax(means)) + 1, "likeness": [round(float(v), 4) for v in means]}
+        if np.isfinite(cap[mask]).any():
+            entry["cap_position"] = round(float(np.nanmean(cap[mask])), 4)
+            steps = np.abs(np.diff(cap[mask])) * width
+            entry["cap_movement_px"] = round(float(np.nanmean(steps)), 3) if len(steps) else 0.0
+        phases[name] = entry
+    summary = {"phases": phases}
+    plateau = phase_masks(min(len(cap), cycle), cycle, switch)["plateau"]  # the first cycle's
+    if plateau.any() and np.isfinite(cap[: len(plateau)][plateau]).any():
+        period, amplitude = dominant_period(cap[: len(plateau)][plateau])
+        summary["plateau_rhythm"] = {"period_iterations": round(period, 1), "amplitude_px": round(amplitude * width, 3)}
+    summary["culmination_dips"], threshold = culmination_dips(similar, cycle, switch)
+    summary["dip_threshold"] = round(threshold, 4)
+    return summary
+
+
+def culmination_dips(similar: np.ndarray, cycle: int, switch: int) -> tuple[list[dict], float]:
+    """For each pulse of the first cycle: the lowest likeness to the last picture within one
+    half-width of its peak and how far that is below the plateau's mean (the "dip"); a dip is
+    visible when deeper than DIP_THRESHOLD and three times the plateau's own standard deviation."""
+    masks = phase_masks(min(len(similar), cycle), cycle, switch)
+    if not masks["plateau"].any():
+        return [], float("nan")
+    last = similar[:cycle, -1]
+    plateau = last[masks["plateau"]]
+    threshold = max(DIP_THRESHOLD, 3.0 * float(plateau.std()))
+    dips = []
+    for centre in PULSE_TIMES:
+        peak = int(round(centre * cycle)) - 1  # t = (i + 1) / cycle
+        half = max(1, int(round(PULSE_HALF_WIDTH * cycle)))
+        window = last[max(0, peak - half): peak + half + 1]
+        if len(window) == 0:
+            continue
+        dip = float(plateau.mean()) - float(window.min())
+        dips.append({"iteration": peak, "lowest_likeness": round(float(window.min()), 4), "dip": round(dip, 4),
+                     "visible": bool(dip > threshold)})
+    return dips, threshold

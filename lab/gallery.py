@@ -214,21 +214,40 @@ def _started_at(record_path: Path) -> str:
     return str(record.get("started_at") or "") if record else ""
 
 
+def _experiments(root: Path) -> list[str]:
+    """The five, then any other folder under outputs/ (a run of an experiment not listed yet)."""
+    others = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name not in EXPERIMENTS) if root.is_dir() else []
+    return [*EXPERIMENTS, *others]
+
+
+def run_records(root: Path, experiment: str) -> list[Path]:
+    """The experiment's run.json files, in the order they ran (the pipeline's order)."""
+    records = sorted((root / experiment).rglob("run.json")) if (root / experiment).is_dir() else []
+    return sorted((r for r in records if "checkpoints" not in r.parts), key=lambda r: (_started_at(r), str(r)))
+
+
+def collect_claims(root: Path | None = None) -> dict[str, list[dict[str, Any]]]:
+    """Every experiment's claim rows (see gather_claims), as the summary table shows them."""
+    root = Path(root or outputs_root())
+    claims = {}
+    for experiment in _experiments(root):
+        rows = gather_claims(experiment, run_records(root, experiment), root)
+        if experiment in EXPERIMENTS or any(row["source"] for row in rows):
+            claims[experiment] = rows
+    return claims
+
+
 def build_gallery(root: Path | None = None) -> Path:
     """Write <root>/index.html and return its path."""
     root = Path(root or outputs_root())
     root.mkdir(parents=True, exist_ok=True)
-    others = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name not in EXPERIMENTS)
-    sections, claims = [], {}
+    others = _experiments(root)[len(EXPERIMENTS):]
+    sections = []
     for experiment in (*EXPERIMENTS, *others):
-        records = sorted((root / experiment).rglob("run.json")) if (root / experiment).is_dir() else []
-        # Runs in the order they ran (the pipeline's order), not alphabetically.
-        records = sorted((r for r in records if "checkpoints" not in r.parts), key=lambda r: (_started_at(r), str(r)))
-        rows = gather_claims(experiment, records, root)
-        if experiment in EXPERIMENTS or any(row["source"] for row in rows):
-            claims[experiment] = rows
+        records = run_records(root, experiment)
         body = "".join(_run_html(r, root) for r in records) or '<p class="missing">not run yet</p>'
         sections.append(f'<section id="{experiment}"><h2>{experiment}</h2>{body}</section>')
+    claims = collect_claims(root)
     nav = " ".join(f'<a href="#{name}">{name}</a>' for name in ("summary", *EXPERIMENTS, *others))
     page = (
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"

@@ -19,7 +19,7 @@ import sys
 import time
 
 from lab.checkpoint import atomic_write_text
-from lab.gallery import build_gallery
+from lab.gallery import build_gallery, collect_claims
 from lab.paths import EXPERIMENTS, REPO_ROOT, outputs_root
 
 
@@ -29,6 +29,16 @@ def experiment_steps(experiment: str) -> list[list[str]] | None:
         return None
     module = importlib.import_module(f"{experiment}.pipeline")
     return [list(step) for step in module.SCRIPTS]
+
+
+def print_summary(root, experiments) -> None:
+    """The article claims each experiment checked, with this run's figure and verdict."""
+    print("\n== reproduction summary (also at the top of the gallery)")
+    claims = collect_claims(root)
+    for experiment in experiments:
+        for row in claims.get(experiment, []):
+            measured = f": {row['measured']}" if row["measured"] else ""
+            print(f"  {experiment:<18} [{row['verdict']}] {row['claim']}{measured}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,6 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {experiment:<18} {seconds}")
     root.mkdir(parents=True, exist_ok=True)
     atomic_write_text(timings_path, json.dumps(timings, indent=2) + "\n")
+    print_summary(root, args.experiments or EXPERIMENTS)
     print(f"gallery: {build_gallery(root)}")
     if failed:
         print(f"failed: {', '.join(failed)}", file=sys.stderr)

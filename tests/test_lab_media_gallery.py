@@ -177,7 +177,9 @@ def test_pipeline_skips_experiments_not_built(lab_outputs, monkeypatch, tmp_path
 
     monkeypatch.setattr(pipeline, "REPO_ROOT", tmp_path)  # a checkout with no experiment folders
     assert pipeline.main(["sphere_mapping"]) == 0
-    assert "sphere_mapping: not built yet" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "sphere_mapping: not built yet" in out
+    assert "reproduction summary" in out and "sphere_mapping     [not run] experiment not run" in out
     assert json.loads((lab_outputs / "timings_quick.json").read_text())["sphere_mapping"] == "not built yet"
     assert (lab_outputs / "index.html").is_file()
 

@@ -1,4 +1,9 @@
-"""The steps ./run.sh runs for beauty_predictor, in order (lab.pipeline appends --quick unless --full)."""
+"""The steps ./run.sh runs for beauty_predictor, in order (lab.pipeline appends --quick unless --full).
+
+CLAIMS: what the runs check (beauty_predictor.claims), with the full profile's figures, for the gallery.
+"""
+
+from beauty_predictor.claims import FULL_PROFILE
 
 SCRIPTS = [
     ["export_photos"],
@@ -10,3 +15,5 @@ SCRIPTS = [
     ["recursive"],                                    # 50 applications: the black square
     ["bench"],
 ]
+
+CLAIMS = list(FULL_PROFILE.items())

@@ -28,14 +28,19 @@ def save_checkpoint_file(path: Path, model, optimizer=None, **meta: Any) -> Path
     arrays = {f"w{i:04d}": np.asarray(w) for i, w in enumerate(model.get_weights())}
     if optimizer is not None:
         arrays.update({f"o{i:04d}": np.asarray(v.numpy()) for i, v in enumerate(optimizer.variables)})
-    arrays["meta"] = np.array(json.dumps(meta, default=_plain))
+    arrays["meta"] = np.array(to_json(meta))
     return atomic_write(path, lambda tmp: np.savez(tmp, **arrays), keep_previous=True)
+
+
+def to_json(record: dict[str, Any]) -> str:
+    """JSON of a checkpoint record; NumPy values and tensors (torch's RNG state, when torch is loaded) as lists."""
+    return json.dumps(record, default=_plain)
 
 
 def _plain(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
-    if isinstance(value, np.ndarray):
+    if hasattr(value, "tolist"):  # NumPy arrays, torch tensors
         return value.tolist()
     return str(value)
 

@@ -16,6 +16,7 @@ Outputs go to outputs/beauty_predictor/improver_<variant>/.
 
 from __future__ import annotations
 
+from beauty_predictor import claims
 from beauty_predictor import metrics as bmetrics
 from beauty_predictor import model as bm
 from beauty_predictor.common import (
@@ -71,7 +72,6 @@ DRY_RUN = {"STEPS": 2, "BATCH_SIZE": 2, "EVAL_CROPS": 2, "PANEL_PHOTOS": 1, "PAN
 
 # Constants that must match a checkpoint to resume it: the network's shape and the loss it minimises.
 MUST_MATCH = ["VARIANT", "WIDTH", "DEPTH", "K1", "K2"]
-SMOOTHING_CLAIM = "the improver's result looks like smoothing (article: \"Похоже на сглаживание\")"
 
 
 def folder_name(cfg) -> str:
@@ -162,19 +162,20 @@ def report(run, cfg, settings, improver, predictor, bad_predictor, held_photos, 
     metrics.update(smoothing)
     print(bmetrics.smoothing_sentence(smoothing))
     if settings.loss == "article":
-        measured = (f"{cfg.VARIANT}: Y keeps {smoothing['hf_energy_kept']:.0%} of X's high-frequency energy; "
-                    f"best Gaussian blur sigma {smoothing['best_blur_sigma']:g} px is closer to Y "
-                    f"(MAE {smoothing['mae_best_blur_y']:.4f}) than X is ({smoothing['mae_x_y']:.4f})")
-        run.add_claim(SMOOTHING_CLAIM if cfg.VARIANT == "article" else f"{SMOOTHING_CLAIM} [{cfg.VARIANT} variant]",
-                      measured, smoothing["smoothing_reproduced"])
-        run.add_claim(f"the improver makes photos more predictable [{cfg.VARIANT} variant]",
+        suffix = "" if cfg.VARIANT == "article" else f" [{cfg.VARIANT} variant]"
+        run.add_claim(claims.SMOOTHING + suffix,
+                      f"Y keeps {smoothing['hf_energy_kept']:.0%} of X's high-frequency energy; the best Gaussian "
+                      f"blur (sigma {smoothing['best_blur_sigma']:g} px) is closer to Y (MAE "
+                      f"{smoothing['mae_best_blur_y']:.4f}) than X is ({smoothing['mae_x_y']:.4f})",
+                      smoothing["smoothing_reproduced"], claims.FULL_PROFILE[claims.SMOOTHING] if not suffix else "")
+        run.add_claim(claims.MORE_PREDICTABLE + suffix,
                       f"MAE(Y,Z_Y) {metrics['mae_y_zy']:.4f} vs MAE(X,Z_X) {metrics['mae_x_zx']:.4f} "
                       f"({metrics['predictability_gain']:+.1%}) at MAE(X,Y) {metrics['mae_x_y']:.4f}",
-                      metrics["predictability_gain"] > 0)
+                      metrics["predictability_gain"] > 0, claims.FULL_PROFILE[claims.MORE_PREDICTABLE] if not suffix else "")
     else:
-        run.add_claim("maximising MAE(Y,Z_bad)/MAE(Y,Z_good) makes what the bad predictor misses stand out",
-                      f"ratio {metrics['ratio_bad_good_x']:.3f} on X -> {metrics['ratio_bad_good_y']:.3f} on Y, "
-                      f"MAE(X,Y) {metrics['mae_x_y']:.3f}", metrics["ratio_bad_good_y"] > metrics["ratio_bad_good_x"])
+        run.add_claim(claims.CONTRAST, f"ratio {metrics['ratio_bad_good_x']:.3f} on X -> "
+                      f"{metrics['ratio_bad_good_y']:.3f} on Y, MAE(X,Y) {metrics['mae_x_y']:.3f}",
+                      metrics["ratio_bad_good_y"] > metrics["ratio_bad_good_x"], claims.FULL_PROFILE[claims.CONTRAST])
     panels(run, cfg, improver, predictor, held_photos, smoothing["best_blur_sigma"])
     loss_curves(run, cfg, settings, history)
     return metrics

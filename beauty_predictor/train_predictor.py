@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 from tqdm import tqdm
 
+from beauty_predictor import claims
 from beauty_predictor import model as bm
 from beauty_predictor.common import (
     BAD_PREDICTOR_FILE,
@@ -59,7 +60,6 @@ DRY_RUN = {"STEPS": 4, "BAD_SNAPSHOT_STEP": 2, "EVAL_CROPS": 4, "EVAL_EVERY": 2,
 # -----------------------------------------------------------------------------
 
 ARCHITECTURE = ["WIDTH"]
-BASELINE_CLAIM = "a network predicts a 32x32 centre from its 128x128 surroundings (article)"
 
 
 def biharmonic_centres(crops: np.ndarray) -> np.ndarray:
@@ -188,12 +188,10 @@ def report(run, predictor, eval_crops, history, step) -> dict:
     metrics["beats_biharmonic"] = metrics["held_out_mae"] < metrics["biharmonic_mae"]
     print("held-out MAE: predictor {held_out_mae:.4f}, border mean {border_mean_mae:.4f}, "
           "biharmonic {biharmonic_mae:.4f}, bad snapshot {bad_predictor_held_out_mae:.4f}".format(**metrics))
-    run.add_claim(f"{BASELINE_CLAIM}: it beats the border-mean baseline",
-                  f"held-out MAE {metrics['held_out_mae']:.4f} vs border mean {metrics['border_mean_mae']:.4f}",
-                  metrics["beats_border_mean"], full_profile="0.0777 vs 0.1097 (6000 steps)")
-    run.add_claim(f"{BASELINE_CLAIM}: it beats biharmonic inpainting (beyond the article)",
-                  f"held-out MAE {metrics['held_out_mae']:.4f} vs biharmonic {metrics['biharmonic_mae']:.4f}",
-                  metrics["beats_biharmonic"], full_profile="0.0777 vs 0.0783 (6000 steps)")
+    for claim, baseline, beats in ((claims.PREDICTOR_BEATS_BORDER, "border_mean", "beats_border_mean"),
+                                   (claims.PREDICTOR_BEATS_BIHARMONIC, "biharmonic", "beats_biharmonic")):
+        run.add_claim(claim, f"held-out MAE {metrics['held_out_mae']:.4f} vs {baseline.replace('_', ' ')} "
+                      f"{metrics[baseline + '_mae']:.4f} ({step} steps)", metrics[beats], claims.FULL_PROFILE[claim])
     examples_figure(run, eval_crops, predicted, border_mean, biharmonic, metrics)
     curves = {"train MAE (smoothed)": (list(range(1, len(history["loss"]) + 1)), smooth(history["loss"], 20))}
     if history["eval_steps"]:

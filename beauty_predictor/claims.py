@@ -1,0 +1,32 @@
+"""The article's claims (and its readers') that the scripts check, with the full profile's figures.
+
+Each script records the ones it measures with run.add_claim(claim, measured, reproduced,
+full_profile); pipeline.CLAIMS lists them all, so the gallery shows a claim no run has recorded as
+"not run". Plain strings, no TensorFlow. The full-profile figures are the ones measured on this
+project's 2-core CPU (beauty_predictor/README.md).
+"""
+
+PREDICTOR_BEATS_BORDER = ("a network predicts a 32x32 centre from its 128x128 surroundings (article), "
+                          "better than the hole border's mean colour")
+PREDICTOR_BEATS_BIHARMONIC = ("the centre predictor beats biharmonic inpainting on the same held-out crops "
+                              "(beyond the article)")
+SMOOTHING = "the improver's result looks like smoothing (article: \"Похоже на сглаживание\")"
+MORE_PREDICTABLE = "the article's improver makes the photos more predictable: MAE(Y,Z_Y) below MAE(X,Z_X)"
+CONTRAST = ("maximising MAE(Y,Z_bad)/MAE(Y,Z_good) (article's second experiment) raises that ratio, "
+            "with no X term to keep the photo")
+BLACK_SQUARE = "applying the improver again and again ends in a black square (the article's readers)"
+REBUILD_BLACK_SQUARE = "iterating the rebuild itself, Y <- Z(Y), ends in a black square (beyond the article)"
+BEATS_BLUR = ("a trained improver does more than blur: MAE(Y,Z) at least 10 % below the blur of equal "
+              "MAE(X,Y) (beyond the article)")
+
+# The full profile's figure for each claim, as measured (README); "" where the full run was not made.
+FULL_PROFILE = {
+    PREDICTOR_BEATS_BORDER: "held-out MAE 0.0777 vs border mean 0.1097 (6000 steps)",
+    PREDICTOR_BEATS_BIHARMONIC: "0.0777 vs biharmonic 0.0783 (6000 steps)",
+    SMOOTHING: "",
+    MORE_PREDICTABLE: "",
+    CONTRAST: "",
+    BLACK_SQUARE: "",
+    REBUILD_BLACK_SQUARE: "",
+    BEATS_BLUR: "",
+}

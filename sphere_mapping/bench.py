@@ -1,13 +1,18 @@
-"""Benchmark: wall time of the article's 10^4-step training on the current device.
+"""Benchmark: the article's 10^4-step training, and the whole seeds table, on the current device.
 
-Run: python -m sphere_mapping.bench [--quick] [--set DEVICE=cpu]
+Run: python -m sphere_mapping.bench [--quick] [--set DEVICE=cpu] [--set TABLE_SEEDS=0]
 
-Times model.Trainer (everything on the device: points, permutations and loss history are
-tensors there, the two dropout passes run as one batch, Adam is the fused kernel and the clamp
-is one foreach call) and, in the same process, a baseline written the way the article's listing
-does it: NumPy points and np.random.shuffle each step, two separate forward passes with
-nn.Dropout, nn.CosineSimilarity, a Python loop clamping each parameter, loss.item() every step.
-Prints medians of REPEATS runs and the ratio. Goal of the issue: <= 10 s on a 2-core CPU.
+1. One run: model.Trainer with one member (hand-written forward/backward, one (1, P) parameter
+   tensor, Adam and the clamp as a few in-place calls, 16-bit dropout noise) against, in the same
+   process and alternating with it, a baseline written the way the article's listing does it:
+   NumPy points and np.random.shuffle each step, two separate forward passes with nn.Dropout,
+   nn.CosineSimilarity, torch.optim.Adam, a Python loop clamping each parameter, loss.item()
+   every step. Medians of REPEATS runs of each; goal of the issue: >= 3x.
+2. The table: TABLE_VARIANTS x TABLE_SEEDS runs of TABLE_STEPS steps, as experiments.py trains
+   them (runs of the same shapes stacked into one model); training only, no metrics. Goal of the
+   issue: the full table (4 variants x 10 seeds x 10^4 steps) in <= 3 minutes on 2 cores.
+Wall times are printed with the process's CPU time beside them: on a shared machine the wall
+time grows with the other processes' load, the CPU time much less.
 """
 
 import statistics
@@ -20,23 +25,26 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from lab import exit_on_lab_error, start_run
-from sphere_mapping.model import Trainer, TrainSettings
+from sphere_mapping.model import ARTICLE, Trainer, train_many
+from sphere_mapping.variants import check_variant, settings_for
 
 # -----------------------------------------------------------------------------
 # Constants. The article's values are the defaults; edit them here or use --set.
-STEPS = 10_000            # steps of the timed training (article: 10^4)
-REPEATS = 3               # timed runs of the fast loop; the median is reported
-BASELINE_STEPS = 1000     # steps of each baseline run (its time per step is scaled to STEPS)
-BASELINE_REPEATS = 3      # timed runs of the baseline loop
-THREADS = [1, 2]          # CPU thread counts to compare (ignored on CUDA)
+STEPS = 10_000            # steps of the timed single run (article: 10^4) {> 0}
+REPEATS = 3               # timed runs of each loop, alternating; the median is reported {> 0}
+BASELINE_STEPS = 2000     # steps of each article-loop run (its time is scaled to STEPS) {> 0}
+TABLE_VARIANTS = ["article", "uniformity", "uniformity_cover", "wide_cover"]  # the table's variants
+TABLE_SEEDS = 10          # seeds per variant in the timed table (0: skip the table) {>= 0}
+TABLE_STEPS = 10_000      # steps per run of the timed table (article: 10^4) {> 0}
+TORCH_THREADS = 1         # torch threads on CPU: one is fastest for this tiny net {>= 0}
 SEED = 0                  # -1 draws a random seed and prints it
 DEVICE = "auto"           # "auto" (CUDA if available), "cpu" or "cuda"
-QUICK = {"STEPS": 1000, "REPEATS": 2, "BASELINE_STEPS": 300, "BASELINE_REPEATS": 2}
-DRY_RUN = {"STEPS": 20, "REPEATS": 1, "BASELINE_STEPS": 10, "BASELINE_REPEATS": 1, "THREADS": [1]}
+QUICK = {"STEPS": 2000, "REPEATS": 3, "BASELINE_STEPS": 500, "TABLE_SEEDS": 2, "TABLE_STEPS": 1000}
+DRY_RUN = {"STEPS": 20, "REPEATS": 1, "BASELINE_STEPS": 10, "TABLE_SEEDS": 1, "TABLE_STEPS": 10}
 # -----------------------------------------------------------------------------
 
 
-class ArticleStyleNetwork(nn.Module):
+class ArticleNetwork(nn.Module):
     """The article's MyNetwork, as listed (nn.Dropout module, forward(allow_dropout))."""
 
     def __init__(self):
@@ -50,22 +58,29 @@ class ArticleStyleNetwork(nn.Module):
         return F.normalize(self.fc4(self.dropout(self.fc3(hidden))))
 
 
-def baseline_run(steps: int, device: str) -> float:
-    """The article's loop, step for step; returns seconds."""
-    network = ArticleStyleNetwork().to(device)
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def article_loop(steps: int, device: str) -> tuple[float, float]:
+    """The article's loop, step for step; returns (wall seconds, CPU seconds)."""
+    network = ArticleNetwork().to(device)
     cosine = nn.CosineSimilarity()
     optimizer = torch.optim.Adam(network.parameters(), lr=0.05)
     scheduler = torch.optim.lr_scheduler.StepLR(optimizer, step_size=1000, gamma=0.8)
     select = np.arange(1000)
     losses = []
-    started = time.perf_counter()
+    sync(device)
+    wall, cpu = time.perf_counter(), time.process_time()
     for _ in range(steps):
         points = np.random.rand(1000, 2) - 0.5
-        loss = 0.0
+        loss = None
         for _split in range(2):
             output = network(torch.Tensor(points).to(device))
             np.random.shuffle(select)
-            loss = loss + cosine(output[select[:500]], output[select[500:]]).sum() ** 2
+            term = cosine(output[select[:500]], output[select[500:]]).sum() ** 2
+            loss = term if loss is None else loss + term
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
@@ -73,44 +88,82 @@ def baseline_run(steps: int, device: str) -> float:
         for parameter in network.parameters():
             parameter.data.clamp_(-2, 2)
         losses.append(loss.item())
-    return time.perf_counter() - started
+    sync(device)
+    return time.perf_counter() - wall, time.process_time() - cpu
 
 
-def fast_run(steps: int, device: str) -> float:
-    trainer = Trainer(TrainSettings(steps=steps), device)
-    started = time.perf_counter()
+def trainer_loop(steps: int, device: str, seed: int) -> tuple[float, float]:
+    """model.Trainer, one member, the article's settings; returns (wall seconds, CPU seconds)."""
+    trainer = Trainer([ARTICLE], [seed], device)
+    sync(device)
+    wall, cpu = time.perf_counter(), time.process_time()
     for _ in range(steps):
-        trainer.train_step()
-    final = float(trainer.losses[-1])  # one sync at the end, so queued GPU work is counted
-    assert final == final, "the loss is NaN"
-    return time.perf_counter() - started
+        loss = trainer.train_step()
+    assert torch.isfinite(loss).all(), "the loss is not finite"  # one sync at the end: queued GPU work counts
+    return time.perf_counter() - wall, time.process_time() - cpu
+
+
+def bench_single(cfg, device: str, seed: int) -> dict:
+    """Alternate the two loops REPEATS times; medians and the ratio."""
+    trainer_loop(50, device, seed)  # warm-up: allocator, kernels, lazy initialisation
+    article_loop(20, device)
+    fast, slow = [], []
+    for _ in tqdm(range(cfg.REPEATS), desc="single run vs the article's loop (alternating)"):
+        fast.append(trainer_loop(cfg.STEPS, device, seed))
+        wall, cpu = article_loop(cfg.BASELINE_STEPS, device)
+        slow.append((wall * cfg.STEPS / cfg.BASELINE_STEPS, cpu * cfg.STEPS / cfg.BASELINE_STEPS))
+    result = {"steps": cfg.STEPS,
+              "trainer_wall_s": statistics.median(w for w, _ in fast),
+              "trainer_cpu_s": statistics.median(c for _, c in fast),
+              "article_loop_wall_s": statistics.median(w for w, _ in slow),
+              "article_loop_cpu_s": statistics.median(c for _, c in slow),
+              "ratio_by_run": [s[0] / f[0] for f, s in zip(fast, slow, strict=True)]}
+    result["speedup_wall"] = result["article_loop_wall_s"] / result["trainer_wall_s"]
+    result["speedup_cpu"] = result["article_loop_cpu_s"] / result["trainer_cpu_s"]
+    return result
+
+
+def bench_table(cfg, device: str) -> dict:
+    """The seeds table's training as experiments.py does it: one stacked model per shape group."""
+    variants = [check_variant(name) for name in cfg.TABLE_VARIANTS]
+    members = [settings_for(v) for v in variants for _ in range(cfg.TABLE_SEEDS)]
+    seeds = [seed for _ in variants for seed in range(cfg.TABLE_SEEDS)]
+    bar = tqdm(total=cfg.TABLE_STEPS * len({m.shape_key for m in members}), desc=f"table: {len(members)} runs (steps of each group)")
+    sync(device)
+    wall, cpu = time.perf_counter(), time.process_time()
+    trainers = train_many(members, seeds, cfg.TABLE_STEPS, device, progress=lambda trainer, losses: bar.update(1))
+    finite = all(bool(torch.isfinite(t.theta).all()) for t in trainers)
+    sync(device)
+    result = {"runs": len(members), "steps": cfg.TABLE_STEPS, "groups": len(trainers),
+              "wall_s": time.perf_counter() - wall, "cpu_s": time.process_time() - cpu, "finite": finite}
+    bar.close()
+    return result
+
+
+def report(single: dict, table: dict | None, device: str, cfg) -> None:
+    print(f"\nsphere_mapping.bench on {device} ({torch.get_num_threads()} torch thread(s))")
+    print(f"| what | wall s (median of {cfg.REPEATS}) | CPU s | ratio |")
+    print("|---|---|---|---|")
+    print(f"| article's loop, {cfg.STEPS} steps (scaled from {cfg.BASELINE_STEPS}) | "
+          f"{single['article_loop_wall_s']:.2f} | {single['article_loop_cpu_s']:.2f} | 1 |")
+    print(f"| model.Trainer, one run, {cfg.STEPS} steps | {single['trainer_wall_s']:.2f} | {single['trainer_cpu_s']:.2f} | "
+          f"{single['speedup_wall']:.2f}x wall, {single['speedup_cpu']:.2f}x CPU (goal >= 3x) |")
+    if table is not None:
+        print(f"| table: {table['runs']} runs x {table['steps']} steps in {table['groups']} stacked groups (1 run) | "
+              f"{table['wall_s']:.1f} | {table['cpu_s']:.1f} | goal <= 180 s for 40 x 10^4 |")
+    print("Ratios per alternating pair: " + ", ".join(f"{r:.2f}" for r in single["ratio_by_run"]))
 
 
 @exit_on_lab_error
 def main(argv=None):
     run = start_run("sphere_mapping", globals(), argv, framework="torch")
     cfg = run.cfg
-    thread_counts = cfg.THREADS if run.device == "cpu" else [torch.get_num_threads()]
-    metrics = {"device": run.device, "steps": cfg.STEPS, "cpu_count": torch.get_num_threads()}
-    for threads in thread_counts:
-        torch.set_num_threads(threads)
-        fast_run(50, run.device)  # warm-up: allocator, kernels, lazy initialisation
-        fast = [fast_run(cfg.STEPS, run.device) for _ in tqdm(range(cfg.REPEATS), desc=f"fast loop, {threads} thread(s)")]
-        slow = [baseline_run(cfg.BASELINE_STEPS, run.device) * cfg.STEPS / cfg.BASELINE_STEPS
-                for _ in tqdm(range(cfg.BASELINE_REPEATS), desc=f"article-style loop, {threads} thread(s)")]
-        fast_s, slow_s = statistics.median(fast), statistics.median(slow)
-        metrics[f"threads_{threads}"] = {"train_s": fast_s, "article_style_s": slow_s, "speedup": slow_s / fast_s,
-                                         "ms_per_step": 1000 * fast_s / cfg.STEPS}
-        print(f"{threads} thread(s): {cfg.STEPS} steps in {fast_s:.2f} s (median of {cfg.REPEATS}; "
-              f"{1000 * fast_s / cfg.STEPS:.2f} ms/step); article-style loop {slow_s:.2f} s "
-              f"(scaled from {cfg.BASELINE_STEPS} steps) -> {slow_s / fast_s:.2f}x faster")
-    best = min(v["train_s"] for k, v in metrics.items() if k.startswith("threads_"))
-    metrics["best_train_s"] = best
-    scale = "" if cfg.STEPS == 10_000 else f" (for {cfg.STEPS} steps; 10^4 steps: about {best * 10_000 / cfg.STEPS:.1f} s)"
-    print(f"best: {best:.2f} s{scale}; goal <= 10 s for 10^4 steps on a 2-core CPU. "
-          "Timings on a shared machine are inflated by the other processes' load.")
-    run.finish(metrics)
-    return metrics
+    single = bench_single(cfg, run.device, run.seed)
+    table = bench_table(cfg, run.device) if cfg.TABLE_SEEDS > 0 else None
+    report(single, table, run.device, cfg)
+    run.finish({"device": run.device, "device_name": torch.cuda.get_device_name() if run.device.startswith("cuda") else "cpu",
+                "torch_threads": torch.get_num_threads(), "single": single, "table": table})
+    return {"single": single, "table": table}
 
 
 if __name__ == "__main__":

@@ -9,16 +9,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+from PIL import Image
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
-
-from lab import LabError  # noqa: E402
-from lab.images import read_rgb  # noqa: E402
-from lab.plots import save_figure  # noqa: E402
+from lab import LabError
+from lab.images import read_rgb
+from lab.plots import save_figure
 
 CAMERA = {"elev": 20.0, "azim": 35.0}  # the fixed matplotlib camera of every 3D PNG and frame
 
@@ -200,3 +197,22 @@ def animation_frames(snapshots: list[tuple[int, np.ndarray]], colours: np.ndarra
         figure.canvas.draw()
         yield np.asarray(figure.canvas.buffer_rgba())[:, :, :3].copy()
     plt.close(figure)
+
+
+def png_hole_in_square(grid: np.ndarray, rim: dict, path: Path) -> Path:
+    """The square, coloured as the article, with the points that map onto the largest hole's rim
+    in black: where the map leaves the sphere open, in the square's own coordinates."""
+    figure, axis = plt.subplots(figsize=(5.5, 5.5))
+    axis.scatter(grid[:, 0], grid[:, 1], c=position_colours(grid), s=1, linewidths=0)
+    mask = rim["rim_mask"]
+    axis.scatter(grid[mask, 0], grid[mask, 1], c="black", s=4, linewidths=0, label="maps onto the hole's rim")
+    band = 0.5 - 0.05
+    axis.add_patch(plt.Rectangle((-band, -band), 2 * band, 2 * band, fill=False, linestyle="--", color="gray",
+                                 label="inner edge of the border band"))
+    axis.set_aspect("equal")
+    axis.set_xlabel("x")
+    axis.set_ylabel("y")
+    axis.legend(loc="upper right", fontsize=8)
+    axis.set_title(f"largest hole {rim['hole_deg']:.1f} deg: {100 * rim['rim_on_border']:.0f}% of its rim from the\n"
+                   f"square's border band ({100 * rim['border_area']:.0f}% of the area)", fontsize=10)
+    return save_figure(figure, path, dpi=100)

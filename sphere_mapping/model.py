@@ -1,4 +1,4 @@
-"""The article's square-to-sphere network and its self-supervised training step.
+"""The article's square-to-sphere network, its losses, and a trainer for many runs at once.
 
 Article 003 (Zhang Chuncheng, 2022, "a small example of a self-learning generative model"): a
 tiny MLP takes a point of the square [-0.5, 0.5]^2 and returns a 3D unit vector. Its only loss
@@ -10,181 +10,108 @@ The article's listing lost its commas: `nn.Linear(24)` is `nn.Linear(2, 4)`, `nn
 is `nn.Linear(4, 12)`, `nn.Linear(126)` is `nn.Linear(12, 6)` and `nn.Linear(63)` is
 `nn.Linear(6, 3)`. There is no activation between the first two layers (so they compose into
 one affine map 2 -> 12), one ReLU, then dropout 0.2 after the ReLU and after the 12 -> 6 layer.
+
+How it is computed. The net is 2-4-12-6-3: a training step is a few hundred thousand
+multiply-adds, so per-call overhead, not arithmetic, sets its time. `Trainer` therefore trains M
+independent runs (seeds, variants) as one stacked model: every parameter of every member lives
+in one (M, P) tensor, layers are batched matrix products in a feature-major layout (points along
+the last axis, which CPU GEMMs handle 3-5x faster than points along rows at these widths), the
+forward and backward passes are written out by hand (about 40 kernel calls per step, no autograd
+graph), and Adam and the clamp are a handful of in-place calls on the whole stack. Each member
+keeps its own torch.Generator and draws its own points, permutations, dropout masks and covering
+directions, so member k of a batch follows exactly the run a one-member Trainer with the same
+seed follows (tests/test_sphere_mapping.py checks both this and the hand-written gradients
+against autograd).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import asdict, dataclass, fields
 
 import torch
-import torch.nn as nn
-import torch.nn.functional as F
+
+from lab import LabError
 
 
-class SquareToSphere(nn.Module):
-    """Linear 2->4, Linear 4->12, ReLU, dropout, Linear 12->6, dropout, Linear 6->3, L2-normalise.
+@dataclass(frozen=True)
+class SphereSettings:
+    """One training run's network, loss and optimiser; the defaults are the article's values.
 
-    `widths` generalises the article's (4, 12, 6) for the wider variants of experiments.py; the
-    ReLU always follows the second layer, as in the article. Dropout is active in train() mode
-    only: the article's own `eval(ipt)` method called forward(allow_dropout=False), which is what
-    model.eval() does here.
+    This is the one place where the hyperparameters have their defaults: the scripts' constants
+    (train.py) and the variants (variants.py) are overrides of it, and checkpoints store it.
     """
 
-    def __init__(self, widths: tuple[int, int, int] = (4, 12, 6), dropout: float = 0.2):
-        super().__init__()
-        first, hidden, bottleneck = widths
-        self.fc1 = nn.Linear(2, first)
-        self.fc2 = nn.Linear(first, hidden)
-        self.fc3 = nn.Linear(hidden, bottleneck)
-        self.fc4 = nn.Linear(bottleneck, 3)
-        self.dropout = dropout
-
-    def drop(self, values: torch.Tensor) -> torch.Tensor:
-        """Inverted dropout (as nn.Dropout): zero each value with probability p, scale the rest.
-
-        Written as a comparison with uniform noise because CPU torch.bernoulli_ costs ~100 us per
-        call here, a tenth of the whole training step; the distribution is the same.
-        """
-        if not self.training or self.dropout == 0.0:
-            return values
-        keep = torch.rand_like(values) >= self.dropout
-        return values * keep / (1.0 - self.dropout)
-
-    def forward(self, points: torch.Tensor) -> torch.Tensor:
-        hidden = F.relu(self.fc2(self.fc1(points)))
-        hidden = self.fc3(self.drop(hidden))
-        return F.normalize(self.fc4(self.drop(hidden)), dim=-1)
-
-
-def split_halves_loss(outputs: torch.Tensor) -> torch.Tensor:
-    """The article's loss for a stack of independent passes, outputs of shape (splits, n, 3).
-
-    For each pass the n outputs are shuffled and split in two halves; half A's i-th vector is
-    paired with half B's i-th. The article sums nn.CosineSimilarity over the pairs and squares the
-    sum, then adds the splits' squares: loss = sum_splits (sum_i cos(a_i, b_i))^2. The outputs
-    are already unit vectors, so the cosine is their dot product. Note that for random pairs
-    E[cos(a, b)] = |mean output|^2: the loss mostly drives the mean of the map to the origin.
-    """
-    splits, count, _ = outputs.shape
-    half = count // 2
-    # One random permutation per split, drawn on the device (randperm is ~10x cheaper than an
-    # argsort of uniform noise at this size).
-    order = torch.stack([torch.randperm(count, device=outputs.device) for _ in range(splits)])
-    shuffled = torch.gather(outputs, 1, order.unsqueeze(-1).expand(-1, -1, 3))
-    cosines = (shuffled[:, :half] * shuffled[:, half : 2 * half]).sum(dim=-1)
-    return (cosines.sum(dim=1) ** 2).sum()
-
-
-def uniformity_loss(outputs: torch.Tensor, temperature: float = 2.0) -> torch.Tensor:
-    """Wang & Isola (2020) uniformity: log E[exp(-t |u - v|^2)] over distinct pairs of one pass.
-
-    For unit vectors |u - v|^2 = 2 - 2 u.v, so the pairwise term comes from one matrix product.
-    The n diagonal terms are exp(0) = 1 each and are subtracted from the full sum (cheaper than
-    masking them out). Its minimum over distributions on the sphere is the uniform one (-2.08
-    for t = 2).
-    """
-    flat = outputs.reshape(-1, 3)
-    count = flat.shape[0]
-    squared = (2.0 - 2.0 * flat @ flat.T).clamp_min(0.0)
-    off_diagonal = torch.exp(-temperature * squared).sum() - count
-    return torch.log(off_diagonal.clamp_min(1e-30) / (count * (count - 1)))
-
-
-def covering_loss(outputs: torch.Tensor, targets: int) -> torch.Tensor:
-    """Mean over random sphere directions of the squared distance to the nearest mapped point.
-
-    A one-sided Chamfer distance from `targets` uniform random unit vectors to the map's points:
-    a direction inside a hole is far from every point, and its gradient pulls the nearest point
-    (on the hole's rim) into the hole - the loss sees holes directly, however few points the map
-    has there, while the uniformity loss only sees them at the scale of its sample's spacing.
-    """
-    flat = outputs.reshape(-1, 3)
-    directions = F.normalize(torch.randn(targets, 3, device=flat.device), dim=1)
-    squared = (2.0 - 2.0 * directions @ flat.T).clamp_min(0.0)
-    return squared.min(dim=1).values.mean()
-
-
-@dataclass
-class TrainSettings:
-    """Everything a training run needs; the defaults are the article's values."""
-
-    steps: int = 10_000
-    points_per_step: int = 1000
-    splits: int = 2
-    learning_rate: float = 0.05
-    lr_step: int = 1000
-    lr_gamma: float = 0.8
-    clamp: float = 2.0
-    widths: tuple[int, int, int] = (4, 12, 6)
-    dropout: float = 0.2
-    uniformity_weight: float = 0.0   # 0: the article's loss only
-    uniformity_points: int = 256     # points of the batch used by the uniformity term
+    widths: tuple[int, int, int] = (4, 12, 6)  # hidden widths: Linear 2->4->12 (ReLU) ->6->3 (article)
+    dropout: float = 0.2               # after the ReLU and after the 12->6 layer (article: p=0.2)
+    points_per_step: int = 1000        # uniform points of the square per step (article: n2 = 1000)
+    splits: int = 2                    # passes per step, each its own dropout and half-split (article: 2)
+    article_weight: float = 1.0        # weight of the article's split-halves loss (0: off)
+    uniformity_weight: float = 0.0     # weight of Wang & Isola's uniformity loss on split 0 (0: off)
     uniformity_temperature: float = 2.0  # t in log E[exp(-t |u - v|^2)] (Wang & Isola: 2)
-    cover_weight: float = 0.0        # weight of the covering loss (0: off); it uses the same points
-    cover_targets: int = 512         # random sphere directions per step for the covering loss
-    article_loss: bool = True        # False: drop the split-halves loss (needs uniformity_weight)
+    cover_weight: float = 0.0          # weight of the covering loss on split 0 (0: off)
+    cover_targets: int = 512           # random sphere directions per step for the covering loss
+    learning_rate: float = 0.05        # Adam's step size (article)
+    lr_step: int = 1000                # StepLR step_size (article: 1e3)
+    lr_gamma: float = 0.8              # StepLR gamma (article)
+    clamp: float = 2.0                 # every parameter clamped to [-clamp, clamp] after a step (article)
+
+    def __post_init__(self):
+        widths = tuple(int(w) for w in self.widths)
+        object.__setattr__(self, "widths", widths)
+        problems = []
+        if len(widths) != 3 or min(widths) < 1:
+            problems.append(f"widths must be three positive layer widths, got {self.widths}")
+        for name in ("points_per_step", "splits", "cover_targets", "lr_step"):
+            if int(getattr(self, name)) < 1:
+                problems.append(f"{name} must be > 0, got {getattr(self, name)}")
+        for name in ("dropout", "article_weight", "uniformity_weight", "uniformity_temperature", "cover_weight",
+                     "learning_rate", "lr_gamma", "clamp"):
+            value = float(getattr(self, name))
+            if not math.isfinite(value) or value < 0:
+                problems.append(f"{name} must be a finite number >= 0, got {getattr(self, name)}")
+        if not 0.0 <= float(self.dropout) < 1.0:
+            problems.append(f"dropout must be in [0, 1), got {self.dropout}")
+        if self.points_per_step < 2:
+            problems.append(f"points_per_step must be at least 2 (a pair), got {self.points_per_step}")
+        if not (self.article_weight or self.uniformity_weight or self.cover_weight):
+            problems.append("every loss weight is 0; set article_weight, uniformity_weight or cover_weight > 0")
+        if problems:
+            raise LabError("bad sphere settings: " + "; ".join(problems))
+
+    @property
+    def shape_key(self) -> tuple:
+        """What members of one stacked Trainer must share: the tensors' shapes."""
+        return (self.widths, self.points_per_step, self.splits, self.cover_targets)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> SphereSettings:
+        return cls(**values)
 
 
-class Trainer:
-    """The article's optimisation: Adam, StepLR, every parameter clamped after each step.
+SETTING_NAMES = tuple(f.name for f in fields(SphereSettings))
+ARTICLE = SphereSettings()
 
-    The whole step stays on the device: random points, permutations and the loss history are
-    tensors there, the two dropout passes run as one batch, and the clamp is one fused call over
-    all parameters, so a 10^4-step run costs ~10^4 small kernel launches and no host round trips.
-    """
 
-    def __init__(self, settings: TrainSettings, device: str = "cpu", generator_seed: int | None = None):
-        self.settings = settings
-        self.device = torch.device(device)
-        if generator_seed is not None:
-            torch.manual_seed(generator_seed)
-        self.model = SquareToSphere(settings.widths, settings.dropout).to(self.device)
-        self.params = list(self.model.parameters())
-        # The fused Adam kernel exists on CPU and CUDA and updates every parameter in one call.
-        self.optimizer = torch.optim.Adam(self.params, lr=settings.learning_rate, fused=True)
-        self.scheduler = torch.optim.lr_scheduler.StepLR(
-            self.optimizer, step_size=settings.lr_step, gamma=settings.lr_gamma
-        )
-        self.losses = torch.zeros(settings.steps, device=self.device)
-        self.step = 0
+def with_overrides(base: SphereSettings, overrides: dict, what: str = "settings") -> SphereSettings:
+    """`base` with some fields replaced; unknown names are a LabError listing the valid ones."""
+    unknown = sorted(set(overrides) - set(SETTING_NAMES))
+    if unknown:
+        raise LabError(f"{what}: unknown setting(s) {', '.join(unknown)}; valid: {', '.join(SETTING_NAMES)}")
+    return SphereSettings(**{**base.to_dict(), **overrides})
 
-    def loss(self) -> torch.Tensor:
-        s = self.settings
-        # The article: 1000 uniform points of [-0.5, 0.5]^2 per step, each pushed through the
-        # network `splits` times (independent dropout masks), each pass split into two halves.
-        points = torch.rand(s.points_per_step, 2, device=self.device) - 0.5
-        outputs = self.model(points.repeat(s.splits, 1)).view(s.splits, s.points_per_step, 3)
-        total = split_halves_loss(outputs) if s.article_loss else outputs.new_zeros(())
-        if s.uniformity_weight:
-            total = total + s.uniformity_weight * uniformity_loss(outputs[0, : s.uniformity_points], s.uniformity_temperature)
-        if s.cover_weight:
-            total = total + s.cover_weight * covering_loss(outputs[0, : s.uniformity_points], s.cover_targets)
-        return total
 
-    def train_step(self) -> torch.Tensor:
-        loss = self.loss()
-        self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
-        self.scheduler.step()
-        with torch.no_grad():
-            # The article clamps every parameter to [-2, 2] after each step.
-            torch._foreach_clamp_min_(self.params, -self.settings.clamp)
-            torch._foreach_clamp_max_(self.params, self.settings.clamp)
-        detached = loss.detach()
-        if self.step < self.losses.numel():
-            self.losses[self.step] = detached
-        self.step += 1
-        return detached
-
-    @torch.no_grad()
-    def evaluate(self, points: torch.Tensor) -> torch.Tensor:
-        """The map without dropout (the article's network.eval(...)), back in training mode after."""
-        self.model.eval()
-        try:
-            return self.model(points.to(self.device))
-        finally:
-            self.model.train()
+def _layer_shapes(widths: tuple[int, int, int]) -> list[tuple[str, tuple[int, ...]]]:
+    """Parameter names and shapes in nn.Linear order (weight (out, in), then bias)."""
+    sizes = (2, *widths, 3)
+    shapes = []
+    for index in range(4):
+        shapes.append((f"fc{index + 1}.weight", (sizes[index + 1], sizes[index])))
+        shapes.append((f"fc{index + 1}.bias", (sizes[index + 1],)))
+    return shapes
 
 
 def square_grid(side: int, device: str | torch.device = "cpu") -> torch.Tensor:
@@ -192,3 +119,331 @@ def square_grid(side: int, device: str | torch.device = "cpu") -> torch.Tensor:
     axis = torch.linspace(-0.5, 0.5, side, device=device)
     y, x = torch.meshgrid(axis, axis, indexing="ij")
     return torch.stack([x.reshape(-1), y.reshape(-1)], dim=1)
+
+
+class Trainer:
+    """M independent runs of the article's training as one stacked model (M = 1: a single run).
+
+    `members` are the runs' settings (all with the same `shape_key`), `seeds` their seeds. Each
+    step does, per member, exactly what the article's loop does: draw `points_per_step` uniform
+    points, push them through the net `splits` times (own dropout masks), take the loss, one
+    Adam step (lr from StepLR), clamp every parameter. Members never interact: the loss is a sum
+    over members, so each member's gradient is its own loss's.
+    """
+
+    ADAM_BETAS = (0.9, 0.999)  # torch.optim.Adam's defaults, as the article uses them
+    ADAM_EPS = 1e-8
+
+    def __init__(self, members: list[SphereSettings], seeds: list[int], device: str | torch.device = "cpu"):
+        if not members or len(members) != len(seeds):
+            raise LabError(f"a Trainer needs one seed per member, got {len(members)} members and {len(seeds)} seeds")
+        keys = {member.shape_key for member in members}
+        if len(keys) != 1:
+            raise LabError(f"members of one Trainer must share widths, points_per_step, splits and cover_targets; got {keys}")
+        self.members, self.seeds = list(members), [int(seed) for seed in seeds]
+        self.device = torch.device(device)
+        first = members[0]
+        self.widths, self.points, self.splits, self.targets = first.shape_key
+        self.count = len(members)
+        self.shapes = _layer_shapes(self.widths)
+        self.sizes = [math.prod(shape) for _, shape in self.shapes]
+        self.parameter_count = sum(self.sizes)
+
+        def column(name):  # one value per member, shaped to broadcast over (M, ...)
+            return torch.tensor([float(getattr(m, name)) for m in members], device=self.device)
+
+        self.dropout = column("dropout")
+        self.any_dropout = bool((self.dropout > 0).any())
+        self.weights = {name: column(f"{name}_weight") for name in ("article", "uniformity", "cover")}
+        self.uses = {name: bool((w > 0).any()) for name, w in self.weights.items()}
+        self.temperature = column("uniformity_temperature")
+        self.clamp = column("clamp").unsqueeze(1)
+
+        shared_clamp = {m.clamp for m in members}
+        self.clamp_value = shared_clamp.pop() if len(shared_clamp) == 1 else None  # a float clamp is one cheap call
+
+        # Each member draws, per step, from its own generator: uniforms laid out [points | directions],
+        # one permutation per split (members with the article's loss), then (members with dropout only) the dropout noise as 16-bit integers, four
+        # from each 64-bit draw: 3x cheaper than float uniforms, and the noise is most of what a
+        # step draws. So each member's streams depend only on its own settings, never on who
+        # shares the batch.
+        hidden, bottleneck = self.widths[1], self.widths[2]
+        n = self.points * self.splits
+        self.layout = {"points": 2 * self.points, "directions": 2 * self.targets}
+        self.orders = torch.zeros(self.count, self.splits, self.points, dtype=torch.int64, device=self.device)
+        self.uniforms = torch.zeros(self.count, sum(self.layout.values()), device=self.device)
+        self.noise_count = n * (hidden + bottleneck)
+        self.noise_words = torch.full((self.count, -(-self.noise_count // 4)), -1, dtype=torch.int64, device=self.device)
+        # Dropout with 16-bit noise keeps a value when noise >= round(65536 p) - 32768, so the
+        # probability actually used is round(65536 p) / 65536 (0.2 -> 0.199997); the kept values
+        # are scaled by 1 / (1 - that), so the mean is kept exactly, as nn.Dropout's.
+        dropped = [round(65536 * m.dropout) for m in members]
+        self.noise_threshold = torch.tensor([d - 32768 for d in dropped], dtype=torch.int16,
+                                            device=self.device).view(-1, 1, 1)
+        self.noise_scale = torch.tensor([65536.0 / (65536 - d) for d in dropped], device=self.device).view(-1, 1, 1)
+
+        self.generators = [torch.Generator(device=self.device).manual_seed(seed) for seed in self.seeds]
+        # nn.Linear's default initialisation (kaiming_uniform with a = sqrt(5)): weight and bias
+        # uniform in +-1/sqrt(fan_in), drawn from each member's own generator.
+        fan_ins = [shape[1] for _, shape in self.shapes[::2] for _ in (0, 1)]  # weight and bias of a layer
+        bound = torch.cat([torch.full((size,), 1.0 / math.sqrt(fan_in))
+                           for size, fan_in in zip(self.sizes, fan_ins, strict=True)]).to(self.device)
+        draws = [torch.rand(self.parameter_count, generator=g, device=self.device) for g in self.generators]
+        self.theta = (torch.stack(draws) * 2.0 - 1.0) * bound
+        self.adam_m = torch.zeros_like(self.theta)
+        self.adam_v = torch.zeros_like(self.theta)
+        self.step = 0
+        self._lr_epoch = None
+        self.lr = torch.zeros(self.count, 1, device=self.device)
+
+    # ------------------------------------------------------------------ parameters
+
+    def views(self, theta: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """The eight stacked parameter tensors (M, out, in) / (M, out, 1), views into `theta`."""
+        theta = self.theta if theta is None else theta
+        out, offset = [], 0
+        for (_, shape), size in zip(self.shapes, self.sizes, strict=True):
+            block = theta[:, offset : offset + size]
+            out.append(block.reshape(self.count, *shape) if len(shape) == 2 else block.reshape(self.count, shape[0], 1))
+            offset += size
+        return out
+
+    def member_state(self, index: int) -> dict[str, torch.Tensor]:
+        """Member `index`'s parameters under nn.Linear names (fc1.weight, ...), shapes as nn.Linear."""
+        state, offset = {}, 0
+        for (name, shape), size in zip(self.shapes, self.sizes, strict=True):
+            state[name] = self.theta[index, offset : offset + size].reshape(shape).clone()
+            offset += size
+        return state
+
+    # ------------------------------------------------------------------ the network
+
+    def forward(self, x: torch.Tensor, masks: tuple | None = None) -> tuple[torch.Tensor, dict]:
+        """Map points x (M, 2, n) to unit vectors (M, 3, n); `masks` are dropout's (M, h, n) factors.
+
+        Feature-major: a layer is W (M, out, in) @ h (M, in, n) + b. Returns the output and what
+        the hand-written backward pass needs.
+        """
+        w1, b1, w2, b2, w3, b3, w4, b4 = self.views()
+        a1 = torch.baddbmm(b1, w1, x)
+        a2 = torch.baddbmm(b2, w2, a1)
+        d1 = torch.relu(a2) if masks is None else torch.relu(a2) * masks[0]
+        a3 = torch.baddbmm(b3, w3, d1)
+        d3 = a3 if masks is None else a3 * masks[1]
+        o = torch.baddbmm(b4, w4, d3)
+        # |o| as sqrt(sum of squares): torch's norm over a middle axis is ~50x slower on CPU here.
+        norm = (o * o).sum(dim=1, keepdim=True).sqrt_().clamp_min_(1e-12)  # F.normalize's eps
+        u = o / norm
+        return u, {"x": x, "a1": a1, "a2": a2, "d1": d1, "d3": d3, "norm": norm, "u": u, "masks": masks}
+
+    def backward(self, du: torch.Tensor, saved: dict) -> torch.Tensor:
+        """The gradient (M, P) of sum_k loss_k, given d(loss)/d(u) (M, 3, n): the chain rule by hand."""
+        w1, _, w2, _, w3, _, w4, _ = self.views()
+        u, norm = saved["u"], saved["norm"]
+        do = (du - u * (u * du).sum(dim=1, keepdim=True)) / norm  # through u = o / |o|
+        g_w4, g_b4 = torch.bmm(do, saved["d3"].transpose(1, 2)), do.sum(dim=2)
+        g_a3 = torch.bmm(w4.transpose(1, 2), do)
+        if saved["masks"] is not None:
+            g_a3 = g_a3 * saved["masks"][1]
+        g_w3, g_b3 = torch.bmm(g_a3, saved["d1"].transpose(1, 2)), g_a3.sum(dim=2)
+        g_d1 = torch.bmm(w3.transpose(1, 2), g_a3)
+        if saved["masks"] is not None:
+            g_d1 = g_d1 * saved["masks"][0]
+        g_a2 = torch.ops.aten.threshold_backward(g_d1, saved["a2"], 0)  # ReLU's: zero where a2 <= 0
+        g_w2, g_b2 = torch.bmm(g_a2, saved["a1"].transpose(1, 2)), g_a2.sum(dim=2)
+        g_a1 = torch.bmm(w2.transpose(1, 2), g_a2)
+        g_w1, g_b1 = torch.bmm(g_a1, saved["x"].transpose(1, 2)), g_a1.sum(dim=2)
+        parts = (g_w1, g_b1, g_w2, g_b2, g_w3, g_b3, g_w4, g_b4)
+        return torch.cat([part.reshape(self.count, -1) for part in parts], dim=1)
+
+    # ------------------------------------------------------------------ the losses
+
+    def losses_and_grad(self, u: torch.Tensor, orders: torch.Tensor, directions: torch.Tensor | None):
+        """Each member's weighted loss (M,) and d(sum of losses)/du (M, 3, n).
+
+        u: (M, 3, splits * points); orders: (M, splits, points) a random permutation per split;
+        directions: (M, 3, targets) random unit vectors for the covering loss.
+        """
+        m, n, s = self.count, self.points, self.splits
+        total = u.new_zeros(m)
+        du = torch.zeros_like(u)
+        if self.uses["article"]:
+            # The article: sum over splits of (sum_i cos(a_i, b_i))^2, a/b the two halves of a
+            # random permutation; the outputs are unit vectors, so cos is the dot product.
+            half = n // 2
+            order = orders[..., : 2 * half]                           # (M, S, 2 * half)
+            index = order.unsqueeze(1).expand(m, 3, s, 2 * half)
+            shuffled = torch.gather(u.view(m, 3, s, n), 3, index)
+            first, second = shuffled[..., :half], shuffled[..., half:]
+            sums = (first * second).sum(dim=(1, 3))                   # (M, S): sum of paired cosines
+            total = total + self.weights["article"] * (sums**2).sum(dim=1)
+            factor = (2.0 * sums * self.weights["article"].unsqueeze(1)).view(m, 1, s, 1)
+            grads = torch.cat([second, first], dim=3) * factor         # d/da_i = 2 S b_i, d/db_i = 2 S a_i
+            du.view(m, 3, s, n).scatter_(3, index, grads)
+        if self.uses["uniformity"] or self.uses["cover"]:
+            first_split = u[:, :, :n]                                  # (M, 3, points)
+            grad_first = du[:, :, :n]
+        if self.uses["uniformity"]:
+            # Wang & Isola (2020): log of the mean of exp(-t |u_i - u_j|^2) over pairs i != j.
+            # For unit vectors |u_i - u_j|^2 = 2 - 2 u_i.u_j; d/du_i = (4t / Z) sum_j E_ij u_j.
+            t = self.temperature.view(m, 1, 1)
+            kernel = torch.bmm(first_split.transpose(1, 2), first_split).sub_(1.0).mul_(2.0 * t).exp_()
+            kernel.diagonal(dim1=1, dim2=2).zero_()
+            z = kernel.sum(dim=(1, 2))
+            total = total + self.weights["uniformity"] * torch.log(z.clamp_min(1e-30) / (n * (n - 1)))
+            scale = (4.0 * self.weights["uniformity"] / z.clamp_min(1e-30)).view(m, 1, 1) * t
+            grad_first.add_(torch.bmm(first_split, kernel) * scale)
+        if self.uses["cover"]:
+            # A one-sided Chamfer distance: random directions, each to its nearest mapped point,
+            # mean of |d - u|^2 = 2 - 2 d.u. Its gradient pulls the point nearest to a direction
+            # inside a hole into the hole.
+            similarity = torch.bmm(directions.transpose(1, 2), first_split)   # (M, targets, points)
+            best, nearest = similarity.max(dim=2)
+            total = total + self.weights["cover"] * (2.0 - 2.0 * best).mean(dim=1)
+            pulls = directions * (-2.0 / self.targets * self.weights["cover"]).view(m, 1, 1)
+            grad_first.scatter_add_(2, nearest.unsqueeze(1).expand(m, 3, self.targets), pulls)
+        return total, du
+
+    # ------------------------------------------------------------------ one step
+
+    def _draw(self) -> dict[str, torch.Tensor]:
+        """Each member's uniforms for this step from its own generator, split into their uses."""
+        for index, generator in enumerate(self.generators):
+            torch.rand(self.uniforms.shape[1], generator=generator, device=self.device, out=self.uniforms[index])
+            if self.members[index].article_weight > 0:  # randperm: ~100x cheaper than sorting random keys on CPU
+                for split in range(self.splits):
+                    torch.randperm(self.points, generator=generator, device=self.device, out=self.orders[index, split])
+            if self.members[index].dropout > 0:  # all 64 bits random: four uniform 16-bit values
+                self.noise_words[index].random_(-(2**63), None, generator=generator)
+        parts, offset = {}, 0
+        for name, size in self.layout.items():
+            parts[name] = self.uniforms[:, offset : offset + size]
+            offset += size
+        return parts
+
+    def _learning_rates(self) -> torch.Tensor:
+        """StepLR: lr * gamma^(step // lr_step) per member, rebuilt only when an epoch turns."""
+        epochs = tuple(self.step // m.lr_step for m in self.members)
+        if epochs != self._lr_epoch:
+            self._lr_epoch = epochs
+            values = [m.learning_rate * m.lr_gamma**e for m, e in zip(self.members, epochs, strict=True)]
+            self.lr = torch.tensor(values, dtype=self.theta.dtype, device=self.device).unsqueeze(1)
+        return self.lr
+
+    def train_step(self) -> torch.Tensor:
+        """One optimisation step of every member; returns their losses (M,), left on the device."""
+        m, n, s = self.count, self.points, self.splits
+        uniforms = self._draw()
+        points = uniforms["points"].view(m, n, 2).transpose(1, 2) - 0.5        # (M, 2, points)
+        x = points.repeat(1, 1, s)                                              # the same points, each split
+        masks = None
+        if self.any_dropout:
+            # Inverted dropout (nn.Dropout): keep with probability 1 - p, scale by 1 / (1 - p).
+            # Members without dropout never drew noise: their slots hold 1.0, always kept, scale 1.
+            hidden, bottleneck = self.widths[1], self.widths[2]
+            noise = self.noise_words.view(torch.int16).view(m, -1)[:, : self.noise_count]
+            keep = self._keep(noise.view(m, hidden + bottleneck, n * s))
+            masks = (keep[:, :hidden], keep[:, hidden:])
+        u, saved = self.forward(x, masks)
+        directions = self._directions(uniforms["directions"]) if self.uses["cover"] else None
+        total, du = self.losses_and_grad(u, self.orders, directions)
+        grad = self.backward(du, saved)
+        self._adam(grad)
+        self.step += 1
+        return total
+
+    def _keep(self, noise: torch.Tensor) -> torch.Tensor:
+        """Dropout factors from 16-bit noise (M, h, n): the scale where kept, else 0 (see __init__).
+
+        The comparison writes floats directly (a bool tensor and its conversion cost ~10x more on CPU).
+        """
+        keep = torch.ge(noise, self.noise_threshold, out=torch.empty(noise.shape, device=self.device))
+        return keep.mul_(self.noise_scale)
+
+    def _directions(self, uniforms: torch.Tensor) -> torch.Tensor:
+        """Uniform unit vectors from pairs of uniforms: z uniform in [-1, 1] (Archimedes), longitude uniform."""
+        pairs = uniforms.view(self.count, 2, self.targets)
+        z = pairs[:, 0] * 2.0 - 1.0
+        longitude = pairs[:, 1] * (2.0 * math.pi)
+        radius = (1.0 - z * z).clamp_min(0.0).sqrt()
+        return torch.stack([radius * torch.cos(longitude), radius * torch.sin(longitude), z], dim=1)
+
+    def _adam(self, grad: torch.Tensor) -> None:
+        """torch.optim.Adam's update (defaults betas, eps; no weight decay), then the article's clamp."""
+        beta1, beta2 = self.ADAM_BETAS
+        count = self.step + 1
+        lr = self._learning_rates()
+        self.adam_m.lerp_(grad, 1.0 - beta1)
+        self.adam_v.mul_(beta2).addcmul_(grad, grad, value=1.0 - beta2)
+        denominator = (self.adam_v.sqrt() / math.sqrt(1.0 - beta2**count)).add_(self.ADAM_EPS)
+        self.theta.sub_(self.adam_m / denominator * (lr / (1.0 - beta1**count)))
+        if self.clamp_value is not None:
+            self.theta.clamp_(-self.clamp_value, self.clamp_value)
+        else:
+            self.theta.clamp_(min=-self.clamp, max=self.clamp)
+
+    # ------------------------------------------------------------------ evaluation and state
+
+    @torch.no_grad()
+    def evaluate(self, points: torch.Tensor, chunk: int = 20_000) -> torch.Tensor:
+        """The map without dropout (the article's network.eval(...)) of points (n, 2): (M, n, 3)."""
+        points = points.to(self.device, self.theta.dtype)
+        outputs = []
+        for start in range(0, len(points), chunk):
+            x = points[start : start + chunk].T.unsqueeze(0).expand(self.count, 2, -1)
+            outputs.append(self.forward(x)[0].transpose(1, 2))
+        return torch.cat(outputs, dim=1)
+
+    @torch.no_grad()
+    def evaluate_with_dropout(self, points: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """The map with dropout on (what the article's training-batch figure shows): (M, n, 3).
+
+        The masks come from `generator`, not the members' own, so drawing a figure never moves a
+        training stream.
+        """
+        points = points.to(self.device, self.theta.dtype)
+        hidden, bottleneck = self.widths[1], self.widths[2]
+        words = torch.empty(self.count, (hidden + bottleneck) * len(points), dtype=torch.int16, device=self.device)
+        noise = words.random_(-(2**15), 2**15, generator=generator).view(self.count, hidden + bottleneck, -1)
+        keep = self._keep(noise)
+        x = points.T.unsqueeze(0).expand(self.count, 2, -1)
+        return self.forward(x, (keep[:, :hidden], keep[:, hidden:]))[0].transpose(1, 2)
+
+    def state_dict(self) -> dict:
+        return {"members": [m.to_dict() for m in self.members], "seeds": self.seeds, "step": self.step,
+                "theta": self.theta.cpu(), "adam_m": self.adam_m.cpu(), "adam_v": self.adam_v.cpu(),
+                "generators": [g.get_state() for g in self.generators]}
+
+    def load_state_dict(self, state: dict) -> None:
+        saved = [SphereSettings.from_dict(values) for values in state["members"]]
+        if saved != self.members or list(state["seeds"]) != self.seeds:
+            raise LabError("the checkpoint holds other runs (settings or seeds differ); rerun with --fresh")
+        self.theta = state["theta"].to(self.device, self.theta.dtype).clone()
+        self.adam_m = state["adam_m"].to(self.device).clone()
+        self.adam_v = state["adam_v"].to(self.device).clone()
+        for generator, generator_state in zip(self.generators, state["generators"], strict=True):
+            generator.set_state(generator_state)
+        self.step = int(state["step"])
+        self._lr_epoch = None
+
+
+def train_many(members: list[SphereSettings], seeds: list[int], steps: int, device: str | torch.device = "cpu",
+               progress=None) -> list[Trainer]:
+    """Train every (settings, seed) pair for `steps` steps, members with the same shapes stacked.
+
+    Returns one Trainer per group of shapes; `progress(trainer, losses)` is called after each
+    step (a tqdm update, a log), with the step's losses (M,) on the device.
+    """
+    groups: dict[tuple, list[int]] = {}
+    for index, member in enumerate(members):
+        groups.setdefault(member.shape_key, []).append(index)
+    trainers = []
+    for indices in groups.values():
+        trainer = Trainer([members[i] for i in indices], [seeds[i] for i in indices], device)
+        trainer.indices = indices
+        for _ in range(steps):
+            losses = trainer.train_step()
+            if progress is not None:
+                progress(trainer, losses)
+        trainers.append(trainer)
+    return trainers

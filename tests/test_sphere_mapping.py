@@ -1,22 +1,30 @@
-"""sphere_mapping: the network, the metrics on known point sets, training, figures, bad input."""
+"""sphere_mapping: the stacked trainer, the metrics on known point sets, training, resume, figures, bad input."""
 
 from __future__ import annotations
 
+import csv
 import json
+import math
 
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from lab import LabError
 from sphere_mapping.metrics import (
     UNIFORM_SPHERE_UNIFORMITY,
     coverage,
     fibonacci_sphere,
+    hole_rim,
     largest_hole_deg,
     uniformity,
 )
-from sphere_mapping.model import SquareToSphere, Trainer, TrainSettings, square_grid
+from sphere_mapping.model import ARTICLE, SphereSettings, Trainer, square_grid, with_overrides
+from sphere_mapping.variants import settings_for
+
+COVER = {"article_weight": 0.0, "uniformity_weight": 1.0, "uniformity_temperature": 6.0, "dropout": 0.0,
+         "cover_weight": 10.0, "points_per_step": 256, "splits": 1}
 
 
 @pytest.fixture(autouse=True)
@@ -29,34 +37,125 @@ def one_torch_thread():
     torch.set_num_threads(threads)
 
 
-def test_outputs_are_unit_vectors_in_both_modes():
-    torch.manual_seed(0)
-    model = SquareToSphere()
+def test_outputs_are_unit_vectors_and_dropout_only_where_asked():
+    trainer = Trainer([ARTICLE], [0])
     points = torch.rand(500, 2) - 0.5
-    for mode in (model.train, model.eval):
-        mode()
-        norms = model(points).norm(dim=1)
-        assert torch.allclose(norms, torch.ones_like(norms), atol=1e-5)
-
-
-def test_dropout_is_on_in_training_and_off_in_evaluation():
-    torch.manual_seed(0)
-    model = SquareToSphere()
-    points = torch.rand(200, 2) - 0.5
-    model.train()
-    assert not torch.allclose(model(points), model(points)), "training passes should differ (dropout)"
-    model.eval()
-    assert torch.equal(model(points), model(points)), "evaluation must be deterministic (no dropout)"
-    trainer = Trainer(TrainSettings(steps=1))
-    first, second = trainer.evaluate(points), trainer.evaluate(points)
-    assert torch.equal(first, second) and trainer.model.training  # evaluate() restores training mode
+    clean = trainer.evaluate(points)
+    assert torch.allclose(clean.norm(dim=-1), torch.ones(1, 500), atol=1e-5)
+    assert torch.equal(clean, trainer.evaluate(points)), "evaluation must be deterministic (no dropout)"
+    generator = torch.Generator().manual_seed(0)
+    noisy = trainer.evaluate_with_dropout(points, generator)
+    assert not torch.allclose(noisy, clean) and torch.allclose(noisy.norm(dim=-1), torch.ones(1, 500), atol=1e-5)
 
 
 def test_article_architecture():
-    model = SquareToSphere()
-    shapes = [tuple(p.shape) for p in model.parameters()]
-    assert shapes == [(4, 2), (4,), (12, 4), (12,), (6, 12), (6,), (3, 6), (3,)]
-    assert model.dropout == 0.2
+    state = Trainer([ARTICLE], [0]).member_state(0)
+    assert [tuple(v.shape) for v in state.values()] == [(4, 2), (4,), (12, 4), (12,), (6, 12), (6,), (3, 6), (3,)]
+    assert ARTICLE.dropout == 0.2 and ARTICLE.learning_rate == 0.05 and ARTICLE.clamp == 2.0
+    # nn.Linear's initialisation: every value within 1/sqrt(fan_in)
+    assert state["fc1.weight"].abs().max() <= 1 / math.sqrt(2) and state["fc2.weight"].abs().max() <= 0.5
+
+
+def test_train_constants_are_the_article_settings():
+    """train.py's constants and SphereSettings' defaults must not drift apart."""
+    from sphere_mapping import train
+
+    for constant, field in train.SETTING_CONSTANTS.items():
+        assert getattr(train, constant) == getattr(ARTICLE, field), constant
+
+
+def _autograd_gradient(trainer: Trainer, x, masks, orders, directions):
+    """The members' summed loss through torch autograd, written independently of Trainer's code."""
+    theta = trainer.theta.clone().requires_grad_(True)
+    w1, b1, w2, b2, w3, b3, w4, b4 = trainer.views(theta)
+    hidden = F.relu(torch.baddbmm(b2, w2, torch.baddbmm(b1, w1, x)))
+    if masks is not None:
+        hidden = hidden * masks[0]
+    out = torch.baddbmm(b3, w3, hidden)
+    if masks is not None:
+        out = out * masks[1]
+    u = F.normalize(torch.baddbmm(b4, w4, out), dim=1)
+    n, half, total = trainer.points, trainer.points // 2, 0.0
+    for k, member in enumerate(trainer.members):
+        vectors = u[k].T
+        for split in range(trainer.splits):
+            shuffled = vectors[split * n : (split + 1) * n][orders[k, split]]
+            total = total + member.article_weight * (F.cosine_similarity(shuffled[:half], shuffled[half:2 * half]).sum() ** 2)
+        first = vectors[:n]
+        kernel = torch.exp(-member.uniformity_temperature * torch.cdist(first, first) ** 2)
+        off_diagonal = kernel.sum() - kernel.diagonal().sum()
+        total = total + member.uniformity_weight * torch.log(off_diagonal / (n * (n - 1)))
+        if directions is not None:
+            nearest = (torch.cdist(directions[k].T, first) ** 2).min(dim=1).values
+            total = total + member.cover_weight * nearest.mean()
+    total.backward()
+    return theta.grad
+
+
+@pytest.mark.parametrize("overrides", [{}, COVER])
+def test_hand_written_gradient_equals_autograd(overrides):
+    settings = with_overrides(ARTICLE, overrides)
+    trainer = Trainer([settings, settings], [0, 1])
+    for _ in range(5):
+        trainer.train_step()
+    uniforms = trainer._draw()
+    m, n, s = trainer.count, trainer.points, trainer.splits
+    x = uniforms["points"].view(m, n, 2).transpose(1, 2).repeat(1, 1, s) - 0.5
+    masks = None
+    if trainer.any_dropout:
+        noise = trainer.noise_words.view(torch.int16).view(m, -1)[:, : trainer.noise_count]
+        keep = trainer._keep(noise.view(m, -1, n * s))
+        masks = (keep[:, : settings.widths[1]], keep[:, settings.widths[1] :])
+    orders = trainer.orders.clone()
+    directions = trainer._directions(uniforms["directions"]).clone() if trainer.uses["cover"] else None
+    u, saved = trainer.forward(x, masks)
+    _, du = trainer.losses_and_grad(u, orders, directions)
+    mine = trainer.backward(du, saved)
+    reference = _autograd_gradient(trainer, x, masks, orders, directions)
+    scale = reference.abs().max()
+    assert torch.allclose(mine, reference, atol=2e-5 * float(scale), rtol=1e-3)
+
+
+def test_member_k_of_a_batch_is_the_single_run_with_its_seed():
+    """Stacked training changes nothing: member k == a one-member run with member k's seed."""
+    members = [ARTICLE, with_overrides(ARTICLE, {"dropout": 0.0, "learning_rate": 0.02}), ARTICLE,
+               with_overrides(ARTICLE, {"uniformity_weight": 0.5, "cover_weight": 2.0, "clamp": 1.0})]
+    seeds = [3, 5, 11, 3]
+    batch = Trainer(members, seeds)
+    for _ in range(60):
+        batch_losses = batch.train_step()
+    for k, (member, seed) in enumerate(zip(members, seeds, strict=True)):
+        single = Trainer([member], [seed])
+        for _ in range(60):
+            single_losses = single.train_step()
+        assert torch.allclose(batch.theta[k], single.theta[0], rtol=1e-4, atol=1e-5), k
+        assert torch.allclose(batch_losses[k], single_losses[0], rtol=1e-3), k
+    # different seeds really are different runs
+    assert not torch.allclose(batch.theta[0], batch.theta[2])
+
+
+def test_a_short_training_run_lowers_the_loss_and_clamps():
+    trainer = Trainer([ARTICLE], [0])
+    losses = torch.stack([trainer.train_step()[0] for _ in range(300)]).numpy()
+    assert np.median(losses[-50:]) < 0.01 * np.median(losses[:5])
+    assert trainer.theta.abs().max() <= 2.0  # the article's clamp
+
+
+def test_settings_refuse_nonsense():
+    with pytest.raises(LabError, match="learning_rate must be a finite number"):
+        SphereSettings(learning_rate=float("inf"))
+    with pytest.raises(LabError, match="dropout must be in"):
+        SphereSettings(dropout=1.0)
+    with pytest.raises(LabError, match="unknown setting.*lr; valid: widths"):
+        settings_for("article", {"lr": 0.1})
+    with pytest.raises(LabError, match="every loss weight is 0"):
+        settings_for("uniformity", {"uniformity_weight": 0.0})
+
+
+def test_square_grid_spans_the_square():
+    grid = square_grid(5)
+    assert grid.shape == (25, 2) and grid.min() == -0.5 and grid.max() == 0.5
+    assert torch.equal(grid[1], torch.tensor([-0.25, -0.5]))  # x varies fastest, as the article's meshgrid
 
 
 def test_fibonacci_lattice_is_covered_with_small_holes():
@@ -81,45 +180,103 @@ def test_uniformity_of_a_uniform_sample_and_of_clusters():
     assert largest_hole_deg(clustered) > 170.0
 
 
-def test_a_short_training_run_lowers_the_loss():
-    trainer = Trainer(TrainSettings(steps=300), generator_seed=0)
-    for _ in range(300):
-        trainer.train_step()
-    losses = trainer.losses.numpy()
-    assert np.median(losses[-50:]) < 0.01 * np.median(losses[:5])
-    parameters = torch.cat([p.detach().flatten() for p in trainer.model.parameters()])
-    assert parameters.abs().max() <= 2.0  # the article's clamp
+def test_hole_rim_finds_the_square_border_that_does_not_close():
+    """A latitude-longitude map of the square that stops 15 deg short of the north pole: the hole is
+    the pole, and its rim is the square's top edge (y = 0.5), all on the border band."""
+    grid = square_grid(120).numpy().astype(np.float64)
+    latitude = np.radians(-90.0 + (grid[:, 1] + 0.5) * 165.0)
+    longitude = (grid[:, 0] + 0.5) * 2 * np.pi
+    vectors = np.stack([np.cos(latitude) * np.cos(longitude), np.cos(latitude) * np.sin(longitude),
+                        np.sin(latitude)], axis=1)
+    rim = hole_rim(grid, vectors)
+    assert rim["hole_deg"] == pytest.approx(15.0, abs=0.5)
+    assert rim["rim_on_border"] == 1.0 and rim["rim_mean_y"] > 0.45
+    assert rim["border_area"] == pytest.approx(0.19, abs=0.02)
 
 
-def test_square_grid_spans_the_square():
-    grid = square_grid(5)
-    assert grid.shape == (25, 2) and grid.min() == -0.5 and grid.max() == 0.5
-    assert torch.equal(grid[1], torch.tensor([-0.25, -0.5]))  # x varies fastest, as the article's meshgrid
+def _checkpoint(lab_outputs, profile="dry_run", run_name="", variant="article"):
+    folder = lab_outputs / "sphere_mapping" / "checkpoints" / (f"{profile}-{run_name}" if run_name else profile)
+    return torch.load(folder / f"{variant}.pt", weights_only=False)
 
 
-def test_train_dry_run_writes_figures_and_metrics(lab_outputs, tmp_path, capsys):
+def test_train_dry_run_writes_figures_metrics_claims_and_curves(lab_outputs, tmp_path, capsys):
     from PIL import Image
 
     from sphere_mapping import train
 
     picture = tmp_path / "gray.png"
     Image.fromarray((np.arange(64 * 48).reshape(48, 64) % 256).astype(np.uint8), mode="L").save(picture)
-    train.main(["--dry-run", "--fresh", "--set", f"PICTURE={picture}"])
+    train.main(["--dry-run", "--fresh", "--set", f"PICTURE={picture}", "--set", "LOG_EVERY=10"])
     assert "converted to RGB" in capsys.readouterr().out
     folder = lab_outputs / "sphere_mapping" / "train"
     record = json.loads((folder / "run.json").read_text())
-    for name in ("coverage", "uniformity", "largest_hole_deg"):
+    for name in ("coverage", "uniformity", "largest_hole_deg", "rim_on_border"):
         assert isinstance(record["metrics"][name], float)
     assert record["metrics"]["max_unit_norm_error"] < 1e-5
+    assert len(record["claims"]) >= 2 and all(c["measured"] for c in record["claims"])
     for artifact in record["artifacts"]:
         assert (folder / artifact["path"]).stat().st_size > 0
     names = {a["path"] for a in record["artifacts"]}
-    assert {"loss.png", "sphere.png", "picture_sphere.png", "forming.gif", "sphere.html"} <= names
+    assert {"loss.png", "sphere.png", "picture_sphere.png", "forming.gif", "sphere.html", "hole_in_square.png"} <= names
     page = (folder / "sphere.html").read_text()
     assert 'src="plotly.min.js"' in page and "cdn.plot.ly" not in page  # works offline
-    assert (folder / "plotly.min.js").stat().st_size > 1_000_000
     with Image.open(folder / "forming.gif") as gif:
         assert gif.n_frames >= 3
+    with open(folder / "scalars.csv") as handle:
+        rows = [row for row in csv.DictReader(handle) if row["name"] == "loss"]
+    assert [int(row["step"]) for row in rows] == [10, 20, 30]
+
+
+def test_interrupted_then_resumed_equals_uninterrupted(lab_outputs):
+    """A seeded run stopped at step 40 and resumed to 80 ends exactly where a run of 80 ends."""
+    from sphere_mapping import train
+
+    common = ["--dry-run", "--set", "PICTURE_SIZE=4", "--set", "GRID_SIDE=10", "--set", "ANIMATION_FRAMES=1"]
+    train.main([*common, "--set", "STEPS=40", "--set", "RUN_NAME=parts"])
+    resumed = train.main([*common, "--set", "STEPS=80", "--set", "RUN_NAME=parts"])
+    whole = train.main([*common, "--set", "STEPS=80", "--set", "RUN_NAME=whole"])
+    parts, once = _checkpoint(lab_outputs, run_name="parts"), _checkpoint(lab_outputs, run_name="whole")
+    assert parts["step"] == once["step"] == 80
+    assert torch.equal(parts["trainer"]["theta"], once["trainer"]["theta"])
+    assert torch.equal(parts["losses"], once["losses"])
+    assert resumed["coverage"] == whole["coverage"]
+
+
+def test_fewer_steps_than_done_is_refused_and_nothing_rewinds(lab_outputs, capsys):
+    from sphere_mapping import train
+
+    common = ["--dry-run", "--set", "PICTURE_SIZE=4", "--set", "GRID_SIDE=10", "--set", "ANIMATION_FRAMES=1"]
+    train.main(common)
+    with pytest.raises(SystemExit) as exit_info:
+        train.main([*common, "--set", "STEPS=20"])
+    assert exit_info.value.code == 2
+    assert "30 steps done, more than the 20" in capsys.readouterr().err
+    assert _checkpoint(lab_outputs)["step"] == 30
+    metrics = train.main(common)  # a finished run only redraws
+    assert metrics["steps_trained"] == 30
+
+
+@pytest.mark.parametrize("setting, message", [("STEPS=0", "STEPS"), ("STEPS=-5", "STEPS"),
+                                              ("LEARNING_RATE=1e999", "LEARNING_RATE"),
+                                              ("CHECKPOINT_EVERY=0", "CHECKPOINT_EVERY"),
+                                              ("DROPOUT=1.0", "DROPOUT")])
+def test_nonsense_constants_are_refused(lab_outputs, capsys, setting, message):
+    from sphere_mapping import train
+
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(["--dry-run", "--set", setting])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_a_changed_setting_is_not_resumed(lab_outputs, capsys):
+    from sphere_mapping import train
+
+    common = ["--dry-run", "--set", "PICTURE_SIZE=4", "--set", "GRID_SIDE=10", "--set", "ANIMATION_FRAMES=1"]
+    train.main(common)
+    with pytest.raises(SystemExit):
+        train.main([*common, "--set", "STEPS=60", "--set", "LEARNING_RATE=0.01"])
+    assert "LEARNING_RATE: checkpoint has 0.05, this run has 0.01" in capsys.readouterr().err
 
 
 def test_rgba_picture_is_converted(tmp_path):
@@ -145,18 +302,8 @@ def test_missing_or_broken_picture_is_a_clear_error(tmp_path):
         load_picture(str(broken), 10)
 
 
-def test_bad_picture_exits_with_one_line(lab_outputs, tmp_path, capsys):
-    from sphere_mapping import train
-
-    with pytest.raises(SystemExit) as exit_info:
-        train.main(["--dry-run", "--set", f"PICTURE={tmp_path / 'missing.png'}"])
-    assert exit_info.value.code == 2
-    assert "error: PICTURE" in capsys.readouterr().err
-
-
-def test_unknown_variant_lists_the_valid_ones(lab_outputs, capsys):
+def test_unknown_variant_or_setting_lists_the_valid_ones(lab_outputs, capsys):
     from sphere_mapping import experiments, train
-    from sphere_mapping.variants import settings_for
 
     with pytest.raises(LabError, match="valid variants: article, uniformity, uniformity_cover, wide_cover"):
         settings_for("sphere_please")
@@ -165,16 +312,27 @@ def test_unknown_variant_lists_the_valid_ones(lab_outputs, capsys):
             main(["--dry-run", "--set", name])
         assert exit_info.value.code == 2
         assert "unknown variant 'nope'; valid variants: article" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        experiments.main(["--dry-run", "--set", "OVERRIDES={'learning_rat': 0.1}"])
+    assert "unknown setting(s) learning_rat" in capsys.readouterr().err
 
 
-def test_experiments_dry_run_writes_the_table(lab_outputs):
+def test_experiments_table_medians_come_from_every_seed(lab_outputs):
     from sphere_mapping import experiments
 
-    summary = experiments.main(["--dry-run", "--set", "VARIANTS=['article', 'uniformity']"])
+    summary = experiments.main(["--dry-run", "--set", "VARIANTS=['article', 'uniformity']", "--set", "SEEDS=3",
+                                "--set", "OVERRIDES={'lr_step': 5}"])
     assert [row["variant"] for row in summary] == ["article", "uniformity"]
     folder = lab_outputs / "sphere_mapping" / "experiments"
+    with open(folder / "results.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    for row in summary:
+        own = [float(r["coverage"]) for r in rows if r["variant"] == row["variant"]]
+        assert len(own) == row["seeds"] == 3
+        assert row["coverage_median"] == pytest.approx(float(np.median(own)), abs=1e-4)
     table = (folder / "results.md").read_text()
     assert "| article |" in table and "| uniformity |" in table
     assert (folder / "metrics_by_variant.png").stat().st_size > 10_000
     record = json.loads((folder / "run.json").read_text())
-    assert 0.0 <= record["metrics"]["per_variant"]["article"]["coverage_median"] <= 1.0
+    assert len(record["claims"]) >= 2
+    assert record["constants"]["OVERRIDES"] == {"lr_step": 5}

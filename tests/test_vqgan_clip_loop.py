@@ -1,4 +1,4 @@
-"""The VQGAN+CLIP loop (vqgan_clip/vqgan.py, clip_model.py, generate.py) on tiny random models.
+"""The VQGAN+CLIP loop (vqgan_clip/vqgan.py, clip_model.py, loop.py, generate.py) on tiny random models.
 
 The tiny models are built through the same code paths as the real ones: a taming-layout VQGAN
 from a model.yaml written here, and an open_clip model from a JSON config plus a state_dict file.
@@ -51,16 +51,18 @@ def tiny_models(tmp_path_factory):
 
 
 def loop_config(**overrides):
-    from vqgan_clip.generate import default_config
+    from vqgan_clip.loop import LoopSettings
 
-    values = {"WIDTH": 32, "HEIGHT": 32, "MAX_ITERATIONS": 30, "CUTN": 16, "DISPLAY_FREQUENCY": 10, "SEED": 0}
+    values = {"prompts": "a red circle on a blue background", "width": 32, "height": 32, "max_iterations": 30,
+              "step_size": 0.1, "cutn": 16, "cut_pow": 1.0, "cut_method": "updated", "init_weight": 0.0, "seed": 0,
+              "display_frequency": 10}
     values.update(overrides)
-    return default_config(**values)
+    return LoopSettings(**values)
 
 
 @pytest.fixture(scope="module")
 def loaded(tiny_models):
-    from vqgan_clip.generate import load_models
+    from vqgan_clip.models import load_models
 
     vqgan, clip, _files = load_models(str(tiny_models))
     return vqgan, clip
@@ -70,7 +72,7 @@ def loaded(tiny_models):
 
 
 def test_prompt_parsing_weights_stops_and_urls():
-    from vqgan_clip.generate import Prompt, parse_prompts
+    from vqgan_clip.loop import Prompt, parse_prompts
 
     parsed = parse_prompts("a red circle:1 | a square:-0.5 | sky:2:0.3 |  plain text  ")
     assert parsed == [Prompt("a red circle", 1.0), Prompt("a square", -0.5), Prompt("sky", 2.0, 0.3),
@@ -82,14 +84,14 @@ def test_prompt_parsing_weights_stops_and_urls():
 
 @pytest.mark.parametrize("bad", ["a red circle:heavy", "a:1:x", ":2"])
 def test_prompt_with_unparsable_weight_is_a_clear_error(bad):
-    from vqgan_clip.generate import parse_prompts
+    from vqgan_clip.loop import parse_prompts
 
     with pytest.raises(LabError, match="weight|no text"):
         parse_prompts(bad)
 
 
 def test_size_rounds_down_to_the_downsampling_factor(capsys):
-    from vqgan_clip.generate import round_size
+    from vqgan_clip.loop import round_size
 
     assert round_size(480, 300, 16) == (480, 288)
     assert "rounded down to 480x288" in capsys.readouterr().out
@@ -99,7 +101,7 @@ def test_size_rounds_down_to_the_downsampling_factor(capsys):
 
 
 def test_clamp_with_grad_lets_gradient_pull_values_back_into_range():
-    from vqgan_clip.generate import clamp_with_grad
+    from vqgan_clip.loop import clamp_with_grad
 
     x = torch.tensor([-0.5, 0.5, 1.5], requires_grad=True)
     clamp_with_grad(x, 0.0, 1.0).sum().backward()
@@ -149,14 +151,14 @@ def test_official_f16_architecture_has_the_published_size():
 
 
 def test_missing_files_name_what_to_get_and_never_download(tmp_path, monkeypatch):
-    import vqgan_clip.generate as generate
+    import vqgan_clip.models as models
     from vqgan_clip.vqgan import load_vqgan
 
-    monkeypatch.setattr(generate, "data_root", lambda: tmp_path)
-    with pytest.raises(LabError, match=r"vqgan_imagenet_f16_16384\.yaml.*taming-transformers"):
-        generate.resolve_model_files("vqgan_imagenet_f16_16384", "ViT-B-32-quickgelu", str(tmp_path / "ViT.pt"))
+    monkeypatch.setattr(models, "data_root", lambda: tmp_path)
+    with pytest.raises(LabError, match=r"vqgan_imagenet_f16_16384\.yaml.*vqgan_clip.download vqgan_imagenet_f16_16384"):
+        models.resolve_model_files("vqgan_imagenet_f16_16384", "ViT-B-32-quickgelu", str(tmp_path / "ViT.pt"))
     with pytest.raises(LabError, match="vqgan.yaml, vqgan.pt, clip_config.json, clip.pt"):
-        generate.resolve_model_files(str(tmp_path), "", "")
+        models.resolve_model_files(str(tmp_path), "", "")
     with pytest.raises(LabError, match="not found.*CompVis"):
         load_vqgan(tmp_path / "model.yaml", tmp_path / "last.ckpt")
 
@@ -184,10 +186,10 @@ def test_clip_weights_that_do_not_match_list_the_keys(tmp_path, tiny_models):
 
 
 def test_summed_prompt_loss_falls_over_30_iterations(loaded):
-    from vqgan_clip.generate import generate
+    from vqgan_clip.loop import generate
 
     vqgan, clip = loaded
-    result = generate(loop_config(CUTN=8), vqgan, clip, progress=False)
+    result = generate(loop_config(cutn=8), vqgan, clip, progress=False)
     assert result.iterations == 30 and len(result.total_losses) == 30
     first, last = np.mean(result.total_losses[:5]), np.mean(result.total_losses[-5:])
     assert last < first - 0.01, (first, last)
@@ -195,13 +197,14 @@ def test_summed_prompt_loss_falls_over_30_iterations(loaded):
 
 
 def test_same_seed_gives_the_identical_image_and_another_seed_does_not(loaded):
-    from vqgan_clip.generate import generate
+    from vqgan_clip.loop import generate
 
     vqgan, clip = loaded
-    config = loop_config(MAX_ITERATIONS=4, CUTN=4, PROMPTS="a star:1 | a square:-0.5")
-    first = generate(config, vqgan, clip, seed=3, progress=False)
-    second = generate(config, vqgan, clip, seed=3, progress=False)
-    other = generate(config, vqgan, clip, seed=4, progress=False)
+    config = loop_config(max_iterations=4, cutn=4, prompts="a star:1 | a square:-0.5", seed=3)
+    first = generate(config, vqgan, clip, progress=False)
+    second = generate(config, vqgan, clip, progress=False)
+    other = generate(loop_config(max_iterations=4, cutn=4, prompts="a star:1 | a square:-0.5", seed=4), vqgan, clip,
+                     progress=False)
     assert np.array_equal(first.image, second.image)
     assert first.total_losses == second.total_losses
     assert not np.array_equal(first.image, other.image)
@@ -210,21 +213,21 @@ def test_same_seed_gives_the_identical_image_and_another_seed_does_not(loaded):
 
 
 def test_initial_image_and_target_image_steer_the_loop(tmp_path, loaded):
-    from vqgan_clip.generate import generate
+    from vqgan_clip.loop import generate
 
     vqgan, clip = loaded
     picture = np.zeros((40, 40, 3), np.uint8)
     picture[:, :20] = (220, 30, 30)
     Image.fromarray(picture).save(tmp_path / "start.png")
-    config = loop_config(MAX_ITERATIONS=3, CUTN=4, INITIAL_IMAGE=str(tmp_path / "start.png"),
-                         TARGET_IMAGES=f"{tmp_path / 'start.png'}:0.5", INIT_WEIGHT=1.0)
+    config = loop_config(max_iterations=3, cutn=4, initial_image=str(tmp_path / "start.png"),
+                         target_images=f"{tmp_path / 'start.png'}:0.5", init_weight=1.0)
     result = generate(config, vqgan, clip, progress=False)
     assert set(result.losses) == {"a red circle on a blue background", "image start.png", "init"}
     (tmp_path / "broken.png").write_bytes(b"not an image")
     with pytest.raises(LabError, match="INITIAL_IMAGE .*broken.png cannot be read"):
-        generate(loop_config(INITIAL_IMAGE=str(tmp_path / "broken.png")), vqgan, clip, progress=False)
+        generate(loop_config(initial_image=str(tmp_path / "broken.png")), vqgan, clip, progress=False)
     with pytest.raises(LabError, match="target image .*missing.png not found"):
-        generate(loop_config(TARGET_IMAGES=str(tmp_path / "missing.png")), vqgan, clip, progress=False)
+        generate(loop_config(target_images=str(tmp_path / "missing.png")), vqgan, clip, progress=False)
 
 
 def test_generate_script_writes_steps_final_png_video_and_never_overwrites(lab_outputs, tiny_models):
@@ -279,25 +282,69 @@ class LightningCallbackRecord:
     """Stands for the Lightning objects that official checkpoints pickle beside the weights."""
 
 
-def test_checkpoint_with_pickled_objects_is_refused_then_converted_with_trust(tmp_path, tiny_models):
-    from vqgan_clip.convert_checkpoint import convert_vqgan
+def test_lightning_checkpoint_with_classes_of_missing_modules_loads_without_running_them(tmp_path, tiny_models,
+                                                                                         monkeypatch):
+    """An official last.ckpt pickles Lightning objects; pytorch_lightning is not installed here."""
+    import sys
+    import types
+
     from vqgan_clip.convert_checkpoint import main as convert
     from vqgan_clip.vqgan import load_vqgan
 
+    # A class that pickles as pytorch_lightning.callbacks.ModelCheckpoint, a module that exists only while saving.
+    module = types.ModuleType("pytorch_lightning.callbacks")
+    ran = []
+    ModelCheckpoint = type("ModelCheckpoint", (), {"__module__": module.__name__,
+                                                   "__setstate__": lambda self, state: ran.append(state)})
+    module.ModelCheckpoint = ModelCheckpoint
+    monkeypatch.setitem(sys.modules, "pytorch_lightning", types.ModuleType("pytorch_lightning"))
+    monkeypatch.setitem(sys.modules, "pytorch_lightning.callbacks", module)
     state = torch.load(tiny_models / "vqgan.pt", weights_only=True)
-    state["loss.logvar"] = torch.zeros(())
-    torch.save({"state_dict": state, "callbacks": LightningCallbackRecord()}, tmp_path / "last.ckpt")
-    with pytest.raises(LabError, match=r"convert_checkpoint vqgan .*last.ckpt --trust"):
-        load_vqgan(tiny_models / "vqgan.yaml", tmp_path / "last.ckpt")
-    with pytest.raises(LabError, match="--trust"):
-        convert_vqgan(tmp_path / "last.ckpt")
-    target = convert(["vqgan", str(tmp_path / "last.ckpt"), "--trust"])
-    model = load_vqgan(tiny_models / "vqgan.yaml", target)
-    assert torch.equal(model.quantize.embedding.weight, state["quantize.embedding.weight"])
+    lightning = dict(state)
+    lightning["loss.discriminator.main.0.weight"] = torch.ones(4)
+    lightning["loss.logvar"] = torch.zeros(())
+    callback = ModelCheckpoint()
+    callback.best_model_score = torch.tensor(0.25)
+    checkpoint = {"state_dict": lightning, "epoch": 3, "global_step": 1200,
+                  "callbacks": {ModelCheckpoint: {"best_model_score": torch.tensor(0.25)}}, "callback": callback,
+                  "optimizer_states": [{"state": {0: {"exp_avg": torch.ones(3)}}, "param_groups": [{"lr": 4.5e-6}]}],
+                  "numpy_scalar": np.float64(1.5)}
+    torch.save(checkpoint, tmp_path / "last.ckpt")
+    monkeypatch.delitem(sys.modules, "pytorch_lightning.callbacks")
+    monkeypatch.delitem(sys.modules, "pytorch_lightning")
+    with pytest.raises(Exception, match="pytorch_lightning"):  # what a plain full unpickling hits
+        torch.load(tmp_path / "last.ckpt", weights_only=False)
+    model = load_vqgan(tiny_models / "vqgan.yaml", tmp_path / "last.ckpt")
+    for key, value in state.items():
+        assert torch.equal(model.state_dict()[key], value), key
+    # convert_checkpoint needs neither pytorch_lightning nor --trust.
+    target = convert(["vqgan", str(tmp_path / "last.ckpt")])
+    plain = torch.load(target, weights_only=True)
+    assert set(plain) == set(state)
+    assert ran == []  # the pickled class's code never ran
+
+
+def test_truncated_checkpoint_says_download_it_again(tmp_path, tiny_models):
+    from vqgan_clip.vqgan import load_vqgan
+
+    data = (tiny_models / "vqgan.pt").read_bytes()
+    (tmp_path / "vqgan.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(LabError, match=r"cannot read .*vqgan.pt: the file is incomplete; download it again"):
+        load_vqgan(tiny_models / "vqgan.yaml", tmp_path / "vqgan.pt")
+
+
+def test_yaml_target_other_than_vqmodel_or_gumbelvq_names_both(tmp_path, tiny_models):
+    from vqgan_clip.vqgan import load_vqgan
+
+    config = yaml.safe_load((tiny_models / "vqgan.yaml").read_text())
+    config["model"]["target"] = "taming.models.cond_transformer.Net2NetTransformer"
+    (tmp_path / "model.yaml").write_text(yaml.safe_dump(config))
+    with pytest.raises(LabError, match="taming.models.vqgan.VQModel and taming.models.vqgan.GumbelVQ"):
+        load_vqgan(tmp_path / "model.yaml", tiny_models / "vqgan.pt")
 
 
 def test_max_iterations_minus_one_runs_until_stopped(loaded):
-    from vqgan_clip.generate import generate
+    from vqgan_clip.loop import generate
 
     vqgan, clip = loaded
 
@@ -310,7 +357,7 @@ def test_max_iterations_minus_one_runs_until_stopped(loaded):
             return self.calls >= 3
 
     frames = []
-    config = loop_config(MAX_ITERATIONS=-1, CUTN=2, DISPLAY_FREQUENCY=1)
+    config = loop_config(max_iterations=-1, cutn=2, display_frequency=1)
     result = generate(config, vqgan, clip, guard=StopAfterThree(), on_display=lambda i, image: frames.append(i),
                       progress=False)
     assert result.interrupted and result.iterations == 3

@@ -144,18 +144,20 @@ def test_evaluation_prompts_cover_the_world():
 def test_shipped_models_fit_budget_and_raise_prompt_similarity_within_30_iterations():
     import torch
 
-    from vqgan_clip import evaluate, generate
+    from vqgan_clip import evaluate, loop
+    from vqgan_clip.models import load_models
 
     total_mb = sum(p.stat().st_size for p in SHIPPED.iterdir() if p.is_file()) / 1e6
     assert total_mb <= 20
     torch.set_num_threads(1)
-    vqgan, clip, _ = generate.load_models("small")
+    vqgan, clip, _ = load_models("small")
     item = evaluate.evaluation_prompts(1)[0]
     frames = {}
-    settings = {"PROMPTS": item["prompt"], "MAX_ITERATIONS": 30, "CUTN": 8, "DISPLAY_FREQUENCY": 100, "SEED": 0,
-                "WIDTH": 64, "HEIGHT": 64, "INITIAL_IMAGE": "", "TARGET_IMAGES": ""}
-    result = generate.generate(settings, vqgan, clip, seed=0, progress=False,
-                               on_display=lambda i, image: frames.setdefault(i, image))
+    settings = loop.LoopSettings(prompts=item["prompt"], width=64, height=64, max_iterations=30, step_size=0.1,
+                                 cutn=8, cut_pow=1.0, cut_method="updated", init_weight=0.0, seed=0,
+                                 display_frequency=100)
+    result = loop.generate(settings, vqgan, clip, progress=False,
+                           on_display=lambda i, image: frames.setdefault(i, image))
     similarity = evaluate.clip_similarities(clip, [frames[0], result.image], [item["prompt"]], "cpu")
     assert similarity[1, 0] > similarity[0, 0] + 0.05
 

@@ -2,13 +2,14 @@
 
     python -m vqgan_clip.convert_checkpoint openai-clip data/checkpoints/ViT-B-32.pt
         -> data/checkpoints/ViT-B-32.state_dict.pt (OpenAI's TorchScript archive -> open_clip keys, float32)
-    python -m vqgan_clip.convert_checkpoint vqgan data/checkpoints/vqgan_imagenet_f16_16384.ckpt --trust
+    python -m vqgan_clip.convert_checkpoint vqgan data/checkpoints/vqgan_imagenet_f16_16384.ckpt
         -> data/checkpoints/vqgan_imagenet_f16_16384.pt (only the weights; `loss.` entries dropped)
 
-The VQGAN conversion is only needed when torch.load(weights_only=True) refuses the Lightning
-checkpoint (it may pickle Lightning objects besides the weights). `--trust` states that you trust
-the file: it is then read with weights_only=False, which can execute code stored in the file.
-Run it only on the files published by CompVis. generate.py picks the .pt when no .ckpt is present.
+The VQGAN conversion is optional: load_vqgan reads an official Lightning last.ckpt directly, with a
+restricted unpickler that builds only tensors and plain containers (vqgan.read_vqgan_state_dict), so
+neither pytorch_lightning nor trust in the file is needed. The plain state_dict is smaller and
+loads faster; generate.py picks the .pt when no .ckpt is present. (`--trust`, once required here,
+is still accepted and no longer changes anything.)
 """
 
 from __future__ import annotations
@@ -47,22 +48,14 @@ def convert_openai_clip(source: Path, target: Path | None = None) -> Path:
     return target
 
 
-def convert_vqgan(source: Path, target: Path | None = None, trust: bool = False) -> Path:
-    """A Lightning VQGAN checkpoint -> a plain state_dict without the `loss.` entries."""
-    from vqgan_clip.vqgan import strip_training_entries
+def convert_vqgan(source: Path, target: Path | None = None) -> Path:
+    """A Lightning VQGAN checkpoint -> a plain state_dict without the `loss.` entries (no pickled code runs)."""
+    from vqgan_clip.vqgan import read_vqgan_state_dict, strip_training_entries
 
-    if not source.is_file():
-        raise LabError(f"{source} not found")
-    if not trust:
-        raise LabError("reading the full Lightning checkpoint can execute code stored in it; add --trust if the "
-                       "file is the one published by CompVis")
-    loaded = torch.load(source, map_location="cpu", weights_only=False)
-    state_dict = loaded.get("state_dict", loaded) if isinstance(loaded, dict) else None
-    if not isinstance(state_dict, dict):
-        raise LabError(f"{source} holds no state_dict")
-    state_dict = {key: value for key, value in strip_training_entries(state_dict).items()
-                  if isinstance(value, torch.Tensor)}
+    state_dict = strip_training_entries(read_vqgan_state_dict(source))
     target = target or source.with_suffix(".pt")
+    if target.resolve() == source.resolve():
+        raise LabError(f"{source} would be overwritten; give another name with -o")
     atomic_write(target, lambda tmp: torch.save(state_dict, tmp))
     return target
 
@@ -73,12 +66,12 @@ def main(argv=None):
     parser.add_argument("kind", choices=("openai-clip", "vqgan"))
     parser.add_argument("source", type=Path)
     parser.add_argument("-o", "--output", type=Path, default=None, help="where to write the state_dict")
-    parser.add_argument("--trust", action="store_true", help="(vqgan) the file is trusted: allow full unpickling")
+    parser.add_argument("--trust", action="store_true", help="accepted for old commands; no longer needed")
     args = parser.parse_args(argv)
     if args.kind == "openai-clip":
         target = convert_openai_clip(args.source, args.output)
     else:
-        target = convert_vqgan(args.source, args.output, args.trust)
+        target = convert_vqgan(args.source, args.output)
     print(f"wrote {target}")
     return target
 

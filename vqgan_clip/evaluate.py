@@ -2,13 +2,13 @@
 
 For 20 prompts "a {colour} {shape} on a {background} background" that together cover all eight
 colours and all five shapes (some of them colour-shape pairs the models never saw in training),
-this runs the article's loop (`generate.generate`) and judges each final image twice:
+this runs the article's loop (`loop.generate`, the same as generate.py's) and judges each final image twice:
 
 1. by the small CLIP: the rank of the prompt among its contrasting captions - the same template
    with one attribute changed (every other shape colour, every other shape, every other
    background colour). Rank 1 means CLIP prefers the prompt to all of them. Also the prompt's
    cosine similarity to the initial image and to the final one (it should rise).
-2. without CLIP: the named colours' share of the pixels (`shapes_world.palette_shares`, each pixel
+2. without CLIP: the named colours' share of the pixels (`shapes_world.pixel_check`, each pixel
    assigned to the nearest of the eight named colours). The check agrees when the shape colour
    and the background colour are the two most frequent colours of the picture.
 
@@ -26,28 +26,34 @@ import torch.nn.functional as F
 
 from lab import LabError, exit_on_lab_error, start_run
 from lab.plots import save_figure
-from vqgan_clip import generate as gen
+from vqgan_clip import loop
 from vqgan_clip import shapes_world as world
 from vqgan_clip.clip_model import clip_input_size
+from vqgan_clip.models import load_models
 
 # -----------------------------------------------------------------------------
 # Constants. The full profile runs 256 iterations of 32 cutouts (generate.py: 300 x 64) on the small models.
-PROMPT_COUNT = 20          # prompts evaluated (cycling shapes, colours and backgrounds)
-MAX_ITERATIONS = 256       # loop iterations per prompt (128: rank-1 70 %, 256: 90 % with the shipped models)
-CUTN = 32                  # CLIP cutouts per iteration
-STEP_SIZE = 0.1            # Adam's step size on the latent (the Colab's 0.1)
-AUGMENT = True             # the cutout augmentations of generate.py
-MODEL = "small"            # which models generate.py loads ("small" = data/vqgan_clip_small/)
-TARGET_RANK1_SHARE = 0.8   # the issue's goal: prompt ranks first in >= 80 % of prompts
-TARGET_PIXEL_SHARE = 0.7   # the issue's goal: the pixel-colour check agrees in >= 70 %
-TORCH_THREADS = 1          # torch CPU threads (0: torch's default). 1 is fastest on a shared 2-core machine
-SEED = 0                   # seed of every prompt's run (the same start for a fair comparison)
+PROMPT_COUNT = 20          # prompts evaluated (cycling shapes, colours and backgrounds) {> 0}
+MAX_ITERATIONS = 256       # loop iterations per prompt (the full-profile figures are in the README) {> 0}
+CUTN = 32                  # CLIP cutouts per iteration {> 0}
+CUT_POW = 1.0              # cutout side ~ U^CUT_POW (the Colab's 1.0; the small model's cutouts are the whole image) {> 0}
+CUT_METHOD = "updated"     # cutout augmentations (loop.CUT_METHODS): "updated" is the Colab's
+STEP_SIZE = 0.1            # Adam's step size on the latent (the Colab's 0.1) {> 0}
+INIT_WEIGHT = 0.0          # no initial image here, so no pull towards it (the Colab's 0) {>= 0}
+MODEL = "small"            # which models to load ("small" = data/vqgan_clip_small/) {nonempty}
+TARGET_RANK1_SHARE = 0.8   # the issue's goal: prompt ranks first in >= 80 % of prompts {>= 0, <= 1}
+TARGET_PIXEL_SHARE = 0.7   # the issue's goal: the pixel-colour check agrees in >= 70 % {>= 0, <= 1}
+TORCH_THREADS = 1          # torch CPU threads (0: torch's default). 1 is fastest on a shared 2-core machine {>= 0}
+SEED = 0                   # seed of every prompt's run (the same start for a fair comparison) {>= 0}
 DEVICE = "auto"            # "auto" (CUDA if available), "cpu" or "cuda"
 QUICK = {"MAX_ITERATIONS": 64, "CUTN": 16}
 DRY_RUN = {"PROMPT_COUNT": 2, "MAX_ITERATIONS": 2, "CUTN": 2}
 # -----------------------------------------------------------------------------
 
 TEMPLATE = "a {colour} {shape} on a {background} background"
+# The full profile's figures (vqgan_clip/README.md), shown beside this run's in the gallery's claims table.
+FULL_PROFILE = {"rank1": "see vqgan_clip/README.md", "pixel": "see vqgan_clip/README.md",
+                "rise": "see vqgan_clip/README.md"}
 
 
 def evaluation_prompts(count: int) -> list[dict]:
@@ -89,19 +95,12 @@ def clip_similarities(clip, images_uint8: list[np.ndarray], texts: list[str], de
     return image_features @ text_features.t()
 
 
-def pixel_check(image: np.ndarray, item: dict) -> tuple[bool, dict[str, float]]:
-    """True when the shape colour and the background colour are the picture's two commonest named colours."""
-    shares = world.palette_shares(image)
-    top_two = set(sorted(shares, key=shares.get, reverse=True)[:2])
-    return top_two == {item["colour"], item["background"]}, shares
-
-
 def judge(clip, item: dict, initial: np.ndarray, final: np.ndarray, device) -> dict:
     captions = [item["prompt"], *contrasting_captions(item)]
     similarity = clip_similarities(clip, [initial, final], captions, device)
     final_scores = similarity[1]
     rank = int((final_scores[1:] > final_scores[0]).sum().item()) + 1
-    agrees, shares = pixel_check(final, item)
+    agrees, shares = world.pixel_check(final, item["colour"], item["background"])
     return {**item, "rank_among_contrasts": rank, "contrasts": len(captions) - 1,
             "similarity_initial": float(similarity[0, 0]), "similarity_final": float(final_scores[0]),
             "pixel_check": agrees, "shape_colour_share": shares[item["colour"]],
@@ -109,9 +108,6 @@ def judge(clip, item: dict, initial: np.ndarray, final: np.ndarray, device) -> d
 
 
 def plot_grid(path: Path, results: list[dict], images: list[np.ndarray]) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     columns = min(5, len(images))
@@ -127,34 +123,43 @@ def plot_grid(path: Path, results: list[dict], images: list[np.ndarray]) -> Path
     return save_figure(fig, path, dpi=90)
 
 
-@exit_on_lab_error
-def main(argv=None):
-    run = start_run("vqgan_clip", globals(), argv, framework="torch")
+def settings_for(cfg, prompt: str) -> loop.LoopSettings:
+    """The loop's settings for one evaluation prompt: every value from this script's own constants."""
+    return loop.LoopSettings(prompts=prompt, width=world.IMAGE_SIZE, height=world.IMAGE_SIZE,
+                             max_iterations=cfg.MAX_ITERATIONS, step_size=cfg.STEP_SIZE, cutn=cfg.CUTN,
+                             cut_pow=cfg.CUT_POW, cut_method=cfg.CUT_METHOD, init_weight=cfg.INIT_WEIGHT,
+                             seed=cfg.SEED, display_frequency=cfg.MAX_ITERATIONS + 1)
+
+
+def evaluate_prompts(run, vqgan, clip) -> tuple[list[dict], list[np.ndarray], float]:
+    """Run the loop on every evaluation prompt and judge its final image; (results, finals, seconds)."""
     cfg = run.cfg
-    if cfg.MAX_ITERATIONS < 1:
-        raise LabError(f"MAX_ITERATIONS={cfg.MAX_ITERATIONS} must be at least 1 for an evaluation")
-    vqgan, clip, files = gen.load_models(cfg.MODEL, device=run.device)
     items = evaluation_prompts(cfg.PROMPT_COUNT)
     results, finals = [], []
     started = time.time()
     for number, item in enumerate(items, 1):
         frames = {}
-        settings = {"PROMPTS": item["prompt"], "WIDTH": world.IMAGE_SIZE, "HEIGHT": world.IMAGE_SIZE,
-                    "MAX_ITERATIONS": cfg.MAX_ITERATIONS, "CUTN": cfg.CUTN, "STEP_SIZE": cfg.STEP_SIZE,
-                    "AUGMENT": cfg.AUGMENT, "DISPLAY_FREQUENCY": cfg.MAX_ITERATIONS + 1, "SEED": cfg.SEED,
-                    "INITIAL_IMAGE": "", "TARGET_IMAGES": ""}
-        outcome = gen.generate(settings, vqgan, clip, device=run.device, seed=cfg.SEED, progress=False,
-                               on_display=lambda iteration, image, frames=frames: frames.setdefault(iteration, image))
+        outcome = loop.generate(settings_for(cfg, item["prompt"]), vqgan, clip, device=run.device, progress=False,
+                                on_display=lambda iteration, image, frames=frames: frames.setdefault(iteration, image))
         result = judge(clip, item, frames[0], outcome.image, run.device)
+        result["loss_first"], result["loss_last"] = outcome.total_losses[0], outcome.total_losses[-1]
         results.append(result)
         finals.append(outcome.image)
+        run.log_scalars(number, rank=result["rank_among_contrasts"], similarity_final=result["similarity_final"],
+                        pixel_check=float(result["pixel_check"]))
         print(f"[{number}/{len(items)}] {item['prompt']}: rank {result['rank_among_contrasts']} of "
               f"{result['contrasts'] + 1}, similarity {result['similarity_initial']:.3f} -> "
               f"{result['similarity_final']:.3f}, pixel check {'agrees' if result['pixel_check'] else 'disagrees'} "
               f"({time.time() - started:.0f} s)", flush=True)
+    return results, finals, time.time() - started
+
+
+def report(run, results: list[dict], finals: list[np.ndarray], seconds: float, files: dict) -> dict:
+    cfg = run.cfg
     rank1 = float(np.mean([r["rank_among_contrasts"] == 1 for r in results]))
     pixel = float(np.mean([r["pixel_check"] for r in results]))
     rise = float(np.mean([r["similarity_final"] - r["similarity_initial"] for r in results]))
+    loss_fell = float(np.mean([r["loss_last"] < r["loss_first"] for r in results]))
     metrics = {
         "prompts": len(results),
         "rank1_share": rank1,
@@ -166,17 +171,35 @@ def main(argv=None):
         "mean_similarity_final": float(np.mean([r["similarity_final"] for r in results])),
         "mean_similarity_rise": rise,
         "similarity_rose_share": float(np.mean([r["similarity_final"] > r["similarity_initial"] for r in results])),
-        "seconds_per_prompt": (time.time() - started) / len(results),
+        "loss_fell_share": loss_fell,
+        "seconds_per_prompt": seconds / len(results),
         "models": {k: str(v) for k, v in files.items()},
         "per_prompt": results,
     }
     print(f"rank 1 among contrasts: {rank1:.0%} (goal {cfg.TARGET_RANK1_SHARE:.0%}); pixel check agrees: "
           f"{pixel:.0%} (goal {cfg.TARGET_PIXEL_SHARE:.0%}); prompt similarity rose by {rise:+.3f} on average")
+    run.add_claim("VQGAN+CLIP follows the prompt's colours and shapes (rank 1 among one-word-changed captions)",
+                  f"rank 1 in {rank1:.0%} of {len(results)} prompts", rank1 >= cfg.TARGET_RANK1_SHARE,
+                  full_profile=FULL_PROFILE["rank1"])
+    run.add_claim("VQGAN+CLIP follows the prompt's colours (pixel check, without CLIP)",
+                  f"agrees in {pixel:.0%} of {len(results)} prompts", pixel >= cfg.TARGET_PIXEL_SHARE,
+                  full_profile=FULL_PROFILE["pixel"])
+    run.add_claim("the image improves over the iterations (CLIP loss first -> last)",
+                  f"loss fell in {loss_fell:.0%} of prompts; prompt similarity {rise:+.3f} on average",
+                  loss_fell >= 0.9, full_profile=FULL_PROFILE["rise"])
     run.add_artifact(plot_grid(run.path("evaluation_grid.png"), results, finals),
                      f"{len(results)} prompts after {cfg.MAX_ITERATIONS} iterations: rank 1 in {rank1:.0%}, "
                      f"pixel check {pixel:.0%}")
     run.finish(metrics)
     return metrics
+
+
+@exit_on_lab_error
+def main(argv=None):
+    run = start_run("vqgan_clip", globals(), argv, framework="torch")
+    vqgan, clip, files = load_models(run.cfg.MODEL, device=run.device)
+    results, finals, seconds = evaluate_prompts(run, vqgan, clip)
+    return report(run, results, finals, seconds, files)
 
 
 if __name__ == "__main__":

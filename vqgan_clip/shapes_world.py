@@ -220,6 +220,22 @@ def palette_shares(image: np.ndarray) -> dict[str, float]:
     return {name: float(c) for name, c in zip(COLOUR_NAMES, counts, strict=True)}
 
 
+def pixel_check(image: np.ndarray, colour: str, background: str) -> tuple[bool, dict[str, float]]:
+    """True when the shape colour and the background colour are the picture's two commonest named colours."""
+    shares = palette_shares(image)
+    top_two = set(sorted(shares, key=shares.get, reverse=True)[:2])
+    return top_two == {colour, background}, shares
+
+
+def prompt_colours(prompt: str) -> tuple[str, str] | None:
+    """(shape colour, background colour) of a prompt "a <colour> <shape> on a <colour> background", else None."""
+    words = prompt.lower().replace(",", " ").split()
+    if len(words) == 7 and words[0] == "a" and words[3:5] == ["on", "a"] and words[6] == "background" \
+            and words[1] in COLOURS and words[2] in SHAPES and words[5] in COLOURS:
+        return words[1], words[5]
+    return None
+
+
 def main() -> None:
     """Write a grid of training scenes with their captions to outputs/vqgan_clip/shapes_world/."""
     import matplotlib

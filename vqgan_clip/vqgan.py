@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import pickle
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -221,15 +222,17 @@ class Decoder(nn.Module):
 class VectorQuantizer(nn.Module):
     """The codebook: each latent vector is replaced by its nearest code (Euclidean distance).
 
-    Training signal (VQ-VAE, van den Oord et al. 2017, eq. 3, as taming computes it): the codebook
-    term ||sg[z] - e||^2 moves codes towards encoder outputs, the commitment term
-    beta * ||z - sg[e]||^2 keeps the encoder close to its codes; the straight-through estimator
-    z + sg[z_q - z] passes the decoder's gradient to the encoder unchanged.
+    Training signal (VQ-VAE, van den Oord et al. 2017, eq. 3): a codebook term ||sg[z] - e||^2 that
+    moves codes towards encoder outputs and a commitment term ||z - sg[e]||^2 that keeps the encoder
+    close to its codes; the straight-through estimator z + sg[z_q - z] passes the decoder's gradient
+    to the encoder unchanged. taming's VQModel trains with its VectorQuantizer2(legacy=True), whose
+    loss is commitment + beta * codebook (beta on the codebook term, the reverse of the paper);
+    legacy=False gives the paper's codebook + beta * commitment.
     """
 
-    def __init__(self, n_embed: int, embed_dim: int, beta: float = 0.25):
+    def __init__(self, n_embed: int, embed_dim: int, beta: float = 0.25, legacy: bool = True):
         super().__init__()
-        self.n_embed, self.embed_dim, self.beta = n_embed, embed_dim, beta
+        self.n_embed, self.embed_dim, self.beta, self.legacy = n_embed, embed_dim, beta, legacy
         self.embedding = nn.Embedding(n_embed, embed_dim)
         self.embedding.weight.data.uniform_(-1.0 / n_embed, 1.0 / n_embed)
 
@@ -250,7 +253,8 @@ class VectorQuantizer(nn.Module):
         z_q = self.lookup(indices)
         codebook = F.mse_loss(z_q, z.detach())
         commitment = F.mse_loss(z, z_q.detach())
-        loss_terms = {"codebook": codebook, "commitment": commitment, "total": codebook + self.beta * commitment}
+        total = commitment + self.beta * codebook if self.legacy else codebook + self.beta * commitment
+        loss_terms = {"codebook": codebook, "commitment": commitment, "total": total}
         z_q = z + (z_q - z).detach()
         return z_q, loss_terms, indices
 
@@ -260,7 +264,7 @@ class VQModel(nn.Module):
 
     encode(x) -> (z_q, loss_terms, indices): z_q the quantised latent (batch, embed_dim, h/f, w/f) with a
     straight-through gradient, loss_terms a dict of scalar tensors {"codebook", "commitment", "total"}
-    (total = codebook + beta * commitment, the VQ part of the training loss), indices (batch, h/f, w/f).
+    (total: the VQ part of the training loss, see VectorQuantizer), indices (batch, h/f, w/f).
     decode(z_q) -> image in [-1, 1] (not clamped). forward(x) -> (reconstruction, loss_terms).
     """
 
@@ -297,6 +301,11 @@ class VQModel(nn.Module):
         return cls(params["embed_dim"], params["n_embed"], params["ddconfig"])
 
     @property
+    def codebook(self) -> torch.Tensor:
+        """The codes (n_embed, embed_dim) that the VQGAN+CLIP loop snaps its latent to."""
+        return self.quantize.embedding.weight
+
+    @property
     def downsampling_factor(self) -> int:
         """Pixels per latent token along each side: 2^(levels - 1), 16 for the official f16 models."""
         return 2 ** (len(self.ddconfig["ch_mult"]) - 1)
@@ -319,6 +328,62 @@ class VQModel(nn.Module):
         return self.decode(z_q), loss_terms
 
 
+class GumbelQuantize(nn.Module):
+    """taming's GumbelQuantize (Jang et al. 2017, "Categorical Reparameterization with Gumbel-Softmax"):
+    a 1x1 conv `proj` gives logits over the n_embed codes at each position; training draws a
+    Gumbel-softmax one-hot (temperature `temperature`) and mixes the codes `embed` with it. In eval
+    mode this takes the argmax of the logits (deterministic, no Gumbel noise), so encoding an image
+    gives the same latent every time."""
+
+    def __init__(self, num_hiddens: int, embed_dim: int, n_embed: int, kl_weight: float = 5e-4,
+                 temperature: float = 1.0):
+        super().__init__()
+        self.n_embed, self.embed_dim, self.kl_weight, self.temperature = n_embed, embed_dim, kl_weight, temperature
+        self.proj = nn.Conv2d(num_hiddens, n_embed, 1)
+        self.embed = nn.Embedding(n_embed, embed_dim)
+
+    def lookup(self, indices: torch.Tensor) -> torch.Tensor:
+        return self.embed(indices).permute(0, 3, 1, 2).contiguous()
+
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
+        logits = self.proj(z)
+        if self.training:
+            one_hot = F.gumbel_softmax(logits, tau=self.temperature, dim=1, hard=True)
+        else:
+            one_hot = F.one_hot(logits.argmax(1), self.n_embed).permute(0, 3, 1, 2).to(logits.dtype)
+        z_q = torch.einsum("bnhw,nd->bdhw", one_hot, self.embed.weight)
+        # taming's KL term to the uniform prior: sum q log(q * n_embed), averaged over positions.
+        q = F.softmax(logits, dim=1)
+        kl = self.kl_weight * torch.sum(q * torch.log(q * self.n_embed + 1e-10), dim=1).mean()
+        return z_q, {"kl": kl, "total": kl}, one_hot.argmax(1)
+
+
+class GumbelVQ(VQModel):
+    """taming's GumbelVQ (vqgan_gumbel_f8_8192): VQModel's encoder and decoder with GumbelQuantize
+    (`quantize.proj`, `quantize.embed`) in place of the nearest-code quantiser."""
+
+    def __init__(self, embed_dim: int, n_embed: int, ddconfig: dict[str, Any], kl_weight: float = 1e-8):
+        super().__init__(embed_dim, n_embed, ddconfig)
+        self.quantize = GumbelQuantize(ddconfig["z_channels"], self.embed_dim, self.n_embed, kl_weight=kl_weight)
+
+    @property
+    def codebook(self) -> torch.Tensor:
+        return self.quantize.embed.weight
+
+
+MODEL_TARGETS = {"taming.models.vqgan.VQModel": VQModel, "taming.models.vqgan.GumbelVQ": GumbelVQ}
+
+
+def build_vqgan(config: dict[str, Any]) -> VQModel:
+    """The model a taming model.yaml describes, by its `target` (VQModel when the yaml names none)."""
+    model = config.get("model", config)
+    target = model.get("target", "taming.models.vqgan.VQModel") if isinstance(model, dict) else None
+    if target not in MODEL_TARGETS:
+        raise LabError(f"the VQGAN config's target {target!r} is not supported; supported: "
+                       f"{' and '.join(MODEL_TARGETS)}")
+    return MODEL_TARGETS[target].from_config(config)
+
+
 # -----------------------------------------------------------------------------------------------
 # Loading
 
@@ -339,27 +404,92 @@ def read_yaml_config(yaml_path: Path | str) -> dict[str, Any]:
     return config
 
 
+class _Inert:
+    """Stands in for any class a checkpoint pickles besides tensors and plain containers (Lightning's
+    callbacks, hyper-parameter records, numpy scalars): it accepts any construction and state and
+    runs nothing, so unpickling never imports or executes code from the file."""
+
+    _origin = "?"
+
+    def __init__(self, *args, **kwargs):
+        self.args = args
+
+    def __new__(cls, *args, **kwargs):
+        return super().__new__(cls)
+
+    def __setstate__(self, state):
+        self.state = state
+
+    def __call__(self, *args, **kwargs):  # a pickled function reference called by REDUCE
+        return _Inert()
+
+    def __setitem__(self, key, value):  # SETITEM(S) on an object standing for a dict subclass
+        pass
+
+    def append(self, value):  # APPEND(S) on an object standing for a list subclass
+        pass
+
+    def extend(self, values):
+        pass
+
+
+# What the restricted unpickler materialises for real: torch's tensor rebuilding and plain containers.
+_ALLOWED = {
+    ("torch._utils", "_rebuild_tensor_v2"), ("torch._utils", "_rebuild_tensor"), ("torch._utils", "_rebuild_parameter"),
+    ("torch._utils", "_rebuild_parameter_with_state"), ("torch._utils", "_rebuild_device_tensor_from_numpy"),
+    ("torch", "Size"), ("torch", "device"), ("collections", "OrderedDict"), ("builtins", "set"),
+    ("builtins", "frozenset"), ("builtins", "slice"), ("builtins", "complex"), ("builtins", "bytearray"),
+}
+
+
+class _RestrictedUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str):
+        if (module, name) in _ALLOWED or (module == "torch" and name.endswith("Storage")):
+            return super().find_class(module, name)
+        # Anything else (pytorch_lightning.callbacks..., numpy, argparse.Namespace) becomes inert.
+        return type(name, (_Inert,), {"_origin": f"{module}.{name}"})
+
+
+class _RestrictedPickleModule:
+    """A pickle module for torch.load(pickle_module=...) whose Unpickler never imports pickled classes."""
+
+    Unpickler = _RestrictedUnpickler
+    load = staticmethod(pickle.load)
+    __name__ = "restricted_pickle"
+
+
+def _incomplete(ckpt_path: Path) -> LabError:
+    return LabError(f"cannot read {ckpt_path}: the file is incomplete; download it again "
+                    "(python -m vqgan_clip.download resumes a partial download)")
+
+
 def read_vqgan_state_dict(ckpt_path: Path | str) -> dict[str, torch.Tensor]:
     """The weights of a VQGAN file: a Lightning .ckpt ({"state_dict": ...}) or a plain state_dict.
 
-    Read with torch.load(weights_only=True), which refuses pickled code. The official taming
-    checkpoints also pickle a few plain Python objects beside the weights (Lightning's callback
-    and hyper-parameter records); when weights_only refuses them, the error says how to convert
-    the file once, in a trusted environment, into a plain state_dict.
+    First torch.load(weights_only=True). An official Lightning last.ckpt also pickles Lightning's
+    callback and hyper-parameter objects, which weights_only refuses; then the file is read again
+    with a restricted unpickler that builds tensors and plain containers and replaces every other
+    class by an inert stand-in (nothing from the file is imported or run, and pytorch_lightning is
+    not needed); only `state_dict` is kept.
     """
     ckpt_path = Path(ckpt_path)
     if not ckpt_path.is_file():
         raise LabError(f"VQGAN checkpoint {ckpt_path} not found; {OFFICIAL_SOURCES}")
+    with open(ckpt_path, "rb") as handle:
+        magic = handle.read(4)
+    if magic == b"PK\x03\x04" and not zipfile.is_zipfile(ckpt_path):
+        raise _incomplete(ckpt_path)  # torch's zip format, cut short: no central directory at the end
     try:
         loaded = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        raise LabError(
-            f"{ckpt_path} holds pickled Python objects that torch.load(weights_only=True) will not execute "
-            f"({str(error).splitlines()[0]}). If you trust the file (the official CompVis checkpoint), convert it "
-            f"once into a plain state_dict: python -m vqgan_clip.convert_checkpoint vqgan {ckpt_path} --trust"
-        ) from None
+    except pickle.UnpicklingError:
+        try:
+            loaded = torch.load(ckpt_path, map_location="cpu", weights_only=False, pickle_module=_RestrictedPickleModule)
+        except (EOFError, pickle.UnpicklingError, RuntimeError) as error:
+            raise LabError(f"cannot read VQGAN checkpoint {ckpt_path}: {str(error).splitlines()[0][:200]}") from None
+    except EOFError:
+        raise _incomplete(ckpt_path) from None
     except Exception as error:
-        raise LabError(f"cannot read VQGAN checkpoint {ckpt_path}: {error}") from None
+        raise LabError(f"cannot read VQGAN checkpoint {ckpt_path}: {str(error).splitlines()[0][:200]}") from None
     if isinstance(loaded, dict) and "state_dict" in loaded and isinstance(loaded["state_dict"], dict):
         loaded = loaded["state_dict"]
     if not isinstance(loaded, dict) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
@@ -373,9 +503,10 @@ def strip_training_entries(state_dict: dict[str, torch.Tensor]) -> dict[str, tor
 
 
 def load_vqgan(yaml_path: Path | str, ckpt_path: Path | str, device: str | torch.device = "cpu") -> VQModel:
-    """Build the VQGAN described by model.yaml and load its weights strictly (eval mode, no gradients)."""
+    """Build the VQGAN described by model.yaml (VQModel or GumbelVQ, by its target) and load its weights
+    strictly (eval mode, no gradients)."""
     config = read_yaml_config(yaml_path)
-    model = VQModel.from_config(config)
+    model = build_vqgan(config)
     state_dict = strip_training_entries(read_vqgan_state_dict(ckpt_path))
     load_state_dict_strict(model, state_dict, f"VQGAN checkpoint {ckpt_path} (for {yaml_path})")
     model.eval().requires_grad_(False)

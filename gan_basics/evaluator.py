@@ -19,6 +19,7 @@ expected to beat it, since the distance of finite samples is biased upwards.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,16 +37,16 @@ from lab.plots import save_figure
 # -----------------------------------------------------------------------------
 # Constants of the judge. They are not the article's (it has no judge); the defaults train a
 # digit classifier to ~98 % held-out accuracy in a few seconds on one CPU core.
-DATASET = "digits"        # "digits" or "faces": which judge the script builds and reports on
-CLASSIFIER_EPOCHS = 20    # passes over the 1437 training digits
-CLASSIFIER_LR = 2e-3      # Adam's step size
-CLASSIFIER_BATCH = 64     # images per optimisation step
-FEATURE_DIM = 64          # width of the penultimate layer: the Fréchet feature space for digits
-FACE_COMPONENTS = 16      # principal components of the faces' feature space
-FLOOR_DRAWS = 10          # random real subsets averaged into the real-vs-real floor
-SEED = 0                  # -1 draws a random seed and prints it
+DATASET = "digits"        # "digits" or "faces": which judge the script builds and reports on {nonempty}
+CLASSIFIER_EPOCHS = 20    # passes over the 1437 training digits {> 0}
+CLASSIFIER_LR = 2e-3      # Adam's step size {> 0}
+CLASSIFIER_BATCH = 64     # images per optimisation step {> 0}
+FEATURE_DIM = 64          # width of the penultimate layer: the Fréchet feature space for digits {> 0}
+FACE_COMPONENTS = 16      # principal components of the faces' feature space {> 0}
+FLOOR_DRAWS = 10          # random real subsets averaged into the real-vs-real floor {> 0}
+SEED = 0                  # -1 draws a random seed and prints it {-1 or >= 0}
 DEVICE = "cpu"            # the judge is tiny; "auto" would pick CUDA when available
-TORCH_THREADS = 1         # CPU threads; one is fastest for nets this small on a shared 2-core CPU
+TORCH_THREADS = 1         # CPU threads; one is fastest for nets this small on a shared 2-core CPU {>= 0}
 QUICK: dict = {}          # the judge is the same in every profile, so scores are comparable
 # -----------------------------------------------------------------------------
 
@@ -150,8 +151,10 @@ def judge_path(dataset: str) -> Path:
     return outputs_root() / "gan_basics" / "checkpoints" / "judge" / f"{dataset}_classifier.pt"
 
 
-def train_classifier(train_images, train_labels, constants: dict, show_progress: bool = True) -> DigitClassifier:
-    """Train the digit classifier with cross-entropy and Adam; seeded by constants["SEED"]."""
+def train_classifier(train_images, train_labels, constants: dict, show_progress: bool = True,
+                     log: Callable[..., None] | None = None) -> DigitClassifier:
+    """Train the digit classifier with cross-entropy and Adam; seeded by constants["SEED"].
+    `log(epoch, loss=...)` receives each epoch's mean loss (a run's log_scalars)."""
     generator = torch.Generator().manual_seed(int(constants["SEED"]))
     torch.manual_seed(int(constants["SEED"]))
     model = DigitClassifier(int(constants["FEATURE_DIM"]))
@@ -161,7 +164,7 @@ def train_classifier(train_images, train_labels, constants: dict, show_progress:
     batch = int(constants["CLASSIFIER_BATCH"])
     bar = tqdm(range(int(constants["CLASSIFIER_EPOCHS"])), desc="judge: training digit classifier",
                disable=not show_progress, leave=False)
-    for _epoch in bar:
+    for epoch in bar:
         order = torch.randperm(len(images), generator=generator)
         total = 0.0
         for start in range(0, len(images), batch):
@@ -175,11 +178,15 @@ def train_classifier(train_images, train_labels, constants: dict, show_progress:
             optimizer.step()
             total += loss.item() * len(index)
         bar.set_postfix(loss=f"{total / len(images):.4f}")
+        if log is not None:
+            log(epoch + 1, judge_loss=total / len(images))
     return model.eval()
 
 
-def build_judge(dataset: str, constants: dict | None = None, show_progress: bool = True) -> Judge:
-    """The judge of `dataset`, trained once and cached in judge_path(dataset) (digits)."""
+def build_judge(dataset: str, constants: dict | None = None, show_progress: bool = True,
+                log: Callable[..., None] | None = None) -> Judge:
+    """The judge of `dataset`, trained once and cached in judge_path(dataset) (digits); `log` gets
+    the training curve when it is trained here."""
     if dataset not in DATASETS:
         raise LabError(f"unknown dataset {dataset!r}; valid: {', '.join(DATASETS)}")
     constants = dict(constants or {name: globals()[name] for name in JUDGE_CONSTANTS})
@@ -195,7 +202,7 @@ def build_judge(dataset: str, constants: dict | None = None, show_progress: bool
             load_state_dict_strict(classifier, cached["model"], f"judge {path}")
             classifier.eval()
         else:
-            classifier = train_classifier(data.train_images, data.train_labels, constants, show_progress)
+            classifier = train_classifier(data.train_images, data.train_labels, constants, show_progress, log)
             save_checkpoint(path, {"model": classifier.state_dict(), "constants": constants})
         with torch.no_grad():
             predicted = classifier(torch.from_numpy(data.test_images)).argmax(1).numpy()
@@ -222,7 +229,7 @@ def build_judge(dataset: str, constants: dict | None = None, show_progress: bool
 def main(argv=None):
     run = start_run("gan_basics", globals(), argv, framework="torch")
     cfg = run.cfg
-    judge = build_judge(cfg.DATASET, run.constants)
+    judge = build_judge(cfg.DATASET, run.constants, log=run.log_scalars)
     data = load_dataset(cfg.DATASET)
     metrics = {
         "reference_size": judge.reference_size,
@@ -243,9 +250,6 @@ def main(argv=None):
 
 
 def _plot_confusion(judge: Judge, data, path: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     predicted = judge.predict(data.test_images)

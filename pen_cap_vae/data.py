@@ -29,9 +29,14 @@ def load_pictures(setting: str, height: int, width: int, patch: int = 10) -> tup
     if len(paths) < 2:
         raise LabError(f"the pictures folder {folder} holds {len(paths)} picture(s) but the date needs at least 2; "
                        f"draw them with {DRAW_COMMAND} or put your own there")
+    images = [read_rgb(path, "picture") for path in paths]
+    sizes = {image.size for image in images}
+    if len(sizes) > 1:
+        listing = ", ".join(f"{path.name} {image.width}x{image.height}" for path, image in zip(paths, images, strict=True))
+        raise LabError(f"the pictures in {folder} have different sizes ({listing}); the date morphs one into "
+                       "another, so crop or resize them to one size (any size: they are then resized together)")
     arrays = []
-    for path in paths:
-        image = read_rgb(path, "picture")
+    for path, image in zip(paths, images, strict=True):
         if image.size != (width, height):
             print(f"note: {path.name} is {image.width}x{image.height}; resized to {width}x{height}")
             image = image.resize((width, height), Image.Resampling.BICUBIC)

@@ -64,7 +64,7 @@ TORCH_THREADS = 0          # CPU threads for torch (0: torch's default); 1 is fa
 SEED = 0                   # -1 draws a random seed and prints it {>= -1}
 DEVICE = "auto"            # "auto" (CUDA if available), "cpu" or "cuda"
 QUICK = {"TORCH_THREADS": 1, "CYCLE_LENGTH": 600, "SWITCH_ITERATION": 120, "RECODER_CHANNELS": 32,
-         "LEARNING_RATE": 3e-4, "EEG_WINDOW": 200, "SMOOTH_WIDTH": 20, "SMOOTH_POSITIONS": 180, "EEG_PLOT_DPI": 50,
+         "LEARNING_RATE": 1e-3, "EEG_WINDOW": 200, "SMOOTH_WIDTH": 20, "SMOOTH_POSITIONS": 180, "EEG_PLOT_DPI": 50,
          "CHECKPOINT_EVERY": 200}
 DRY_RUN = {"CYCLE_LENGTH": 40, "SWITCH_ITERATION": 8, "RECODER_LAYERS": 3, "RECODER_CHANNELS": 8,
            "EEG_PROBE_CHANNELS": 8, "EEG_WINDOW": 20, "SMOOTH_WIDTH": 4, "SMOOTH_POSITIONS": 16, "EEG_PLOT_DPI": 30,
@@ -194,15 +194,18 @@ def run_date(run, cfg, session: Session, vae, ckpt) -> bool:
                 bar.update(1)
                 if (i + 1) % 10 == 0 or i + 1 == total:  # the track lags a frame or two behind the loop
                     sink.flush()
-                    near = np.asarray(track.likeness[-1])
+                    near = np.asarray(track.distinctive[-1])
                     run.log_scalars(i + 1, s=s, loss=loss, cap_position=track.cap[-1],
-                                    **{f"likeness_{k + 1}": float(v) for k, v in enumerate(near)})
+                                    **{f"likeness_{k + 1}": float(v) for k, v in enumerate(near)},
+                                    **{f"whole_frame_likeness_{k + 1}": float(v)
+                                       for k, v in enumerate(track.likeness[-1])})
                     bar.set_postfix(s=f"{s:.3f}", nearest=int(near.argmax()) + 1, likeness=f"{near.max():.3f}",
                                     cap=f"{track.cap[-1]:.3f}", refresh=False)
-                if (i + 1) % cfg.CHECKPOINT_EVERY == 0 or i + 1 == total or guard.requested:
+                stop = guard.requested  # read once: a Ctrl+C between two reads would stop without saving
+                if (i + 1) % cfg.CHECKPOINT_EVERY == 0 or i + 1 == total or stop:
                     sink.flush()
                     save_checkpoint(ckpt.path, session.checkpoint(ckpt.meta(i + 1)))
-                if guard.requested:
+                if stop:
                     return True
     finally:
         sink.close()
@@ -214,13 +217,15 @@ def run_date(run, cfg, session: Session, vae, ckpt) -> bool:
 def plot_date(path, session: Session, cycle: int, switch: int) -> None:
     """The date track over the iterations: likeness to each picture, the cap's position, s(t)."""
     similar, cap = np.asarray(session.track.likeness), np.asarray(session.track.cap)
+    distinct = np.asarray(session.track.distinctive)
     iterations = np.arange(len(similar))
     has_cap = np.isfinite(cap).any()
     rows = 3 if has_cap else 2
     fig, axes = plt.subplots(rows, 1, figsize=(11, 2.6 * rows + 1), sharex=True,
                              gridspec_kw={"height_ratios": [2, 1.4, 1][:rows]})
     for k in range(similar.shape[1]):
-        axes[0].plot(iterations, similar[:, k], lw=1, label=f"picture {k + 1}")
+        line, = axes[0].plot(iterations, distinct[:, k], lw=1, label=f"picture {k + 1}")
+        axes[0].plot(iterations, similar[:, k], lw=0.6, ls=":", color=line.get_color())
     shades = {"start": "0.93", "approach": "#dce9f5", "plateau": "#e8f3e0", "culmination": "#f7e3d8"}
     for start in range(0, len(iterations), cycle):
         for name, (first, end) in phase_bounds(cycle, switch).items():
@@ -228,7 +233,8 @@ def plot_date(path, session: Session, cycle: int, switch: int) -> None:
                 ax.axvspan(start + first, min(start + end, len(iterations)), color=shades[name], lw=0,
                            label=name if ax is axes[0] and start == 0 else None)
     axes[0].set_ylabel("likeness (pixel correlation)")
-    axes[0].set_title("The date, frame by frame: which picture each frame looks like, where the cap is, s(t)")
+    axes[0].set_title("The date, frame by frame: which picture each frame looks like (solid: where the pictures "
+                      "differ; dotted: whole frame), where the cap is, s(t)", fontsize=9)
     axes[0].legend(loc="lower left", ncol=4, fontsize=8)
     if has_cap:
         axes[1].plot(iterations, cap, lw=0.8, color="tab:blue")

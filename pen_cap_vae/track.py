@@ -1,11 +1,15 @@
 """The date track (issue 16): what a person sees in each frame of the date, measured in pixels.
 
 For every decoded frame: its likeness to each of the pictures (Pearson correlation of the pixels,
-the frame and the picture both at the VAE's size) and where the cap is. The pictures are drawn by
+the frame and the picture both at the VAE's size), once over the whole frame and once over the
+pixels where the pictures differ (the "distinctive" likeness: the table and the pen's barrel are the
+same in all three pictures, so only the cap's region says which picture a frame shows, and over the
+whole frame the decoder's noise elsewhere drowns that difference), and where the cap is. The pictures are drawn by
 the project (pen_cap_vae.draw_pictures), so the cap's look and its position in each picture are
 known: the cap of picture 1, cut out of a freshly drawn copy, is matched along the pen's axis by
 normalised cross-correlation (skimage's match_template), and the best match's left edge is the
-cap's open end, as a fraction of the width (1: 0.74, 2: 0.655, 3: 0.545 of the width). A blend
+cap's open end, as a fraction of the width (1: 0.74, 2: 0.655, 3: 0.545 of the width). In the
+frames the search covers the span of the pictures' caps and 6 % of the width beyond. A blend
 of two pictures shows two faint caps; the estimate follows the stronger one.
 
 Pictures of the user's own whose cap the template does not find (a peak correlation under
@@ -29,10 +33,22 @@ PULSE_TIMES = (0.90, 0.93, 0.96)   # the article's three Lorentzian pulses of s_
 PULSE_HALF_WIDTH = 0.01            # ... with half-width 0.01 of the cycle
 APPROACH_T, CULMINATION_T = 0.1, 0.88
 DIP_THRESHOLD = 0.02               # the least drop of likeness that counts as a visible pulse
+SPAN_MARGIN = 0.06                 # the cap is searched this far (a fraction of the width) beyond the pictures' span
 
 
-def likeness(frame: np.ndarray, pictures: np.ndarray) -> np.ndarray:
-    """Pearson correlation of one (H, W, 3) frame with each of (K, H, W, 3) pictures, over all pixels."""
+DISTINCT_RANGE = 0.1               # a pixel is distinctive when the pictures' values there span more than this
+
+
+def distinctive_pixels(pictures: np.ndarray) -> np.ndarray:
+    """(H, W) mask of the pixels where the pictures differ (in any colour channel)."""
+    return (pictures.max(axis=0) - pictures.min(axis=0)).max(axis=-1) > DISTINCT_RANGE
+
+
+def likeness(frame: np.ndarray, pictures: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """Pearson correlation of one (H, W, 3) frame with each of (K, H, W, 3) pictures, over all pixels
+    or over the (H, W) `mask`'s."""
+    if mask is not None:
+        frame, pictures = frame[mask], pictures[:, mask]
     centred = frame.reshape(-1) - frame.mean()
     flat = pictures.reshape(len(pictures), -1)
     flat = flat - flat.mean(axis=1, keepdims=True)
@@ -67,8 +83,14 @@ class CapLocator:
         # Search a band around the pen's axis: the cap of the drawn pictures moves along it only.
         margin = max(1, (bottom - top) // 4)
         self.rows = (max(0, top - margin), min(height, bottom + margin))
+        self.span = (0, width)
         found = [self._locate(p) for p in pictures]
         self.picture_positions = [position for position, _ in found]
+        # In the frames, search only where the cap goes between the pictures (and a little beyond):
+        # the pen's barrel is a blue tube too, and in a noisy frame it can outscore a faint cap.
+        margin = SPAN_MARGIN * width
+        self.span = (max(0, int(min(self.picture_positions) * width - margin)),
+                     min(width, int(max(self.picture_positions) * width + margin) + self.template.shape[1]))
         self.reason = ""
         weakest = min(score for _, score in (found[0], found[-1]))
         if weakest < self.MIN_SCORE:
@@ -84,7 +106,7 @@ class CapLocator:
         return self._locate(shrink(frame, self.factor))
 
     def _locate(self, frame: np.ndarray) -> tuple[float, float]:
-        band = frame[self.rows[0]:self.rows[1]]
+        band = frame[self.rows[0]:self.rows[1], self.span[0]:self.span[1]]
         scores = match_template(band, self.template)[..., 0]
         row, column = np.unravel_index(int(np.argmax(scores)), scores.shape)
         offset = 0.0
@@ -92,7 +114,7 @@ class CapLocator:
             left, centre, right = scores[row, column - 1:column + 2]
             curvature = left - 2.0 * centre + right
             offset = 0.5 * (left - right) / curvature if curvature < 0 else 0.0
-        return (column + offset) / self.width, float(scores[row, column])
+        return (self.span[0] + column + offset) / self.width, float(scores[row, column])
 
 
 class DateTrack:
@@ -102,12 +124,15 @@ class DateTrack:
     def __init__(self, pictures: np.ndarray):
         self.pictures = pictures
         self.locator = CapLocator(pictures)
+        self.mask = distinctive_pixels(pictures)
         self.likeness: list[list[float]] = []
+        self.distinctive: list[list[float]] = []
         self.cap: list[float] = []
         self.cap_score: list[float] = []
 
     def add(self, frame: np.ndarray) -> None:
         self.likeness.append(likeness(frame, self.pictures).tolist())
+        self.distinctive.append(likeness(frame, self.pictures, self.mask).tolist())
         position, score = self.locator.locate(frame) if self.locator.available else (np.nan, np.nan)
         self.cap.append(float(position))
         self.cap_score.append(score)
@@ -115,12 +140,14 @@ class DateTrack:
     def state(self) -> dict:
         import torch
 
-        return {"likeness": torch.tensor(self.likeness, dtype=torch.float64).reshape(-1, len(self.pictures)),
+        shape = (-1, len(self.pictures))
+        return {"likeness": torch.tensor(self.likeness, dtype=torch.float64).reshape(shape),
+                "distinctive": torch.tensor(self.distinctive, dtype=torch.float64).reshape(shape),
                 "cap": torch.tensor(self.cap, dtype=torch.float64),
                 "cap_score": torch.tensor(self.cap_score, dtype=torch.float64)}
 
     def load_state(self, state: dict) -> None:
-        self.likeness = state["likeness"].tolist()
+        self.likeness, self.distinctive = state["likeness"].tolist(), state["distinctive"].tolist()
         self.cap, self.cap_score = state["cap"].tolist(), state["cap_score"].tolist()
 
 
@@ -153,17 +180,19 @@ def dominant_period(track: np.ndarray) -> tuple[float, float]:
 
 
 def summarise(track: DateTrack, cycle: int, switch: int, width: int) -> dict:
-    """Per phase: the nearest picture (1-based), the mean likeness to each picture, the cap's mean
-    position (fraction of the width) and its mean movement per iteration (pixels of the frame);
-    the plateau's rhythm; and the culmination's dips of likeness at each of the three pulses."""
-    similar = np.asarray(track.likeness)
+    """Per phase: the nearest picture (1-based, by the distinctive likeness), the mean likeness to
+    each picture (whole frame and distinctive pixels), the cap's mean position (fraction of the
+    width) and its mean movement per iteration (pixels of the frame); the plateau's rhythm; and the
+    culmination's dips of likeness at each of the three pulses."""
+    similar, distinct = np.asarray(track.likeness), np.asarray(track.distinctive)
     cap = np.asarray(track.cap)
     phases = {}
     for name, mask in phase_masks(len(similar), cycle, switch).items():
         if not mask.any():
             continue
-        means = similar[mask].mean(axis=0)
-        entry = {"nearest_picture": int(np.argmax(means)) + 1, "likeness": [round(float(v), 4) for v in means]}
+        means = distinct[mask].mean(axis=0)
+        entry = {"nearest_picture": int(np.argmax(means)) + 1, "distinctive_likeness": [round(float(v), 4) for v in means],
+                 "likeness": [round(float(v), 4) for v in similar[mask].mean(axis=0)]}
         if np.isfinite(cap[mask]).any():
             entry["cap_position"] = round(float(np.nanmean(cap[mask])), 4)
             steps = np.abs(np.diff(cap[mask])) * width

@@ -48,9 +48,10 @@ CHANNELS_LAST = False   # NHWC memory layout for the convolutions (for GPUs; see
 TORCH_THREADS = 0       # CPU threads for torch (0: torch's default); 1 is far faster on a busy machine {>= 0}
 SEED = 0                # -1 draws a random seed and prints it {>= -1}
 DEVICE = "auto"         # "auto" (CUDA if available), "cpu" or "cuda"
-# The quick model is small and short-trained: it does not spike, and a decay would only slow it.
-QUICK = {"TORCH_THREADS": 1, "IMAGE_HEIGHT": 90, "IMAGE_WIDTH": 160, "LAYERS": 3, "CHANNELS": 32, "STEPS": 400,
-         "LEARNING_RATE": 3e-3, "FINAL_LR_FRACTION": 1.0, "CHECKPOINT_EVERY": 50}
+# The quick model is small and short-trained: it does not spike, and a decay would only slow it. Its
+# code has 4 channels: the recoder's short quick date then follows the pictures' codes (README).
+QUICK = {"TORCH_THREADS": 1, "IMAGE_HEIGHT": 90, "IMAGE_WIDTH": 160, "LAYERS": 3, "CHANNELS": 32, "CODE_CHANNELS": 4,
+         "STEPS": 400, "LEARNING_RATE": 3e-3, "FINAL_LR_FRACTION": 1.0, "CHECKPOINT_EVERY": 50}
 DRY_RUN = {"IMAGE_HEIGHT": 30, "IMAGE_WIDTH": 50, "LAYERS": 2, "CHANNELS": 16, "STEPS": 3, "CHECKPOINT_EVERY": 2}
 # -----------------------------------------------------------------------------
 
@@ -132,9 +133,10 @@ def train(run, cfg, training: Training, ckpt) -> bool:
                             learning_rate=cfg.LEARNING_RATE * factor)
             bar.update(1)
             bar.set_postfix(loss_per_element=f"{loss / pixels:.4f}", sigma=f"{output_sigma:.4f}")
-            if training.step % cfg.CHECKPOINT_EVERY == 0 or training.step == cfg.STEPS or guard.requested:
+            stop = guard.requested  # read once: a Ctrl+C between two reads would stop without saving
+            if training.step % cfg.CHECKPOINT_EVERY == 0 or training.step == cfg.STEPS or stop:
                 save_checkpoint(ckpt.path, training.checkpoint(ckpt.meta(training.step)))
-            if guard.requested:
+            if stop:
                 return True
     return False
 

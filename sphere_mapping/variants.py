@@ -37,6 +37,11 @@ VARIANTS: dict[str, dict] = {
     "wide_cover": {**_UNIFORMITY, "cover_weight": 10.0, **_WIDE},
     # As "uniformity" with a wider net (2-8-32-16-3).
     "wide_uniformity": {**_UNIFORMITY, **_WIDE},
+    # The hole search (README, "closing the hole"): wide_cover changed in one direction each.
+    "wide_cover_w100": {**_UNIFORMITY, "cover_weight": 100.0, **_WIDE},          # covering loss 10x stronger
+    "wide_cover_lr2000": {**_UNIFORMITY, "cover_weight": 10.0, **_WIDE, "lr_step": 2000},  # slower decay
+    "wide_cover_t2048": {**_UNIFORMITY, "cover_weight": 10.0, **_WIDE, "cover_targets": 2048},  # 4x directions
+    "wider_cover": {**_UNIFORMITY, "cover_weight": 10.0, "widths": (16, 64, 32)},  # 2x wider again
 }
 
 DESCRIPTIONS = {
@@ -45,6 +50,10 @@ DESCRIPTIONS = {
     "uniformity_cover": "as uniformity, plus a covering loss (512 random directions -> nearest point)",
     "wide_cover": "as uniformity_cover with a wider net 2-8-32-16-3",
     "wide_uniformity": "as uniformity with a wider net 2-8-32-16-3",
+    "wide_cover_w100": "as wide_cover, covering weight 100 instead of 10",
+    "wide_cover_lr2000": "as wide_cover, StepLR every 2000 steps instead of 1000",
+    "wide_cover_t2048": "as wide_cover, 2048 covering directions per step instead of 512",
+    "wider_cover": "as wide_cover with a net 2-16-64-32-3",
 }
 
 

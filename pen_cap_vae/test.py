@@ -35,7 +35,7 @@ from pen_cap_vae.data import load_pictures
 from pen_cap_vae.date import Date, FrameSink
 from pen_cap_vae.eeg import EEGPlotter, EEGRecorder, draw_probes, log_spectrum, smooth_spectrum, spectral_exponent
 from pen_cap_vae.model import VAE_CHECKPOINT_NAME, RecoderSettings, VAESettings
-from pen_cap_vae.track import DateTrack, phase_bounds, summarise
+from pen_cap_vae.track import DIP_THRESHOLD, DateTrack, phase_bounds, summarise
 
 # -----------------------------------------------------------------------------
 # Constants. The article's values are the defaults; edit them here or use --set.
@@ -274,13 +274,17 @@ def add_claims(run, summary: dict, pictures: int) -> None:
     order = " -> ".join(f"{name} {phases[name]['nearest_picture']}" for name in phases)
     shown = phases.get("approach", {}).get("nearest_picture") == 1 and \
         phases.get("plateau", {}).get("nearest_picture") == pictures
+    likeness = "; ".join(f"{name} " + "/".join(f"{v:.2f}" for v in phases[name]["distinctive_likeness"])
+                         for name in ("approach", "plateau") if name in phases)
     run.add_claim("the date has an approach (frames like picture 1) and a plateau (like the last picture)",
-                  f"nearest picture per phase: {order}", shown if "approach" in phases else None)
+                  f"nearest picture per phase: {order} (likeness to each picture where they differ: {likeness})",
+                  shown if "approach" in phases else None)
     dips = summary["culmination_dips"]
     if dips:
         run.add_claim("the culmination has three pulses (the frames break away from the last picture three times)",
-                      "likeness dips at the pulses: " + ", ".join(f"{d['dip']:.3f}" for d in dips)
-                      + f" (visible: > {summary['dip_threshold']:.3f})",
+                      "dips of likeness at the pulses " + ", ".join(f"{d['dip']:.2f}" for d in dips)
+                      + f" (needed > {summary['dip_threshold']:.2f}), recovering between them by "
+                      + ", ".join(f"{d['recovery']:.2f}" for d in dips) + f" (needed > {DIP_THRESHOLD})",
                       len(dips) == 3 and all(d["visible"] for d in dips))
 
 

@@ -210,22 +210,33 @@ def summarise(track: DateTrack, cycle: int, switch: int, width: int) -> dict:
 
 def culmination_dips(similar: np.ndarray, cycle: int, switch: int) -> tuple[list[dict], float]:
     """For each pulse of the first cycle: the lowest likeness to the last picture within one
-    half-width of its peak and how far that is below the plateau's mean (the "dip"); a dip is
-    visible when deeper than DIP_THRESHOLD and three times the plateau's own standard deviation."""
+    half-width of its peak, its "dip" below the plateau's mean, and its "recovery": how much higher
+    the likeness is, at best, in the gaps half-way to the neighbouring pulses. A pulse is visible
+    when its dip exceeds DIP_THRESHOLD and three times the plateau's own standard deviation, and
+    the frames recover by DIP_THRESHOLD on both sides (three pulses, not one long break)."""
     masks = phase_masks(min(len(similar), cycle), cycle, switch)
     if not masks["plateau"].any():
         return [], float("nan")
     last = similar[:cycle, -1]
     plateau = last[masks["plateau"]]
     threshold = max(DIP_THRESHOLD, 3.0 * float(plateau.std()))
+    half = max(1, int(round(PULSE_HALF_WIDTH * cycle)))
+
+    def around(t: float) -> np.ndarray:
+        centre = int(round(t * cycle)) - 1  # t = (i + 1) / cycle
+        return last[max(0, centre - half): centre + half + 1]
+
+    gap = (PULSE_TIMES[1] - PULSE_TIMES[0]) / 2.0
     dips = []
     for centre in PULSE_TIMES:
-        peak = int(round(centre * cycle)) - 1  # t = (i + 1) / cycle
-        half = max(1, int(round(PULSE_HALF_WIDTH * cycle)))
-        window = last[max(0, peak - half): peak + half + 1]
-        if len(window) == 0:
+        window = around(centre)
+        before, after = around(centre - gap), around(centre + gap)
+        if len(window) == 0 or len(before) == 0 or len(after) == 0:
             continue
-        dip = float(plateau.mean()) - float(window.min())
-        dips.append({"iteration": peak, "lowest_likeness": round(float(window.min()), 4), "dip": round(dip, 4),
-                     "visible": bool(dip > threshold)})
+        lowest = float(window.min())
+        dip = float(plateau.mean()) - lowest
+        recovery = min(float(before.max()), float(after.max())) - lowest
+        dips.append({"iteration": int(round(centre * cycle)) - 1, "lowest_likeness": round(lowest, 4),
+                     "dip": round(dip, 4), "recovery": round(recovery, 4),
+                     "visible": bool(dip > threshold and recovery > DIP_THRESHOLD)})
     return dips, threshold

@@ -22,7 +22,15 @@ from pen_cap_vae.model import (
     sigma_vae_loss,
     vae_step,
 )
-from pen_cap_vae.track import CapLocator, DateTrack, likeness, phase_bounds, phase_masks, summarise
+from pen_cap_vae.track import (
+    CapLocator,
+    DateTrack,
+    culmination_dips,
+    likeness,
+    phase_bounds,
+    phase_masks,
+    summarise,
+)
 from tests.conftest import run_module
 
 
@@ -357,6 +365,11 @@ def test_summary_finds_the_phases_the_rhythm_and_the_dips():
     assert summary["phases"]["plateau"]["cap_movement_px"] == pytest.approx(1.6 * 4 / 25, rel=0.05)  # 4 A / period
     assert [d["iteration"] for d in summary["culmination_dips"]] == [539, 557, 575]
     assert all(d["visible"] and d["dip"] > 0.08 for d in summary["culmination_dips"])
+    # One long break instead of three pulses: deep, but no recovery between them, so not three pulses.
+    broken = np.asarray(track.likeness)
+    broken[round(0.88 * cycle):, 2] = 0.3
+    dips, _ = culmination_dips(broken, cycle, switch)
+    assert all(d["dip"] > 0.5 and not d["visible"] for d in dips) and len(dips) == 3
 
 
 # ----------------------------------------------------------------------------- resume

@@ -319,7 +319,10 @@ def test_counts_and_rates_out_of_range_are_refused(lab_outputs, capsys, script, 
         module.main(["--dry-run", "--set", bad])
     assert exit_info.value.code == 2
     error = capsys.readouterr().err
-    assert (f"{bad} is out of range" in error) if hasattr(module, name) else "unknown constant" in error
+    if hasattr(module, name):
+        assert f"{name}=" in error and "is out of range" in error, error
+    else:
+        assert "unknown constant" in error
 
 
 @pytest.mark.parametrize("target", ["", " ", "."])

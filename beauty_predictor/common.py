@@ -7,15 +7,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from beauty_predictor.photos import Photo, centre_crop, load_photos, random_crops, resolve_photos_dir, split_by_photo  # noqa: E402
-from lab.checkpoint import fingerprint_files  # noqa: E402
-from lab.plots import save_figure  # noqa: E402
+from beauty_predictor.photos import Photo, centre_crop, load_photos, random_crops, resolve_photos_dir, split_by_photo
+from lab.checkpoint import fingerprint_files
+from lab.plots import save_figure
 
 EXPERIMENT = "beauty_predictor"
 PREDICTOR_FILE = "center_predictor.npz"
@@ -55,6 +51,8 @@ def held_out_views(held: list[Photo], count: int, size: int) -> np.ndarray:
 def image_grid(path: Path, rows: list[list[np.ndarray]], row_titles: list[str], col_titles: list[str],
                title: str = "", cmap_cols: tuple[int, ...] = (), cell_size: float = 2.2) -> Path:
     """A grid of images (rows x columns) with titles; columns in `cmap_cols` are heat maps."""
+    import matplotlib.pyplot as plt  # the backend is lab.plots' concern (no window, ever)
+
     n_rows, n_cols = len(rows), len(col_titles)
     fig, axes = plt.subplots(n_rows, n_cols, figsize=(cell_size * n_cols, cell_size * n_rows), squeeze=False)
     for r, row in enumerate(rows):
@@ -78,6 +76,8 @@ def image_grid(path: Path, rows: list[list[np.ndarray]], row_titles: list[str], 
 
 def curves_plot(path: Path, curves: dict[str, tuple[list[float], list[float]]], xlabel: str, ylabel: str,
                 title: str, logy: bool = False) -> Path:
+    import matplotlib.pyplot as plt
+
     fig, ax = plt.subplots(figsize=(6.4, 4))
     for label, (xs, ys) in curves.items():
         ax.plot(xs, ys, label=label, marker="." if len(xs) < 40 else None)

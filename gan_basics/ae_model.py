@@ -22,7 +22,7 @@ from torch import nn
 from tqdm import tqdm
 
 from lab import LabError
-from lab.checkpoint import InterruptGuard, check_compatible, load_checkpoint, load_state_dict_strict, save_checkpoint
+from lab.checkpoint import InterruptGuard, load_state_dict_strict, resume, save_checkpoint
 from lab.schedules import cosine_factor
 
 
@@ -163,29 +163,36 @@ def batches(count: int, batch_size: int, shuffle: bool = True):
 
 def train_model(run, name: str, model: nn.Module, loss_fn: Callable[[torch.Tensor], torch.Tensor],
                 count: int, *, epochs: int, batch_size: int, learning_rate: float,
-                compatible_names: Sequence[str], desc: str, cosine_schedule: bool = False) -> tuple[list[float], bool]:
+                compatible_names: Sequence[str], desc: str, cosine_schedule: bool = False,
+                checkpoint_every: int = 25) -> tuple[list[float], bool]:
     """Train `model` with Adam for `epochs` passes over `count` samples, resuming from a checkpoint.
 
     `loss_fn(indices)` returns the mean loss of the samples at those indices (the caller owns the
     data). With `cosine_schedule` the step size falls from `learning_rate` to 0 along a half cosine
     over all the steps (SGDR without restarts, Loshchilov & Hutter 2017); it is a function of the
     step alone, so a resumed run continues on the same curve. The checkpoint
-    `outputs/gan_basics/checkpoints/<profile>/<name>.pt` holds the model, the optimizer, the epoch, the
-    constants and the loss history; rerunning resumes from it (or reuses it when complete), --fresh
-    starts over, and a checkpoint made with other `compatible_names` constants is refused. Ctrl+C saves
-    and stops. Returns the per-epoch mean losses and whether it was interrupted.
+    `outputs/gan_basics/checkpoints/<profile>/<name>.pt` holds the model, the optimizer, the epochs
+    done, the constants, the random generators and the loss history, written every
+    `checkpoint_every` epochs and at the end. Rerunning resumes from it through lab.checkpoint.resume
+    (or reuses it when complete; a checkpoint made with other `compatible_names` constants, or with
+    more epochs done than asked, is refused), --fresh starts over, Ctrl+C saves and stops. The loss
+    and step size go to the run's curves (scalars.csv, TensorBoard) as `<name>/loss`, `<name>/lr`.
+    Returns the per-epoch mean losses and whether it was interrupted.
     """
     optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
-    path = run.checkpoint_path(f"{name}.pt")
-    start, history = 0, []
-    if path.exists() and not run.fresh:
-        checkpoint = load_checkpoint(path)
-        check_compatible(checkpoint["constants"], run.constants, compatible_names, path)
-        load_state_dict_strict(model, checkpoint["model"], f"checkpoint {path}")
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        start, history = int(checkpoint["step"]), list(checkpoint["history"])
-    epoch = start
+    ckpt = resume(run, f"{name}.pt", architecture=compatible_names, steps=epochs)
+    history: list[float] = []
+    if ckpt.state is not None:
+        load_state_dict_strict(model, ckpt.state["model"], f"checkpoint {ckpt.path}")
+        optimizer.load_state_dict(ckpt.state["optimizer"])
+        history = list(ckpt.state["history"])
+    start = epoch = ckpt.step
     steps_per_epoch = math.ceil(count / batch_size)
+
+    def save(done: int) -> None:
+        save_checkpoint(ckpt.path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                    "history": history, **ckpt.meta(done)})
+
     model.train()
     with InterruptGuard() as guard, tqdm(range(start, epochs), initial=start, total=epochs, desc=desc) as bar:
         for epoch_index in bar:
@@ -203,13 +210,15 @@ def train_model(run, name: str, model: nn.Module, loss_fn: Callable[[torch.Tenso
                 seen += len(indices)
             history.append(total / seen)
             epoch = epoch_index + 1
+            if epoch % checkpoint_every == 0 or epoch == epochs or guard.requested:
+                save(epoch)
+            run.log_scalars(epoch, **{f"{name}/loss": history[-1], f"{name}/lr": optimizer.param_groups[0]["lr"]})
             bar.set_postfix(loss=f"{history[-1]:.4f}")
             if guard.requested:
                 break
     model.eval()
-    if epoch > start or not path.exists():
-        save_checkpoint(path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                               "step": epoch, "constants": run.constants, "history": history})
+    if not ckpt.path.exists():  # EPOCHS already done by a checkpoint that only the fallback held
+        save(epoch)
     return history, guard.requested
 
 

@@ -19,9 +19,12 @@ import math
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
-from gan_basics import adversarial, autoencoder, vae
+from gan_basics import adversarial, ae_model, autoencoder, vae
+from lab.checkpoint import load_checkpoint
+from lab.scalars import read_scalars
 
 
 @pytest.fixture(scope="module")
@@ -109,6 +112,45 @@ def test_rerun_resumes_from_checkpoint(lab_outputs):
     second = json.loads((lab_outputs / "gan_basics" / "adversarial" / "run.json").read_text())["metrics"]
     assert checkpoint.stat().st_mtime_ns == stamp  # complete: reused, not retrained
     assert second["clean_accuracy"] == first["clean_accuracy"]
+
+
+def test_every_script_records_its_claims_and_curves(quick_outputs):
+    root, records = quick_outputs
+    expected = {"autoencoder": 3, "vae": 1, "adversarial": 1}
+    for script, count in expected.items():
+        claims = records[script]["claims"]
+        assert len(claims) == count, claims
+        assert all(claim["reproduced"] is True for claim in claims), claims  # the quick profile shows each
+        curves = read_scalars(root / "gan_basics" / script / "scalars.csv")
+        losses = [values for name, values in curves.items() if name.endswith("/loss")]
+        assert losses and all(values[-1][1] < values[0][1] for values in losses), script  # every loss fell
+
+
+def test_a_run_killed_mid_training_resumes_to_the_uninterrupted_result(lab_outputs, monkeypatch):
+    """Periodic checkpoints (CHECKPOINT_EVERY) with the random generators: crash in epoch 4 of 4,
+    rerun, and the classifier equals one trained without the crash."""
+    argv = ["--dry-run", "--set", "EPOCHS=4", "--set", "CHECKPOINT_EVERY=2"]
+    adversarial.main([*argv, "--set", "RUN_NAME=whole"])
+    real_batches, calls = ae_model.batches, {"count": 0}
+
+    def crash_in_epoch_four(*args, **kwargs):
+        calls["count"] += 1
+        if calls["count"] == 4:
+            raise RuntimeError("simulated crash")
+        return real_batches(*args, **kwargs)
+
+    monkeypatch.setattr(ae_model, "batches", crash_in_epoch_four)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        adversarial.main([*argv, "--set", "RUN_NAME=cut"])
+    checkpoints = lab_outputs / "gan_basics" / "checkpoints"
+    assert load_checkpoint(checkpoints / "dry_run-cut" / "adversarial_classifier.pt")["step"] == 2
+    monkeypatch.setattr(ae_model, "batches", real_batches)
+    adversarial.main([*argv, "--set", "RUN_NAME=cut"])
+    whole = load_checkpoint(checkpoints / "dry_run-whole" / "adversarial_classifier.pt")
+    resumed = load_checkpoint(checkpoints / "dry_run-cut" / "adversarial_classifier.pt")
+    assert resumed["step"] == whole["step"] == 4
+    for key, tensor in whole["model"].items():
+        torch.testing.assert_close(resumed["model"][key], tensor, rtol=1e-6, atol=1e-7, msg=key)
 
 
 @pytest.mark.parametrize(

@@ -17,5 +17,5 @@ mkdir -p "$OUT"
 OUT="$(cd "$OUT" && pwd)"
 cd "$(dirname "$0")/.."
 PYTHON="${PYTHON:-python3}"
-PYTHONPATH=. LAB_OUTPUT_ROOT="$OUT/outputs" "$PYTHON" -m vqgan_clip.bench \
+PYTHONPATH=".${PYTHONPATH:+:$PYTHONPATH}" LAB_OUTPUT_ROOT="$OUT/outputs" "$PYTHON" -m vqgan_clip.bench \
     --set TIME_LIMIT=120 --set TABLE="$OUT/vqgan_clip_gpu_bench.md" "$@" 2>&1 | tee "$OUT/vqgan_clip_gpu_bench.log"

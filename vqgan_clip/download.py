@@ -1,0 +1,159 @@
+"""Fetch the official VQGAN and CLIP files into data/checkpoints/. Run: python -m vqgan_clip.download NAME [NAME ...]
+
+Nothing in this project downloads anything unless you run this command. NAME is one of SOURCES:
+
+- vqgan_imagenet_f16_1024, vqgan_imagenet_f16_16384, vqgan_gumbel_f8_8192: the VQGANs of the
+  taming-transformers README ("Overview of pretrained models") whose target is
+  taming.models.vqgan.VQModel or GumbelVQ, from CompVis' heibox links (the same URLs as
+  nerdyrodent/VQGAN-CLIP's download_models.sh): <name>.yaml and <name>.ckpt (about 1 GB, 1 GB, 0.4 GB).
+  The OpenImages f=8 VQGANs of the same table are latent-diffusion models (another target) and not here.
+- ViT-B-32, ViT-B-16: OpenAI's CLIP (clip/clip.py's _MODELS), checked against the SHA-256 in its URL
+  and converted once into ViT-B-32.state_dict.pt / ViT-B-16.state_dict.pt (the CLIP_WEIGHTS files).
+
+Each file is fetched with a progress bar into <file>.part; an interrupted transfer is resumed
+from where it stopped the next time (an HTTP Range request), and the file is checked: its size
+against the size the server announced, the SHA-256 where one is published, and a VQGAN
+checkpoint by reading it. Offline, it stops at once and names the URL to fetch by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import http.client
+import os
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from tqdm import tqdm
+
+from lab import LabError, exit_on_lab_error
+from lab.paths import data_root
+
+_HEIBOX = "https://heibox.uni-heidelberg.de/d/{key}/files/?p=%2F{path}&dl=1"
+_OPENAI = "https://openaipublic.azureedge.net/clip/models/{sha}/{name}.pt"
+# name -> [(file name in data/checkpoints, URL, SHA-256 or "")]
+SOURCES: dict[str, list[tuple[str, str, str]]] = {
+    "vqgan_imagenet_f16_1024": [
+        ("vqgan_imagenet_f16_1024.yaml", _HEIBOX.format(key="8088892a516d4e3baf92", path="configs%2Fmodel.yaml"), ""),
+        ("vqgan_imagenet_f16_1024.ckpt", _HEIBOX.format(key="8088892a516d4e3baf92", path="ckpts%2Flast.ckpt"), "")],
+    "vqgan_imagenet_f16_16384": [
+        ("vqgan_imagenet_f16_16384.yaml", _HEIBOX.format(key="a7530b09fed84f80a887", path="configs%2Fmodel.yaml"), ""),
+        ("vqgan_imagenet_f16_16384.ckpt", _HEIBOX.format(key="a7530b09fed84f80a887", path="ckpts%2Flast.ckpt"), "")],
+    "vqgan_gumbel_f8_8192": [
+        ("vqgan_gumbel_f8_8192.yaml", _HEIBOX.format(key="2e5662443a6b4307b470", path="configs%2Fmodel.yaml"), ""),
+        ("vqgan_gumbel_f8_8192.ckpt", _HEIBOX.format(key="2e5662443a6b4307b470", path="ckpts%2Flast.ckpt"), "")],
+    "ViT-B-32": [("ViT-B-32.pt", _OPENAI.format(
+        sha="40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af", name="ViT-B-32"),
+        "40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af")],
+    "ViT-B-16": [("ViT-B-16.pt", _OPENAI.format(
+        sha="5806e77cd80f8b59890b7e101eabd078d9fb84e6937f9e85e4ecb61988df416f", name="ViT-B-16"),
+        "5806e77cd80f8b59890b7e101eabd078d9fb84e6937f9e85e4ecb61988df416f")],
+}
+CHUNK = 1 << 20
+TIMEOUT_S = 30
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(CHUNK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _offline(url: str, target: Path, reason: object) -> LabError:
+    return LabError(f"cannot download {url} ({reason}); you may be offline. Fetch that URL by hand (a browser or "
+                    f"curl -L -C - -o {target} '{url}') and save it as {target}, then run this command again")
+
+
+def fetch(url: str, target: Path, expected_sha256: str = "") -> Path:
+    """Download url to target through target.part, resuming a partial file; check size and checksum."""
+    if target.is_file():
+        return target
+    part = target.with_name(target.name + ".part")
+    done = part.stat().st_size if part.is_file() else 0
+    request = urllib.request.Request(url, headers={"User-Agent": "generative-lab"})
+    if done:
+        request.add_header("Range", f"bytes={done}-")
+    try:
+        response = urllib.request.urlopen(request, timeout=TIMEOUT_S)
+    except urllib.error.HTTPError as error:
+        if error.code == 416 and done:  # the partial file is already whole
+            response = None
+        else:
+            raise LabError(f"{url} answered HTTP {error.code} ({error.reason}); fetch it by hand and save it as "
+                           f"{target}") from None
+    except (urllib.error.URLError, OSError) as error:
+        raise _offline(url, target, getattr(error, "reason", error)) from None
+    if response is not None:
+        with response:
+            resumed = response.status == 206
+            if done and not resumed:
+                done = 0  # the server ignored the range: start over
+            length = response.headers.get("Content-Length")
+            total = done + int(length) if length is not None else None
+            mode = "ab" if resumed else "wb"
+            with open(part, mode) as out, tqdm(total=total, initial=done, unit="B", unit_scale=True,
+                                               unit_divisor=1024, desc=target.name) as bar:
+                try:
+                    for block in iter(lambda: response.read(CHUNK), b""):
+                        out.write(block)
+                        bar.update(len(block))
+                except (http.client.IncompleteRead, OSError) as error:
+                    out.flush()
+                    raise LabError(f"the download of {url} stopped at {part.stat().st_size} bytes ({error}); run "
+                                   "the same command again to resume it") from None
+        size = part.stat().st_size
+        if total is not None and size != total:
+            raise LabError(f"the download of {url} stopped at {size} of {total} bytes; run the same command again "
+                           "to resume it")
+    if expected_sha256 and sha256(part) != expected_sha256:
+        part.unlink()
+        raise LabError(f"{target.name} does not match its published SHA-256 {expected_sha256[:12]}...; the partial "
+                       "file was removed, run the command again")
+    os.replace(part, target)
+    return target
+
+
+def finish(name: str, files: list[Path]) -> list[Path]:
+    """Check a VQGAN checkpoint by reading it; convert OpenAI's TorchScript CLIP into a state_dict."""
+    if name.startswith("vqgan_"):
+        from vqgan_clip.vqgan import load_vqgan
+
+        load_vqgan(files[0], files[1])  # the yaml and the ckpt: both read, every tensor in place
+        return files
+    from vqgan_clip.convert_checkpoint import convert_openai_clip
+
+    return [*files, convert_openai_clip(files[0])]
+
+
+def download(name: str, folder: Path | None = None) -> list[Path]:
+    if name not in SOURCES:
+        raise LabError(f"unknown model {name!r}; valid names: {', '.join(SOURCES)}")
+    folder = folder or data_root() / "checkpoints"
+    folder.mkdir(parents=True, exist_ok=True)
+    files = [fetch(url, folder / file_name, checksum) for file_name, url, checksum in SOURCES[name]]
+    return finish(name, files)
+
+
+@exit_on_lab_error
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m vqgan_clip.download", description=__doc__.split("\n\n")[0])
+    parser.add_argument("names", nargs="+", metavar="NAME", help=f"any of: {', '.join(SOURCES)}")
+    parser.add_argument("--folder", type=Path, default=None, help="where to put the files (data/checkpoints/)")
+    args = parser.parse_args(argv)
+    unknown = [name for name in args.names if name not in SOURCES]
+    if unknown:
+        raise LabError(f"unknown model(s) {', '.join(unknown)}; valid names: {', '.join(SOURCES)}")
+    written = []
+    for name in args.names:
+        files = download(name, args.folder)
+        print(f"{name}: " + ", ".join(str(path) for path in files))
+        written += files
+    return written
+
+
+if __name__ == "__main__":
+    main()

@@ -10,6 +10,7 @@ depends on: helpers and lab, never another script's globals. The imports are rea
 from __future__ import annotations
 
 import ast
+from functools import cache
 from pathlib import Path
 
 import pytest
@@ -42,11 +43,13 @@ def has_main_block(tree: ast.Module) -> bool:
     return False
 
 
+@cache
 def modules(experiment: str) -> dict[str, ast.Module]:
     return {path.stem: ast.parse(path.read_text(encoding="utf-8"), str(path))
             for path in sorted((REPO_ROOT / experiment).glob("*.py")) if path.stem != "__init__"}
 
 
+@cache
 def scripts_of(experiment: str) -> set[str]:
     trees = modules(experiment)
     return {name for name in pipeline_scripts(experiment) if name in trees} | {

@@ -88,10 +88,11 @@ def run_all(run) -> list[dict]:
                     try:
                         result = (measure(kind, size, cutn, cfg.REPEATS, cfg.WARMUP, device, bf16, cfg.CUT_METHOD,
                                           models) if models else measure_in_subprocess(kind, size, cutn, cfg, device))
-                    except torch.OutOfMemoryError as error:
+                    except Exception as error:  # noqa: BLE001 - one failed configuration must not end the table
                         result = {"loop": kind, "size": size, "cutn": cutn, "bf16": bf16,
-                                  "error": f"out of memory: {str(error).splitlines()[0][:80]}"}
-                        torch.cuda.empty_cache()
+                                  "error": f"{type(error).__name__}: {str(error).splitlines()[0][:80]}"}
+                        if device.startswith("cuda"):
+                            torch.cuda.empty_cache()
                     results.append(result)
                     print("  " + json.dumps(result), flush=True)
     return results

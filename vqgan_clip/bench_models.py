@@ -138,7 +138,7 @@ def time_loop(kind: str, vqgan, clip, size: int, cutn: int, iterations: int, war
             started = time.perf_counter()
             loss = reference.reference_step(vqgan, clip_model, z, optimizer, targets, mean_t, std_t,
                                             clip_model.visual.image_size, cutn, z_min, z_max)
-            float(loss)
+            float(loss.detach())
             _synchronize(device)
             if index >= warmup:
                 times.append(time.perf_counter() - started)

@@ -111,7 +111,7 @@ def test_trainers_refuse_bad_settings(lab_outputs, capsys):
         train_clip.main(["--dry-run", "--set", "PATCH_SIZE=7"])
     assert exit_info.value.code == 2
     for overrides, message in ((["VISION_TOWER=cnn"], "is not one of 'vit', 'resnet'"),
-                               (["CHECKPOINT_EVERY=0"], "CHECKPOINT_EVERY=0 must be >= 1"),
+                               (["CHECKPOINT_EVERY=0"], "CHECKPOINT_EVERY=0 is out of range"),
                                (["VISION_TOWER=resnet", "RESNET_LAYERS=(1, 1, 1)"], "four block counts")):
         argv = ["--dry-run"] + [item for override in overrides for item in ("--set", override)]
         with pytest.raises(SystemExit) as exit_info:
@@ -170,3 +170,37 @@ def test_quick_pipeline_end_to_end(lab_outputs):
     assert record["metrics"]["prompts"] == 20
     assert record["metrics"]["mean_similarity_rise"] > 0
     assert (lab_outputs / "vqgan_clip" / "evaluate" / "evaluation_grid.png").is_file()
+
+
+@pytest.mark.parametrize("module_name, schedule, checkpoint", [("train_vqgan", "cosine_factor", "vqgan.pt"),
+                                                               ("train_clip", "learning_rate", "clip.pt")])
+def test_a_trainer_killed_mid_run_resumes_to_the_same_weights(lab_outputs, monkeypatch, module_name, schedule,
+                                                               checkpoint):
+    import importlib
+
+    import torch
+
+    module = importlib.import_module(f"vqgan_clip.{module_name}")
+    args = ["--dry-run", "--set", "STEPS=6", "--set", "CHECKPOINT_EVERY=3"]
+    if module_name == "train_clip":
+        args += ["--set", "EVAL_UNTRAINED=false"]
+    module.main(args + ["--set", "RUN_NAME=whole"])
+    original = getattr(module, schedule)
+
+    def dies_at_step_4(step, *rest, **kwargs):
+        if step == 4:
+            raise RuntimeError("killed")
+        return original(step, *rest, **kwargs)
+
+    monkeypatch.setattr(module, schedule, dies_at_step_4)
+    with pytest.raises(RuntimeError, match="killed"):
+        module.main(args + ["--set", "RUN_NAME=broken"])
+    monkeypatch.setattr(module, schedule, original)
+    module.main(args + ["--set", "RUN_NAME=broken"])  # resumes at step 3
+    folder = lab_outputs / "vqgan_clip" / "checkpoints"
+    whole = torch.load(folder / "dry_run-whole" / checkpoint, weights_only=True)
+    resumed = torch.load(folder / "dry_run-broken" / checkpoint, weights_only=True)
+    assert whole["step"] == resumed["step"] == 6
+    for key, value in whole["model"].items():
+        assert torch.allclose(value.float(), resumed["model"][key].float(), atol=1e-6), key
+    assert np.allclose(whole["losses"], resumed["losses"], atol=1e-6)

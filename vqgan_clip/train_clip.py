@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from lab import LabError, exit_on_lab_error, start_run
-from lab.checkpoint import InterruptGuard, check_compatible, load_checkpoint, save_checkpoint
+from lab.checkpoint import InterruptGuard, resume, save_checkpoint
 from lab.paths import REPO_ROOT
 from lab.plots import save_figure
 from lab.schedules import cosine_factor
@@ -34,31 +34,31 @@ from vqgan_clip import shapes_world as world
 # -----------------------------------------------------------------------------
 # Constants. The defaults made the shipped model (3000 steps: 29 min on 2 CPU cores shared with another
 # training); --set changes any of them.
-TRAIN_SCENES = 12_000      # pictures rendered once and reused every epoch (captions re-drawn each time)
-STEPS = 3000               # optimisation steps
-BATCH_SIZE = 128           # pairs per contrastive batch (CLIP's negatives are the rest of the batch)
-LEARNING_RATE = 1.5e-3      # AdamW peak step size, after a linear warm-up, then cosine decay (CLIP paper)
-WARMUP_STEPS = 100         # linear warm-up steps
-WEIGHT_DECAY = 0.05        # AdamW decoupled weight decay on matrices (not on gains, biases, embeddings)
-NOISE_STD = 0.03           # Gaussian pixel noise on training pictures (in 0..1 units): robustness for the loop
-SHAPE_NEGATIVES = 2        # extra image->text negatives per picture: its caption with one shape swapped (0: plain CLIP)
+TRAIN_SCENES = 12_000      # pictures rendered once and reused every epoch (captions re-drawn each time) {> 0}
+STEPS = 3000               # optimisation steps {> 0}
+BATCH_SIZE = 128           # pairs per contrastive batch (CLIP's negatives are the rest of the batch) {>= 2}
+LEARNING_RATE = 1.5e-3     # AdamW peak step size, after a linear warm-up, then cosine decay (CLIP paper) {> 0}
+WARMUP_STEPS = 100         # linear warm-up steps {>= 0}
+WEIGHT_DECAY = 0.05        # AdamW decoupled weight decay on matrices (not on gains, biases, embeddings) {>= 0}
+NOISE_STD = 0.03           # Gaussian pixel noise on training pictures (in 0..1 units): robustness for the loop {>= 0}
+SHAPE_NEGATIVES = 2        # extra image->text negatives per picture: its caption with one shape swapped (0: plain CLIP) {>= 0}
 SHAPE_TWINS = True         # each picture gets a twin drawn with one shape swapped, an extra text->image negative
-CHECKPOINT_EVERY = 500     # steps between checkpoints (Ctrl+C also saves; a rerun resumes)
-EMBED_DIM = 64             # shared image-text embedding width
+CHECKPOINT_EVERY = 500     # steps between checkpoints (Ctrl+C also saves; a rerun resumes) {> 0}
+EMBED_DIM = 64             # shared image-text embedding width {> 0}
 VISION_TOWER = "vit"       # "vit" (ViT-B/32's kind) or "resnet" (open_clip's ModifiedResNet, RN50's kind; see README)
-VISION_WIDTH = 64          # ViT width (64 patch tokens of 8x8 + a class token); ResNet: stem width (try 8)
-VISION_LAYERS = 2          # ViT blocks
-PATCH_SIZE = 8             # ViT patch side, pixels
+VISION_WIDTH = 64          # ViT width (64 patch tokens of 8x8 + a class token); ResNet: stem width (try 8) {> 0}
+VISION_LAYERS = 2          # ViT blocks {> 0}
+PATCH_SIZE = 8             # ViT patch side, pixels {> 0}
 RESNET_LAYERS = (1, 1, 1, 1)  # ResNet bottleneck blocks per stage (RN50: 3, 4, 6, 3)
-TEXT_WIDTH = 64            # text transformer width (its token table is 49408 x TEXT_WIDTH)
-TEXT_LAYERS = 2            # text transformer blocks
-TEXT_HEADS = 4             # text attention heads
-CONTEXT_LENGTH = 24        # tokens per caption (the longest caption here is about 20)
-EVAL_SCENES = 2000         # held-out test scenes for the zero-shot probes (retrieval uses groups of 100)
+TEXT_WIDTH = 64            # text transformer width (its token table is 49408 x TEXT_WIDTH) {> 0}
+TEXT_LAYERS = 2            # text transformer blocks {> 0}
+TEXT_HEADS = 4             # text attention heads {> 0}
+CONTEXT_LENGTH = 24        # tokens per caption (the longest caption here is about 20) {> 2}
+EVAL_SCENES = 2000         # held-out test scenes for the zero-shot probes (retrieval uses groups of 100) {> 0}
 EVAL_UNTRAINED = True      # also measure the untrained model (the chance baseline, measured)
 SHIP = False               # write fp16 weights + config to SHIP_DIR (the shipped small model)
-SHIP_DIR = "data/vqgan_clip_small"
-TORCH_THREADS = 1          # torch CPU threads (0: torch's default). 1 is fastest on a shared 2-core machine
+SHIP_DIR = "data/vqgan_clip_small"  # where SHIP writes {nonempty}
+TORCH_THREADS = 1          # torch CPU threads (0: torch's default). 1 is fastest on a shared 2-core machine {>= 0}
 SEED = 0                   # -1 draws a random seed and prints it
 DEVICE = "auto"            # "auto" (CUDA if available), "cpu" or "cuda"
 QUICK = {"TRAIN_SCENES": 2000, "STEPS": 60, "EVAL_SCENES": 400, "VISION_LAYERS": 1, "TEXT_LAYERS": 1}
@@ -294,9 +294,6 @@ def ship(model, config: dict, cfg, seconds: float, metrics: dict) -> Path:
 
 
 def plot_curve(path: Path, losses: list[float]) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 3.5))
@@ -307,14 +304,9 @@ def plot_curve(path: Path, losses: list[float]) -> Path:
     return save_figure(fig, path, dpi=100)
 
 
-@exit_on_lab_error
-def main(argv=None):
-    run = start_run("vqgan_clip", globals(), argv, framework="torch")
-    cfg = run.cfg
-    if cfg.CHECKPOINT_EVERY < 1:
-        raise LabError(f"CHECKPOINT_EVERY={cfg.CHECKPOINT_EVERY} must be >= 1")
-    if cfg.BATCH_SIZE < 2 or cfg.TRAIN_SCENES < cfg.BATCH_SIZE:
-        raise LabError(f"BATCH_SIZE={cfg.BATCH_SIZE} must be >= 2 and <= TRAIN_SCENES={cfg.TRAIN_SCENES}")
+def check_settings(cfg) -> None:
+    if cfg.TRAIN_SCENES < cfg.BATCH_SIZE:
+        raise LabError(f"BATCH_SIZE={cfg.BATCH_SIZE} must be <= TRAIN_SCENES={cfg.TRAIN_SCENES}")
     if cfg.VISION_TOWER not in ("vit", "resnet"):
         raise LabError(f"VISION_TOWER={cfg.VISION_TOWER!r} is not one of 'vit', 'resnet'")
     if cfg.VISION_TOWER == "resnet" and (len(cfg.RESNET_LAYERS) != 4 or min(cfg.RESNET_LAYERS) < 1
@@ -327,50 +319,47 @@ def main(argv=None):
         raise LabError(f"TEXT_WIDTH={cfg.TEXT_WIDTH} must be divisible by TEXT_HEADS={cfg.TEXT_HEADS}")
     if cfg.VISION_TOWER == "vit" and world.IMAGE_SIZE % cfg.PATCH_SIZE:
         raise LabError(f"PATCH_SIZE={cfg.PATCH_SIZE} must divide the image size {world.IMAGE_SIZE}")
-    device = torch.device(run.device)
-    config = clip_config(cfg)
-    model = build_clip(config).to(device)
-    tokenizer = make_tokenizer(cfg.CONTEXT_LENGTH)
-    optimizers = make_optimizers(model, cfg)
-    print(f"small CLIP: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters")
 
+
+def render_data(cfg) -> dict:
     started = time.time()
     train_scenes = world.make_scenes("train", 0, cfg.TRAIN_SCENES, seed=cfg.SEED)
-    train_images = world.render_scenes(train_scenes)
-    train_twins = shape_twins(train_scenes, cfg.SEED) if cfg.SHAPE_TWINS else None
-    eval_scenes = world.make_scenes("test", 0, cfg.EVAL_SCENES, seed=cfg.SEED)
-    eval_images = world.render_scenes(eval_scenes)
-    print(f"rendered {len(train_scenes)} training and {len(eval_scenes)} test scenes in {time.time() - started:.1f} s")
+    data = {"train_scenes": train_scenes, "train_images": world.render_scenes(train_scenes),
+            "train_twins": shape_twins(train_scenes, cfg.SEED) if cfg.SHAPE_TWINS else None,
+            "eval_scenes": world.make_scenes("test", 0, cfg.EVAL_SCENES, seed=cfg.SEED)}
+    data["eval_images"] = world.render_scenes(data["eval_scenes"])
+    print(f"rendered {len(train_scenes)} training and {len(data['eval_scenes'])} test scenes in "
+          f"{time.time() - started:.1f} s")
+    return data
 
-    path, step, losses = run.checkpoint_path("clip.pt"), 0, []
-    if path.exists() and not run.fresh:
-        checkpoint = load_checkpoint(path)
-        check_compatible(checkpoint["constants"], run.constants, ARCHITECTURE, path)
-        model.load_state_dict(checkpoint["model"])
-        for optimizer, state in zip(optimizers, checkpoint["optimizer"], strict=True):
-            optimizer.load_state_dict(state)
-        step, losses = checkpoint["step"], checkpoint.get("losses", [])
-        print(f"resumed from {path} at step {step}")
-    train_seconds = 0.0
+
+def train(run, model, tokenizer, optimizers, ckpt, data, config, device) -> tuple[dict, bool]:
+    """The contrastive training loop, saving every CHECKPOINT_EVERY steps; returns (progress, interrupted)."""
+    cfg = run.cfg
+    state = ckpt.state or {}
+    progress = {"losses": state.get("losses", []), "seconds": state.get("seconds", 0.0)}
+    train_scenes, train_images, train_twins = data["train_scenes"], data["train_images"], data["train_twins"]
+    started = time.time()
 
     def noisy_input(pictures: np.ndarray) -> torch.Tensor:
         """Training pictures as model input, with the pixel noise that makes CLIP robust for the loop."""
         x = to_model_input(pictures, device)
         return x + cfg.NOISE_STD / 0.5 * torch.randn_like(x)
 
-    def save(at_step: int) -> None:
-        save_checkpoint(path, {"model": model.state_dict(), "optimizer": [o.state_dict() for o in optimizers],
-                               "step": at_step, "constants": run.constants, "losses": losses, "config": config})
+    def save(done: int) -> None:
+        save_checkpoint(ckpt.path, {"model": model.state_dict(), "optimizer": [o.state_dict() for o in optimizers],
+                                    "losses": progress["losses"], "config": config,
+                                    "seconds": progress["seconds"] + time.time() - started, **ckpt.meta(done)})
 
-    before = evaluate(model, tokenizer, eval_scenes, eval_images, device) if step == 0 and cfg.EVAL_UNTRAINED else None
-    rng = np.random.default_rng([cfg.SEED, step])
     model.train()
-    loop_start, done = time.time(), step
-    with InterruptGuard() as guard, tqdm(range(step, cfg.STEPS), initial=step, total=cfg.STEPS, desc="CLIP") as bar:
+    with InterruptGuard() as guard, tqdm(range(ckpt.step, cfg.STEPS), initial=ckpt.step, total=cfg.STEPS,
+                                          desc="CLIP") as bar:
         for step in bar:
             for optimizer in optimizers:
                 for group in optimizer.param_groups:
                     group["lr"] = learning_rate(step, cfg)
+            # Each step draws from its own seeded generator, so a resumed run sees the same batches and captions.
+            rng = np.random.default_rng([cfg.SEED, step])
             batch = rng.choice(len(train_scenes), size=cfg.BATCH_SIZE, replace=False)
             images = noisy_input(train_images[batch])
             twins = noisy_input(train_twins[batch]) if train_twins is not None else None
@@ -389,30 +378,60 @@ def main(argv=None):
                 optimizer.step()
             with torch.no_grad():  # CLIP clips the learned temperature at 100 (paper, section 2.5)
                 model.logit_scale.clamp_(0, math.log(100))
-            losses.append(float(loss.detach()))
-            done = step + 1
-            bar.set_postfix(loss=f"{losses[-1]:.3f}", temp=f"{model.logit_scale.exp().item():.0f}")
+            progress["losses"].append(float(loss.detach()))
+            bar.set_postfix(loss=f"{progress['losses'][-1]:.3f}", temp=f"{model.logit_scale.exp().item():.0f}")
+            run.log_scalars(step, loss=progress["losses"][-1], lr=learning_rate(step, cfg),
+                            temperature=model.logit_scale.exp().item())
+            if (step + 1) % cfg.CHECKPOINT_EVERY == 0 or step + 1 == cfg.STEPS or guard.requested:
+                save(step + 1)
             if guard.requested:
                 break
-            if done % cfg.CHECKPOINT_EVERY == 0 and done < cfg.STEPS:
-                save(done)
-    step = done
-    train_seconds = time.time() - loop_start
-    save(step)
-    metrics = evaluate(model, tokenizer, eval_scenes, eval_images, device)
-    metrics.update(train_seconds=round(train_seconds, 1), steps=step, final_loss=float(np.mean(losses[-20:])),
-                   parameters_millions=sum(p.numel() for p in model.parameters()) / 1e6,
-                   chance_top1_of_100=0.01)
+    progress["seconds"] += time.time() - started
+    progress["steps"] = len(progress["losses"])
+    return progress, guard.requested
+
+
+def report(run, model, tokenizer, config, progress, before, data, device, interrupted) -> dict:
+    cfg = run.cfg
+    losses = progress["losses"]
+    metrics = evaluate(model, tokenizer, data["eval_scenes"], data["eval_images"], device)
+    metrics.update(train_seconds=round(progress["seconds"], 1), steps=progress["steps"],
+                   final_loss=float(np.mean(losses[-20:])),
+                   parameters_millions=sum(p.numel() for p in model.parameters()) / 1e6, chance_top1_of_100=0.01)
     if before is not None:
         metrics.update({f"untrained_{k}": v for k, v in before.items() if isinstance(v, float)})
     for name, value in metrics.items():
         print(f"  {name}: {value}")
     if cfg.SHIP:
-        shipped = ship(model, config, cfg, train_seconds, metrics)
+        shipped = ship(model, config, cfg, progress["seconds"], metrics)
         metrics["shipped_mb"] = shipped.stat().st_size / 1e6
     run.add_artifact(plot_curve(run.path("clip_loss.png"), losses), "small CLIP contrastive loss")
-    run.finish(metrics, status="interrupted" if guard.requested else "complete")
+    run.finish(metrics, status="interrupted" if interrupted else "complete")
     return metrics
+
+
+@exit_on_lab_error
+def main(argv=None):
+    run = start_run("vqgan_clip", globals(), argv, framework="torch")
+    cfg = run.cfg
+    check_settings(cfg)
+    device = torch.device(run.device)
+    config = clip_config(cfg)
+    model = build_clip(config).to(device)
+    tokenizer = make_tokenizer(cfg.CONTEXT_LENGTH)
+    optimizers = make_optimizers(model, cfg)
+    print(f"small CLIP: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters")
+    data = render_data(cfg)
+    ckpt = resume(run, "clip.pt", architecture=ARCHITECTURE + ["TRAIN_SCENES", "SEED", "SHAPE_TWINS"],
+                  steps=cfg.STEPS, map_location=device)
+    if ckpt.state is not None:
+        model.load_state_dict(ckpt.state["model"])
+        for optimizer, state in zip(optimizers, ckpt.state["optimizer"], strict=True):
+            optimizer.load_state_dict(state)
+    before = (evaluate(model, tokenizer, data["eval_scenes"], data["eval_images"], device)
+              if ckpt.step == 0 and cfg.EVAL_UNTRAINED else None)
+    progress, interrupted = train(run, model, tokenizer, optimizers, ckpt, data, config, device)
+    return report(run, model, tokenizer, config, progress, before, data, device, interrupted)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ import yaml
 from tqdm import tqdm
 
 from lab import LabError, exit_on_lab_error, start_run
-from lab.checkpoint import InterruptGuard, check_compatible, load_checkpoint, save_checkpoint
+from lab.checkpoint import InterruptGuard, resume, save_checkpoint
 from lab.paths import REPO_ROOT
 from lab.plots import save_figure
 from lab.schedules import cosine_factor
@@ -36,25 +36,27 @@ from vqgan_clip.vqgan import VQModel
 
 # -----------------------------------------------------------------------------
 # Constants. Sized to train in ~10-15 minutes on one shared CPU core; --set changes any of them.
-TRAIN_SCENES = 8000        # training pictures, rendered once
-STEPS = 1200               # optimisation steps
-BATCH_SIZE = 8             # pictures per step
-LEARNING_RATE = 1e-3       # Adam step size (cosine decay to 10 % at the end)
-CHANNELS = 32              # taming "ch" (a multiple of 32: GroupNorm uses 32 groups)
+TRAIN_SCENES = 8000        # training pictures, rendered once {> 0}
+STEPS = 1200               # optimisation steps {> 0}
+BATCH_SIZE = 8             # pictures per step {> 0}
+LEARNING_RATE = 1e-3       # Adam step size (cosine decay to 10 % at the end) {> 0}
+CHANNELS = 32              # taming "ch" (a multiple of 32: GroupNorm uses 32 groups) {> 0}
 CH_MULT = [1, 1, 1]        # taming "ch_mult": 3 levels -> downsampling factor 4 (16x16 codes)
-NUM_RES_BLOCKS = 0         # ResNet blocks per encoder level (the decoder has one more)
-Z_CHANNELS = 32            # encoder output channels
-EMBED_DIM = 16             # code vector width
-N_EMBED = 128              # codebook size
-BETA = 0.25                # commitment weight (VQ-VAE, eq. 3; taming's default)
-RESTART_EVERY = 100        # restart codes unused during the last this many steps (0: never)
-EVAL_SCENES = 256          # held-out test scenes for PSNR and codebook usage
+NUM_RES_BLOCKS = 0         # ResNet blocks per encoder level (the decoder has one more) {>= 0}
+Z_CHANNELS = 32            # encoder output channels {> 0}
+EMBED_DIM = 16             # code vector width {> 0}
+N_EMBED = 128              # codebook size {> 0}
+BETA = 0.25                # the VQ loss's beta (taming's VectorQuantizer2, legacy=True as VQModel trains) {>= 0}
+RESTART_EVERY = 100        # restart codes unused during the last this many steps (0: never) {>= 0}
+EVAL_SCENES = 256          # held-out test scenes for PSNR and codebook usage {> 0}
+CHECKPOINT_EVERY = 200     # save a checkpoint every this many steps (a kill loses at most these) {> 0}
 SHIP = False               # write vqgan.yaml + vqgan.pt to SHIP_DIR (the shipped small model)
-SHIP_DIR = "data/vqgan_clip_small"
-TORCH_THREADS = 1          # torch CPU threads (0: torch's default). 1 is fastest on a shared 2-core machine
+SHIP_DIR = "data/vqgan_clip_small"  # where SHIP writes {nonempty}
+TORCH_THREADS = 1          # torch CPU threads (0: torch's default). 1 is fastest on a shared 2-core machine {>= 0}
 SEED = 0                   # -1 draws a random seed and prints it
 DEVICE = "auto"            # "auto" (CUDA if available), "cpu" or "cuda"
-QUICK = {"TRAIN_SCENES": 1000, "STEPS": 60, "EVAL_SCENES": 64, "N_EMBED": 32, "RESTART_EVERY": 20}
+QUICK = {"TRAIN_SCENES": 1000, "STEPS": 60, "EVAL_SCENES": 64, "N_EMBED": 32, "RESTART_EVERY": 20,
+         "CHECKPOINT_EVERY": 20}
 DRY_RUN = {"TRAIN_SCENES": 64, "STEPS": 2, "EVAL_SCENES": 16, "BATCH_SIZE": 4}
 # -----------------------------------------------------------------------------
 
@@ -111,9 +113,6 @@ def restart_dead_codes(model: VQModel, counts: torch.Tensor, latents: torch.Tens
 
 
 def plot_reconstructions(path: Path, originals: np.ndarray, reconstructions: torch.Tensor) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     count = min(8, len(originals))
@@ -138,51 +137,56 @@ def ship(model: VQModel, config: dict, cfg) -> Path:
     return target / "vqgan.pt"
 
 
-@exit_on_lab_error
-def main(argv=None):
-    run = start_run("vqgan_clip", globals(), argv, framework="torch")
-    cfg = run.cfg
-    if cfg.BATCH_SIZE < 1 or cfg.TRAIN_SCENES < cfg.BATCH_SIZE:
-        raise LabError(f"BATCH_SIZE={cfg.BATCH_SIZE} must be >= 1 and <= TRAIN_SCENES={cfg.TRAIN_SCENES}")
+def check_settings(cfg) -> None:
+    if cfg.TRAIN_SCENES < cfg.BATCH_SIZE:
+        raise LabError(f"BATCH_SIZE={cfg.BATCH_SIZE} must be <= TRAIN_SCENES={cfg.TRAIN_SCENES}")
     if cfg.NUM_RES_BLOCKS == 0 and any(m != cfg.CH_MULT[0] for m in cfg.CH_MULT):
         raise LabError(f"NUM_RES_BLOCKS=0 needs equal CH_MULT entries (got {cfg.CH_MULT}): only ResNet blocks "
                        "change the width between levels; use NUM_RES_BLOCKS=1 or CH_MULT=[1, 1, 1]")
-    device = torch.device(run.device)
+
+
+def build(cfg, device):
+    """The model (from its settings, the taming model.yaml dict stored in the checkpoint) and Adam."""
     config = vqgan_config(cfg)
     model = VQModel.from_config(config).to(device)
     model.quantize.beta = cfg.BETA
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.LEARNING_RATE, betas=(0.5, 0.9))
     print(f"small VQGAN: f{model.downsampling_factor}, {parameter_count(model) / 1e6:.2f} M parameters, "
           f"codebook {cfg.N_EMBED}x{cfg.EMBED_DIM}")
-    train_images = world.render_scenes(world.make_scenes("train", 0, cfg.TRAIN_SCENES, seed=cfg.SEED))
-    eval_images = world.render_scenes(world.make_scenes("test", 0, cfg.EVAL_SCENES, seed=cfg.SEED))
+    return config, model, optimizer
 
-    path, step, losses = run.checkpoint_path("vqgan.pt"), 0, []
-    if path.exists() and not run.fresh:
-        checkpoint = load_checkpoint(path)
-        check_compatible(checkpoint["constants"], run.constants, ARCHITECTURE, path)
-        model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        step, losses = checkpoint["step"], checkpoint.get("losses", [])
-        print(f"resumed from {path} at step {step}")
-    before = evaluate(model, eval_images, device)[0] if step == 0 else None
-    rng = np.random.default_rng([cfg.SEED, step])
-    counts = torch.zeros(cfg.N_EMBED, dtype=torch.long, device=device)
-    restarted = 0
-    loop_start = time.time()
-    with InterruptGuard() as guard, tqdm(range(step, cfg.STEPS), initial=step, total=cfg.STEPS, desc="VQGAN") as bar:
+
+def train(run, model, optimizer, ckpt, train_images, config, device) -> tuple[dict, bool]:
+    """The optimisation loop, saving every CHECKPOINT_EVERY steps; returns (progress, interrupted)."""
+    cfg = run.cfg
+    state = ckpt.state or {}
+    progress = {"losses": state.get("losses", []), "restarted": state.get("restarted", 0),
+                "seconds": state.get("seconds", 0.0)}
+    counts = state.get("counts", torch.zeros(cfg.N_EMBED, dtype=torch.long)).to(device)
+    step, started = ckpt.step, time.time()
+
+    def save(done: int) -> None:
+        save_checkpoint(ckpt.path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                                    "losses": progress["losses"], "restarted": progress["restarted"],
+                                    "counts": counts.cpu(), "config": config,
+                                    "seconds": progress["seconds"] + time.time() - started, **ckpt.meta(done)})
+
+    with InterruptGuard() as guard, tqdm(range(ckpt.step, cfg.STEPS), initial=ckpt.step, total=cfg.STEPS,
+                                          desc="VQGAN") as bar:
         for step in bar:
             # Cosine decay of the step size from LEARNING_RATE to a tenth of it.
             lr = cfg.LEARNING_RATE * cosine_factor(step, cfg.STEPS, final_fraction=0.1)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            x = to_tensor(train_images[rng.choice(len(train_images), cfg.BATCH_SIZE, replace=False)], device)
+            # The batch of each step comes from its own seeded draw, so a resumed run sees the same batches.
+            picks = np.random.default_rng([cfg.SEED, step]).choice(len(train_images), cfg.BATCH_SIZE, replace=False)
+            x = to_tensor(train_images[picks], device)
             latents = model.encode_unquantized(x)
             if step == 0:  # start the codebook on encoder outputs rather than near zero
                 restart_dead_codes(model, counts, latents.detach())
             z_q, vq_terms, indices = model.quantize(latents)
             y = model.decode(z_q)
-            # Reconstruction (L1 + squared error) plus the VQ terms: codebook + beta * commitment.
+            # Reconstruction (L1 + squared error) plus the VQ terms (vqgan.VectorQuantizer, taming's legacy form).
             reconstruction = F.l1_loss(y, x) + F.mse_loss(y, x)
             loss = reconstruction + vq_terms["total"]
             optimizer.zero_grad(set_to_none=True)
@@ -190,20 +194,26 @@ def main(argv=None):
             optimizer.step()
             counts += torch.bincount(indices.flatten(), minlength=cfg.N_EMBED)
             if cfg.RESTART_EVERY and (step + 1) % cfg.RESTART_EVERY == 0 and step + 1 < cfg.STEPS * 0.9:
-                restarted += restart_dead_codes(model, counts, latents.detach())
+                progress["restarted"] += restart_dead_codes(model, counts, latents.detach())
                 counts.zero_()
-            losses.append(float(reconstruction.detach()))
+            progress["losses"].append(float(reconstruction.detach()))
             batch_psnr = float(psnr(y.detach(), x).mean())
-            bar.set_postfix(psnr=f"{batch_psnr:.1f}dB", vq=f"{float(vq_terms['total']):.4f}")
+            bar.set_postfix(psnr=f"{batch_psnr:.1f}dB", vq=f"{float(vq_terms['total'].detach()):.4f}")
+            run.log_scalars(step, loss=float(loss.detach()), psnr=batch_psnr, lr=lr)
+            if (step + 1) % cfg.CHECKPOINT_EVERY == 0 or step + 1 == cfg.STEPS or guard.requested:
+                save(step + 1)
             if guard.requested:
                 break
-        step += 1
-    train_seconds = time.time() - loop_start
-    save_checkpoint(path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step,
-                           "constants": run.constants, "losses": losses, "config": config})
+    progress["seconds"] += time.time() - started
+    progress["steps"] = len(progress["losses"])
+    return progress, guard.requested
+
+
+def report(run, model, config, progress, before, eval_images, device, interrupted) -> dict:
+    cfg = run.cfg
     metrics, reconstructions = evaluate(model, eval_images, device)
-    metrics.update(train_seconds=round(train_seconds, 1), steps=step, codes_restarted=restarted,
-                   parameters_millions=parameter_count(model) / 1e6)
+    metrics.update(train_seconds=round(progress["seconds"], 1), steps=progress["steps"],
+                   codes_restarted=progress["restarted"], parameters_millions=parameter_count(model) / 1e6)
     if before is not None:
         metrics["untrained_held_out_psnr_db"] = before["held_out_psnr_db"]
     for name, value in metrics.items():
@@ -212,8 +222,27 @@ def main(argv=None):
         metrics["shipped_mb"] = ship(model, config, cfg).stat().st_size / 1e6
     run.add_artifact(plot_reconstructions(run.path("reconstructions.png"), eval_images, reconstructions),
                      f"held-out scenes and their reconstructions ({metrics['held_out_psnr_db']:.1f} dB)")
-    run.finish(metrics, status="interrupted" if guard.requested else "complete")
+    run.finish(metrics, status="interrupted" if interrupted else "complete")
     return metrics
+
+
+@exit_on_lab_error
+def main(argv=None):
+    run = start_run("vqgan_clip", globals(), argv, framework="torch")
+    cfg = run.cfg
+    check_settings(cfg)
+    device = torch.device(run.device)
+    config, model, optimizer = build(cfg, device)
+    train_images = world.render_scenes(world.make_scenes("train", 0, cfg.TRAIN_SCENES, seed=cfg.SEED))
+    eval_images = world.render_scenes(world.make_scenes("test", 0, cfg.EVAL_SCENES, seed=cfg.SEED))
+    ckpt = resume(run, "vqgan.pt", architecture=ARCHITECTURE + ["TRAIN_SCENES", "SEED"], steps=cfg.STEPS,
+                  map_location=device)
+    if ckpt.state is not None:
+        model.load_state_dict(ckpt.state["model"])
+        optimizer.load_state_dict(ckpt.state["optimizer"])
+    before = evaluate(model, eval_images, device)[0] if ckpt.step == 0 else None
+    progress, interrupted = train(run, model, optimizer, ckpt, train_images, config, device)
+    return report(run, model, config, progress, before, eval_images, device, interrupted)
 
 
 def parameter_count(model) -> int:  # noqa: N802 - reads like the symbol in the text

@@ -389,6 +389,10 @@ def test_dry_run_pipeline_writes_every_figure_and_resumes_safely(lab_outputs, tm
     assert bench["speedup"] > 1 and bench["batched_vs_per_cell_max_abs_diff"] < 1e-4
 
     from beauty_predictor import train_improver
+    from beauty_predictor.saving import load_checkpoint_file
+
+    path = checkpoints / "improver_article.npz"
+    uninterrupted = load_checkpoint_file(path)["weights"]
 
     def improver_run(*extra):
         capsys.readouterr()
@@ -406,7 +410,6 @@ def test_dry_run_pipeline_writes_every_figure_and_resumes_safely(lab_outputs, tm
     code, out = improver_run("--set", "WIDTH=8")
     assert code == 2 and "WIDTH: checkpoint has 16, this run has 8" in out.err
     # A damaged last checkpoint: the previous one is used, with a note; both damaged: a clear error.
-    path = checkpoints / "improver_article.npz"
     path.write_bytes(path.read_bytes()[:100])
     train_improver.main(["--dry-run", "--set", f"PHOTOS_DIR={photos}", "--set", "STEPS=3"])
     assert "resuming from the previous checkpoint" in capsys.readouterr().out
@@ -414,6 +417,13 @@ def test_dry_run_pipeline_writes_every_figure_and_resumes_safely(lab_outputs, tm
         damaged.write_bytes(b"not a checkpoint")
     code, out = improver_run()
     assert code == 2 and "damaged or incomplete" in out.err and "None" not in out.err
+    # Interrupted after step 1 and resumed: the same weights as the uninterrupted 2-step run.
+    train_improver.main(["--dry-run", "--set", f"PHOTOS_DIR={photos}", "--set", "STEPS=1", "--fresh"])
+    train_improver.main(["--dry-run", "--set", f"PHOTOS_DIR={photos}"])
+    resumed = load_checkpoint_file(path)
+    assert resumed["step"] == 2
+    for a, b in zip(uninterrupted, resumed["weights"], strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
 def test_an_unknown_variant_makes_no_folder(lab_outputs, capsys):

@@ -183,7 +183,8 @@ def summarise(track: DateTrack, cycle: int, switch: int, width: int) -> dict:
     """Per phase: the nearest picture (1-based, by the distinctive likeness), the mean likeness to
     each picture (whole frame and distinctive pixels), the cap's mean position (fraction of the
     width) and its mean movement per iteration (pixels of the frame); the plateau's rhythm; and the
-    culmination's dips of likeness at each of the three pulses."""
+    culmination's dips of likeness at each of the three pulses. `cap_match` is the mean peak
+    correlation of the cap's template: near 1 the frames show a clear cap, lower the position is a guess."""
     similar, distinct = np.asarray(track.likeness), np.asarray(track.distinctive)
     cap = np.asarray(track.cap)
     phases = {}
@@ -195,6 +196,7 @@ def summarise(track: DateTrack, cycle: int, switch: int, width: int) -> dict:
                  "likeness": [round(float(v), 4) for v in similar[mask].mean(axis=0)]}
         if np.isfinite(cap[mask]).any():
             entry["cap_position"] = round(float(np.nanmean(cap[mask])), 4)
+            entry["cap_match"] = round(float(np.nanmean(np.asarray(track.cap_score)[mask])), 3)  # 1: a clear cap
             steps = np.abs(np.diff(cap[mask])) * width
             entry["cap_movement_px"] = round(float(np.nanmean(steps)), 3) if len(steps) else 0.0
         phases[name] = entry

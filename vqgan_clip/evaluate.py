@@ -25,10 +25,10 @@ import torch
 import torch.nn.functional as F
 
 from lab import LabError, exit_on_lab_error, start_run
-from lab.plots import save_figure
 from vqgan_clip import loop
 from vqgan_clip import shapes_world as world
 from vqgan_clip.clip_model import clip_input_size
+from vqgan_clip.figures import image_grid
 from vqgan_clip.models import load_models
 
 # -----------------------------------------------------------------------------
@@ -108,19 +108,11 @@ def judge(clip, item: dict, initial: np.ndarray, final: np.ndarray, device) -> d
 
 
 def plot_grid(path: Path, results: list[dict], images: list[np.ndarray]) -> Path:
-    import matplotlib.pyplot as plt
-
-    columns = min(5, len(images))
-    rows = (len(images) + columns - 1) // columns
-    fig, axes = plt.subplots(rows, columns, figsize=(2.6 * columns, 2.9 * rows), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, result, image in zip(axes.flat, results, images, strict=False):
-        ax.imshow(image)
-        verdict = f"rank {result['rank_among_contrasts']}, pixels {'ok' if result['pixel_check'] else 'no'}"
-        ax.set_title(f"{result['colour']} {result['shape']} / {result['background']}\n{verdict}", fontsize=8,
-                     color="black" if result["rank_among_contrasts"] == 1 and result["pixel_check"] else "firebrick")
-    return save_figure(fig, path, dpi=90)
+    """The final images, titled with the prompt and both verdicts (red where either fails)."""
+    titles = [f"{r['colour']} {r['shape']} / {r['background']}\nrank {r['rank_among_contrasts']}, pixels "
+              f"{'ok' if r['pixel_check'] else 'no'}" for r in results]
+    colours = ["black" if r["rank_among_contrasts"] == 1 and r["pixel_check"] else "firebrick" for r in results]
+    return image_grid(path, images, titles, columns=5, cell=(2.6, 2.9), colours=colours)
 
 
 def settings_for(cfg, prompt: str) -> loop.LoopSettings:

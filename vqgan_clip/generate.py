@@ -36,9 +36,9 @@ from PIL import Image, PngImagePlugin
 from lab import LabError, exit_on_lab_error, start_run
 from lab.checkpoint import InterruptGuard
 from lab.paths import REPO_ROOT, outputs_root
-from lab.plots import save_figure
 from vqgan_clip import loop
 from vqgan_clip import shapes_world as world
+from vqgan_clip.figures import image_grid, plot_losses
 from vqgan_clip.models import load_models
 
 # -----------------------------------------------------------------------------
@@ -66,8 +66,9 @@ PROMPTS_FILE = ""           # a text file of prompts, one run per line, plus a c
 CLIP_MODEL = "ViT-B-32-quickgelu"                    # open_clip name for the official models {nonempty}
 CLIP_WEIGHTS = "data/checkpoints/ViT-B-32.state_dict.pt"  # CLIP state_dict for the official models {nonempty}
 VIDEO_FPS = 15              # frames per second of progress.mp4 {> 0}
+TORCH_THREADS = 0           # torch CPU threads (0: torch's default); the small models run fastest on 1 {>= 0}
 DEVICE = "auto"             # "auto" (CUDA if available), "cpu" or "cuda"
-QUICK = {"MAX_ITERATIONS": 60, "DISPLAY_FREQUENCY": 5, "CUTN": 32, "SEED": 0}
+QUICK = {"MAX_ITERATIONS": 60, "DISPLAY_FREQUENCY": 5, "CUTN": 32, "SEED": 0, "TORCH_THREADS": 1}
 DRY_RUN = {"MAX_ITERATIONS": 4, "DISPLAY_FREQUENCY": 2, "CUTN": 4}
 # -----------------------------------------------------------------------------
 
@@ -143,37 +144,6 @@ def save_png_with_metadata(image: np.ndarray, path: Path, metadata: dict[str, st
     return path
 
 
-def plot_losses(result: loop.GenerationResult, path: Path) -> Path:
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4))
-    for label, values in result.losses.items():
-        ax.plot(values, label=label[:40], linewidth=1)
-    if len(result.losses) > 1:
-        ax.plot(result.total_losses, label="sum", color="black", linewidth=1.5)
-    ax.set_xlabel("iteration")
-    ax.set_ylabel("loss (weighted squared spherical distance)")
-    ax.set_title("VQGAN+CLIP loss per prompt")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    return save_figure(fig, path, dpi=110)
-
-
-def contact_sheet(path: Path, images: list[np.ndarray], captions: list[str]) -> Path:
-    """The final images of a batch side by side, each titled with its prompt."""
-    import matplotlib.pyplot as plt
-
-    columns = min(4, len(images))
-    rows = (len(images) + columns - 1) // columns
-    fig, axes = plt.subplots(rows, columns, figsize=(3 * columns, 3.3 * rows), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, image, caption in zip(axes.flat, images, captions, strict=False):
-        ax.imshow(image)
-        ax.set_title(caption[:60], fontsize=8, wrap=True)
-    return save_figure(fig, path, dpi=90)
-
-
 # -----------------------------------------------------------------------------------------------
 # The steps of main()
 
@@ -204,7 +174,7 @@ def generate_one(run, vqgan, clip, prompts: str, folder: Path, step_offset: int)
     result.frames = frames
     result.video_frames = write_video(frames, folder / "progress.mp4", fps=cfg.VIDEO_FPS)
     if result.total_losses:
-        plot_losses(result, folder / "losses.png")
+        plot_losses(result.losses, result.total_losses, folder / "losses.png")
     return result
 
 
@@ -230,7 +200,8 @@ def report(run, lines: list[str], results: list[loop.GenerationResult], folders:
            seconds: float) -> None:
     cfg = run.cfg
     if len(results) > 1:
-        sheet = contact_sheet(run.path("contact_sheet.png"), [r.image for r in results], lines)
+        sheet = image_grid(run.path("contact_sheet.png"), [r.image for r in results], [line[:60] for line in lines],
+                           columns=4, cell=(3.0, 3.3))
         run.add_artifact(sheet, f"{len(results)} prompts of {cfg.PROMPTS_FILE}, seed {run.seed}")
     for prompts, result, folder in zip(lines, results, folders, strict=True):
         run.add_artifact(folder / "final.png", f"final image: {prompts} (seed {run.seed}, {result.iterations} "

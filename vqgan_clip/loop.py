@@ -328,11 +328,10 @@ def random_affine(batch: torch.Tensor, p: float, degrees: float, translate: floa
         shift = (torch.rand(n, 2, device=device) * 2 - 1) * translate * 2  # normalised coordinates span 2
         shear_x = torch.tan(torch.deg2rad(_uniform(n, -shear, shear, device)))
         cos, sin = torch.cos(angle), torch.sin(angle)
-        zero, one = torch.zeros_like(cos), torch.ones_like(cos)
-        matrices = torch.stack([torch.stack([cos, -sin + cos * shear_x, shift[:, 0]], 1),
-                                torch.stack([sin, cos + sin * shear_x, shift[:, 1]], 1),
-                                torch.stack([zero, zero, one], 1)], 1).to(x.dtype)
-        return _warp(x, matrices, padding_mode)
+        theta = torch.stack([torch.stack([cos, -sin + cos * shear_x, shift[:, 0]], 1),
+                             torch.stack([sin, cos + sin * shear_x, shift[:, 1]], 1)], 1).to(x.dtype)
+        grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+        return F.grid_sample(x, grid, mode="bilinear", padding_mode=padding_mode, align_corners=False)
 
     return _some(batch, p, warp)
 

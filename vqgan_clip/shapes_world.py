@@ -238,25 +238,13 @@ def prompt_colours(prompt: str) -> tuple[str, str] | None:
 
 def main() -> None:
     """Write a grid of training scenes with their captions to outputs/vqgan_clip/shapes_world/."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from lab import start_run
+    from vqgan_clip.figures import image_grid
 
     run = start_run("vqgan_clip", {"__name__": "vqgan_clip.shapes_world", "SEED": 0, "COUNT": 16}, [])
     scenes = make_scenes("train", 0, 16)
-    images = render_scenes(scenes)
-    fig, axes = plt.subplots(4, 4, figsize=(12, 13))
-    for ax, image, scene in zip(axes.flat, images, scenes, strict=True):
-        ax.imshow(image)
-        ax.set_title(scene["caption"], fontsize=7, wrap=True)
-        ax.axis("off")
-    fig.tight_layout()
-    target = run.path("scenes.png")
-    fig.savefig(target, dpi=90)
-    plt.close(fig)
+    target = image_grid(run.path("scenes.png"), list(render_scenes(scenes)), [s["caption"] for s in scenes],
+                        columns=4, cell=(3.0, 3.25))
     run.add_artifact(target, "16 training scenes of the shapes world with their captions")
     run.finish({"scenes": len(scenes)})
 

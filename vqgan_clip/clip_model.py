@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 from lab import LabError
-from lab.checkpoint import load_state_dict_strict
+from lab.checkpoint import atomic_write, load_state_dict_strict
 
 # Where OpenAI's weights are published (named in error messages; never downloaded).
 OPENAI_CLIP_SOURCE = (
@@ -162,3 +162,26 @@ def clip_input_size(model) -> int:
     """The side of CLIP's square input in pixels (224 for ViT-B/32)."""
     size = model.visual.image_size
     return int(size[0] if isinstance(size, (tuple, list)) else size)
+
+
+def convert_openai_clip(source: Path, target: Path | None = None) -> Path:
+    """OpenAI's TorchScript CLIP file -> a float32 state_dict with open_clip's key names."""
+    if not source.is_file():
+        raise LabError(f"{source} not found; OpenAI's ViT-B-32.pt is linked from https://github.com/openai/CLIP "
+                       "(clip/clip.py, _MODELS['ViT-B/32']); put it in data/checkpoints/")
+    try:
+        # A TorchScript archive is loaded by torch's TorchScript loader, not by pickle, and only its
+        # tensors are kept: no code from the file runs here.
+        archive = torch.jit.load(str(source), map_location="cpu")
+        state_dict = archive.state_dict()
+    except RuntimeError:
+        # Some copies are plain state_dicts already.
+        state_dict = torch.load(source, map_location="cpu", weights_only=True)
+    # open_clip's CLIP uses OpenAI's module names, so only the three metadata entries go, and the
+    # causal attention mask, which a TorchScript archive stores but open_clip rebuilds (not persistent).
+    state_dict = {key: value.float() if value.is_floating_point() else value
+                  for key, value in state_dict.items()
+                  if key not in OPENAI_EXTRA_KEYS and key.rsplit(".", 1)[-1] != "attn_mask"}
+    target = target or source.with_name(f"{source.stem}.state_dict.pt")
+    atomic_write(target, lambda tmp: torch.save(state_dict, tmp))
+    return target

@@ -21,31 +21,7 @@ import torch
 
 from lab import LabError, exit_on_lab_error
 from lab.checkpoint import atomic_write
-
-
-def convert_openai_clip(source: Path, target: Path | None = None) -> Path:
-    """OpenAI's TorchScript CLIP file -> a float32 state_dict with open_clip's key names."""
-    from vqgan_clip.clip_model import OPENAI_EXTRA_KEYS
-
-    if not source.is_file():
-        raise LabError(f"{source} not found; OpenAI's ViT-B-32.pt is linked from https://github.com/openai/CLIP "
-                       "(clip/clip.py, _MODELS['ViT-B/32']); put it in data/checkpoints/")
-    try:
-        # A TorchScript archive is loaded by torch's TorchScript loader, not by pickle, and only its
-        # tensors are kept: no code from the file runs here.
-        archive = torch.jit.load(str(source), map_location="cpu")
-        state_dict = archive.state_dict()
-    except RuntimeError:
-        # Some copies are plain state_dicts already.
-        state_dict = torch.load(source, map_location="cpu", weights_only=True)
-    # open_clip's CLIP uses OpenAI's module names, so only the three metadata entries go, and the
-    # causal attention mask, which a TorchScript archive stores but open_clip rebuilds (not persistent).
-    state_dict = {key: value.float() if value.is_floating_point() else value
-                  for key, value in state_dict.items()
-                  if key not in OPENAI_EXTRA_KEYS and key.rsplit(".", 1)[-1] != "attn_mask"}
-    target = target or source.with_name(f"{source.stem}.state_dict.pt")
-    atomic_write(target, lambda tmp: torch.save(state_dict, tmp))
-    return target
+from vqgan_clip.clip_model import convert_openai_clip
 
 
 def convert_vqgan(source: Path, target: Path | None = None) -> Path:

@@ -124,7 +124,7 @@ def finish(name: str, files: list[Path]) -> list[Path]:
 
         load_vqgan(files[0], files[1])  # the yaml and the ckpt: both read, every tensor in place
         return files
-    from vqgan_clip.convert_checkpoint import convert_openai_clip
+    from vqgan_clip.clip_model import convert_openai_clip
 
     return [*files, convert_openai_clip(files[0])]
 

@@ -234,20 +234,3 @@ def prompt_colours(prompt: str) -> tuple[str, str] | None:
             and words[1] in COLOURS and words[2] in SHAPES and words[5] in COLOURS:
         return words[1], words[5]
     return None
-
-
-def main() -> None:
-    """Write a grid of training scenes with their captions to outputs/vqgan_clip/shapes_world/."""
-    from lab import start_run
-    from vqgan_clip.figures import image_grid
-
-    run = start_run("vqgan_clip", {"__name__": "vqgan_clip.shapes_world", "SEED": 0, "COUNT": 16}, [])
-    scenes = make_scenes("train", 0, 16)
-    target = image_grid(run.path("scenes.png"), list(render_scenes(scenes)), [s["caption"] for s in scenes],
-                        columns=4, cell=(3.0, 3.25))
-    run.add_artifact(target, "16 training scenes of the shapes world with their captions")
-    run.finish({"scenes": len(scenes)})
-
-
-if __name__ == "__main__":
-    main()

@@ -42,6 +42,9 @@ VARIANTS: dict[str, dict] = {
     "wide_cover_lr2000": {**_UNIFORMITY, "cover_weight": 10.0, **_WIDE, "lr_step": 2000},  # slower decay
     "wide_cover_t2048": {**_UNIFORMITY, "cover_weight": 10.0, **_WIDE, "cover_targets": 2048},  # 4x directions
     "wider_cover": {**_UNIFORMITY, "cover_weight": 10.0, "widths": (16, 64, 32)},  # 2x wider again
+    # Second round: the best of the first (covering weight 100) pushed further, and combined.
+    "wide_cover_w1000": {**_UNIFORMITY, "cover_weight": 1000.0, **_WIDE},
+    "wider_cover_w100": {**_UNIFORMITY, "cover_weight": 100.0, "widths": (16, 64, 32)},
 }
 
 DESCRIPTIONS = {
@@ -54,6 +57,8 @@ DESCRIPTIONS = {
     "wide_cover_lr2000": "as wide_cover, StepLR every 2000 steps instead of 1000",
     "wide_cover_t2048": "as wide_cover, 2048 covering directions per step instead of 512",
     "wider_cover": "as wide_cover with a net 2-16-64-32-3",
+    "wide_cover_w1000": "as wide_cover, covering weight 1000",
+    "wider_cover_w100": "as wide_cover with a net 2-16-64-32-3 and covering weight 100",
 }
 
 

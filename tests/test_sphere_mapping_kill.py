@@ -13,7 +13,9 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -39,7 +41,14 @@ def _shown_step(stderr: str) -> int:
 
 
 @pytest.mark.slow
-def test_twenty_sigkills_lose_at_most_one_interval_and_resume_exactly(tmp_path):
+def test_twenty_sigkills_lose_at_most_one_interval_and_resume_exactly():
+    # Not pytest's tmp_path: other pytest sessions on a shared machine rotate those folders away
+    # while a test this long runs.
+    with tempfile.TemporaryDirectory(prefix="sphere_kill_") as folder:
+        _kill_twenty_times(Path(folder))
+
+
+def _kill_twenty_times(tmp_path: Path) -> None:
     rng = random.Random(0)
     checkpoint = tmp_path / "sphere_mapping" / "checkpoints" / "quick" / "article.pt"
     saved_before = 0

@@ -243,6 +243,7 @@ def test_zoom_reencodes_the_zoomed_image(tiny):
 
 def test_generate_script_zoom_video_batch_file_contact_sheet_and_claims(lab_outputs, tiny, tmp_path):
     from lab.media import count_video_frames
+    from vqgan_clip import claims as vqgan_claims
     from vqgan_clip.generate import main
 
     folder, _, _ = tiny
@@ -255,7 +256,7 @@ def test_generate_script_zoom_video_batch_file_contact_sheet_and_claims(lab_outp
     record = json.loads((run_dir / "run.json").read_text())
     claims = {c["claim"]: c for c in record["claims"]}
     assert len(claims) == 2 and all(isinstance(c["reproduced"], bool) for c in claims.values())
-    assert "loss" in claims["the image improves over the iterations (CLIP loss falls)"]["measured"]
+    assert "loss" in claims[vqgan_claims.IMPROVES]["measured"] and vqgan_claims.COLOURS in claims
     (tmp_path / "prompts.txt").write_text("# my prompts\na red circle\n\na green star:1 | a ring:-0.5\n")
     main(common + ["--set", "MAX_ITERATIONS=2", "--set", f"PROMPTS_FILE={tmp_path / 'prompts.txt'}"])
     batch = lab_outputs / "vqgan_clip" / "batch-prompts"

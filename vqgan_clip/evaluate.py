@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from lab import LabError, exit_on_lab_error, start_run
-from vqgan_clip import loop
+from vqgan_clip import claims, loop
 from vqgan_clip import shapes_world as world
 from vqgan_clip.clip_model import clip_input_size
 from vqgan_clip.figures import image_grid
@@ -51,9 +51,7 @@ DRY_RUN = {"PROMPT_COUNT": 2, "MAX_ITERATIONS": 2, "CUTN": 2}
 # -----------------------------------------------------------------------------
 
 TEMPLATE = "a {colour} {shape} on a {background} background"
-# The full profile's figures (vqgan_clip/README.md), shown beside this run's in the gallery's claims table.
-FULL_PROFILE = {"rank1": "see vqgan_clip/README.md", "pixel": "see vqgan_clip/README.md",
-                "rise": "see vqgan_clip/README.md"}
+
 
 
 def evaluation_prompts(count: int) -> list[dict]:
@@ -170,15 +168,12 @@ def report(run, results: list[dict], finals: list[np.ndarray], seconds: float, f
     }
     print(f"rank 1 among contrasts: {rank1:.0%} (goal {cfg.TARGET_RANK1_SHARE:.0%}); pixel check agrees: "
           f"{pixel:.0%} (goal {cfg.TARGET_PIXEL_SHARE:.0%}); prompt similarity rose by {rise:+.3f} on average")
-    run.add_claim("VQGAN+CLIP follows the prompt's colours and shapes (rank 1 among one-word-changed captions)",
-                  f"rank 1 in {rank1:.0%} of {len(results)} prompts", rank1 >= cfg.TARGET_RANK1_SHARE,
-                  full_profile=FULL_PROFILE["rank1"])
-    run.add_claim("VQGAN+CLIP follows the prompt's colours (pixel check, without CLIP)",
-                  f"agrees in {pixel:.0%} of {len(results)} prompts", pixel >= cfg.TARGET_PIXEL_SHARE,
-                  full_profile=FULL_PROFILE["pixel"])
-    run.add_claim("the image improves over the iterations (CLIP loss first -> last)",
-                  f"loss fell in {loss_fell:.0%} of prompts; prompt similarity {rise:+.3f} on average",
-                  loss_fell >= 0.9, full_profile=FULL_PROFILE["rise"])
+    run.add_claim(claims.RANK1, f"rank 1 in {rank1:.0%} of {len(results)} prompts", rank1 >= cfg.TARGET_RANK1_SHARE,
+                  full_profile=claims.FULL_PROFILE[claims.RANK1])
+    run.add_claim(claims.PIXELS, f"agrees in {pixel:.0%} of {len(results)} prompts", pixel >= cfg.TARGET_PIXEL_SHARE,
+                  full_profile=claims.FULL_PROFILE[claims.PIXELS])
+    run.add_claim(claims.IMPROVES_ALL, f"loss fell in {loss_fell:.0%} of prompts; prompt similarity "
+                  f"{rise:+.3f} on average", loss_fell >= 0.9, full_profile=claims.FULL_PROFILE[claims.IMPROVES_ALL])
     run.add_artifact(plot_grid(run.path("evaluation_grid.png"), results, finals),
                      f"{len(results)} prompts after {cfg.MAX_ITERATIONS} iterations: rank 1 in {rank1:.0%}, "
                      f"pixel check {pixel:.0%}")

@@ -36,7 +36,7 @@ from PIL import Image, PngImagePlugin
 from lab import LabError, exit_on_lab_error, start_run
 from lab.checkpoint import InterruptGuard
 from lab.paths import REPO_ROOT, outputs_root
-from vqgan_clip import loop
+from vqgan_clip import claims, loop
 from vqgan_clip import shapes_world as world
 from vqgan_clip.figures import image_grid, plot_losses
 from vqgan_clip.models import load_models
@@ -182,15 +182,15 @@ def add_claims(run, result: loop.GenerationResult, prompts: str) -> dict:
     """The article's two claims, as this run measured them: the loss falls over the iterations, and
     (for a shapes-world prompt) the picture takes the prompt's colours, judged from its pixels."""
     first, last = float(np.mean(result.total_losses[:5])), float(np.mean(result.total_losses[-5:]))
-    run.add_claim("the image improves over the iterations (CLIP loss falls)", f"loss {first:.3f} -> {last:.3f}",
-                  last < first, full_profile="")
+    run.add_claim(claims.IMPROVES, f"loss {first:.3f} -> {last:.3f}", last < first,
+                  full_profile=claims.FULL_PROFILE[claims.IMPROVES])
     colours = world.prompt_colours(prompts)
     measured = {"loss_first5_mean": first, "loss_last5_mean": last}
     if colours is not None:
         agrees, shares = world.pixel_check(result.image, *colours)
-        run.add_claim("VQGAN+CLIP follows the prompt's colours (pixel check)",
+        run.add_claim(claims.COLOURS,
                       f"{colours[0]} {shares[colours[0]]:.0%}, {colours[1]} {shares[colours[1]]:.0%} of the pixels",
-                      agrees, full_profile="")
+                      agrees, full_profile=claims.FULL_PROFILE[claims.COLOURS])
         measured.update(pixel_check=agrees, shape_colour_share=shares[colours[0]],
                         background_colour_share=shares[colours[1]])
     return measured

@@ -1,0 +1,18 @@
+"""The article's claims that the vqgan_clip runs check, one sentence each, with the full profile's
+figures (vqgan_clip/README.md, "Measured"): generate.py and evaluate.py record them in run.json,
+pipeline.py declares them for the gallery."""
+
+IMPROVES = "the image improves over the iterations (CLIP loss, first 5 -> last 5 iterations)"
+COLOURS = "the picture takes the prompt's colours (pixel check of the generated image, without CLIP)"
+RANK1 = "VQGAN+CLIP follows the prompt's colours and shapes (20 prompts: rank 1 among one-word-changed captions)"
+PIXELS = "VQGAN+CLIP follows the prompt's colours (20 prompts: pixel check, without CLIP)"
+IMPROVES_ALL = "the image improves over the iterations (20 prompts: the CLIP loss falls)"
+
+# The full profile's figures (python -m vqgan_clip.generate / evaluate without --quick), for the gallery.
+FULL_PROFILE = {
+    IMPROVES: "not measured (the full generate runs 300 iterations of 64 cutouts)",
+    COLOURS: "not measured",
+    RANK1: "see vqgan_clip/README.md",
+    PIXELS: "see vqgan_clip/README.md",
+    IMPROVES_ALL: "see vqgan_clip/README.md",
+}

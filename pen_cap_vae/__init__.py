@@ -1,9 +1,10 @@
 """pen_cap_vae (article 000, Russian): a sigma-VAE on three pictures of a pen and its cap, and a
 "recoder" that animates the VAE's code through their "date".
 
-model.py (the VAE, the recoder, the losses, their settings), data.py (the pictures), date.py (the
-recoder's loop), track.py (what each frame shows), eeg.py (the recoder's "EEG"); the scripts:
-draw_pictures.py, train.py, test.py, source_maker.py, bench.py; gpu_full.sh (the full profile on a GPU).
+Modules: model.py (the VAE, the recoder, the losses, their settings), pictures.py (the drawn
+pictures), data.py (loading them), date.py (the recoder's loop), track.py (what each frame shows),
+eeg.py (the recoder's "EEG"). Scripts: draw_pictures.py, train.py, test.py, source_maker.py,
+bench.py; gpu_full.sh (the full profile on a GPU).
 """
 
 import os

@@ -11,7 +11,7 @@ from PIL import Image
 
 from lab import LabError
 from lab.images import read_rgb
-from pen_cap_vae.draw_pictures import list_pictures, pictures_dir
+from pen_cap_vae.pictures import list_pictures, pictures_dir
 
 DRAW_COMMAND = "python -m pen_cap_vae.draw_pictures"
 

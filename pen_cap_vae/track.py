@@ -27,7 +27,7 @@ import numpy as np
 from scipy.fft import rfft, rfftfreq
 from skimage.feature import match_template
 
-from pen_cap_vae.draw_pictures import cap_box, draw_picture
+from pen_cap_vae.pictures import cap_box, draw_picture
 
 PULSE_TIMES = (0.90, 0.93, 0.96)   # the article's three Lorentzian pulses of s_(t)
 PULSE_HALF_WIDTH = 0.01            # ... with half-width 0.01 of the cycle

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from lab.media import count_video_frames
-from pen_cap_vae import draw_pictures, source_maker, train
+from pen_cap_vae import draw_pictures, pictures, source_maker, train
 from pen_cap_vae import test as date_script
 from pen_cap_vae.eeg import EEGRecorder, log_spectrum, smooth_spectrum, spectral_exponent
 from pen_cap_vae.model import (
@@ -208,7 +208,7 @@ def test_missing_or_too_few_pictures_name_the_folder_and_the_draw_command(lab_ou
                 str(missing), "python -m pen_cap_vae.draw_pictures")
     lonely = tmp_path / "one"
     lonely.mkdir()
-    draw_pictures.draw_picture(0, 30, 50, 1).save(lonely / "only.jpg")
+    pictures.draw_picture(0, 30, 50, 1).save(lonely / "only.jpg")
     _fails_with(capsys, train.main, ["--dry-run", "--set", f"PICTURES_DIR={lonely}"], "at least 2", str(lonely))
 
 
@@ -291,7 +291,7 @@ class _InterruptAfter:
 
 
 def _drawn(height=90, width=160, **kwargs):
-    return np.stack([np.asarray(draw_pictures.draw_picture(i, height, width, **kwargs), dtype=np.float32) / 255.0
+    return np.stack([np.asarray(pictures.draw_picture(i, height, width, **kwargs), dtype=np.float32) / 255.0
                      for i in range(3)])
 
 
@@ -300,13 +300,13 @@ def test_cap_position_is_read_back_from_the_drawn_pictures(height, width):
     locator = CapLocator(_drawn(height, width))
     assert locator.available
     # Within one pixel of the 160-wide matching scale, on every picture.
-    assert locator.picture_positions == pytest.approx(list(draw_pictures.CAP_OPEN_END), abs=1.0 / 160)
+    assert locator.picture_positions == pytest.approx(list(pictures.CAP_OPEN_END), abs=1.0 / 160)
 
 
 def test_cap_position_follows_synthetic_shifts_of_the_cap():
     locator = CapLocator(_drawn())
     for cap_open in (0.58, 0.62, 0.66, 0.70, 0.78):
-        shifted = np.asarray(draw_pictures.draw_picture(0, 90, 160, cap_open=cap_open), dtype=np.float32) / 255.0
+        shifted = np.asarray(pictures.draw_picture(0, 90, 160, cap_open=cap_open), dtype=np.float32) / 255.0
         position, score = locator.locate(shifted)
         assert position == pytest.approx(cap_open, abs=1.0 / 160) and score > 0.9
 
@@ -399,7 +399,7 @@ def test_other_pictures_stop_a_resume(lab_outputs, small_pictures, tmp_path, cap
     other = tmp_path / "other"
     other.mkdir()
     for i, path in enumerate(sorted(small_pictures.iterdir())):
-        draw_pictures.draw_picture(2 - i, 60, 100).save(other / path.name)  # same names, other pictures
+        pictures.draw_picture(2 - i, 60, 100).save(other / path.name)  # same names, other pictures
     _fails_with(capsys, train.main, ["--dry-run", "--set", f"PICTURES_DIR={other}", "--set", "STEPS=5"],
                 "other data", "--fresh")
 
@@ -407,8 +407,8 @@ def test_other_pictures_stop_a_resume(lab_outputs, small_pictures, tmp_path, cap
 def test_pictures_of_different_sizes_are_named(lab_outputs, tmp_path, capsys):
     folder = tmp_path / "mixed"
     folder.mkdir()
-    draw_pictures.draw_picture(0, 60, 100).save(folder / "a.jpg")
-    draw_pictures.draw_picture(2, 30, 50).save(folder / "b.jpg")
+    pictures.draw_picture(0, 60, 100).save(folder / "a.jpg")
+    pictures.draw_picture(2, 30, 50).save(folder / "b.jpg")
     _fails_with(capsys, train.main, ["--dry-run", "--set", f"PICTURES_DIR={folder}"],
                 "different sizes", "a.jpg 100x60", "b.jpg 50x30")
 

@@ -24,7 +24,7 @@ import torch
 
 from gan_basics import gan_training as training
 from gan_basics.data import load_dataset
-from gan_basics.evaluator import build_judge
+from gan_basics.judge import build_judge
 from lab import exit_on_lab_error, start_run
 
 # -----------------------------------------------------------------------------

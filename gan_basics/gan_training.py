@@ -28,7 +28,7 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from gan_basics.data import DATASETS, Dataset
-from gan_basics.evaluator import Judge, mean_pairwise_distance
+from gan_basics.judge import Judge, mean_pairwise_distance
 from gan_basics.model import GANSettings, build_players, pulling_away_term
 from lab import LabError
 from lab.checkpoint import InterruptGuard, Resumed, load_checkpoint, load_state_dict_strict, resume, save_checkpoint

@@ -13,7 +13,7 @@ import torch
 
 from gan_basics import cgan, gan, gan_training
 from gan_basics.data import load_dataset
-from gan_basics.evaluator import build_judge, frechet_distance, judge_path, mean_pairwise_distance
+from gan_basics.judge import build_judge, frechet_distance, judge_path, mean_pairwise_distance
 from gan_basics.model import Discriminator, Generator, pulling_away_term
 from lab.checkpoint import load_checkpoint
 from lab.scalars import read_scalars

@@ -115,7 +115,7 @@ genlab_build_light() {  # $1: clone root, $2: shared venv. Makes $1/.venv.
 }
 
 genlab_bootstrap() {
-    local root base_python minor req_hash cache venv legacy
+    local root base_python minor req_hash cache venv legacy linked
     root=$(pwd)
     if [ -d "$root/.venv" ] && [ ! -L "$root/.venv" ] && [ ! -f "$root/.venv/.genlab-shared" ]; then
         # A full .venv made by hand: use it as it is when it was built from this requirements.txt.
@@ -134,6 +134,12 @@ genlab_bootstrap() {
     legacy="$cache/venv-$req_hash"  # before the Python version was in the name: always 3.11
     if [ ! -f "$venv/.complete" ] && [ -f "$legacy/.complete" ] && [ "$(genlab_python_minor "$legacy/bin/python")" = "$minor" ]; then
         venv=$legacy
+    fi
+    # The environment this clone already uses, when it matches, wherever its cache was.
+    linked=$(head -n 1 "$root/.venv/.genlab-shared" 2>/dev/null)
+    if [ ! -f "$venv/.complete" ] && [ -n "$linked" ] && [ -f "$linked/.complete" ] &&
+        case $(basename "$linked") in "venv-py$minor-$req_hash" | "venv-$req_hash") true ;; *) false ;; esac; then
+        venv=$linked
     fi
     mkdir -p "$cache"
     if [ ! -f "$venv/.complete" ]; then

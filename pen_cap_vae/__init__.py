@@ -8,12 +8,5 @@ bench.py; gpu_full.sh (the full profile on a GPU).
 """
 
 import os
-import sys
-import types
 
 os.environ.setdefault("MPLBACKEND", "Agg")  # figures go to files: set once for the package
-# run.log_scalars writes TensorBoard event files, and TensorBoard imports TensorFlow when it is
-# installed (beauty_predictor's): 5 s of CPU, 30-55 s on this shared machine, for a package that
-# never uses TensorFlow. A module named tensorboard.compat.notf is TensorBoard's own switch to its
-# built-in stub (tensorboard/compat/__init__.py).
-sys.modules.setdefault("tensorboard.compat.notf", types.ModuleType("tensorboard.compat.notf"))

@@ -61,7 +61,9 @@ def gated_residual(layer_out: torch.Tensor, previous: torch.Tensor) -> torch.Ten
     y = candidate * (1 - g) + previous * g with g = sigmoid(gate). torch.lerp computes exactly
     candidate + g * (previous - candidate) in one fused kernel instead of four element-wise ops."""
     candidate, gate = torch.chunk(layer_out, 2, dim=1)
-    return torch.lerp(candidate, previous, torch.sigmoid(gate))
+    # Under bfloat16 autocast the convolution's output is bfloat16 while `previous` may still be
+    # the float32 input; lerp needs one dtype, and autocast does not cast its arguments.
+    return torch.lerp(candidate, previous.to(candidate.dtype), torch.sigmoid(gate))
 
 
 class GaussianEncoder(nn.Module):

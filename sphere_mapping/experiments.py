@@ -44,7 +44,7 @@ LOG_EVERY = 100           # steps between loss points in scalars.csv / TensorBoa
 TORCH_THREADS = 1         # torch threads on CPU: one is fastest for this tiny net {>= 0}
 SEED = 0                  # the first seed (seeds SEED .. SEED+SEEDS-1) {>= 0}
 DEVICE = "auto"           # "auto" (CUDA if available), "cpu" or "cuda"
-QUICK = {"VARIANTS": ["article", "wide_cover"], "GRID_SIDE": 100}
+QUICK = {"VARIANTS": ["article", "wide_cover_w100"], "GRID_SIDE": 100}  # the article and the best closure, 10 seeds each
 DRY_RUN = {"STEPS": 20, "SEEDS": 2, "GRID_SIDE": 30, "CHECKPOINT_EVERY": 10}
 # -----------------------------------------------------------------------------
 

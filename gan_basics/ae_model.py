@@ -180,7 +180,7 @@ def train_model(run, name: str, model: nn.Module, loss_fn: Callable[[torch.Tenso
     Returns the per-epoch mean losses and whether it was interrupted.
     """
     optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
-    ckpt = resume(run, f"{name}.pt", architecture=compatible_names, steps=epochs)
+    ckpt = resume(run, f"{name}.pt", architecture=compatible_names, steps=epochs, steps_name="EPOCHS")
     history: list[float] = []
     if ckpt.state is not None:
         load_state_dict_strict(model, ckpt.state["model"], f"checkpoint {ckpt.path}")

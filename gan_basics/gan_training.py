@@ -238,7 +238,7 @@ def resume_game(run, players: Players, data: Dataset, name: str) -> GameState:
     """Load `<name>_last.pt` when there is one (lab.checkpoint.resume: same architecture, same data,
     no more epochs done than asked, the random generators put back), else start fresh."""
     cfg = run.cfg
-    ckpt = resume(run, f"{name}_last.pt", architecture=ARCHITECTURE, steps=cfg.EPOCHS,
+    ckpt = resume(run, f"{name}_last.pt", architecture=ARCHITECTURE, steps=cfg.EPOCHS, steps_name="EPOCHS",
                   data=data_fingerprint(data), map_location=players.device)
     best_path = ckpt.path.with_name(f"{name}_best.pt")
     shuffle = torch.Generator().manual_seed(run.seed)

@@ -261,13 +261,15 @@ def resume(
     map_location: Any = "cpu",
     loader: Callable[[Path], dict[str, Any]] | None = None,
     restore_rng: bool = True,
+    steps_name: str = "STEPS",
 ) -> Resumed:
     """Load `name` from the run's checkpoint folder, or start fresh; see the module's docstring.
 
     `architecture`: constants that must match the checkpoint's; `steps`: the steps this run plans
     (a checkpoint with more done is refused, never rewound); `data`: a fingerprint of the data
     (`fingerprint_files`) that must match; `loader`: reads a path into the checkpoint dict (default
-    torch's `load_checkpoint`), for checkpoints in other formats."""
+    torch's `load_checkpoint`), for checkpoints in other formats; `steps_name`: the constant that
+    sets `steps`, for the messages (EPOCHS, ITERATIONS...)."""
     path = run.checkpoint_path(name)  # takes the folder's lock
     fresh = Resumed(path, None, 0, steps, dict(run.constants), data)
     if run.fresh:
@@ -304,7 +306,7 @@ def resume(
     done = state["step"]
     if steps is not None and done > steps:
         raise LabError(f"checkpoint {used} has {done} steps done, more than the {steps} this run asks for. "
-                       f"Rerun with --set STEPS={done} (or more) to keep it, or with --fresh to start over.")
+                       f"Rerun with --set {steps_name}={done} (or more) to keep it, or with --fresh to start over.")
     if restore_rng:
         set_rng_state(state.get("rng"))
     print(f"resumed from {used} at step {done}" + (f" of {steps}" if steps is not None else ""))

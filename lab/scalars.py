@@ -57,7 +57,7 @@ class ScalarLog:
             with open(self.csv_path, newline="", encoding="utf-8") as handle:
                 rows = list(csv.reader(handle))[1:]
             kept = [row for row in rows if row and row[0].lstrip("-").isdigit() and int(row[0]) < step]
-        if step == 0:  # a run from the start: its older event files describe another run
+        if not kept:  # a run from its start (step 0 or epoch 1): older event files describe another run
             for old in self.folder.glob("events.out.tfevents.*"):
                 old.unlink(missing_ok=True)
         self._csv = open(self.csv_path, "w", newline="", encoding="utf-8")  # noqa: SIM115 - closed in close()

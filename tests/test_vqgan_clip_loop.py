@@ -331,6 +331,13 @@ def test_truncated_checkpoint_says_download_it_again(tmp_path, tiny_models):
     (tmp_path / "vqgan.pt").write_bytes(data[: len(data) // 2])
     with pytest.raises(LabError, match=r"cannot read .*vqgan.pt: the file is incomplete; download it again"):
         load_vqgan(tiny_models / "vqgan.yaml", tmp_path / "vqgan.pt")
+    # torch's older (non-zip) format, as some checkpoints of 2020 are saved, cut short too.
+    torch.save(torch.load(tiny_models / "vqgan.pt", weights_only=True), tmp_path / "legacy.pt",
+               _use_new_zipfile_serialization=False)
+    data = (tmp_path / "legacy.pt").read_bytes()
+    (tmp_path / "legacy.pt").write_bytes(data[: len(data) // 3])
+    with pytest.raises(LabError, match=r"cannot read .*legacy.pt: the file is incomplete; download it again"):
+        load_vqgan(tiny_models / "vqgan.yaml", tmp_path / "legacy.pt")
 
 
 def test_yaml_target_other_than_vqmodel_or_gumbelvq_names_both(tmp_path, tiny_models):

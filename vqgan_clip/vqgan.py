@@ -463,6 +463,13 @@ def _incomplete(ckpt_path: Path) -> LabError:
                     "(python -m vqgan_clip.download resumes a partial download)")
 
 
+def _cut_short(error: BaseException) -> bool:
+    """Whether torch.load failed because the file ends too early (either of torch's file formats)."""
+    text = str(error)
+    return isinstance(error, EOFError) or any(mark in text for mark in ("truncated", "unexpected EOF",
+                                                                        "central directory"))
+
+
 def read_vqgan_state_dict(ckpt_path: Path | str) -> dict[str, torch.Tensor]:
     """The weights of a VQGAN file: a Lightning .ckpt ({"state_dict": ...}) or a plain state_dict.
 
@@ -485,10 +492,12 @@ def read_vqgan_state_dict(ckpt_path: Path | str) -> dict[str, torch.Tensor]:
         try:
             loaded = torch.load(ckpt_path, map_location="cpu", weights_only=False, pickle_module=_RestrictedPickleModule)
         except (EOFError, pickle.UnpicklingError, RuntimeError) as error:
+            if _cut_short(error):
+                raise _incomplete(ckpt_path) from None
             raise LabError(f"cannot read VQGAN checkpoint {ckpt_path}: {str(error).splitlines()[0][:200]}") from None
-    except EOFError:
-        raise _incomplete(ckpt_path) from None
     except Exception as error:
+        if _cut_short(error):
+            raise _incomplete(ckpt_path) from None
         raise LabError(f"cannot read VQGAN checkpoint {ckpt_path}: {str(error).splitlines()[0][:200]}") from None
     if isinstance(loaded, dict) and "state_dict" in loaded and isinstance(loaded["state_dict"], dict):
         loaded = loaded["state_dict"]

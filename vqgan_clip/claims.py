@@ -12,7 +12,7 @@ IMPROVES_ALL = "the image improves over the iterations (20 prompts: the CLIP los
 FULL_PROFILE = {
     IMPROVES: "not measured (the full generate runs 300 iterations of 64 cutouts)",
     COLOURS: "not measured",
-    RANK1: "see vqgan_clip/README.md",
-    PIXELS: "see vqgan_clip/README.md",
-    IMPROVES_ALL: "see vqgan_clip/README.md",
+    RANK1: "90 % / 95 % (seeds 0 / 1), measured with the earlier loop (bilinear cutouts, CUT_METHOD=ours)",
+    PIXELS: "75 % / 70 % (seeds 0 / 1), measured with the earlier loop (bilinear cutouts, CUT_METHOD=ours)",
+    IMPROVES_ALL: "not measured",
 }

@@ -137,7 +137,8 @@ def gather_claims(experiment: str, records: list[Path], root: Path) -> list[dict
                 "measured": str(claim.get("measured", "")),
                 "full_profile": str(claim.get("full_profile", "")),
                 "verdict": VERDICTS.get(reproduced if isinstance(reproduced, bool) else None),
-                "source": str(record.get("script", record_path.parent.name)),
+                # The run's folder names the variant too (improver_article, gan_digits_diversity).
+                "source": os.path.relpath(record_path.parent, root / experiment).replace(os.sep, "/"),
                 "anchor": _run_anchor(record_path, root),
             })
     recorded = {row["claim"] for row in rows}

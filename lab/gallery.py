@@ -111,9 +111,9 @@ def declared_claims(experiment: str) -> list[tuple[str, str]]:
     if not (REPO_ROOT / experiment / "pipeline.py").is_file():
         return []
     try:
-        entries = getattr(importlib.import_module(f"{experiment}.pipeline"), "CLAIMS", [])
-    except ImportError:
-        return []
+        entries = list(getattr(importlib.import_module(f"{experiment}.pipeline"), "CLAIMS", []))
+    except Exception as error:  # a broken pipeline.py shows in the table rather than hiding the page
+        return [(f"cannot read {experiment}/pipeline.py CLAIMS: {error}", "")]
     pairs = []
     for entry in entries:
         claim, full = (entry, "") if isinstance(entry, str) else (entry[0], entry[1] if len(entry) > 1 else "")

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from lab import LabError
-from lab.checkpoint import atomic_write
+from lab.checkpoint import atomic_write, read_checkpoint_file
 
 
 def save_checkpoint_file(path: Path, model, optimizer=None, **meta: Any) -> Path:
@@ -50,22 +50,13 @@ def load_checkpoint_file(path: Path) -> dict[str, Any]:
 
     A missing, empty, truncated or foreign file is a LabError saying which and what to do.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise LabError(f"no checkpoint at {path}")
-    if path.stat().st_size == 0:
-        raise LabError(f"cannot read checkpoint {path}: the file is empty (a write was cut short). "
-                       "Delete it or rerun with --fresh.")
-    try:
-        with np.load(path, allow_pickle=False) as saved:
+    def read(checkpoint: Path) -> tuple[list, list, Any]:
+        with np.load(checkpoint, allow_pickle=False) as saved:
             keys = sorted(saved.files)
-            weights = [saved[k] for k in keys if k.startswith("w")]
-            optimizer = [saved[k] for k in keys if k.startswith("o")]
-            meta = json.loads(str(saved["meta"]))
-    except Exception as error:  # a truncated zip, a foreign file, a file with no "meta"
-        reason = str(error).split("\n")[0][:200]
-        raise LabError(f"cannot read checkpoint {path}: the file is damaged or incomplete ({reason}). "
-                       "Delete it or rerun with --fresh.") from None
+            return ([saved[k] for k in keys if k.startswith("w")], [saved[k] for k in keys if k.startswith("o")],
+                    json.loads(str(saved["meta"])))
+
+    weights, optimizer, meta = read_checkpoint_file(path, read)
     if not isinstance(meta, dict):
         raise LabError(f"checkpoint {path} has no record of its run; rerun with --fresh")
     return {**meta, "weights": weights, "optimizer": optimizer}

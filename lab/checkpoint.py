@@ -117,10 +117,9 @@ def save_checkpoint(path: Path | str, checkpoint: dict[str, Any]) -> Path:
     return atomic_write(path, lambda tmp: torch.save(checkpoint, tmp), keep_previous=True)
 
 
-def load_checkpoint(path: Path | str, map_location: str = "cpu") -> dict[str, Any]:
-    """torch.load with weights_only=True: plain tensors and containers, no pickled code."""
-    import torch
-
+def read_checkpoint_file(path: Path | str, read: Callable[[Path], Any]) -> Any:
+    """`read(path)` with one clear error for a missing, empty (a write cut short), truncated or
+    foreign file, whatever the format: torch's here, Keras weights in .npz in beauty_predictor."""
     path = Path(path)
     if not path.is_file():
         raise LabError(f"no checkpoint at {path}")
@@ -128,11 +127,20 @@ def load_checkpoint(path: Path | str, map_location: str = "cpu") -> dict[str, An
         raise LabError(f"cannot read checkpoint {path}: the file is empty (a write was cut short). "
                        "Delete it or rerun with --fresh.")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        return read(path)
+    except LabError:
+        raise
     except Exception as error:  # a truncated or foreign file
         reason = str(error).split("\n")[0][:200]
         raise LabError(f"cannot read checkpoint {path}: the file is damaged or incomplete ({reason}). "
                        "Delete it or rerun with --fresh.") from None
+
+
+def load_checkpoint(path: Path | str, map_location: str = "cpu") -> dict[str, Any]:
+    """torch.load with weights_only=True: plain tensors and containers, no pickled code."""
+    import torch
+
+    return read_checkpoint_file(path, lambda p: torch.load(p, map_location=map_location, weights_only=True))
 
 
 # -----------------------------------------------------------------------------

@@ -19,10 +19,10 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv >> "$OUTDIR
 # Two runs, so a slow half cannot cost the other's numbers: (1) the single 10^4-step run against
 # the article's loop (alternating, median of 3; the loop's time scaled from 2000 steps), (2) the
 # full table, 4 variants x 10 seeds x 10^4 steps, stacked (the single run is repeated briefly).
-timeout 40 python3 -m sphere_mapping.bench --set DEVICE=cuda --set BASELINE_STEPS=2000 --set TABLE_SEEDS=0 \
+timeout 150 python3 -m sphere_mapping.bench --set DEVICE=cuda --set BASELINE_STEPS=2000 --set TABLE_SEEDS=0 \
     --set TORCH_THREADS=0 --set RUN_NAME=single 2>"$OUTDIR/single_stderr.txt" | tee "$OUTDIR/single.txt" || true
 cp "$SCRATCH/sphere_mapping/bench-single/run.json" "$OUTDIR/single.json" 2>/dev/null || echo "single run: no record (timed out?)"
-timeout 45 python3 -m sphere_mapping.bench --set DEVICE=cuda --set STEPS=1000 --set REPEATS=1 --set BASELINE_STEPS=200 \
+timeout 150 python3 -m sphere_mapping.bench --set DEVICE=cuda --set STEPS=1000 --set REPEATS=1 --set BASELINE_STEPS=200 \
     --set TORCH_THREADS=0 --set RUN_NAME=table 2>"$OUTDIR/table_stderr.txt" | tee "$OUTDIR/table.txt" || true
 cp "$SCRATCH/sphere_mapping/bench-table/run.json" "$OUTDIR/table.json" 2>/dev/null || echo "table: no record (timed out?)"
 echo "wrote $(ls "$OUTDIR" | tr '\n' ' ')into $OUTDIR"

@@ -27,8 +27,9 @@ def _copy_clone(target: Path) -> Path:
 
 
 def _bootstrap(clone: Path, cache: Path) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "GENLAB_PYTHON", "VIRTUAL_ENV")}
-    env["GENLAB_VENV_CACHE"] = str(cache)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    # The interpreter this suite runs on (a fresh clone would take the first 3.11-3.13 it finds).
+    env.update(GENLAB_VENV_CACHE=str(cache), GENLAB_PYTHON=sys._base_executable)
     return subprocess.run(["bash", "-c", 'source lab/bootstrap.sh && echo "PYTHON=$PYTHON"'], cwd=clone, env=env,
                           capture_output=True, text=True, timeout=600)
 

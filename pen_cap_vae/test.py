@@ -278,14 +278,17 @@ def add_claims(run, summary: dict, pictures: int) -> None:
                          for name in ("approach", "plateau") if name in phases)
     run.add_claim("the date has an approach (frames like picture 1) and a plateau (like the last picture)",
                   f"nearest picture per phase: {order} (likeness to each picture where they differ: {likeness})",
-                  shown if "approach" in phases else None)
+                  shown if "approach" in phases else None,
+                  full_profile="start 1 -> approach 1 -> plateau 3 (0.10/0.02/-0.01; 0.13/0.16/0.24), "
+                               "4400 of 5300 iterations at 360x640 (README)")
     dips = summary["culmination_dips"]
     if dips:
         run.add_claim("the culmination has three pulses (the frames break away from the last picture three times)",
                       "dips of likeness at the pulses " + ", ".join(f"{d['dip']:.2f}" for d in dips)
                       + f" (needed > {summary['dip_threshold']:.2f}), recovering between them by "
                       + ", ".join(f"{d['recovery']:.2f}" for d in dips) + f" (needed > {DIP_THRESHOLD})",
-                      len(dips) == 3 and all(d["visible"] for d in dips))
+                      len(dips) == 3 and all(d["visible"] for d in dips),
+                      full_profile="not reached: the one full date stopped at iteration 4400 of 5300 (README)")
 
 
 def report(run, cfg, session: Session, interrupted: bool) -> None:

@@ -10,8 +10,8 @@ IMPROVES_ALL = "the image improves over the iterations (20 prompts: the CLIP los
 
 # The full profile's figures (python -m vqgan_clip.generate / evaluate without --quick), for the gallery.
 FULL_PROFILE = {
-    IMPROVES: "not measured (the full generate runs 300 iterations of 64 cutouts)",
-    COLOURS: "not measured",
+    IMPROVES: "loss 1.260 -> 0.200 (300 iterations, 64 cutouts, seed 0)",
+    COLOURS: "red 12%, blue 83% of the pixels (300 iterations, 64 cutouts, seed 0)",
     RANK1: "80 % of the first 10 prompts (seed 0); 90 % / 95 % of 20 with the earlier loop (seeds 0 / 1)",
     PIXELS: "80 % of the first 10 prompts (seed 0); 75 % / 70 % of 20 with the earlier loop (seeds 0 / 1)",
     IMPROVES_ALL: "100 % of the first 10 prompts (seed 0), similarity +0.712",

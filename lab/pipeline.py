@@ -4,7 +4,7 @@
     python -m lab.pipeline sphere_mapping      # one (or several) by name
     python -m lab.pipeline --full              # the article-scale constants
 
-Each experiment folder lists its steps in `<folder>/pipeline.py` as `SCRIPTS`, a list of
+Each experiment folder lists its scripts in `<folder>/pipeline.py` as `SCRIPTS`, a list of
 [module, *extra_args]; `--quick` is appended unless --full. A folder without pipeline.py is
 "not built yet" and skipped.
 """
@@ -23,7 +23,7 @@ from lab.gallery import build_gallery, collect_claims
 from lab.paths import EXPERIMENTS, REPO_ROOT, outputs_root
 
 
-def experiment_steps(experiment: str) -> list[list[str]] | None:
+def experiment_scripts(experiment: str) -> list[list[str]] | None:
     """The experiment's SCRIPTS, or None when it has no pipeline.py yet."""
     if not (REPO_ROOT / experiment / "pipeline.py").is_file():
         return None
@@ -58,14 +58,14 @@ def main(argv: list[str] | None = None) -> int:
     timings: dict[str, float | str] = json.loads(timings_path.read_text()) if timings_path.is_file() else {}
     failed = []
     for experiment in args.experiments or EXPERIMENTS:
-        steps = experiment_steps(experiment)
-        if steps is None:
+        scripts = experiment_scripts(experiment)
+        if scripts is None:
             print(f"== {experiment}: not built yet, skipped")
             timings[experiment] = "not built yet"
             continue
         print(f"== {experiment} ({'full' if args.full else 'quick'} profile)", flush=True)
         started = time.time()
-        for module, *extra in steps:
+        for module, *extra in scripts:
             command = [sys.executable, "-m", f"{experiment}.{module}", *extra] + ([] if args.full else ["--quick"])
             print("$ " + " ".join(command[1:]), flush=True)
             if subprocess.call(command, cwd=REPO_ROOT) != 0:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import math
 import sys
+import threading
 import time
 import types
 from pathlib import Path
@@ -45,6 +46,7 @@ class ScalarLog:
         self._csv: Any = None
         self._csv_writer: Any = None
         self._started = False
+        self._lock = threading.Lock()  # one log may be written from several threads (trainings side by side)
 
     def _start(self, step: int) -> None:
         _tensorboard_without_tensorflow()
@@ -74,17 +76,18 @@ class ScalarLog:
         from tensorboard.compat.proto import event_pb2, summary_pb2
 
         step = int(step)
-        if not self._started:
-            self._start(step)
-        now = time.time()
-        summary = summary_pb2.Summary()
-        for name, value in values.items():
-            number = float(value.item() if hasattr(value, "item") else value)
-            self._csv_writer.writerow([step, name, repr(number), f"{now:.3f}"])
-            if math.isfinite(number):
-                summary.value.add(tag=name, simple_value=number)
-        self._writer.add_event(event_pb2.Event(step=step, wall_time=now, summary=summary))
-        self._csv.flush()
+        numbers = {name: float(value.item() if hasattr(value, "item") else value) for name, value in values.items()}
+        with self._lock:
+            if not self._started:
+                self._start(step)
+            now = time.time()
+            summary = summary_pb2.Summary()
+            for name, number in numbers.items():
+                self._csv_writer.writerow([step, name, repr(number), f"{now:.3f}"])
+                if math.isfinite(number):
+                    summary.value.add(tag=name, simple_value=number)
+            self._writer.add_event(event_pb2.Event(step=step, wall_time=now, summary=summary))
+            self._csv.flush()
 
     def flush(self) -> None:
         if self._started:

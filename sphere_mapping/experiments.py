@@ -15,6 +15,7 @@ per (variant, seed, settings, steps); a group in training is checkpointed every 
 
 import hashlib
 import json
+from concurrent.futures import ThreadPoolExecutor, as_completed
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -42,6 +43,7 @@ VIEW_SIDE = 60            # the views show the map of a VIEW_SIDE^2 grid {>= 2}
 CHECKPOINT_EVERY = 2000   # steps between checkpoints of the group in training {> 0}
 LOG_EVERY = 100           # steps between loss points in scalars.csv / TensorBoard {> 0}
 TORCH_THREADS = 1         # torch threads on CPU: one is fastest for this tiny net {>= 0}
+WORKERS = 2               # stacked groups trained side by side, one thread each (2: one per core here) {> 0}
 SEED = 0                  # the first seed (seeds SEED .. SEED+SEEDS-1) {>= 0}
 DEVICE = "auto"           # "auto" (CUDA if available), "cpu" or "cuda"
 QUICK = {"VARIANTS": ["article", "wide_cover_w100"], "GRID_SIDE": 100}  # the article and the best closure, 10 seeds each
@@ -66,11 +68,11 @@ def plan(cfg) -> list[dict]:
     return jobs
 
 
-def train_group(run, cfg, jobs: list[dict]) -> tuple[Trainer, torch.Tensor, bool]:
+def train_group(run, cfg, jobs: list[dict], guard: InterruptGuard, position: int = 0) -> tuple[Trainer, torch.Tensor, bool]:
     """Train the jobs (same shapes) as one stacked model; resumes its own checkpoint.
 
     Returns the trainer, each member's mean loss over the last 100 steps, and False when
-    stopped by Ctrl+C.
+    stopped by Ctrl+C (`guard`, installed by the main thread). `position`: its progress bar's line.
     """
     trainer = Trainer([job["settings"] for job in jobs], [job["seed"] for job in jobs], run.device)
     digest = hashlib.sha1(("\n".join(job["key"] for job in jobs)).encode()).hexdigest()[:12]
@@ -87,8 +89,8 @@ def train_group(run, cfg, jobs: list[dict]) -> tuple[Trainer, torch.Tensor, bool
         save_checkpoint(ckpt.path, {"trainer": trainer.state_dict(), "tail": tail.cpu(), **ckpt.meta(trainer.step)})
 
     label = "+".join(variants)
-    with InterruptGuard() as guard, tqdm(total=cfg.STEPS, initial=trainer.step,
-                                         desc=f"{trainer.count} runs of {label} (median loss)") as bar:
+    with tqdm(total=cfg.STEPS, initial=trainer.step, position=position,
+              desc=f"{trainer.count} runs of {label} (median loss)") as bar:
         while trainer.step < cfg.STEPS:
             losses = trainer.train_step()
             interval += losses
@@ -132,14 +134,31 @@ def run_all(run, cfg, jobs: list[dict]) -> tuple[list[dict], bool]:
     groups: dict[tuple, list[dict]] = {}
     for job in missing:
         groups.setdefault(job["settings"].shape_key, []).append(job)
-    print(f"{len(jobs)} runs: {len(jobs) - len(missing)} cached, {len(missing)} to train in {len(groups)} stacked group(s)")
-    for members in groups.values():
-        trainer, final_losses, completed = train_group(run, cfg, members)
-        if not completed:
-            return [cache[job["key"]] for job in jobs if job["key"] in cache], False
-        for job, result in zip(members, measure_group(cfg, trainer, members, final_losses), strict=True):
-            cache[job["key"]] = result
-        atomic_write_text(cache_path, json.dumps(cache))  # each finished group survives a Ctrl+C
+    workers = max(1, min(cfg.WORKERS, len(groups)))
+    print(f"{len(jobs)} runs: {len(jobs) - len(missing)} cached, {len(missing)} to train in {len(groups)} stacked "
+          f"group(s), {workers} at a time")
+
+    def train_and_measure(position: int, members: list[dict]):
+        if guard.requested:  # Ctrl+C before this group's turn: leave it untouched
+            return members, None
+        trainer, final_losses, completed = train_group(run, cfg, members, guard, position)
+        return members, (measure_group(cfg, trainer, members, final_losses) if completed else None)
+
+    # The groups train side by side, one thread each: the compiled kernels and torch's calls
+    # release the GIL, so on 2 cores two groups take about the time of one (README, Benchmark).
+    completed = True
+    with InterruptGuard() as guard, ThreadPoolExecutor(workers) as pool:
+        futures = [pool.submit(train_and_measure, position, members) for position, members in enumerate(groups.values())]
+        for future in as_completed(futures):
+            members, measured = future.result()
+            if measured is None:
+                completed = False
+                continue
+            for job, result in zip(members, measured, strict=True):
+                cache[job["key"]] = result
+            atomic_write_text(cache_path, json.dumps(cache))  # each finished group survives a Ctrl+C
+    if not completed:
+        return [cache[job["key"]] for job in jobs if job["key"] in cache], False
     results = [cache[job["key"]] for job in jobs]
     for result in results:
         tqdm.write(f"{result['variant']:>16} seed {result['seed']}: coverage {result['coverage']:.3f}  uniformity "

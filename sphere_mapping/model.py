@@ -29,9 +29,11 @@ from __future__ import annotations
 import math
 from dataclasses import asdict, dataclass, fields
 
+import numpy as np
 import torch
 
 from lab import LabError
+from sphere_mapping import kernels
 
 
 @dataclass(frozen=True)
@@ -162,34 +164,40 @@ class Trainer:
         shared_clamp = {m.clamp for m in members}
         self.clamp_value = shared_clamp.pop() if len(shared_clamp) == 1 else None  # a float clamp is one cheap call
 
-        # Each member draws, per step, from its own generator: uniforms laid out [points | directions],
-        # one permutation per split (members with the article's loss), then (members with dropout only) the dropout noise as 16-bit integers, four
-        # from each 64-bit draw: 3x cheaper than float uniforms, and the noise is most of what a
-        # step draws. So each member's streams depend only on its own settings, never on who
-        # shares the batch.
+        # Randomness: one SplitMix64 stream per member (kernels.py), drawn on the CPU in a fixed
+        # order per member, so each member's draws depend only on its own seed and settings.
         hidden, bottleneck = self.widths[1], self.widths[2]
         n = self.points * self.splits
-        self.layout = {"points": 2 * self.points, "directions": 2 * self.targets}
-        self.orders = torch.zeros(self.count, self.splits, self.points, dtype=torch.int64, device=self.device)
-        self.uniforms = torch.zeros(self.count, sum(self.layout.values()), device=self.device)
-        self.noise_count = n * (hidden + bottleneck)
-        self.noise_words = torch.full((self.count, -(-self.noise_count // 4)), -1, dtype=torch.int64, device=self.device)
-        # Dropout with 16-bit noise keeps a value when noise >= round(65536 p) - 32768, so the
-        # probability actually used is round(65536 p) / 65536 (0.2 -> 0.199997); the kept values
-        # are scaled by 1 / (1 - that), so the mean is kept exactly, as nn.Dropout's.
-        dropped = [round(65536 * m.dropout) for m in members]
-        self.noise_threshold = torch.tensor([d - 32768 for d in dropped], dtype=torch.int16,
-                                            device=self.device).view(-1, 1, 1)
-        self.noise_scale = torch.tensor([65536.0 / (65536 - d) for d in dropped], device=self.device).view(-1, 1, 1)
+        self.states = kernels.seed_states(self.seeds)
+        self.permute = np.array([m.article_weight > 0 for m in members])  # the article's loss pairs a permutation
+        self.cover = np.array([m.cover_weight > 0 for m in members])      # the covering loss's directions
+        # Dropout keeps a value when a 32-bit draw is >= round(2^32 p), i.e. with probability
+        # 1 - round(2^32 p) / 2^32, and scales the kept ones by the inverse (nn.Dropout's mean).
+        dropped = [round(m.dropout * 2**32) for m in members]
+        self.threshold = np.array(dropped, dtype=np.uint64)
+        self.keep_scale = np.array([2**32 / (2**32 - d) for d in dropped], dtype=np.float32)
+        self.batch = {
+            "x": np.zeros((self.count, 2, n), np.float32),
+            "orders": np.zeros((self.count, self.splits, self.points), np.int64),
+            "directions": np.zeros((self.count, 3, self.targets if self.uses["cover"] else 0), np.float32),
+            "keep": np.ones((self.count, hidden + bottleneck, n if self.any_dropout else 1), np.float32),
+        }
+        # The CPU path's activations and gradients (kernels.forward / backward), allocated once.
+        w1, w2, w3 = self.widths
+        self.buffers = {name: np.zeros((self.count, rows, n), np.float32)
+                        for name, rows in (("a1", w1), ("factor1", w2), ("d1", w2), ("d3", w3), ("u", 3),
+                                           ("g3", w3), ("g2", w2), ("g1", w1))}
+        self.buffers["norm"] = np.zeros((self.count, n), np.float32)
+        self.widths_array = np.array(self.widths, dtype=np.int64)
 
-        self.generators = [torch.Generator(device=self.device).manual_seed(seed) for seed in self.seeds]
         # nn.Linear's default initialisation (kaiming_uniform with a = sqrt(5)): weight and bias
-        # uniform in +-1/sqrt(fan_in), drawn from each member's own generator.
+        # uniform in +-1/sqrt(fan_in), drawn from each member's own stream.
         fan_ins = [shape[1] for _, shape in self.shapes[::2] for _ in (0, 1)]  # weight and bias of a layer
         bound = torch.cat([torch.full((size,), 1.0 / math.sqrt(fan_in))
-                           for size, fan_in in zip(self.sizes, fan_ins, strict=True)]).to(self.device)
-        draws = [torch.rand(self.parameter_count, generator=g, device=self.device) for g in self.generators]
-        self.theta = (torch.stack(draws) * 2.0 - 1.0) * bound
+                           for size, fan_in in zip(self.sizes, fan_ins, strict=True)])
+        draws = np.zeros((self.count, self.parameter_count), np.float32)
+        kernels.uniforms(self.states, draws)
+        self.theta = ((torch.from_numpy(draws) * 2.0 - 1.0) * bound).to(self.device)
         self.adam_m = torch.zeros_like(self.theta)
         self.adam_v = torch.zeros_like(self.theta)
         self.step = 0
@@ -227,14 +235,19 @@ class Trainer:
         w1, b1, w2, b2, w3, b3, w4, b4 = self.views()
         a1 = torch.baddbmm(b1, w1, x)
         a2 = torch.baddbmm(b2, w2, a1)
-        d1 = torch.relu(a2) if masks is None else torch.relu(a2) * masks[0]
+        # ReLU and dropout as one factor: f1 = [a2 > 0] * mask, d1 = a2 * f1; the backward pass
+        # multiplies by the same f1 (one pass, where relu's own backward costs ~1 ms a step here).
+        f1 = torch.gt(a2, 0.0, out=torch.empty(a2.shape, device=a2.device, dtype=a2.dtype))
+        if masks is not None:
+            f1.mul_(masks[0])
+        d1 = a2 * f1
         a3 = torch.baddbmm(b3, w3, d1)
         d3 = a3 if masks is None else a3 * masks[1]
         o = torch.baddbmm(b4, w4, d3)
         # |o| as sqrt(sum of squares): torch's norm over a middle axis is ~50x slower on CPU here.
         norm = (o * o).sum(dim=1, keepdim=True).sqrt_().clamp_min_(1e-12)  # F.normalize's eps
         u = o / norm
-        return u, {"x": x, "a1": a1, "a2": a2, "d1": d1, "d3": d3, "norm": norm, "u": u, "masks": masks}
+        return u, {"x": x, "a1": a1, "f1": f1, "d1": d1, "d3": d3, "norm": norm, "u": u, "masks": masks}
 
     def backward(self, du: torch.Tensor, saved: dict) -> torch.Tensor:
         """The gradient (M, P) of sum_k loss_k, given d(loss)/d(u) (M, 3, n): the chain rule by hand."""
@@ -246,10 +259,7 @@ class Trainer:
         if saved["masks"] is not None:
             g_a3 = g_a3 * saved["masks"][1]
         g_w3, g_b3 = torch.bmm(g_a3, saved["d1"].transpose(1, 2)), g_a3.sum(dim=2)
-        g_d1 = torch.bmm(w3.transpose(1, 2), g_a3)
-        if saved["masks"] is not None:
-            g_d1 = g_d1 * saved["masks"][0]
-        g_a2 = torch.ops.aten.threshold_backward(g_d1, saved["a2"], 0)  # ReLU's: zero where a2 <= 0
+        g_a2 = torch.bmm(w3.transpose(1, 2), g_a3).mul_(saved["f1"])  # through dropout and the ReLU
         g_w2, g_b2 = torch.bmm(g_a2, saved["a1"].transpose(1, 2)), g_a2.sum(dim=2)
         g_a1 = torch.bmm(w2.transpose(1, 2), g_a2)
         g_w1, g_b1 = torch.bmm(g_a1, saved["x"].transpose(1, 2)), g_a1.sum(dim=2)
@@ -258,11 +268,13 @@ class Trainer:
 
     # ------------------------------------------------------------------ the losses
 
-    def losses_and_grad(self, u: torch.Tensor, orders: torch.Tensor, directions: torch.Tensor | None):
+    def losses_and_grad(self, u: torch.Tensor, orders: torch.Tensor, directions: torch.Tensor | None,
+                        compiled: bool = False):
         """Each member's weighted loss (M,) and d(sum of losses)/du (M, 3, n).
 
         u: (M, 3, splits * points); orders: (M, splits, points) a random permutation per split;
-        directions: (M, 3, targets) random unit vectors for the covering loss.
+        directions: (M, 3, targets) random unit vectors for the covering loss. compiled (CPU only):
+        the Gram matrix and the nearest points from kernels.py instead of bmm and max.
         """
         m, n, s = self.count, self.points, self.splits
         total = u.new_zeros(m)
@@ -287,7 +299,12 @@ class Trainer:
             # Wang & Isola (2020): log of the mean of exp(-t |u_i - u_j|^2) over pairs i != j.
             # For unit vectors |u_i - u_j|^2 = 2 - 2 u_i.u_j; d/du_i = (4t / Z) sum_j E_ij u_j.
             t = self.temperature.view(m, 1, 1)
-            kernel = torch.bmm(first_split.transpose(1, 2), first_split).sub_(1.0).mul_(2.0 * t).exp_()
+            if compiled:
+                gram = torch.empty(m, n, n)
+                kernels.pair_dots(first_split.contiguous().numpy(), gram.numpy())
+            else:
+                gram = torch.bmm(first_split.transpose(1, 2), first_split)
+            kernel = gram.sub_(1.0).mul_(2.0 * t).exp_()
             kernel.diagonal(dim1=1, dim2=2).zero_()
             z = kernel.sum(dim=(1, 2))
             total = total + self.weights["uniformity"] * torch.log(z.clamp_min(1e-30) / (n * (n - 1)))
@@ -297,8 +314,13 @@ class Trainer:
             # A one-sided Chamfer distance: random directions, each to its nearest mapped point,
             # mean of |d - u|^2 = 2 - 2 d.u. Its gradient pulls the point nearest to a direction
             # inside a hole into the hole.
-            similarity = torch.bmm(directions.transpose(1, 2), first_split)   # (M, targets, points)
-            best, nearest = similarity.max(dim=2)
+            if compiled:
+                best, nearest = torch.zeros(m, self.targets), torch.zeros(m, self.targets, dtype=torch.int64)
+                kernels.nearest_points(directions.numpy(), first_split.contiguous().numpy(), self.cover,
+                                       best.numpy(), nearest.numpy())
+            else:
+                similarity = torch.bmm(directions.transpose(1, 2), first_split)   # (M, targets, points)
+                best, nearest = similarity.max(dim=2)
             total = total + self.weights["cover"] * (2.0 - 2.0 * best).mean(dim=1)
             pulls = directions * (-2.0 / self.targets * self.weights["cover"]).view(m, 1, 1)
             grad_first.scatter_add_(2, nearest.unsqueeze(1).expand(m, 3, self.targets), pulls)
@@ -306,20 +328,17 @@ class Trainer:
 
     # ------------------------------------------------------------------ one step
 
-    def _draw(self) -> dict[str, torch.Tensor]:
-        """Each member's uniforms for this step from its own generator, split into their uses."""
-        for index, generator in enumerate(self.generators):
-            torch.rand(self.uniforms.shape[1], generator=generator, device=self.device, out=self.uniforms[index])
-            if self.members[index].article_weight > 0:  # randperm: ~100x cheaper than sorting random keys on CPU
-                for split in range(self.splits):
-                    torch.randperm(self.points, generator=generator, device=self.device, out=self.orders[index, split])
-            if self.members[index].dropout > 0:  # all 64 bits random: four uniform 16-bit values
-                self.noise_words[index].random_(-(2**63), None, generator=generator)
-        parts, offset = {}, 0
-        for name, size in self.layout.items():
-            parts[name] = self.uniforms[:, offset : offset + size]
-            offset += size
-        return parts
+    def draw(self) -> dict[str, torch.Tensor]:
+        """This step's random inputs of every member (kernels.draw_step), as tensors on the device.
+
+        x (M, 2, splits * points): the step's points, repeated per split; orders (M, splits, points):
+        a permutation per split; directions (M, 3, targets): covering directions; keep
+        (M, hidden + bottleneck, splits * points): dropout's factors (0 or 1 / (1 - p)).
+        """
+        b = self.batch
+        kernels.draw_step(self.states, self.points, self.permute, self.cover, self.threshold, self.keep_scale,
+                          b["x"], b["orders"], b["directions"], b["keep"])
+        return {name: torch.from_numpy(array).to(self.device) for name, array in b.items()}
 
     def _learning_rates(self) -> torch.Tensor:
         """StepLR: lr * gamma^(step // lr_step) per member, rebuilt only when an epoch turns."""
@@ -332,41 +351,35 @@ class Trainer:
 
     def train_step(self) -> torch.Tensor:
         """One optimisation step of every member; returns their losses (M,), left on the device."""
-        m, n, s = self.count, self.points, self.splits
-        uniforms = self._draw()
-        points = uniforms["points"].view(m, n, 2).transpose(1, 2) - 0.5        # (M, 2, points)
-        x = points.repeat(1, 1, s)                                              # the same points, each split
-        masks = None
-        if self.any_dropout:
-            # Inverted dropout (nn.Dropout): keep with probability 1 - p, scale by 1 / (1 - p).
-            # Members without dropout never drew noise: their slots hold 1.0, always kept, scale 1.
-            hidden, bottleneck = self.widths[1], self.widths[2]
-            noise = self.noise_words.view(torch.int16).view(m, -1)[:, : self.noise_count]
-            keep = self._keep(noise.view(m, hidden + bottleneck, n * s))
-            masks = (keep[:, :hidden], keep[:, hidden:])
-        u, saved = self.forward(x, masks)
-        directions = self._directions(uniforms["directions"]) if self.uses["cover"] else None
-        total, du = self.losses_and_grad(u, self.orders, directions)
-        grad = self.backward(du, saved)
+        total, grad = self.loss_and_gradient(self.draw())
         self._adam(grad)
         self.step += 1
         return total
 
-    def _keep(self, noise: torch.Tensor) -> torch.Tensor:
-        """Dropout factors from 16-bit noise (M, h, n): the scale where kept, else 0 (see __init__).
+    def loss_and_gradient(self, batch: dict[str, torch.Tensor], compiled: bool | None = None):
+        """Each member's loss (M,) and the gradient (M, P) of their sum for one step's draws.
 
-        The comparison writes floats directly (a bool tensor and its conversion cost ~10x more on CPU).
+        compiled (default: on the CPU) runs the forward and backward passes as kernels.py's
+        compiled loops; otherwise as the torch calls of forward() / backward() (any device).
+        The losses themselves are losses_and_grad's either way.
         """
-        keep = torch.ge(noise, self.noise_threshold, out=torch.empty(noise.shape, device=self.device))
-        return keep.mul_(self.noise_scale)
-
-    def _directions(self, uniforms: torch.Tensor) -> torch.Tensor:
-        """Uniform unit vectors from pairs of uniforms: z uniform in [-1, 1] (Archimedes), longitude uniform."""
-        pairs = uniforms.view(self.count, 2, self.targets)
-        z = pairs[:, 0] * 2.0 - 1.0
-        longitude = pairs[:, 1] * (2.0 * math.pi)
-        radius = (1.0 - z * z).clamp_min(0.0).sqrt()
-        return torch.stack([radius * torch.cos(longitude), radius * torch.sin(longitude), z], dim=1)
+        compiled = self.device.type == "cpu" if compiled is None else compiled
+        directions = batch["directions"] if self.uses["cover"] else None
+        hidden = self.widths[1]
+        if not compiled:
+            keep = batch["keep"]
+            masks = (keep[:, :hidden], keep[:, hidden:]) if self.any_dropout else None
+            u, saved = self.forward(batch["x"], masks)
+            total, du = self.losses_and_grad(u, batch["orders"], directions)
+            return total, self.backward(du, saved)
+        b, theta = self.buffers, self.theta.numpy()
+        inputs = (theta, self.widths_array, batch["x"].numpy(), batch["keep"].numpy(), self.any_dropout,
+                  b["a1"], b["factor1"], b["d1"], b["d3"], b["norm"], b["u"])
+        kernels.forward(*inputs)
+        total, du = self.losses_and_grad(torch.from_numpy(b["u"]), batch["orders"], directions, compiled=True)
+        grad = np.empty_like(theta)
+        kernels.backward(*inputs, du.numpy(), b["g3"], b["g2"], b["g1"], grad)
+        return total, torch.from_numpy(grad)
 
     def _adam(self, grad: torch.Tensor) -> None:
         """torch.optim.Adam's update (defaults betas, eps; no weight decay), then the article's clamp."""
@@ -398,31 +411,32 @@ class Trainer:
     def evaluate_with_dropout(self, points: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """The map with dropout on (what the article's training-batch figure shows): (M, n, 3).
 
-        The masks come from `generator`, not the members' own, so drawing a figure never moves a
-        training stream.
+        The masks come from `generator`, not the members' own streams, so drawing a figure never
+        moves a training stream.
         """
         points = points.to(self.device, self.theta.dtype)
         hidden, bottleneck = self.widths[1], self.widths[2]
-        words = torch.empty(self.count, (hidden + bottleneck) * len(points), dtype=torch.int16, device=self.device)
-        noise = words.random_(-(2**15), 2**15, generator=generator).view(self.count, hidden + bottleneck, -1)
-        keep = self._keep(noise)
+        p = self.dropout.view(-1, 1, 1).cpu()
+        draws = torch.rand(self.count, hidden + bottleneck, len(points), generator=generator)
+        keep = ((draws >= p).to(self.theta.dtype) / (1.0 - p)).to(self.device)
         x = points.T.unsqueeze(0).expand(self.count, 2, -1)
         return self.forward(x, (keep[:, :hidden], keep[:, hidden:]))[0].transpose(1, 2)
 
     def state_dict(self) -> dict:
         return {"members": [m.to_dict() for m in self.members], "seeds": self.seeds, "step": self.step,
                 "theta": self.theta.cpu(), "adam_m": self.adam_m.cpu(), "adam_v": self.adam_v.cpu(),
-                "generators": [g.get_state() for g in self.generators]}
+                "rng_states": torch.from_numpy(self.states.view(np.int64).copy())}
 
     def load_state_dict(self, state: dict) -> None:
+        if "rng_states" not in state:
+            raise LabError("the checkpoint is from an older version of the trainer (torch generators); rerun with --fresh")
         saved = [SphereSettings.from_dict(values) for values in state["members"]]
         if saved != self.members or list(state["seeds"]) != self.seeds:
             raise LabError("the checkpoint holds other runs (settings or seeds differ); rerun with --fresh")
         self.theta = state["theta"].to(self.device, self.theta.dtype).clone()
         self.adam_m = state["adam_m"].to(self.device).clone()
         self.adam_v = state["adam_v"].to(self.device).clone()
-        for generator, generator_state in zip(self.generators, state["generators"], strict=True):
-            generator.set_state(generator_state)
+        self.states = state["rng_states"].numpy().view(np.uint64).copy()
         self.step = int(state["step"])
         self._lr_epoch = None
 

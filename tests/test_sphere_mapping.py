@@ -92,32 +92,44 @@ def _autograd_gradient(trainer: Trainer, x, masks, orders, directions):
     return theta.grad
 
 
-@pytest.mark.parametrize("overrides", [{}, COVER])
-def test_hand_written_gradient_equals_autograd(overrides):
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "torch"])
+@pytest.mark.parametrize("overrides", [{}, COVER], ids=["article", "cover"])
+def test_hand_written_gradient_equals_autograd(overrides, compiled):
+    """Both hand-written passes (kernels.py's compiled loops and the torch calls) against autograd."""
     settings = with_overrides(ARTICLE, overrides)
     trainer = Trainer([settings, settings], [0, 1])
     for _ in range(5):
         trainer.train_step()
-    uniforms = trainer._draw()
-    m, n, s = trainer.count, trainer.points, trainer.splits
-    x = uniforms["points"].view(m, n, 2).transpose(1, 2).repeat(1, 1, s) - 0.5
-    masks = None
-    if trainer.any_dropout:
-        noise = trainer.noise_words.view(torch.int16).view(m, -1)[:, : trainer.noise_count]
-        keep = trainer._keep(noise.view(m, -1, n * s))
-        masks = (keep[:, : settings.widths[1]], keep[:, settings.widths[1] :])
-    orders = trainer.orders.clone()
-    directions = trainer._directions(uniforms["directions"]).clone() if trainer.uses["cover"] else None
-    u, saved = trainer.forward(x, masks)
-    _, du = trainer.losses_and_grad(u, orders, directions)
-    mine = trainer.backward(du, saved)
-    reference = _autograd_gradient(trainer, x, masks, orders, directions)
+    batch = {name: value.clone() for name, value in trainer.draw().items()}
+    hidden = settings.widths[1]
+    masks = (batch["keep"][:, :hidden], batch["keep"][:, hidden:]) if trainer.any_dropout else None
+    directions = batch["directions"] if trainer.uses["cover"] else None
+    _, mine = trainer.loss_and_gradient(batch, compiled=compiled)
+    reference = _autograd_gradient(trainer, batch["x"], masks, batch["orders"], directions)
     scale = reference.abs().max()
     assert torch.allclose(mine, reference, atol=2e-5 * float(scale), rtol=1e-3)
 
 
+def test_draws_are_uniform_permutations_and_dropout_at_its_rate():
+    """kernels.draw_step: points fill the square, orders are permutations, dropout keeps 1 - p."""
+    trainer = Trainer([ARTICLE, with_overrides(ARTICLE, {"dropout": 0.5})], [0, 1])
+    batch = trainer.draw()
+    n = ARTICLE.points_per_step
+    x = batch["x"].clone()  # the draws are views of the trainer's buffers, refilled every step
+    assert torch.equal(x[:, :, :n], x[:, :, n:]), "each split sees the same points"
+    assert x.min() >= -0.5 and x.max() < 0.5 and abs(float(x.mean())) < 0.02 and abs(float(x.var()) - 1 / 12) < 0.005
+    for order in batch["orders"].reshape(-1, n):
+        assert torch.equal(order.sort().values, torch.arange(n))
+    keep = batch["keep"]
+    for k, p in enumerate((0.2, 0.5)):
+        kept = keep[k] > 0
+        assert abs(float(kept.float().mean()) - (1 - p)) < 0.01
+        assert torch.allclose(keep[k][kept], torch.tensor(1 / (1 - p)), rtol=1e-6)
+    assert not torch.equal(trainer.draw()["x"], x), "every step draws new points"
+
+
 def test_member_k_of_a_batch_is_the_single_run_with_its_seed():
-    """Stacked training changes nothing: member k == a one-member run with member k's seed."""
+    """Stacked training changes nothing: member k == a one-member run with member k's seed, exactly."""
     members = [ARTICLE, with_overrides(ARTICLE, {"dropout": 0.0, "learning_rate": 0.02}), ARTICLE,
                with_overrides(ARTICLE, {"uniformity_weight": 0.5, "cover_weight": 2.0, "clamp": 1.0})]
     seeds = [3, 5, 11, 3]
@@ -128,8 +140,9 @@ def test_member_k_of_a_batch_is_the_single_run_with_its_seed():
         single = Trainer([member], [seed])
         for _ in range(60):
             single_losses = single.train_step()
-        assert torch.allclose(batch.theta[k], single.theta[0], rtol=1e-4, atol=1e-5), k
-        assert torch.allclose(batch_losses[k], single_losses[0], rtol=1e-3), k
+        # bit for bit: every member's arithmetic is its own, in the same order as alone
+        assert torch.equal(batch.theta[k], single.theta[0]), k
+        assert torch.equal(batch_losses[k], single_losses[0]), k
     # different seeds really are different runs
     assert not torch.allclose(batch.theta[0], batch.theta[2])
 

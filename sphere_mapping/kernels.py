@@ -1,0 +1,274 @@
+"""Compiled (numba) CPU kernels for model.Trainer: each member's random draws, forward and backward.
+
+Why: the net is 2-4-12-6-3, so with torch a step is ~40 kernel calls over small arrays whose
+intermediate results make several round trips through memory. Written as loops over each
+member's points (points innermost, so the compiler vectorises them), one call does what those
+calls did, with the activations kept in per-member buffers. Measured on this 2-core CPU
+(README, "Benchmark"): the forward and backward of 10 stacked article runs 3.1 ms -> 1.2 ms.
+
+Randomness. Every member has its own SplitMix64 stream (Steele, Lea & Flood 2014, "Fast
+splittable pseudorandom number generators"): a 64-bit state that advances by the golden-ratio
+increment and is hashed into each output. One 64-bit state per member is all a checkpoint needs,
+and a member's draws depend only on its own seed and settings, never on who shares the batch:
+member k of a stacked run is the single run with member k's seed.
+
+Layout (as model.Trainer): parameters theta (M, P) in nn.Linear order (fc1.weight (w1, 2),
+fc1.bias, fc2.weight (w2, w1), ..., fc4.bias); activations feature-major (M, features, points).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+MIX1 = np.uint64(0xBF58476D1CE4E5B9)
+MIX2 = np.uint64(0x94D049BB133111EB)
+S30, S27, S31 = np.uint64(30), np.uint64(27), np.uint64(31)
+S32, S40 = np.uint64(32), np.uint64(40)
+LOW32 = np.uint64(0xFFFFFFFF)
+TO_UNIT = np.float32(1.0 / (1 << 24))  # 24 random bits -> [0, 1), as torch.rand's float32
+
+
+@njit(cache=True, nogil=True)
+def _mix(z):
+    """SplitMix64's output hash of a state."""
+    z = (z ^ (z >> S30)) * MIX1
+    z = (z ^ (z >> S27)) * MIX2
+    return z ^ (z >> S31)
+
+
+def seed_states(seeds) -> np.ndarray:
+    """Each seed's initial state: the seed hashed, so that seeds 0, 1, 2 start far apart."""
+    return np.array([_mix(np.uint64(int(seed) % (1 << 64)) ^ GOLDEN) for seed in seeds], dtype=np.uint64)
+
+
+@njit(cache=True, nogil=True)
+def _fill_uniforms(state, out, low, high):
+    """out[i] = uniform in [low, high) from the stream's i+1-th output after `state`; returns the
+    advanced state. SplitMix64's i-th state is state + i * GOLDEN, so the loop has no carried
+    dependency and the compiler vectorises it."""
+    span = np.float32(high - low)
+    for i in range(out.size):
+        out[i] = np.float32(_mix(state + np.uint64(i + 1) * GOLDEN) >> S40) * TO_UNIT * span + np.float32(low)
+    return state + np.uint64(out.size) * GOLDEN
+
+
+@njit(cache=True, nogil=True)
+def uniforms(states, out):
+    """out[m] = the next uniforms in [0, 1) of member m's stream (e.g. the initial weights)."""
+    for m in range(states.shape[0]):
+        states[m] = _fill_uniforms(states[m], out[m], 0.0, 1.0)
+
+
+@njit(cache=True, nogil=True)
+def _fill_keep(state, flat, cut, value):
+    """Dropout factors: flat[i] = value where a 32-bit draw is >= cut, else 0. Each 64-bit output
+    gives two draws: its low half to the first half of `flat`, its high half to the second."""
+    half = (flat.size + 1) // 2
+    zero = np.float32(0.0)
+    for i in range(flat.size - half):
+        bits = _mix(state + np.uint64(i + 1) * GOLDEN)
+        flat[i] = value if (bits & LOW32) >= cut else zero
+        flat[half + i] = value if (bits >> S32) >= cut else zero
+    if half > flat.size - half:  # an odd size: one more low half
+        bits = _mix(state + np.uint64(half) * GOLDEN)
+        flat[half - 1] = value if (bits & LOW32) >= cut else zero
+    return state + np.uint64(half) * GOLDEN
+
+
+@njit(cache=True, nogil=True)
+def draw_step(states, points, permute, cover, threshold, scale, x, orders, directions, keep):
+    """One training step's draws for every member, in a fixed order per member.
+
+    Per member m: `points` uniform points of [-0.5, 0.5]^2 into x[m] (their x coordinates, then
+    their y; repeated for every split: each split sees the same points with its own dropout); if
+    permute[m], one uniform permutation of the points per split into orders[m] (Fisher-Yates); if
+    cover[m], as many uniform unit vectors as directions has columns (z uniform in [-1, 1], by
+    Archimedes, and a uniform longitude); if threshold[m] > 0, the dropout factors keep[m]
+    (scale[m] where a 32-bit draw is >= threshold[m], i.e. with probability 1 - threshold/2^32,
+    else 0).
+    """
+    splits = orders.shape[1]
+    for m in range(x.shape[0]):
+        state = states[m]
+        state = _fill_uniforms(state, x[m, 0, :points], -0.5, 0.5)
+        state = _fill_uniforms(state, x[m, 1, :points], -0.5, 0.5)
+        for s in range(1, splits):
+            x[m, :, s * points:(s + 1) * points] = x[m, :, :points]
+        if permute[m]:
+            for s in range(splits):
+                order = orders[m, s]
+                for i in range(points):
+                    order[i] = i
+                for i in range(points - 1, 0, -1):  # Fisher-Yates; j uniform in 0..i (Lemire's multiply-shift)
+                    state += GOLDEN
+                    j = ((_mix(state) >> S32) * np.uint64(i + 1)) >> S32
+                    order[i], order[j] = order[j], order[i]
+        if cover[m]:
+            z, longitude = directions[m, 2], directions[m, 0]
+            state = _fill_uniforms(state, z, -1.0, 1.0)
+            state = _fill_uniforms(state, longitude, 0.0, 2.0 * np.pi)
+            for t in range(z.size):
+                radius = np.sqrt(max(np.float32(1.0) - z[t] * z[t], np.float32(0.0)))
+                angle = longitude[t]
+                directions[m, 0, t] = radius * np.cos(angle)
+                directions[m, 1, t] = radius * np.sin(angle)
+        if threshold[m] > 0:
+            state = _fill_keep(state, keep[m].reshape(-1), np.uint64(threshold[m]), np.float32(scale[m]))
+        states[m] = state
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def _dense(weight, bias, inputs, out):
+    """out[j, p] = bias[j] + sum_i weight[j, i] inputs[i, p] (a layer, feature-major)."""
+    for j in range(weight.shape[0]):
+        row = out[j]
+        row[:] = bias[j]
+        for i in range(weight.shape[1]):
+            w, source = weight[j, i], inputs[i]
+            for p in range(row.size):
+                row[p] += w * source[p]
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def _dense_transposed(weight, grads, out):
+    """out[i, p] = sum_j weight[j, i] grads[j, p] (a layer's gradient with respect to its input)."""
+    for i in range(weight.shape[1]):
+        row = out[i]
+        row[:] = 0.0
+        for j in range(weight.shape[0]):
+            w, source = weight[j, i], grads[j]
+            for p in range(row.size):
+                row[p] += w * source[p]
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def _layer_grads(grads, inputs, weight_grad, bias_grad):
+    """weight_grad[j, i] = sum_p grads[j, p] inputs[i, p]; bias_grad[j] = sum_p grads[j, p]."""
+    for j in range(grads.shape[0]):
+        row = grads[j]
+        bias_grad[j] = row.sum()
+        for i in range(inputs.shape[0]):
+            source, total = inputs[i], np.float32(0.0)
+            for p in range(row.size):
+                total += row[p] * source[p]
+            weight_grad[j, i] = total
+
+
+@njit(cache=True, nogil=True)
+def _offsets(w1, w2, w3):
+    """Start of each parameter block in a member's row of theta (nn.Linear order)."""
+    sizes = (w1 * 2, w1, w2 * w1, w2, w3 * w2, w3, 3 * w3, 3)
+    starts, total = np.zeros(9, np.int64), 0
+    for k in range(8):
+        starts[k] = total
+        total += sizes[k]
+    starts[8] = total
+    return starts
+
+
+# No fastmath here: with it the normalisation's division was rewritten in a way that rounded a
+# few outputs differently in a stacked run than alone (measured: 24 of 6000 by one ulp), and a
+# member of a batch would no longer be, bit for bit, the single run with its seed.
+@njit(cache=True, nogil=True)
+def forward(theta, widths, x, keep, use_keep, a1, factor1, d1, d3, norm, u):
+    """Every member's map of its points x (M, 2, n) to unit vectors u (M, 3, n), with dropout.
+
+    a1 = W1 x + b1; a2 = W2 a1 + b2; d1 = ReLU(a2) * keep1 (article: dropout after the ReLU);
+    d3 = (W3 d1 + b3) * keep2 (dropout after the 12 -> 6 layer); o = W4 d3 + b4; u = o / |o|
+    (F.normalize, eps 1e-12). ReLU and dropout are kept as one factor factor1 = [a2 > 0] keep1
+    for the backward pass.
+    """
+    w1, w2, w3 = widths[0], widths[1], widths[2]
+    at = _offsets(w1, w2, w3)
+    for m in range(theta.shape[0]):
+        row = theta[m]
+        _dense(row[at[0]:at[1]].reshape((w1, 2)), row[at[1]:at[2]], x[m], a1[m])
+        _dense(row[at[2]:at[3]].reshape((w2, w1)), row[at[3]:at[4]], a1[m], d1[m])
+        for j in range(w2):
+            hidden, f = d1[m, j], factor1[m, j]
+            for p in range(hidden.size):
+                kept = keep[m, j, p] if use_keep else np.float32(1.0)
+                f[p] = kept if hidden[p] > 0 else np.float32(0.0)
+                hidden[p] *= f[p]
+        _dense(row[at[4]:at[5]].reshape((w3, w2)), row[at[5]:at[6]], d1[m], d3[m])
+        if use_keep:
+            for j in range(w3):
+                d3[m, j] *= keep[m, w2 + j]
+        _dense(row[at[6]:at[7]].reshape((3, w3)), row[at[7]:at[8]], d3[m], u[m])
+        out, lengths = u[m], norm[m]
+        for p in range(lengths.size):
+            length = max(np.sqrt(out[0, p] * out[0, p] + out[1, p] * out[1, p] + out[2, p] * out[2, p]),
+                         np.float32(1e-12))
+            lengths[p] = length
+            out[0, p] /= length
+            out[1, p] /= length
+            out[2, p] /= length
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def backward(theta, widths, x, keep, use_keep, a1, factor1, d1, d3, norm, u, du, g3, g2, g1, grad):
+    """grad (M, P) = d(sum of the members' losses)/d(theta), given du = d(loss)/du (M, 3, n).
+
+    The chain rule through forward's steps, in reverse (du is overwritten with d/do):
+    do = (du - u (u . du)) / |o|; then each layer's weight and bias gradients and the gradient
+    to its input, multiplied by the same dropout/ReLU factors as the forward pass.
+    """
+    w1, w2, w3 = widths[0], widths[1], widths[2]
+    at = _offsets(w1, w2, w3)
+    for m in range(theta.shape[0]):
+        row, g = theta[m], grad[m]
+        out, grads_out, lengths = u[m], du[m], norm[m]
+        for p in range(lengths.size):
+            dot = out[0, p] * grads_out[0, p] + out[1, p] * grads_out[1, p] + out[2, p] * grads_out[2, p]
+            for c in range(3):
+                grads_out[c, p] = (grads_out[c, p] - out[c, p] * dot) / lengths[p]
+        _layer_grads(grads_out, d3[m], g[at[6]:at[7]].reshape((3, w3)), g[at[7]:at[8]])
+        _dense_transposed(row[at[6]:at[7]].reshape((3, w3)), grads_out, g3[m])
+        if use_keep:
+            for j in range(w3):
+                g3[m, j] *= keep[m, w2 + j]
+        _layer_grads(g3[m], d1[m], g[at[4]:at[5]].reshape((w3, w2)), g[at[5]:at[6]])
+        _dense_transposed(row[at[4]:at[5]].reshape((w3, w2)), g3[m], g2[m])
+        for j in range(w2):
+            g2[m, j] *= factor1[m, j]
+        _layer_grads(g2[m], a1[m], g[at[2]:at[3]].reshape((w2, w1)), g[at[3]:at[4]])
+        _dense_transposed(row[at[2]:at[3]].reshape((w2, w1)), g2[m], g1[m])
+        _layer_grads(g1[m], x[m], g[at[0]:at[1]].reshape((w1, 2)), g[at[1]:at[2]])
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def pair_dots(u, out):
+    """out[m, i, j] = u[m, :, i] . u[m, :, j] (the uniformity loss's Gram matrix; torch's bmm with
+    an inner size of 3 runs at a few GFLOP/s here)."""
+    for m in range(u.shape[0]):
+        x, y, z = u[m, 0], u[m, 1], u[m, 2]
+        for i in range(x.size):
+            row, xi, yi, zi = out[m, i], x[i], y[i], z[i]
+            for j in range(x.size):
+                row[j] = xi * x[j] + yi * y[j] + zi * z[j]
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def nearest_points(directions, u, use, best, nearest):
+    """For members with use[m]: best[m, t] = max_p directions[m, :, t] . u[m, :, p] and nearest[m, t]
+    its first arg max (the covering loss's nearest mapped point to each direction).
+
+    Points outside, directions inside: the inner loop is a branch-free compare-and-select over
+    contiguous directions, which the compiler vectorises (a max per direction does not).
+    """
+    for m in range(u.shape[0]):
+        if not use[m]:
+            continue
+        a, b, c = directions[m, 0], directions[m, 1], directions[m, 2]
+        top, index = best[m], nearest[m]
+        top[:] = -np.inf
+        index[:] = 0
+        for p in range(u.shape[2]):
+            x, y, z = u[m, 0, p], u[m, 1, p], u[m, 2, p]
+            for t in range(a.size):
+                dot = a[t] * x + b[t] * y + c[t] * z
+                better = dot > top[t]
+                top[t] = dot if better else top[t]
+                index[t] = p if better else index[t]

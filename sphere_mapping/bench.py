@@ -2,14 +2,15 @@
 
 Run: python -m sphere_mapping.bench [--quick] [--set DEVICE=cpu] [--set TABLE_SEEDS=0]
 
-1. One run: model.Trainer with one member (hand-written forward/backward, one (1, P) parameter
-   tensor, Adam and the clamp as a few in-place calls, 16-bit dropout noise) against, in the same
+1. One run: model.Trainer with one member (compiled forward/backward and draws, kernels.py; one
+   (1, P) parameter tensor, Adam and the clamp as a few in-place calls) against, in the same
    process and alternating with it, a baseline written the way the article's listing does it:
    NumPy points and np.random.shuffle each step, two separate forward passes with nn.Dropout,
    nn.CosineSimilarity, torch.optim.Adam, a Python loop clamping each parameter, loss.item()
    every step. Medians of REPEATS runs of each; goal of the issue: >= 3x.
 2. The table: TABLE_VARIANTS x TABLE_SEEDS runs of TABLE_STEPS steps, as experiments.py trains
-   them (runs of the same shapes stacked into one model); training only, no metrics. Goal of the
+   them (runs of the same shapes stacked into one model, WORKERS groups side by side); training
+   only, no metrics. Goal of the
    issue: the full table (4 variants x 10 seeds x 10^4 steps) in <= 3 minutes on 2 cores.
 Wall times are printed with the process's CPU time beside them: on a shared machine the wall
 time grows with the other processes' load, the CPU time much less.
@@ -37,6 +38,7 @@ TABLE_VARIANTS = ["article", "uniformity", "uniformity_cover", "wide_cover"]  # 
 TABLE_SEEDS = 10          # seeds per variant in the timed table (0: skip the table) {>= 0}
 TABLE_STEPS = 10_000      # steps per run of the timed table (article: 10^4) {> 0}
 TORCH_THREADS = 1         # torch threads on CPU: one is fastest for this tiny net {>= 0}
+WORKERS = 2               # table groups trained side by side, one thread each, as experiments.py {> 0}
 SEED = 0                  # -1 draws a random seed and prints it
 DEVICE = "auto"           # "auto" (CUDA if available), "cpu" or "cuda"
 QUICK = {"STEPS": 2000, "REPEATS": 3, "BASELINE_STEPS": 500, "TABLE_SEEDS": 2, "TABLE_STEPS": 1000}
@@ -131,10 +133,11 @@ def bench_table(cfg, device: str) -> dict:
     bar = tqdm(total=cfg.TABLE_STEPS * len({m.shape_key for m in members}), desc=f"table: {len(members)} runs (steps of each group)")
     sync(device)
     wall, cpu = time.perf_counter(), time.process_time()
-    trainers = train_many(members, seeds, cfg.TABLE_STEPS, device, progress=lambda trainer, losses: bar.update(1))
+    trainers = train_many(members, seeds, cfg.TABLE_STEPS, device, progress=lambda trainer, losses: bar.update(1),
+                          workers=cfg.WORKERS)
     finite = all(bool(torch.isfinite(t.theta).all()) for t in trainers)
     sync(device)
-    result = {"runs": len(members), "steps": cfg.TABLE_STEPS, "groups": len(trainers),
+    result = {"runs": len(members), "steps": cfg.TABLE_STEPS, "groups": len(trainers), "workers": cfg.WORKERS,
               "wall_s": time.perf_counter() - wall, "cpu_s": time.process_time() - cpu, "finite": finite}
     bar.close()
     return result
@@ -149,7 +152,7 @@ def report(single: dict, table: dict | None, device: str, cfg) -> None:
     print(f"| model.Trainer, one run, {cfg.STEPS} steps | {single['trainer_wall_s']:.2f} | {single['trainer_cpu_s']:.2f} | "
           f"{single['speedup_wall']:.2f}x wall, {single['speedup_cpu']:.2f}x CPU (goal >= 3x) |")
     if table is not None:
-        print(f"| table: {table['runs']} runs x {table['steps']} steps in {table['groups']} stacked groups (1 run) | "
+        print(f"| table: {table['runs']} runs x {table['steps']} steps in {table['groups']} stacked groups, {table['workers']} side by side (1 run) | "
               f"{table['wall_s']:.1f} | {table['cpu_s']:.1f} | goal <= 180 s for 40 x 10^4 |")
     print("Ratios per alternating pair: " + ", ".join(f"{r:.2f}" for r in single["ratio_by_run"]))
 

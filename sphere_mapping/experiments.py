@@ -27,7 +27,7 @@ from lab.checkpoint import InterruptGuard, atomic_write_text, resume, save_check
 from lab.plots import save_figure
 from sphere_mapping import figures
 from sphere_mapping.metrics import UNIFORM_SPHERE_UNIFORMITY, sphere_metrics
-from sphere_mapping.model import Trainer, square_grid
+from sphere_mapping.model import TRAINER_VERSION, Trainer, square_grid
 from sphere_mapping.variants import DESCRIPTIONS, check_variant, settings_for
 
 # -----------------------------------------------------------------------------
@@ -63,7 +63,7 @@ def plan(cfg) -> list[dict]:
     for variant in [check_variant(name) for name in cfg.VARIANTS]:
         settings = settings_for(variant, cfg.OVERRIDES)
         for seed in range(cfg.SEED, cfg.SEED + cfg.SEEDS):
-            key = f"{variant}|{seed}|{cfg.STEPS}|{cfg.GRID_SIDE}|{cfg.VIEW_SIDE}|{sorted(settings.to_dict().items())}"
+            key = f"v{TRAINER_VERSION}|{variant}|{seed}|{cfg.STEPS}|{cfg.GRID_SIDE}|{cfg.VIEW_SIDE}|{sorted(settings.to_dict().items())}"
             jobs.append({"variant": variant, "seed": seed, "settings": settings, "key": key})
     return jobs
 

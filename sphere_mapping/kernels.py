@@ -27,6 +27,7 @@ MIX2 = np.uint64(0x94D049BB133111EB)
 S30, S27, S31 = np.uint64(30), np.uint64(27), np.uint64(31)
 S32, S40 = np.uint64(32), np.uint64(40)
 LOW32 = np.uint64(0xFFFFFFFF)
+LOW16 = np.uint64(0xFFFF)
 TO_UNIT = np.float32(1.0 / (1 << 24))  # 24 random bits -> [0, 1), as torch.rand's float32
 
 
@@ -63,18 +64,17 @@ def uniforms(states, out):
 
 @njit(cache=True, nogil=True)
 def _fill_keep(state, flat, cut, value):
-    """Dropout factors: flat[i] = value where a 32-bit draw is >= cut, else 0. Each 64-bit output
-    gives two draws: its low half to the first half of `flat`, its high half to the second."""
-    half = (flat.size + 1) // 2
+    """Dropout factors: flat[i] = value where a 16-bit draw is >= cut, else 0. Each 64-bit output
+    gives four draws, one to each quarter of `flat` (the noise is most of what a step draws)."""
+    quarter = (flat.size + 3) // 4
     zero = np.float32(0.0)
-    for i in range(flat.size - half):
+    for i in range(quarter):
         bits = _mix(state + np.uint64(i + 1) * GOLDEN)
-        flat[i] = value if (bits & LOW32) >= cut else zero
-        flat[half + i] = value if (bits >> S32) >= cut else zero
-    if half > flat.size - half:  # an odd size: one more low half
-        bits = _mix(state + np.uint64(half) * GOLDEN)
-        flat[half - 1] = value if (bits & LOW32) >= cut else zero
-    return state + np.uint64(half) * GOLDEN
+        for k in range(4):
+            index = k * quarter + i
+            if index < flat.size:
+                flat[index] = value if ((bits >> np.uint64(16 * k)) & LOW16) >= cut else zero
+    return state + np.uint64(quarter) * GOLDEN
 
 
 @njit(cache=True, nogil=True)
@@ -86,7 +86,7 @@ def draw_step(states, points, permute, cover, threshold, scale, x, orders, direc
     permute[m], one uniform permutation of the points per split into orders[m] (Fisher-Yates); if
     cover[m], as many uniform unit vectors as directions has columns (z uniform in [-1, 1], by
     Archimedes, and a uniform longitude); if threshold[m] > 0, the dropout factors keep[m]
-    (scale[m] where a 32-bit draw is >= threshold[m], i.e. with probability 1 - threshold/2^32,
+    (scale[m] where a 16-bit draw is >= threshold[m], i.e. with probability 1 - threshold/2^16,
     else 0).
     """
     splits = orders.shape[1]

@@ -27,6 +27,7 @@ against autograd).
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, fields
 
 import numpy as np
@@ -95,6 +96,9 @@ class SphereSettings:
 
 
 SETTING_NAMES = tuple(f.name for f in fields(SphereSettings))
+# Bump when a seeded run's numbers change (random streams, order of arithmetic): experiments.py's
+# cache of finished runs is keyed on it, so results of an older trainer are never reused.
+TRAINER_VERSION = 2  # 2: SplitMix64 streams and the compiled kernels (kernels.py)
 ARTICLE = SphereSettings()
 
 
@@ -171,11 +175,12 @@ class Trainer:
         self.states = kernels.seed_states(self.seeds)
         self.permute = np.array([m.article_weight > 0 for m in members])  # the article's loss pairs a permutation
         self.cover = np.array([m.cover_weight > 0 for m in members])      # the covering loss's directions
-        # Dropout keeps a value when a 32-bit draw is >= round(2^32 p), i.e. with probability
-        # 1 - round(2^32 p) / 2^32, and scales the kept ones by the inverse (nn.Dropout's mean).
-        dropped = [round(m.dropout * 2**32) for m in members]
+        # Dropout keeps a value when a 16-bit draw is >= round(2^16 p), i.e. with probability
+        # 1 - round(2^16 p) / 2^16 (0.2 -> 0.199997), and scales the kept ones by the inverse, so
+        # the mean is kept exactly as nn.Dropout's. 16 bits: four draws per 64-bit output.
+        dropped = [round(m.dropout * 2**16) for m in members]
         self.threshold = np.array(dropped, dtype=np.uint64)
-        self.keep_scale = np.array([2**32 / (2**32 - d) for d in dropped], dtype=np.float32)
+        self.keep_scale = np.array([2**16 / (2**16 - d) for d in dropped], dtype=np.float32)
         self.batch = {
             "x": np.zeros((self.count, 2, n), np.float32),
             "orders": np.zeros((self.count, self.splits, self.points), np.int64),
@@ -442,22 +447,26 @@ class Trainer:
 
 
 def train_many(members: list[SphereSettings], seeds: list[int], steps: int, device: str | torch.device = "cpu",
-               progress=None) -> list[Trainer]:
+               progress=None, workers: int = 1) -> list[Trainer]:
     """Train every (settings, seed) pair for `steps` steps, members with the same shapes stacked.
 
-    Returns one Trainer per group of shapes; `progress(trainer, losses)` is called after each
-    step (a tqdm update, a log), with the step's losses (M,) on the device.
+    Returns one Trainer per group of shapes (in order of first appearance); `progress(trainer,
+    losses)` is called after each step (a tqdm update, a log), with the step's losses (M,) on the
+    device. workers > 1 trains that many groups side by side, one thread each: the compiled
+    kernels and torch's calls release the GIL, so on 2 cores two groups take about the time of one.
     """
     groups: dict[tuple, list[int]] = {}
     for index, member in enumerate(members):
         groups.setdefault(member.shape_key, []).append(index)
-    trainers = []
-    for indices in groups.values():
+
+    def train_group(indices: list[int]) -> Trainer:
         trainer = Trainer([members[i] for i in indices], [seeds[i] for i in indices], device)
         trainer.indices = indices
         for _ in range(steps):
             losses = trainer.train_step()
             if progress is not None:
                 progress(trainer, losses)
-        trainers.append(trainer)
-    return trainers
+        return trainer
+
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        return list(pool.map(train_group, groups.values()))

@@ -124,7 +124,7 @@ def test_draws_are_uniform_permutations_and_dropout_at_its_rate():
     for k, p in enumerate((0.2, 0.5)):
         kept = keep[k] > 0
         assert abs(float(kept.float().mean()) - (1 - p)) < 0.01
-        assert torch.allclose(keep[k][kept], torch.tensor(1 / (1 - p)), rtol=1e-6)
+        assert torch.allclose(keep[k][kept], torch.tensor(1 / (1 - p)), rtol=1e-4)  # p in steps of 2^-16
     assert not torch.equal(trainer.draw()["x"], x), "every step draws new points"
 
 

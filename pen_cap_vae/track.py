@@ -30,7 +30,7 @@ import numpy as np
 from scipy.fft import rfft, rfftfreq
 from skimage.feature import match_template
 
-from pen_cap_vae.pictures import cap_box, draw_picture
+from pen_cap_vae.pictures import cap_box, draw_picture, draw_table
 
 PULSE_TIMES = (0.90, 0.93, 0.96)   # the article's three Lorentzian pulses of s_(t)
 PULSE_HALF_WIDTH = 0.01            # ... with half-width 0.01 of the cycle
@@ -67,6 +67,24 @@ def shrink(frame: np.ndarray, factor: int) -> np.ndarray:
         return frame
     height, width = frame.shape[0] // factor * factor, frame.shape[1] // factor * factor
     return frame[:height, :width].reshape(height // factor, factor, width // factor, factor, -1).mean(axis=(1, 3))
+
+
+DRAWN_TOLERANCE = 0.03             # pictures whose mean absolute difference from the drawn ones is below this are those
+
+
+def bare_table_likeness(pictures: np.ndarray) -> dict | None:
+    """The likeness to each picture (whole frame, and where the pictures differ) of the drawn bare
+    table, without pen and cap: what a frame that shows neither scores. None unless `pictures`
+    ((K, H, W, 3) floats in [0, 1]) are the project's drawn ones (JPEG-compressed, resized)."""
+    height, width = pictures.shape[1:3]
+    if len(pictures) != 3:
+        return None
+    drawn = np.stack([np.asarray(draw_picture(k, height, width), dtype=np.float32) / 255.0 for k in range(3)])
+    if float(np.abs(drawn - pictures).mean()) > DRAWN_TOLERANCE:
+        return None
+    table = np.asarray(draw_table(height, width), dtype=np.float32) / 255.0
+    return {"likeness": [round(float(v), 4) for v in likeness(table, pictures)],
+            "distinctive_likeness": [round(float(v), 4) for v in likeness(table, pictures, distinctive_pixels(pictures))]}
 
 
 class CapLocator:

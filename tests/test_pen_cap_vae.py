@@ -26,6 +26,7 @@ from pen_cap_vae.track import (
     NEAREST_MARGIN,
     CapLocator,
     DateTrack,
+    bare_table_likeness,
     culmination_dips,
     culmination_parts,
     likeness,
@@ -420,6 +421,16 @@ def test_the_culmination_outside_the_pulses_reads_as_the_picture_its_frames_show
     summary = summarise(_culmination_track(None, rng), 600, 120, 160)
     assert summary["culmination_parts"]["between_pulses"]["nearest_picture"] is None
     assert summary["phases"]["culmination"]["nearest_lead"] < NEAREST_MARGIN
+
+
+def test_the_bare_table_is_less_like_every_picture_than_the_pictures_are_and_only_for_the_drawn_ones():
+    drawn = _drawn()
+    table = bare_table_likeness(drawn)
+    assert table is not None and all(0.5 < v < 0.85 for v in table["likeness"])
+    # Where the pictures differ the bare table leans to picture 1 (no cap on the pen's tip), as
+    # pictureless frames do: the reason the README reads a lean of that size as no picture.
+    assert table["distinctive_likeness"][0] == max(table["distinctive_likeness"]) < 0.3
+    assert bare_table_likeness(np.random.default_rng(0).random(drawn.shape).astype(np.float32)) is None
 
 
 def test_nearest_reports_a_tie_as_none_and_counts_frames():

@@ -22,7 +22,8 @@
 #   date_every10.gif        every 10th frame of the date, shrunk to fit 3 MB
 # and prints seconds per VAE step and per recoder iteration, float32 and bfloat16 (from the bench).
 # A failed step does not stop the others that do not need it (source_maker and bench run after a
-# failed one of each other); the exit status is that of the first failed step.
+# failed one of each other); the exit status is that of the first failed step. Ctrl+C stops
+# after the running step, whose results are copied.
 set -uo pipefail
 usage="usage: pen_cap_vae/full_profile.sh OUTDIR [--dry-run] [--set NAME=VALUE ...]"
 OUTDIR=${1:?$usage}
@@ -59,6 +60,10 @@ done
 SUFFIX=${RUN_NAME:+-$RUN_NAME}
 started=$(date +%s)
 failed=0
+interrupted=0
+# Ctrl+C reaches the running script too, which saves its checkpoint and writes its run.json: copy
+# that, then stop (a rerun with the same LAB_OUTPUT_ROOT resumes).
+trap 'interrupted=1' INT
 
 constants() {  # constants <script>: the names in the script's constants block (between its two ruled lines)
     awk '/^# --------------------+$/ { inside = !inside; next } inside && /^[A-Z][A-Z0-9_]* *=/ { sub(/ *=.*/, ""); print }' \
@@ -78,6 +83,7 @@ step() {  # step <script> [args...]: one script, timed, with the --set options t
     status=$?
     echo "== pen_cap_vae.$script took $((SECONDS - begin)) s (exit status $status)"
     keep "$script"
+    if [ $interrupted -eq 1 ] && [ $status -eq 0 ]; then status=130; fi
     if [ $status -ne 0 ] && [ $failed -eq 0 ]; then failed=$status; fi
     return $status
 }
@@ -104,7 +110,9 @@ keep() {  # keep <script>: copy what the script made into OUTDIR
 if step draw_pictures && step train && step test; then
     step source_maker --set GIF_EVERY=10 --set GIF_MAX_BYTES=3000000
     # Timings at the article's sizes (the bench's defaults), float32 and bfloat16 autocast, 3 repeats.
-    if [ ${#PROFILE[@]} -eq 0 ]; then step bench --set REPEATS=3; else step bench; fi
+    if [ $interrupted -eq 1 ]; then :
+    elif [ ${#PROFILE[@]} -eq 0 ]; then step bench --set REPEATS=3
+    else step bench; fi
 fi
 
 "$PYTHON" - "$OUTDIR" <<'PY'

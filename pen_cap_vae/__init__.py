@@ -4,7 +4,7 @@
 Modules: model.py (the VAE, the recoder, the losses, their settings), pictures.py (the drawn
 pictures), data.py (loading them), date.py (the recoder's loop), track.py (what each frame shows),
 eeg.py (the recoder's "EEG"). Scripts: draw_pictures.py, train.py, test.py, source_maker.py,
-bench.py; gpu_full.sh (the full profile on a GPU).
+bench.py; full_profile.sh (the full profile end to end, on a GPU or the CPU).
 """
 
 import os

@@ -84,6 +84,14 @@ def cap_box(cap_open: float, height: int, width: int) -> tuple[int, int, int, in
     return int(round(left)), int(round(top)), int(round(right)), int(round(bottom))
 
 
+def draw_table(height: int = 360, width: int = 640, supersample: int = 2) -> Image.Image:
+    """The bare table of the pictures, without the pen, the cap or their shadows: the date track's
+    reference for a frame that shows neither (pen_cap_vae.test reports its likeness to the pictures)."""
+    canvas = _table(height * supersample, width * supersample, np.random.default_rng(1234))
+    image = Image.fromarray((np.clip(canvas, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8))
+    return image.resize((width, height), Image.Resampling.LANCZOS) if supersample > 1 else image
+
+
 def draw_picture(index: int, height: int = 360, width: int = 640, supersample: int = 2,
                  cap_open: float | None = None) -> Image.Image:
     """Picture `index` (0, 1, 2) of the date, as a PIL image of height x width; `cap_open` moves

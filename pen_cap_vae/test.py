@@ -35,7 +35,14 @@ from pen_cap_vae.data import load_pictures
 from pen_cap_vae.date import Date, FrameSink
 from pen_cap_vae.eeg import EEGPlotter, EEGRecorder, draw_probes, log_spectrum, smooth_spectrum, spectral_exponent
 from pen_cap_vae.model import VAE_CHECKPOINT_NAME, RecoderSettings, VAESettings
-from pen_cap_vae.track import DIP_THRESHOLD, DateTrack, phase_bounds, summarise
+from pen_cap_vae.track import (
+    DIP_THRESHOLD,
+    NEAREST_MARGIN,
+    DateTrack,
+    bare_table_likeness,
+    phase_bounds,
+    summarise,
+)
 
 # -----------------------------------------------------------------------------
 # Constants. The article's values are the defaults; edit them here or use --set.
@@ -267,25 +274,41 @@ def plot_exponents(path, exponents: np.ndarray, window: int) -> None:
     save_figure(fig, path, dpi=100)
 
 
-def add_claims(run, summary: dict, pictures: int) -> None:
+def _picture(part: dict) -> str:
+    """A nearest picture as the claims print it: its number, or "none" for a tie (track.nearest)."""
+    return str(part["nearest_picture"]) if part["nearest_picture"] is not None else "none"
+
+
+def add_claims(run, summary: dict, pictures: int, table: dict | None = None) -> None:
     """The article's date, as the frames show it: nearest picture 1 while pulled to it, then the
-    last picture on the plateau, and three dips of likeness at the culmination's pulses."""
+    last picture on the plateau, and three dips of likeness at the culmination's pulses. The
+    culmination's nearest picture, as a whole and between and after the pulses, is reported in the
+    first claim's text (it is not part of its verdict: see the README's "The date track")."""
     phases = summary["phases"]
-    order = " -> ".join(f"{name} {phases[name]['nearest_picture']}" for name in phases)
+    order = " -> ".join(f"{name} {_picture(phases[name])}" for name in phases)
     shown = phases.get("approach", {}).get("nearest_picture") == 1 and \
         phases.get("plateau", {}).get("nearest_picture") == pictures
     likeness = "; ".join(f"{name} " + "/".join(f"{v:.2f}" for v in phases[name]["distinctive_likeness"])
-                         for name in ("approach", "plateau") if name in phases)
+                         for name in ("approach", "plateau", "culmination") if name in phases)
+    parts = summary.get("culmination_parts", {})
+    outside = "; ".join(f"{name.replace('_', ' ')} {_picture(parts[name])} ("
+                        + "/".join(f"{v:.2f}" for v in parts[name]["distinctive_likeness"]) + ")"
+                        for name in ("between_pulses", "after_pulses") if name in parts)
     run.add_claim("the date has an approach (frames like picture 1) and a plateau (like the last picture)",
-                  f"nearest picture per phase: {order} (likeness to each picture where they differ: {likeness})",
+                  f"nearest picture per phase by the mean likeness where the pictures differ ('none': no picture "
+                  f"leads by {NEAREST_MARGIN}): {order} ({likeness})"
+                  + (f"; the culmination's frames {outside}" if outside else "")
+                  + ("; a bare table without pen and cap: " + "/".join(f"{v:.2f}" for v in table["distinctive_likeness"])
+                     if table else ""),
                   shown if "approach" in phases else None,
                   full_profile="start 1 -> approach 1 -> plateau 3 (0.10/0.02/-0.01; 0.13/0.16/0.24), "
                                "4400 of 5300 iterations at 360x640 (README)")
     dips = summary["culmination_dips"]
     if dips:
         run.add_claim("the culmination has three pulses (the frames break away from the last picture three times)",
-                      "dips of likeness at the pulses " + ", ".join(f"{d['dip']:.2f}" for d in dips)
-                      + f" (needed > {summary['dip_threshold']:.2f}), recovering between them by "
+                      "dips of whole-frame likeness to the last picture at the pulses "
+                      + ", ".join(f"{d['dip']:.2f}" for d in dips)
+                      + f" below the plateau's mean (needed > {summary['dip_threshold']:.2f}), recovering between them by "
                       + ", ".join(f"{d['recovery']:.2f}" for d in dips) + f" (needed > {DIP_THRESHOLD})",
                       len(dips) == 3 and all(d["visible"] for d in dips),
                       full_profile="not reached: the one full date stopped at iteration 4400 of 5300 (README)")
@@ -302,7 +325,10 @@ def report(run, cfg, session: Session, interrupted: bool) -> None:
         summary = summarise(session.track, cfg.CYCLE_LENGTH, cfg.SWITCH_ITERATION, width)
         metrics.update(summary)
         metrics["cap_positions_of_pictures"] = [round(p, 4) for p in session.track.locator.picture_positions]
-        add_claims(run, summary, len(session.track.pictures))
+        table = bare_table_likeness(session.track.pictures)
+        if table is not None:  # what a frame with neither pen nor cap scores: the reference for "shows a picture"
+            metrics["bare_table"] = table
+        add_claims(run, summary, len(session.track.pictures), table)
     if session.exponents:
         table = np.stack(session.exponents)
         plot_exponents(run.path("spectral_exponent.png"), table, cfg.EEG_WINDOW)

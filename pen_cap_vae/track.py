@@ -18,7 +18,10 @@ Pictures of the user's own whose cap the template does not find (a peak correlat
 The phases of one cycle (article: t = (i mod 5300 + 1) / 5300): "start" until s1's step at
 t = 0.1 (the code leaves the noise it starts from), "approach" from there to SWITCH_ITERATION
 (the code is pulled to picture 1), "plateau" from the switch until t = 0.88 (pulled to the last
-picture, s steady at 0.16), "culmination" from t = 0.88 (the three pulses at t = 0.90, 0.93, 0.96).
+picture, s steady at 0.16), "culmination" from t = 0.88 (the three pulses at t = 0.90, 0.93, 0.96). The culmination is also
+split into its parts: before the first pulse, at the pulses (within a half-width of a centre),
+between them and after the last, so that "what the frames show between the pulses" is measured on
+those frames alone rather than read off a mean that the pulses' noise dominates.
 """
 
 from __future__ import annotations
@@ -27,12 +30,14 @@ import numpy as np
 from scipy.fft import rfft, rfftfreq
 from skimage.feature import match_template
 
-from pen_cap_vae.pictures import cap_box, draw_picture
+from pen_cap_vae.pictures import cap_box, draw_picture, draw_table
 
 PULSE_TIMES = (0.90, 0.93, 0.96)   # the article's three Lorentzian pulses of s_(t)
 PULSE_HALF_WIDTH = 0.01            # ... with half-width 0.01 of the cycle
 APPROACH_T, CULMINATION_T = 0.1, 0.88
 DIP_THRESHOLD = 0.02               # the least drop of likeness that counts as a visible pulse
+NEAREST_MARGIN = DIP_THRESHOLD     # ... and the least lead over the next picture that makes one picture the nearest:
+                                   # below it the frames are as like one picture as another (a tie, reported as None)
 SPAN_MARGIN = 0.06                 # the cap is searched this far (a fraction of the width) beyond the pictures' span
 
 
@@ -62,6 +67,24 @@ def shrink(frame: np.ndarray, factor: int) -> np.ndarray:
         return frame
     height, width = frame.shape[0] // factor * factor, frame.shape[1] // factor * factor
     return frame[:height, :width].reshape(height // factor, factor, width // factor, factor, -1).mean(axis=(1, 3))
+
+
+DRAWN_TOLERANCE = 0.03             # pictures whose mean absolute difference from the drawn ones is below this are those
+
+
+def bare_table_likeness(pictures: np.ndarray) -> dict | None:
+    """The likeness to each picture (whole frame, and where the pictures differ) of the drawn bare
+    table, without pen and cap: what a frame that shows neither scores. None unless `pictures`
+    ((K, H, W, 3) floats in [0, 1]) are the project's drawn ones (JPEG-compressed, resized)."""
+    height, width = pictures.shape[1:3]
+    if len(pictures) != 3:
+        return None
+    drawn = np.stack([np.asarray(draw_picture(k, height, width), dtype=np.float32) / 255.0 for k in range(3)])
+    if float(np.abs(drawn - pictures).mean()) > DRAWN_TOLERANCE:
+        return None
+    table = np.asarray(draw_table(height, width), dtype=np.float32) / 255.0
+    return {"likeness": [round(float(v), 4) for v in likeness(table, pictures)],
+            "distinctive_likeness": [round(float(v), 4) for v in likeness(table, pictures, distinctive_pixels(pictures))]}
 
 
 class CapLocator:
@@ -179,21 +202,51 @@ def dominant_period(track: np.ndarray) -> tuple[float, float]:
     return float(1.0 / frequencies[peak]), float(2.0 * np.sqrt(power[peak]) / len(residual))
 
 
+def nearest(distinct: np.ndarray, similar: np.ndarray) -> dict:
+    """What a set of frames shows, from their (N, K) distinctive and whole-frame likeness:
+    `nearest_picture` (1-based) by the mean distinctive likeness, or None when it leads the next
+    picture by less than NEAREST_MARGIN (a tie: no picture is visibly nearer); `nearest_lead`, that
+    lead; `frames_nearest`, how many frames are nearest each picture (frame by frame, same measure);
+    and the mean likeness to each picture, distinctive and whole frame."""
+    means = distinct.mean(axis=0)
+    order = np.argsort(means)[::-1]
+    lead = float(means[order[0]] - means[order[1]]) if len(means) > 1 else float("inf")
+    return {"nearest_picture": int(order[0]) + 1 if lead >= NEAREST_MARGIN else None,
+            "nearest_lead": round(lead, 4),
+            "frames_nearest": np.bincount(distinct.argmax(axis=1), minlength=distinct.shape[1]).tolist(),
+            "distinctive_likeness": [round(float(v), 4) for v in means],
+            "likeness": [round(float(v), 4) for v in similar.mean(axis=0)]}
+
+
+def culmination_parts(iterations: int, cycle: int, switch: int) -> dict[str, np.ndarray]:
+    """The culmination's frames (first cycle and any later ones) split into "before_pulses",
+    "at_pulses" (within PULSE_HALF_WIDTH of a pulse's centre), "between_pulses" and "after_pulses"."""
+    culmination = phase_masks(iterations, cycle, switch)["culmination"]
+    t = (np.arange(iterations) % cycle + 1) / cycle
+    at = np.zeros(iterations, dtype=bool)
+    for centre in PULSE_TIMES:
+        at |= np.abs(t - centre) <= PULSE_HALF_WIDTH
+    outside = culmination & ~at
+    before, after = outside & (t < PULSE_TIMES[0]), outside & (t > PULSE_TIMES[-1])
+    return {"before_pulses": before, "at_pulses": culmination & at, "between_pulses": outside & ~before & ~after,
+            "after_pulses": after}
+
+
 def summarise(track: DateTrack, cycle: int, switch: int, width: int) -> dict:
-    """Per phase: the nearest picture (1-based, by the distinctive likeness), the mean likeness to
-    each picture (whole frame and distinctive pixels), the cap's mean position (fraction of the
-    width) and its mean movement per iteration (pixels of the frame); the plateau's rhythm; and the
-    culmination's dips of likeness at each of the three pulses. `cap_match` is the mean peak
-    correlation of the cap's template: near 1 the frames show a clear cap, lower the position is a guess."""
+    """Per phase: what its frames show (`nearest`: the nearest picture or None for a tie, its lead,
+    the frames nearest each picture, the mean likeness to each picture, whole frame and
+    distinctive pixels), the cap's mean position (fraction of the width) and its mean movement per
+    iteration (pixels of the frame); the same for the culmination's parts (before, at, between and
+    after the pulses); the plateau's rhythm; and the culmination's dips of likeness at each of the
+    three pulses. `cap_match` is the mean peak correlation of the cap's template: near 1 the frames
+    show a clear cap, lower the position is a guess."""
     similar, distinct = np.asarray(track.likeness), np.asarray(track.distinctive)
     cap = np.asarray(track.cap)
     phases = {}
     for name, mask in phase_masks(len(similar), cycle, switch).items():
         if not mask.any():
             continue
-        means = distinct[mask].mean(axis=0)
-        entry = {"nearest_picture": int(np.argmax(means)) + 1, "distinctive_likeness": [round(float(v), 4) for v in means],
-                 "likeness": [round(float(v), 4) for v in similar[mask].mean(axis=0)]}
+        entry = nearest(distinct[mask], similar[mask])
         if np.isfinite(cap[mask]).any():
             entry["cap_position"] = round(float(np.nanmean(cap[mask])), 4)
             entry["cap_match"] = round(float(np.nanmean(np.asarray(track.cap_score)[mask])), 3)  # 1: a clear cap
@@ -201,6 +254,10 @@ def summarise(track: DateTrack, cycle: int, switch: int, width: int) -> dict:
             entry["cap_movement_px"] = round(float(np.nanmean(steps)), 3) if len(steps) else 0.0
         phases[name] = entry
     summary = {"phases": phases}
+    parts = {name: {"frames": int(mask.sum()), **nearest(distinct[mask], similar[mask])}
+             for name, mask in culmination_parts(len(similar), cycle, switch).items() if mask.any()}
+    if parts:
+        summary["culmination_parts"] = parts
     plateau = phase_masks(min(len(cap), cycle), cycle, switch)["plateau"]  # the first cycle's
     if plateau.any() and np.isfinite(cap[: len(plateau)][plateau]).any():
         period, amplitude = dominant_period(cap[: len(plateau)][plateau])

@@ -23,10 +23,14 @@ from pen_cap_vae.model import (
     vae_step,
 )
 from pen_cap_vae.track import (
+    NEAREST_MARGIN,
     CapLocator,
     DateTrack,
+    bare_table_likeness,
     culmination_dips,
+    culmination_parts,
     likeness,
+    nearest,
     phase_bounds,
     phase_masks,
     summarise,
@@ -372,6 +376,71 @@ def test_summary_finds_the_phases_the_rhythm_and_the_dips():
     assert all(d["dip"] > 0.5 and not d["visible"] for d in dips) and len(dips) == 3
 
 
+def test_culmination_parts_cover_the_culmination_and_put_the_pulses_where_s_peaks():
+    cycle, switch = 600, 120
+    parts = culmination_parts(2 * cycle, cycle, switch)
+    culmination = phase_masks(2 * cycle, cycle, switch)["culmination"]
+    together = sum(mask.astype(int) for mask in parts.values())
+    assert (together == culmination).all()  # every culmination frame in exactly one part, nothing else
+    s = np.array([date_schedule(i, cycle)["s"] for i in range(cycle)])
+    at, between = parts["at_pulses"][:cycle], parts["between_pulses"][:cycle]
+    assert s[at].mean() > s[between].mean() + 0.3 and {539, 557, 575} <= set(np.flatnonzero(at))  # the peaks
+    assert parts["before_pulses"][:cycle].sum() == 6 and parts["after_pulses"][:cycle].sum() == 19
+
+
+def _culmination_track(outside: int | None, rng: np.random.Generator, cycle: int = 600, switch: int = 120) -> DateTrack:
+    """A synthetic date: picture 1 until the switch, picture 3 on the plateau, noise at the
+    culmination's pulses (no picture nearer than another), and picture `outside` (1-based) before,
+    between and after them (None: noise there too)."""
+    track = DateTrack(_drawn())
+    at_pulses = culmination_parts(cycle, cycle, switch)["at_pulses"]
+    culmination = phase_masks(cycle, cycle, switch)["culmination"]
+    for i in range(cycle):
+        shown = 1 if i < switch else 3 if not culmination[i] else None if at_pulses[i] else outside
+        similar = list(0.1 + 0.05 * rng.standard_normal(3))
+        if shown is not None:
+            similar = [0.6, 0.6, 0.6]
+            similar[shown - 1] = 0.9
+        track.likeness.append(similar)
+        track.distinctive.append(similar)
+        track.cap.append(np.nan)
+        track.cap_score.append(np.nan)
+    return track
+
+
+def test_the_culmination_outside_the_pulses_reads_as_the_picture_its_frames_show():
+    rng = np.random.default_rng(0)
+    summary = summarise(_culmination_track(3, rng), 600, 120, 160)
+    parts = summary["culmination_parts"]
+    assert parts["between_pulses"]["nearest_picture"] == parts["after_pulses"]["nearest_picture"] == 3
+    assert parts["between_pulses"]["frames_nearest"] == [0, 0, parts["between_pulses"]["frames"]]
+    assert parts["at_pulses"]["nearest_picture"] is None  # noise: no picture leads by NEAREST_MARGIN
+    assert summary["phases"]["culmination"]["nearest_picture"] == 3
+    assert summary["phases"]["plateau"]["nearest_picture"] == 3 and summary["phases"]["approach"]["nearest_picture"] == 1
+    # Noise between and after the pulses too: the culmination shows no picture, whatever the mean's argmax.
+    summary = summarise(_culmination_track(None, rng), 600, 120, 160)
+    assert summary["culmination_parts"]["between_pulses"]["nearest_picture"] is None
+    assert summary["phases"]["culmination"]["nearest_lead"] < NEAREST_MARGIN
+
+
+def test_the_bare_table_is_less_like_every_picture_than_the_pictures_are_and_only_for_the_drawn_ones():
+    drawn = _drawn()
+    table = bare_table_likeness(drawn)
+    assert table is not None and all(0.5 < v < 0.85 for v in table["likeness"])
+    # Where the pictures differ the bare table leans to picture 1 (no cap on the pen's tip), as
+    # pictureless frames do: the reason the README reads a lean of that size as no picture.
+    assert table["distinctive_likeness"][0] == max(table["distinctive_likeness"]) < 0.3
+    assert bare_table_likeness(np.random.default_rng(0).random(drawn.shape).astype(np.float32)) is None
+
+
+def test_nearest_reports_a_tie_as_none_and_counts_frames():
+    tie = nearest(np.array([[0.2, 0.1, 0.195], [0.1, 0.1, 0.11]]), np.full((2, 3), 0.5))
+    assert tie["nearest_picture"] is None and tie["frames_nearest"] == [1, 0, 1]
+    clear = nearest(np.array([[0.1, 0.1, 0.5], [0.3, 0.1, 0.2]]), np.full((2, 3), 0.5))
+    assert clear["nearest_picture"] == 3 and clear["nearest_lead"] == pytest.approx(0.15)
+    assert clear["frames_nearest"] == [1, 0, 1]  # the mean and the frames' vote can differ; both are reported
+
+
 # ----------------------------------------------------------------------------- resume
 
 
@@ -489,5 +558,6 @@ def test_quick_pipeline_end_to_end(lab_outputs):
     # The date shows in the frames: nearest picture 1 while pulled to it, the last one on the plateau.
     phases = date_record["metrics"]["phases"]
     assert phases["approach"]["nearest_picture"] == 1 and phases["plateau"]["nearest_picture"] == 3
+    assert set(date_record["metrics"]["culmination_parts"]) == {"before_pulses", "at_pulses", "between_pulses", "after_pulses"}
     assert count_video_frames(lab_outputs / "pen_cap_vae/source_maker/animation.mp4") == 600
     assert (lab_outputs / "index.html").is_file()

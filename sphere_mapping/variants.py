@@ -45,6 +45,8 @@ VARIANTS: dict[str, dict] = {
     # Second round: the best of the first (covering weight 100) pushed further, and combined.
     "wide_cover_w1000": {**_UNIFORMITY, "cover_weight": 1000.0, **_WIDE},
     "wider_cover_w100": {**_UNIFORMITY, "cover_weight": 100.0, "widths": (16, 64, 32)},
+    # Third round (longer training, run with --set STEPS=30000): the schedule stretched 3x.
+    "wide_cover_w100_lr3000": {**_UNIFORMITY, "cover_weight": 100.0, **_WIDE, "lr_step": 3000},
 }
 
 DESCRIPTIONS = {
@@ -59,6 +61,7 @@ DESCRIPTIONS = {
     "wider_cover": "as wide_cover with a net 2-16-64-32-3",
     "wide_cover_w1000": "as wide_cover, covering weight 1000",
     "wider_cover_w100": "as wide_cover with a net 2-16-64-32-3 and covering weight 100",
+    "wide_cover_w100_lr3000": "as wide_cover_w100, StepLR every 3000 steps (for 3x10^4 steps: the schedule stretched 3x)",
 }
 
 

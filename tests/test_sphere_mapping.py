@@ -20,7 +20,7 @@ from sphere_mapping.metrics import (
     largest_hole_deg,
     uniformity,
 )
-from sphere_mapping.model import ARTICLE, SphereSettings, Trainer, square_grid, with_overrides
+from sphere_mapping.model import ARTICLE, SphereSettings, Trainer, square_grid, train_many, with_overrides
 from sphere_mapping.variants import settings_for
 
 COVER = {"article_weight": 0.0, "uniformity_weight": 1.0, "uniformity_temperature": 6.0, "dropout": 0.0,
@@ -145,6 +145,17 @@ def test_member_k_of_a_batch_is_the_single_run_with_its_seed():
         assert torch.equal(batch_losses[k], single_losses[0]), k
     # different seeds really are different runs
     assert not torch.allclose(batch.theta[0], batch.theta[2])
+
+
+def test_groups_trained_side_by_side_equal_groups_trained_in_turn():
+    """train_many's threads change nothing: each group's runs are bit for bit those of one thread."""
+    members = [ARTICLE, with_overrides(ARTICLE, COVER), ARTICLE, with_overrides(ARTICLE, COVER)]
+    seeds = [0, 1, 2, 3]
+    in_turn = train_many(members, seeds, 40, workers=1)
+    side_by_side = train_many(members, seeds, 40, workers=2)
+    assert [t.indices for t in in_turn] == [t.indices for t in side_by_side] == [[0, 2], [1, 3]]
+    for first, second in zip(in_turn, side_by_side, strict=True):
+        assert torch.equal(first.theta, second.theta)
 
 
 def test_a_short_training_run_lowers_the_loss_and_clamps():

@@ -78,6 +78,38 @@ def _fill_keep(state, flat, cut, value):
 
 
 @njit(cache=True, nogil=True)
+def _draw_member(m, states, points, permute, cover, threshold, scale, x, orders, directions, keep):
+    """Member m's draws for one step (see draw_step)."""
+    splits = orders.shape[1]
+    state = states[m]
+    state = _fill_uniforms(state, x[m, 0, :points], -0.5, 0.5)
+    state = _fill_uniforms(state, x[m, 1, :points], -0.5, 0.5)
+    for s in range(1, splits):
+        x[m, :, s * points:(s + 1) * points] = x[m, :, :points]
+    if permute[m]:
+        for s in range(splits):
+            order = orders[m, s]
+            for i in range(points):
+                order[i] = i
+            for i in range(points - 1, 0, -1):  # Fisher-Yates; j uniform in 0..i (Lemire's multiply-shift)
+                state += GOLDEN
+                j = ((_mix(state) >> S32) * np.uint64(i + 1)) >> S32
+                order[i], order[j] = order[j], order[i]
+    if cover[m]:
+        z, longitude = directions[m, 2], directions[m, 0]
+        state = _fill_uniforms(state, z, -1.0, 1.0)
+        state = _fill_uniforms(state, longitude, 0.0, 2.0 * np.pi)
+        for t in range(z.size):
+            radius = np.sqrt(max(np.float32(1.0) - z[t] * z[t], np.float32(0.0)))
+            angle = longitude[t]
+            directions[m, 0, t] = radius * np.cos(angle)
+            directions[m, 1, t] = radius * np.sin(angle)
+    if threshold[m] > 0:
+        state = _fill_keep(state, keep[m].reshape(-1), np.uint64(threshold[m]), np.float32(scale[m]))
+    states[m] = state
+
+
+@njit(cache=True, nogil=True)
 def draw_step(states, points, permute, cover, threshold, scale, x, orders, directions, keep):
     """One training step's draws for every member, in a fixed order per member.
 
@@ -89,34 +121,8 @@ def draw_step(states, points, permute, cover, threshold, scale, x, orders, direc
     (scale[m] where a 16-bit draw is >= threshold[m], i.e. with probability 1 - threshold/2^16,
     else 0).
     """
-    splits = orders.shape[1]
     for m in range(x.shape[0]):
-        state = states[m]
-        state = _fill_uniforms(state, x[m, 0, :points], -0.5, 0.5)
-        state = _fill_uniforms(state, x[m, 1, :points], -0.5, 0.5)
-        for s in range(1, splits):
-            x[m, :, s * points:(s + 1) * points] = x[m, :, :points]
-        if permute[m]:
-            for s in range(splits):
-                order = orders[m, s]
-                for i in range(points):
-                    order[i] = i
-                for i in range(points - 1, 0, -1):  # Fisher-Yates; j uniform in 0..i (Lemire's multiply-shift)
-                    state += GOLDEN
-                    j = ((_mix(state) >> S32) * np.uint64(i + 1)) >> S32
-                    order[i], order[j] = order[j], order[i]
-        if cover[m]:
-            z, longitude = directions[m, 2], directions[m, 0]
-            state = _fill_uniforms(state, z, -1.0, 1.0)
-            state = _fill_uniforms(state, longitude, 0.0, 2.0 * np.pi)
-            for t in range(z.size):
-                radius = np.sqrt(max(np.float32(1.0) - z[t] * z[t], np.float32(0.0)))
-                angle = longitude[t]
-                directions[m, 0, t] = radius * np.cos(angle)
-                directions[m, 1, t] = radius * np.sin(angle)
-        if threshold[m] > 0:
-            state = _fill_keep(state, keep[m].reshape(-1), np.uint64(threshold[m]), np.float32(scale[m]))
-        states[m] = state
+        _draw_member(m, states, points, permute, cover, threshold, scale, x, orders, directions, keep)
 
 
 @njit(cache=True, nogil=True, fastmath=True)
@@ -172,8 +178,8 @@ def _offsets(w1, w2, w3):
 # few outputs differently in a stacked run than alone (measured: 24 of 6000 by one ulp), and a
 # member of a batch would no longer be, bit for bit, the single run with its seed.
 @njit(cache=True, nogil=True)
-def forward(theta, widths, x, keep, use_keep, a1, factor1, d1, d3, norm, u):
-    """Every member's map of its points x (M, 2, n) to unit vectors u (M, 3, n), with dropout.
+def _forward_member(m, theta, widths, x, keep, use_keep, a1, factor1, d1, d3, norm, u):
+    """Member m's map of its points x[m] (2, n) to unit vectors u[m] (3, n), with dropout.
 
     a1 = W1 x + b1; a2 = W2 a1 + b2; d1 = ReLU(a2) * keep1 (article: dropout after the ReLU);
     d3 = (W3 d1 + b3) * keep2 (dropout after the 12 -> 6 layer); o = W4 d3 + b4; u = o / |o|
@@ -182,34 +188,40 @@ def forward(theta, widths, x, keep, use_keep, a1, factor1, d1, d3, norm, u):
     """
     w1, w2, w3 = widths[0], widths[1], widths[2]
     at = _offsets(w1, w2, w3)
+    row = theta[m]
+    _dense(row[at[0]:at[1]].reshape((w1, 2)), row[at[1]:at[2]], x[m], a1[m])
+    _dense(row[at[2]:at[3]].reshape((w2, w1)), row[at[3]:at[4]], a1[m], d1[m])
+    for j in range(w2):
+        hidden, f = d1[m, j], factor1[m, j]
+        for p in range(hidden.size):
+            kept = keep[m, j, p] if use_keep else np.float32(1.0)
+            f[p] = kept if hidden[p] > 0 else np.float32(0.0)
+            hidden[p] *= f[p]
+    _dense(row[at[4]:at[5]].reshape((w3, w2)), row[at[5]:at[6]], d1[m], d3[m])
+    if use_keep:
+        for j in range(w3):
+            d3[m, j] *= keep[m, w2 + j]
+    _dense(row[at[6]:at[7]].reshape((3, w3)), row[at[7]:at[8]], d3[m], u[m])
+    out, lengths = u[m], norm[m]
+    for p in range(lengths.size):
+        length = max(np.sqrt(out[0, p] * out[0, p] + out[1, p] * out[1, p] + out[2, p] * out[2, p]),
+                     np.float32(1e-12))
+        lengths[p] = length
+        out[0, p] /= length
+        out[1, p] /= length
+        out[2, p] /= length
+
+
+@njit(cache=True, nogil=True)
+def forward(theta, widths, x, keep, use_keep, a1, factor1, d1, d3, norm, u):
+    """Every member's map of its points x (M, 2, n) to unit vectors u (M, 3, n) (_forward_member)."""
     for m in range(theta.shape[0]):
-        row = theta[m]
-        _dense(row[at[0]:at[1]].reshape((w1, 2)), row[at[1]:at[2]], x[m], a1[m])
-        _dense(row[at[2]:at[3]].reshape((w2, w1)), row[at[3]:at[4]], a1[m], d1[m])
-        for j in range(w2):
-            hidden, f = d1[m, j], factor1[m, j]
-            for p in range(hidden.size):
-                kept = keep[m, j, p] if use_keep else np.float32(1.0)
-                f[p] = kept if hidden[p] > 0 else np.float32(0.0)
-                hidden[p] *= f[p]
-        _dense(row[at[4]:at[5]].reshape((w3, w2)), row[at[5]:at[6]], d1[m], d3[m])
-        if use_keep:
-            for j in range(w3):
-                d3[m, j] *= keep[m, w2 + j]
-        _dense(row[at[6]:at[7]].reshape((3, w3)), row[at[7]:at[8]], d3[m], u[m])
-        out, lengths = u[m], norm[m]
-        for p in range(lengths.size):
-            length = max(np.sqrt(out[0, p] * out[0, p] + out[1, p] * out[1, p] + out[2, p] * out[2, p]),
-                         np.float32(1e-12))
-            lengths[p] = length
-            out[0, p] /= length
-            out[1, p] /= length
-            out[2, p] /= length
+        _forward_member(m, theta, widths, x, keep, use_keep, a1, factor1, d1, d3, norm, u)
 
 
 @njit(cache=True, nogil=True, fastmath=True)
-def backward(theta, widths, x, keep, use_keep, a1, factor1, d1, d3, norm, u, du, g3, g2, g1, grad):
-    """grad (M, P) = d(sum of the members' losses)/d(theta), given du = d(loss)/du (M, 3, n).
+def _backward_member(m, theta, widths, x, keep, use_keep, a1, factor1, d1, d3, norm, u, du, g3, g2, g1, grad):
+    """grad[m] = d(member m's loss)/d(theta[m]), given du[m] = d(loss)/du[m] (3, n).
 
     The chain rule through forward's steps, in reverse (du is overwritten with d/do):
     do = (du - u (u . du)) / |o|; then each layer's weight and bias gradients and the gradient
@@ -217,25 +229,85 @@ def backward(theta, widths, x, keep, use_keep, a1, factor1, d1, d3, norm, u, du,
     """
     w1, w2, w3 = widths[0], widths[1], widths[2]
     at = _offsets(w1, w2, w3)
+    row, g = theta[m], grad[m]
+    out, grads_out, lengths = u[m], du[m], norm[m]
+    for p in range(lengths.size):
+        dot = out[0, p] * grads_out[0, p] + out[1, p] * grads_out[1, p] + out[2, p] * grads_out[2, p]
+        for c in range(3):
+            grads_out[c, p] = (grads_out[c, p] - out[c, p] * dot) / lengths[p]
+    _layer_grads(grads_out, d3[m], g[at[6]:at[7]].reshape((3, w3)), g[at[7]:at[8]])
+    _dense_transposed(row[at[6]:at[7]].reshape((3, w3)), grads_out, g3[m])
+    if use_keep:
+        for j in range(w3):
+            g3[m, j] *= keep[m, w2 + j]
+    _layer_grads(g3[m], d1[m], g[at[4]:at[5]].reshape((w3, w2)), g[at[5]:at[6]])
+    _dense_transposed(row[at[4]:at[5]].reshape((w3, w2)), g3[m], g2[m])
+    for j in range(w2):
+        g2[m, j] *= factor1[m, j]
+    _layer_grads(g2[m], a1[m], g[at[2]:at[3]].reshape((w2, w1)), g[at[3]:at[4]])
+    _dense_transposed(row[at[2]:at[3]].reshape((w2, w1)), g2[m], g1[m])
+    _layer_grads(g1[m], x[m], g[at[0]:at[1]].reshape((w1, 2)), g[at[1]:at[2]])
+
+
+@njit(cache=True, nogil=True)
+def backward(theta, widths, x, keep, use_keep, a1, factor1, d1, d3, norm, u, du, g3, g2, g1, grad):
+    """grad (M, P) = d(sum of the members' losses)/d(theta), given du (M, 3, n) (_backward_member)."""
     for m in range(theta.shape[0]):
-        row, g = theta[m], grad[m]
-        out, grads_out, lengths = u[m], du[m], norm[m]
-        for p in range(lengths.size):
-            dot = out[0, p] * grads_out[0, p] + out[1, p] * grads_out[1, p] + out[2, p] * grads_out[2, p]
+        _backward_member(m, theta, widths, x, keep, use_keep, a1, factor1, d1, d3, norm, u, du, g3, g2, g1, grad)
+
+
+@njit(cache=True, nogil=True)
+def _article_member(m, u, orders, weight, total, du):
+    """The article's loss of member m and its gradient, written into total[m] and du[m] (zeroed).
+
+    Per split s, the points are paired by the permutation orders[m, s] (first half with second
+    half) and S_s = sum_i cos(a_i, b_i) = sum_i a_i . b_i (unit vectors); loss = w sum_s S_s^2,
+    so d/da_i = 2 w S_s b_i and d/db_i = 2 w S_s a_i; an odd point left over gets no gradient.
+    """
+    splits, points = orders.shape[1], orders.shape[2]
+    half = points // 2
+    du[m] = 0.0
+    total[m] = 0.0
+    if weight[m] == 0:  # no article loss: its permutations were never drawn
+        return
+    loss = np.float32(0.0)
+    for s in range(splits):
+        order, base = orders[m, s], s * points
+        pairs = np.float32(0.0)
+        for i in range(half):
+            a, b = base + order[i], base + order[half + i]
+            pairs += u[m, 0, a] * u[m, 0, b] + u[m, 1, a] * u[m, 1, b] + u[m, 2, a] * u[m, 2, b]
+        loss += pairs * pairs
+        factor = np.float32(2.0 * weight[m]) * pairs
+        for i in range(half):
+            a, b = base + order[i], base + order[half + i]
             for c in range(3):
-                grads_out[c, p] = (grads_out[c, p] - out[c, p] * dot) / lengths[p]
-        _layer_grads(grads_out, d3[m], g[at[6]:at[7]].reshape((3, w3)), g[at[7]:at[8]])
-        _dense_transposed(row[at[6]:at[7]].reshape((3, w3)), grads_out, g3[m])
-        if use_keep:
-            for j in range(w3):
-                g3[m, j] *= keep[m, w2 + j]
-        _layer_grads(g3[m], d1[m], g[at[4]:at[5]].reshape((w3, w2)), g[at[5]:at[6]])
-        _dense_transposed(row[at[4]:at[5]].reshape((w3, w2)), g3[m], g2[m])
-        for j in range(w2):
-            g2[m, j] *= factor1[m, j]
-        _layer_grads(g2[m], a1[m], g[at[2]:at[3]].reshape((w2, w1)), g[at[3]:at[4]])
-        _dense_transposed(row[at[2]:at[3]].reshape((w2, w1)), g2[m], g1[m])
-        _layer_grads(g1[m], x[m], g[at[0]:at[1]].reshape((w1, 2)), g[at[1]:at[2]])
+                du[m, c, a] = factor * u[m, c, b]
+                du[m, c, b] = factor * u[m, c, a]
+    total[m] = np.float32(weight[m]) * loss
+
+
+@njit(cache=True, nogil=True)
+def article_losses(u, orders, weight, total, du):
+    """The article's loss (total, (M,)) and its gradient du (M, 3, n) of every member (_article_member)."""
+    for m in range(u.shape[0]):
+        _article_member(m, u, orders, weight, total, du)
+
+
+@njit(cache=True, nogil=True)
+def article_step(states, points, permute, cover, threshold, scale, x, orders, directions, keep,
+                 theta, widths, use_keep, a1, factor1, d1, d3, norm, u, weight, total, du, g3, g2, g1, grad):
+    """A whole step's draws, forward pass, article loss and backward pass, member after member.
+
+    For groups whose members use the article's loss only. The same per-member functions as the
+    separate kernels, so the numbers are the same; done member by member, each member's arrays
+    (~0.6 MB at the article's sizes) stay in the core's cache from the draws to the gradient.
+    """
+    for m in range(theta.shape[0]):
+        _draw_member(m, states, points, permute, cover, threshold, scale, x, orders, directions, keep)
+        _forward_member(m, theta, widths, x, keep, use_keep, a1, factor1, d1, d3, norm, u)
+        _article_member(m, u, orders, weight, total, du)
+        _backward_member(m, theta, widths, x, keep, use_keep, a1, factor1, d1, d3, norm, u, du, g3, g2, g1, grad)
 
 
 @njit(cache=True, nogil=True, fastmath=True)

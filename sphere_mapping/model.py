@@ -195,6 +195,8 @@ class Trainer:
         self.buffers["norm"] = np.zeros((self.count, n), np.float32)
         self.buffers["du"] = np.zeros((self.count, 3, n), np.float32)
         self.article_weights = np.array([m.article_weight for m in members], dtype=np.float32)
+        self.uniformity_weights = np.array([m.uniformity_weight for m in members], dtype=np.float32)
+        self.temperatures = np.array([m.uniformity_temperature for m in members], dtype=np.float32)
         self.widths_array = np.array(self.widths, dtype=np.int64)
 
         # nn.Linear's default initialisation (kaiming_uniform with a = sqrt(5)): weight and bias
@@ -281,8 +283,8 @@ class Trainer:
 
         u: (M, 3, splits * points); orders: (M, splits, points) a random permutation per split;
         directions: (M, 3, targets) random unit vectors for the covering loss. compiled (CPU only):
-        the article's loss, the Gram matrix and the nearest points from kernels.py instead of
-        gather/scatter, bmm and max (the article's loss by the same function as article_step's,
+        the article's and the uniformity loss and the nearest points from kernels.py instead of
+        gather/scatter, bmm, exp and max (the article's loss by the same function as article_step's,
         so a member's numbers never depend on which path its group takes).
         """
         m, n, s = self.count, self.points, self.splits
@@ -308,16 +310,18 @@ class Trainer:
         if self.uses["uniformity"] or self.uses["cover"]:
             first_split = u[:, :, :n]                                  # (M, 3, points)
             grad_first = du[:, :, :n]
-        if self.uses["uniformity"]:
+        if self.uses["uniformity"] and compiled:
+            # kernels.uniformity_losses: the same loss, each pair once, a vectorised exp
+            uniformity, grads = torch.zeros(m), torch.zeros(m, 3, n)
+            kernels.uniformity_losses(first_split.contiguous().numpy(), self.temperatures, self.uniformity_weights,
+                                      uniformity.numpy(), grads.numpy())
+            total = total + uniformity
+            grad_first.add_(grads)
+        elif self.uses["uniformity"]:
             # Wang & Isola (2020): log of the mean of exp(-t |u_i - u_j|^2) over pairs i != j.
             # For unit vectors |u_i - u_j|^2 = 2 - 2 u_i.u_j; d/du_i = (4t / Z) sum_j E_ij u_j.
             t = self.temperature.view(m, 1, 1)
-            if compiled:
-                gram = torch.empty(m, n, n)
-                kernels.pair_dots(first_split.contiguous().numpy(), gram.numpy())
-            else:
-                gram = torch.bmm(first_split.transpose(1, 2), first_split)
-            kernel = gram.sub_(1.0).mul_(2.0 * t).exp_()
+            kernel = torch.bmm(first_split.transpose(1, 2), first_split).sub_(1.0).mul_(2.0 * t).exp_()
             kernel.diagonal(dim1=1, dim2=2).zero_()
             z = kernel.sum(dim=(1, 2))
             total = total + self.weights["uniformity"] * torch.log(z.clamp_min(1e-30) / (n * (n - 1)))

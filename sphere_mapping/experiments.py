@@ -138,9 +138,12 @@ def run_all(run, cfg, jobs: list[dict]) -> tuple[list[dict], bool]:
     print(f"{len(jobs)} runs: {len(jobs) - len(missing)} cached, {len(missing)} to train in {len(groups)} stacked "
           f"group(s), {workers} at a time")
 
+    threads = torch.get_num_threads()
+
     def train_and_measure(position: int, members: list[dict]):
         if guard.requested:  # Ctrl+C before this group's turn: leave it untouched
             return members, None
+        torch.set_num_threads(threads)  # OpenMP's thread count is per thread: a new thread would use every core
         trainer, final_losses, completed = train_group(run, cfg, members, guard, position)
         return members, (measure_group(cfg, trainer, members, final_losses) if completed else None)
 

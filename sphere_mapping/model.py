@@ -487,7 +487,10 @@ def train_many(members: list[SphereSettings], seeds: list[int], steps: int, devi
     for index, member in enumerate(members):
         groups.setdefault(member.shape_key, []).append(index)
 
+    threads = torch.get_num_threads()
+
     def train_group(indices: list[int]) -> Trainer:
+        torch.set_num_threads(threads)  # OpenMP's thread count is per thread: a new thread would use every core
         trainer = Trainer([members[i] for i in indices], [seeds[i] for i in indices], device)
         trainer.indices = indices
         for _ in range(steps):

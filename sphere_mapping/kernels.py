@@ -294,22 +294,6 @@ def article_losses(u, orders, weight, total, du):
         _article_member(m, u, orders, weight, total, du)
 
 
-@njit(cache=True, nogil=True)
-def article_step(states, points, permute, cover, threshold, scale, x, orders, directions, keep,
-                 theta, widths, use_keep, a1, factor1, d1, d3, norm, u, weight, total, du, g3, g2, g1, grad):
-    """A whole step's draws, forward pass, article loss and backward pass, member after member.
-
-    For groups whose members use the article's loss only. The same per-member functions as the
-    separate kernels, so the numbers are the same; done member by member, each member's arrays
-    (~0.6 MB at the article's sizes) stay in the core's cache from the draws to the gradient.
-    """
-    for m in range(theta.shape[0]):
-        _draw_member(m, states, points, permute, cover, threshold, scale, x, orders, directions, keep)
-        _forward_member(m, theta, widths, x, keep, use_keep, a1, factor1, d1, d3, norm, u)
-        _article_member(m, u, orders, weight, total, du)
-        _backward_member(m, theta, widths, x, keep, use_keep, a1, factor1, d1, d3, norm, u, du, g3, g2, g1, grad)
-
-
 @njit(cache=True, nogil=True, fastmath=True)
 def nearest_points(directions, u, use, best, nearest):
     """For members with use[m]: best[m, t] = max_p directions[m, :, t] . u[m, :, p] and nearest[m, t]

@@ -193,7 +193,6 @@ class Trainer:
                         for name, rows in (("a1", w1), ("factor1", w2), ("d1", w2), ("d3", w3), ("u", 3),
                                            ("g3", w3), ("g2", w2), ("g1", w1))}
         self.buffers["norm"] = np.zeros((self.count, n), np.float32)
-        self.buffers["du"] = np.zeros((self.count, 3, n), np.float32)
         self.article_weights = np.array([m.article_weight for m in members], dtype=np.float32)
         self.uniformity_weights = np.array([m.uniformity_weight for m in members], dtype=np.float32)
         self.temperatures = np.array([m.uniformity_temperature for m in members], dtype=np.float32)
@@ -284,8 +283,7 @@ class Trainer:
         u: (M, 3, splits * points); orders: (M, splits, points) a random permutation per split;
         directions: (M, 3, targets) random unit vectors for the covering loss. compiled (CPU only):
         the article's and the uniformity loss and the nearest points from kernels.py instead of
-        gather/scatter, bmm, exp and max (the article's loss by the same function as article_step's,
-        so a member's numbers never depend on which path its group takes).
+        gather/scatter, bmm, exp and max.
         """
         m, n, s = self.count, self.points, self.splits
         total = u.new_zeros(m)
@@ -368,26 +366,10 @@ class Trainer:
 
     def train_step(self) -> torch.Tensor:
         """One optimisation step of every member; returns their losses (M,), left on the device."""
-        if self.device.type == "cpu" and not (self.uses["uniformity"] or self.uses["cover"]):
-            total, grad = self.article_step()
-        else:
-            total, grad = self.loss_and_gradient(self.draw())
+        total, grad = self.loss_and_gradient(self.draw())
         self._adam(grad)
         self.step += 1
         return total
-
-    def article_step(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """CPU, members with the article's loss only: the step's draws, forward pass, loss and
-        gradient in one compiled call, member after member (kernels.article_step); the draws are
-        left in self.batch. Returns the losses (M,) and the gradient (M, P)."""
-        b, buffers, theta = self.batch, self.buffers, self.theta.numpy()
-        total, grad = np.zeros(self.count, np.float32), np.empty_like(theta)
-        kernels.article_step(self.states, self.points, self.permute, self.cover, self.threshold, self.keep_scale,
-                             b["x"], b["orders"], b["directions"], b["keep"], theta, self.widths_array,
-                             self.any_dropout, buffers["a1"], buffers["factor1"], buffers["d1"], buffers["d3"],
-                             buffers["norm"], buffers["u"], self.article_weights, total, buffers["du"],
-                             buffers["g3"], buffers["g2"], buffers["g1"], grad)
-        return torch.from_numpy(total), torch.from_numpy(grad)
 
     def loss_and_gradient(self, batch: dict[str, torch.Tensor], compiled: bool | None = None):
         """Each member's loss (M,) and the gradient (M, P) of their sum for one step's draws.

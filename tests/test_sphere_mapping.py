@@ -110,23 +110,6 @@ def test_hand_written_gradient_equals_autograd(overrides, compiled):
     assert torch.allclose(mine, reference, atol=2e-5 * float(scale), rtol=1e-3)
 
 
-def test_fused_article_step_equals_autograd_and_the_separate_kernels():
-    """kernels.article_step (draws, forward, loss, backward in one call) against autograd on the
-    draws it left in the batch, and against the separate kernels on the same draws, exactly."""
-    trainer = Trainer([ARTICLE, ARTICLE], [0, 1])
-    for _ in range(5):
-        trainer.train_step()
-    total, fused = trainer.article_step()
-    total, fused = total.clone(), fused.clone()
-    batch = {name: torch.from_numpy(array.copy()) for name, array in trainer.batch.items()}
-    hidden = ARTICLE.widths[1]
-    masks = (batch["keep"][:, :hidden], batch["keep"][:, hidden:])
-    reference = _autograd_gradient(trainer, batch["x"], masks, batch["orders"], None)
-    assert torch.allclose(fused, reference, atol=2e-5 * float(reference.abs().max()), rtol=1e-3)
-    separate_total, separate = trainer.loss_and_gradient(batch)
-    assert torch.equal(fused, separate) and torch.equal(total, separate_total)
-
-
 def test_draws_are_uniform_permutations_and_dropout_at_its_rate():
     """kernels.draw_step: points fill the square, orders are permutations, dropout keeps 1 - p."""
     trainer = Trainer([ARTICLE, with_overrides(ARTICLE, {"dropout": 0.5})], [0, 1])

@@ -98,7 +98,7 @@ class SphereSettings:
 SETTING_NAMES = tuple(f.name for f in fields(SphereSettings))
 # Bump when a seeded run's numbers change (random streams, order of arithmetic): experiments.py's
 # cache of finished runs is keyed on it, so results of an older trainer are never reused.
-TRAINER_VERSION = 2  # 2: SplitMix64 streams and the compiled kernels (kernels.py)
+TRAINER_VERSION = 3  # 3: SplitMix64 streams and the compiled kernels (kernels.py)
 ARTICLE = SphereSettings()
 
 

@@ -45,12 +45,8 @@ VARIANTS: dict[str, dict] = {
     # Second round: the best of the first (covering weight 100) pushed further, and combined.
     "wide_cover_w1000": {**_UNIFORMITY, "cover_weight": 1000.0, **_WIDE},
     "wider_cover_w100": {**_UNIFORMITY, "cover_weight": 100.0, "widths": (16, 64, 32)},
-    # Third round (longer training, run with --set STEPS=30000): the schedule stretched 3x.
-    "wide_cover_w100_lr3000": {**_UNIFORMITY, "cover_weight": 100.0, **_WIDE, "lr_step": 3000},
-    "wide_cover_w1000_lr3000": {**_UNIFORMITY, "cover_weight": 1000.0, **_WIDE, "lr_step": 3000},
-    # Fourth round: the best (covering weight 1000) with more points or more directions per step.
+    # Third round: the best of the second (covering weight 1000) with twice the points per step.
     "wide_cover_w1000_p512": {**_UNIFORMITY, "cover_weight": 1000.0, **_WIDE, "points_per_step": 512},
-    "wide_cover_w1000_t2048": {**_UNIFORMITY, "cover_weight": 1000.0, **_WIDE, "cover_targets": 2048},
 }
 
 DESCRIPTIONS = {
@@ -65,10 +61,7 @@ DESCRIPTIONS = {
     "wider_cover": "as wide_cover with a net 2-16-64-32-3",
     "wide_cover_w1000": "as wide_cover, covering weight 1000",
     "wider_cover_w100": "as wide_cover with a net 2-16-64-32-3 and covering weight 100",
-    "wide_cover_w100_lr3000": "as wide_cover_w100, StepLR every 3000 steps (for 3x10^4 steps: the schedule stretched 3x)",
-    "wide_cover_w1000_lr3000": "as wide_cover_w1000, StepLR every 3000 steps (for 3x10^4 steps)",
     "wide_cover_w1000_p512": "as wide_cover_w1000, 512 points per step instead of 256",
-    "wide_cover_w1000_t2048": "as wide_cover_w1000, 2048 covering directions per step instead of 512",
 }
 
 

@@ -77,7 +77,7 @@ def _fill_keep(state, flat, cut, value):
     return state + np.uint64(quarter) * GOLDEN
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _draw_member(m, states, points, permute, cover, threshold, scale, x, orders, directions, keep):
     """Member m's draws for one step (see draw_step)."""
     splits = orders.shape[1]
@@ -177,7 +177,7 @@ def _offsets(w1, w2, w3):
 # No fastmath here: with it the normalisation's division was rewritten in a way that rounded a
 # few outputs differently in a stacked run than alone (measured: 24 of 6000 by one ulp), and a
 # member of a batch would no longer be, bit for bit, the single run with its seed.
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _forward_member(m, theta, widths, x, keep, use_keep, a1, factor1, d1, d3, norm, u):
     """Member m's map of its points x[m] (2, n) to unit vectors u[m] (3, n), with dropout.
 
@@ -219,7 +219,7 @@ def forward(theta, widths, x, keep, use_keep, a1, factor1, d1, d3, norm, u):
         _forward_member(m, theta, widths, x, keep, use_keep, a1, factor1, d1, d3, norm, u)
 
 
-@njit(cache=True, nogil=True, fastmath=True)
+@njit(cache=True, nogil=True, fastmath=True, inline="always")
 def _backward_member(m, theta, widths, x, keep, use_keep, a1, factor1, d1, d3, norm, u, du, g3, g2, g1, grad):
     """grad[m] = d(member m's loss)/d(theta[m]), given du[m] = d(loss)/du[m] (3, n).
 
@@ -249,14 +249,14 @@ def _backward_member(m, theta, widths, x, keep, use_keep, a1, factor1, d1, d3, n
     _layer_grads(g1[m], x[m], g[at[0]:at[1]].reshape((w1, 2)), g[at[1]:at[2]])
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, fastmath=True)  # _backward_member is inlined here, with these flags
 def backward(theta, widths, x, keep, use_keep, a1, factor1, d1, d3, norm, u, du, g3, g2, g1, grad):
     """grad (M, P) = d(sum of the members' losses)/d(theta), given du (M, 3, n) (_backward_member)."""
     for m in range(theta.shape[0]):
         _backward_member(m, theta, widths, x, keep, use_keep, a1, factor1, d1, d3, norm, u, du, g3, g2, g1, grad)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, inline="always")
 def _article_member(m, u, orders, weight, total, du):
     """The article's loss of member m and its gradient, written into total[m] and du[m] (zeroed).
 

@@ -6,7 +6,8 @@
 # the table advanced at 275-410 group-steps per second, about 100 s for the whole table).
 #
 # Usage (from the repository root): sphere_mapping/gpu_bench.sh OUTDIR
-# Needs python3 with torch (CUDA), numpy, tqdm, matplotlib, scipy, pillow; nothing is downloaded.
+# Needs python3 with torch (CUDA), numba (the draws are made on the CPU by sphere_mapping.kernels),
+# numpy, tqdm, matplotlib, scipy, pillow; nothing is downloaded.
 set -euo pipefail
 OUTDIR=${1:?usage: sphere_mapping/gpu_bench.sh OUTDIR}
 mkdir -p "$OUTDIR"

@@ -15,7 +15,6 @@ per (variant, seed, settings, steps); a group in training is checkpointed every 
 
 import hashlib
 import json
-from concurrent.futures import ThreadPoolExecutor, as_completed
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -27,7 +26,7 @@ from lab.checkpoint import InterruptGuard, atomic_write_text, resume, save_check
 from lab.plots import save_figure
 from sphere_mapping import figures
 from sphere_mapping.metrics import UNIFORM_SPHERE_UNIFORMITY, sphere_metrics
-from sphere_mapping.model import TRAINER_VERSION, Trainer, square_grid
+from sphere_mapping.model import TRAINER_VERSION, Trainer, side_by_side, square_grid
 from sphere_mapping.variants import DESCRIPTIONS, check_variant, settings_for
 
 # -----------------------------------------------------------------------------
@@ -138,22 +137,16 @@ def run_all(run, cfg, jobs: list[dict]) -> tuple[list[dict], bool]:
     print(f"{len(jobs)} runs: {len(jobs) - len(missing)} cached, {len(missing)} to train in {len(groups)} stacked "
           f"group(s), {workers} at a time")
 
-    threads = torch.get_num_threads()
-
-    def train_and_measure(position: int, members: list[dict]):
+    def train_and_measure(group: tuple[int, list[dict]]):
+        position, members = group
         if guard.requested:  # Ctrl+C before this group's turn: leave it untouched
-            return members, None
-        torch.set_num_threads(threads)  # OpenMP's thread count is per thread: a new thread would use every core
+            return None
         trainer, final_losses, completed = train_group(run, cfg, members, guard, position)
-        return members, (measure_group(cfg, trainer, members, final_losses) if completed else None)
+        return measure_group(cfg, trainer, members, final_losses) if completed else None
 
-    # The groups train side by side, one thread each: the compiled kernels and torch's calls
-    # release the GIL, so on 2 cores two groups take about the time of one (README, Benchmark).
     completed = True
-    with InterruptGuard() as guard, ThreadPoolExecutor(workers) as pool:
-        futures = [pool.submit(train_and_measure, position, members) for position, members in enumerate(groups.values())]
-        for future in as_completed(futures):
-            members, measured = future.result()
+    with InterruptGuard() as guard:
+        for (_, members), measured in side_by_side(train_and_measure, list(enumerate(groups.values())), workers):
             if measured is None:
                 completed = False
                 continue

@@ -27,7 +27,7 @@ against autograd).
 from __future__ import annotations
 
 import math
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, fields
 
 import numpy as np
@@ -456,23 +456,39 @@ class Trainer:
         self._lr_epoch = None
 
 
+def side_by_side(work, items: list, workers: int):
+    """Yield (item, work(item)) for every item as each finishes, `workers` of them at a time in threads.
+
+    The compiled kernels and torch's calls release the GIL, so on 2 cores two stacked groups take
+    about the time of one. Each thread first takes the caller's torch thread count: OpenMP's count
+    is per thread, and a new thread would otherwise use every core and spin against the others
+    (measured: two groups side by side 1.1x faster than in turn before this, 1.7x after).
+    """
+    threads = torch.get_num_threads()
+
+    def run(item):
+        torch.set_num_threads(threads)
+        return item, work(item)
+
+    with ThreadPoolExecutor(max(1, workers)) as pool:
+        for future in as_completed([pool.submit(run, item) for item in items]):
+            yield future.result()
+
+
 def train_many(members: list[SphereSettings], seeds: list[int], steps: int, device: str | torch.device = "cpu",
                progress=None, workers: int = 1) -> list[Trainer]:
     """Train every (settings, seed) pair for `steps` steps, members with the same shapes stacked.
 
     Returns one Trainer per group of shapes (in order of first appearance); `progress(trainer,
     losses)` is called after each step (a tqdm update, a log), with the step's losses (M,) on the
-    device. workers > 1 trains that many groups side by side, one thread each: the compiled
-    kernels and torch's calls release the GIL, so on 2 cores two groups take about the time of one.
+    device. workers > 1 trains that many groups side by side (side_by_side).
     """
     groups: dict[tuple, list[int]] = {}
     for index, member in enumerate(members):
         groups.setdefault(member.shape_key, []).append(index)
 
-    threads = torch.get_num_threads()
-
-    def train_group(indices: list[int]) -> Trainer:
-        torch.set_num_threads(threads)  # OpenMP's thread count is per thread: a new thread would use every core
+    def train_group(key: tuple) -> Trainer:
+        indices = groups[key]
         trainer = Trainer([members[i] for i in indices], [seeds[i] for i in indices], device)
         trainer.indices = indices
         for _ in range(steps):
@@ -481,5 +497,5 @@ def train_many(members: list[SphereSettings], seeds: list[int], steps: int, devi
                 progress(trainer, losses)
         return trainer
 
-    with ThreadPoolExecutor(max(1, workers)) as pool:
-        return list(pool.map(train_group, groups.values()))
+    trained = dict(side_by_side(train_group, list(groups), workers))
+    return [trained[key] for key in groups]

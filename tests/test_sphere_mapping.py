@@ -158,6 +158,16 @@ def test_groups_trained_side_by_side_equal_groups_trained_in_turn():
         assert torch.equal(first.theta, second.theta)
 
 
+def test_a_checkpoint_of_the_older_trainer_is_refused_clearly():
+    """The previous trainer stored torch generator states; loading one is a LabError, not a KeyError."""
+    trainer = Trainer([ARTICLE], [0])
+    state = trainer.state_dict()
+    state.pop("rng_states")
+    state["generators"] = [torch.Generator().get_state()]
+    with pytest.raises(LabError, match="older version of the trainer"):
+        Trainer([ARTICLE], [0]).load_state_dict(state)
+
+
 def test_a_short_training_run_lowers_the_loss_and_clamps():
     trainer = Trainer([ARTICLE], [0])
     losses = torch.stack([trainer.train_step()[0] for _ in range(300)]).numpy()

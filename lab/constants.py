@@ -18,19 +18,27 @@ every value of it must satisfy, whether it comes from the block, a profile or `-
 
 A tag is alternatives joined by "or", each a comma-separated list of conditions that must all hold
 ("> 0", ">= 0", "< 1", "<= 1", or a bare number for equality); "nonempty" asks a string for some
-non-blank text. Every float must be finite, tag or not. `resolve_constants()` collects the block,
-applies the chosen profile, then every `--set NAME=VALUE`, checks each override against the
-default's type and every value against its tag.
+non-blank text. Every float must be finite, tag or not.
+
+`resolve_layers()` gives every constant its value from four layers, each beating the one before:
+the block's default, the chosen variant (a script's `Variants` table, picked by one constant such
+as VARIANT), the profile (`--quick`, `--dry-run`), and `--set NAME=VALUE`. So an explicit `--set`
+always wins, even when it repeats the default. It records which layer each value came from
+(`--help` and run.json show it), checks each override against the default's type and every value
+against its tag. `settings_from()` then builds the script's typed settings dataclass, each field
+from the constant of its name upper-cased: the one path from a constant to a setting.
 """
 
 from __future__ import annotations
 
 import ast
+import dataclasses
 import io
 import math
 import operator
 import re
 import tokenize
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -204,46 +212,136 @@ def range_tags(namespace: dict[str, Any]) -> dict[str, str]:
     return tags
 
 
-def resolve_constants(
-    namespace: dict[str, Any], overrides: list[str] | tuple[str, ...] = (), profile: str = "full"
-) -> dict[str, Any]:
-    """The script's constants after the profile ("full", "quick" or "dry_run") and the overrides."""
-    defaults = collect_constants(namespace)
-    constants = dict(defaults)
-    layers = {"full": (), "quick": ("QUICK",), "dry_run": ("QUICK", "DRY_RUN")}
-    if profile not in layers:
-        raise LabError(f"unknown profile {profile!r}; valid: {', '.join(layers)}")
-    for dict_name in layers[profile]:
-        profile_values = namespace.get(dict_name) or {}
-        _check_names(profile_values, defaults, f"the script's {dict_name} dict")
-        constants.update(profile_values)
+@dataclass(frozen=True)
+class Variants:
+    """A table of named setups, chosen by one constant: `Variants("VARIANT", {"wide": {"WIDTHS": (8, 32, 16)}})`.
+
+    Each variant is a set of constant values that replaces the block's defaults; a profile and
+    `--set` still beat it (see resolve_layers)."""
+
+    selector: str
+    table: Mapping[str, Mapping[str, Any]]
+
+
+_PROFILE_LAYERS = {"full": (), "quick": ("QUICK",), "dry_run": ("QUICK", "DRY_RUN")}
+_PROFILE_FLAGS = {"QUICK": "--quick", "DRY_RUN": "--dry-run"}
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """The script's constants after every layer, and where each value came from."""
+
+    values: dict[str, Any]
+    sources: dict[str, str]
+
+
+def _parse_overrides(overrides, defaults: dict[str, Any]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
     for item in overrides:
         if "=" not in item:
             raise LabError(f"--set takes NAME=VALUE, got {item!r}")
         name, text = item.split("=", 1)
         name = name.strip()
         _check_names([name], defaults, "--set")
-        constants[name] = parse_value(name, text, defaults[name])
+        values[name] = parse_value(name, text, defaults[name])
+    return values
+
+
+def resolve_layers(
+    namespace: dict[str, Any],
+    overrides: list[str] | tuple[str, ...] = (),
+    profile: str = "full",
+    variants: Variants | None = None,
+) -> Resolved:
+    """The script's constants: the block's default, beaten by the chosen variant, beaten by the
+    profile ("quick", "dry_run"), beaten by `--set`. An explicit `--set` always wins.
+
+    The variant is the one the selector constant names after the profile and `--set` (so
+    `--set VARIANT=wide --set DROPOUT=0.2` trains the wide variant with dropout 0.2)."""
+    defaults = collect_constants(namespace)
+    if profile not in _PROFILE_LAYERS:
+        raise LabError(f"unknown profile {profile!r}; valid: {', '.join(_PROFILE_LAYERS)}")
+    profile_layers = []
+    for dict_name in _PROFILE_LAYERS[profile]:
+        profile_values = dict(namespace.get(dict_name) or {})
+        _check_names(profile_values, defaults, f"the script's {dict_name} dict")
+        profile_layers.append((f"profile {_PROFILE_FLAGS[dict_name]}", profile_values))
+    explicit = _parse_overrides(overrides, defaults)
+
+    layers: list[tuple[str, dict[str, Any]]] = [("default", defaults)]
+    if variants is not None:
+        _check_names([variants.selector], defaults, "the variant table's selector")
+        chosen = defaults[variants.selector]
+        for _, values in (*profile_layers, ("--set", explicit)):
+            chosen = values.get(variants.selector, chosen)
+        if chosen not in variants.table:
+            raise LabError(f"unknown variant {chosen!r}; valid variants: {', '.join(variants.table)} "
+                           f"(--set {variants.selector}=NAME)")
+        variant_values = dict(variants.table[chosen])
+        _check_names(variant_values, defaults, f"variant {chosen!r}")
+        layers.append((f"variant {chosen}", variant_values))
+    layers += [*profile_layers, ("--set", explicit)]
+
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for source, layer in layers:
+        for name, value in layer.items():
+            values[name], sources[name] = value, source
     tags = range_tags(namespace)
-    for name, value in constants.items():
+    for name, value in values.items():
         check_range(name, value, tags.get(name, ""))
-    return constants
+    return Resolved(values, sources)
 
 
-def describe_constants(namespace: dict[str, Any]) -> str:
-    """The `--help` listing: each constant with its value, type and the comment beside it."""
+def resolve_constants(
+    namespace: dict[str, Any], overrides: list[str] | tuple[str, ...] = (), profile: str = "full",
+    variants: Variants | None = None,
+) -> dict[str, Any]:
+    """The script's constants after the variant, the profile ("full", "quick" or "dry_run") and the overrides."""
+    return resolve_layers(namespace, overrides, profile, variants).values
+
+
+def describe_constants(namespace: dict[str, Any], resolved: Resolved | None = None,
+                       variants: Variants | None = None) -> str:
+    """The `--help` listing: each constant with its value, type, range, the comment beside it and,
+    given `resolved` (the command line's --quick/--set/variant applied), the layer its value came from."""
     docs = constant_docs(namespace) or {}
+    tags = range_tags(namespace)
     rows = []
-    for name, value in collect_constants(namespace).items():
-        if name in IMPLICIT:
-            comment = _TAG.sub("", IMPLICIT[name][1]).strip()
-            tag = range_tags(namespace)[name]
-        else:
-            doc = docs.get(name, ConstantDoc())
-            comment, tag = doc.comment, doc.tag
+    for name, default in collect_constants(namespace).items():
+        value = resolved.values[name] if resolved is not None else default
+        source = f"  from {resolved.sources[name]}" if resolved is not None else ""
+        comment = _TAG.sub("", IMPLICIT[name][1]).strip() if name in IMPLICIT else docs.get(name, ConstantDoc()).comment
+        tag = tags.get(name, "")
         rule = f" [{tag}]" if tag else ""
-        rows.append(f"  {name} = {value!r}  ({_type_name(value)}){rule}" + (f"\n      {comment}" if comment else ""))
-    for dict_name, flag in (("QUICK", "--quick"), ("DRY_RUN", "--dry-run")):
+        rows.append(f"  {name} = {value!r}  ({_type_name(value)}){rule}{source}" + (f"\n      {comment}" if comment else ""))
+    if variants is not None:
+        rows.append(f"  {variants.selector} names one of: {', '.join(variants.table)}")
+    for dict_name, flag in _PROFILE_FLAGS.items():
         if namespace.get(dict_name):
             rows.append(f"  {flag} sets: " + ", ".join(f"{k}={v!r}" for k, v in namespace[dict_name].items()))
     return "\n".join(rows)
+
+
+def constant_name(setting: str) -> str:
+    """The constant that sets a settings-dataclass field: `learning_rate` is set by `LEARNING_RATE`."""
+    return setting.upper()
+
+
+def settings_from(settings_class: type, cfg: Any, **computed: Any) -> Any:
+    """The script's typed settings dataclass, each field read from the constant of its name.
+
+    The one path from a constant to a setting: `LR_STEP` in the block (after the variant, the
+    profile and --set) becomes `settings.lr_step`. `computed` gives fields no constant holds (an
+    image shape read from the data); a field with neither keeps the dataclass's default."""
+    values = vars(cfg) if not isinstance(cfg, Mapping) else cfg
+    chosen = {}
+    for field in dataclasses.fields(settings_class):
+        if field.name in computed:
+            chosen[field.name] = computed[field.name]
+        elif constant_name(field.name) in values:
+            chosen[field.name] = values[constant_name(field.name)]
+    unknown = sorted(set(computed) - {field.name for field in dataclasses.fields(settings_class)})
+    if unknown:
+        raise TypeError(f"{settings_class.__name__} has no field(s) {', '.join(unknown)}")
+    return settings_class(**chosen)

@@ -34,7 +34,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from lab.checkpoint import atomic_write_text, lock_folder
-from lab.constants import describe_constants, resolve_constants
+from lab.constants import Resolved, Variants, describe_constants, resolve_layers
 from lab.errors import LabError
 from lab.paths import outputs_root
 from lab.scalars import ScalarLog
@@ -154,6 +154,7 @@ class Run:
     device: str
     out_dir: Path
     fresh: bool = False
+    sources: dict[str, str] = field(default_factory=dict)  # constant -> the layer its value came from
     metrics: dict[str, Any] = field(default_factory=dict)
     artifacts: list[dict[str, str]] = field(default_factory=list)
     claims: list[dict[str, Any]] = field(default_factory=list)
@@ -228,6 +229,7 @@ class Run:
             "seed": self.seed,
             "device": self.device,
             "constants": self.constants,
+            "constant_sources": self.sources,
             "versions": library_versions(),
             "metrics": self.metrics,
             "claims": self.claims,
@@ -251,13 +253,17 @@ def _script_name(namespace: dict[str, Any]) -> str:
     return name.rsplit(".", 1)[-1]
 
 
-def build_parser(namespace: dict[str, Any], prog: str) -> argparse.ArgumentParser:
-    listing = describe_constants(namespace)
+def build_parser(namespace: dict[str, Any], prog: str, resolved: Resolved | None = None,
+                 variants: Variants | None = None) -> argparse.ArgumentParser:
+    """The shared command line; its --help lists the constants as this command line resolves them."""
+    listing = describe_constants(namespace, resolved, variants)
     parser = argparse.ArgumentParser(
         prog=prog,
         description=(namespace.get("__doc__") or "").strip().split("\n\n")[0],
-        epilog=f"constants (override with --set NAME=VALUE):\n{listing}",
+        epilog=("constants (override with --set NAME=VALUE; --set beats the profile, which beats the variant, "
+                f"which beats the default):\n{listing}"),
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        add_help=resolved is not None,
     )
     parser.add_argument("--quick", action="store_true", help="the quick profile (the script's QUICK dict)")
     parser.add_argument("--dry-run", action="store_true", help="a seconds-long pass through every code path")
@@ -284,18 +290,26 @@ def start_run(
     argv: list[str] | None = None,
     framework: str | None = None,
     subdir: str | Callable[[SimpleNamespace], str] | None = None,
+    variants: Variants | None = None,
 ) -> Run:
     """Parse the command line, resolve constants, seed, pick the device, make the output folder.
 
     `namespace` is the script's globals(); its constants are read, never modified, so a test can
     call a script's main() many times. `subdir` replaces the default folder name (the script's);
     it may be a function of the resolved constants (`lambda cfg: f"improver_{cfg.VARIANT}"`),
-    resolved here once, before the folder exists. A RUN_NAME gives the folder a suffix.
+    resolved here once, before the folder exists. A RUN_NAME gives the folder a suffix. `variants`
+    is the script's table of named setups (lab.constants.Variants), a layer between the block's
+    defaults and the profile.
     """
     script = _script_name(namespace)
-    args = build_parser(namespace, f"python -m {experiment}.{script}").parse_args(argv)
-    profile = "dry_run" if args.dry_run else "quick" if args.quick else "full"
-    constants = resolve_constants(namespace, args.overrides, profile)
+    prog = f"python -m {experiment}.{script}"
+    # Read the command line once without --help to resolve it, so that --help shows the values
+    # (and their sources) this very command line would run with.
+    known, _ = build_parser(namespace, prog).parse_known_args(argv)
+    profile = "dry_run" if known.dry_run else "quick" if known.quick else "full"
+    resolved = resolve_layers(namespace, known.overrides, profile, variants)
+    args = build_parser(namespace, prog, resolved, variants).parse_args(argv)
+    constants = resolved.values
 
     seed = int(constants.get("SEED", 0))
     if seed == -1:
@@ -311,4 +325,5 @@ def start_run(
     out_dir = outputs_root() / experiment / folder
     ensure_writable(out_dir)
     print(f"[{experiment}.{script}] profile={profile} seed={seed} device={device} outputs={out_dir}")
-    return Run(experiment, script, profile, constants, seed, device, out_dir, fresh=args.fresh)
+    return Run(experiment, script, profile, constants, seed, device, out_dir, fresh=args.fresh,
+               sources=resolved.sources)

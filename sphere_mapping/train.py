@@ -16,23 +16,32 @@ from tqdm import tqdm
 
 from lab import exit_on_lab_error, start_run
 from lab.checkpoint import InterruptGuard, resume, save_checkpoint
+from lab.constants import constant_name, settings_from
 from lab.media import write_gif
 from sphere_mapping import figures
 from sphere_mapping.metrics import BORDER_BAND, UNIFORM_SPHERE_UNIFORMITY, sphere_metrics
-from sphere_mapping.model import ARTICLE, SphereSettings, Trainer, square_grid
-from sphere_mapping.variants import DESCRIPTIONS, VARIANTS, check_variant, settings_for
+from sphere_mapping.model import ARTICLE, SETTING_NAMES, SphereSettings, Trainer, square_grid
+from sphere_mapping.variants import DESCRIPTIONS, VARIANTS, variant_constants
 
 # -----------------------------------------------------------------------------
-# Constants. The article's values are the defaults; edit them here or use --set.
-VARIANT = "article"       # training setup from variants.py: article, uniformity, uniformity_cover, wide_cover, ...
+# Constants. The article's values are the defaults; edit them here or use --set. A VARIANT's
+# values beat the defaults, --quick beats the variant, --set beats everything (--help shows which won).
+VARIANT = "article"       # training setup from variants.py: article, uniformity, uniformity_cover, wide_cover, ... {nonempty}
 STEPS = 10_000            # optimisation steps (article: 10^4) {> 0}
-POINTS_PER_STEP = 1000    # uniform points of [-0.5, 0.5]^2 per step (article: n2 = 1000) {>= 2}
-SPLITS = 2                # random half-splits per step, each its own dropout pass (article: 2) {> 0}
-DROPOUT = 0.2             # dropout after the ReLU and after the 12->6 layer (article) {>= 0, < 1}
-LEARNING_RATE = 0.05      # Adam's step size (article) {> 0}
-LR_STEP = 1000            # StepLR step_size (article: 1e3) {> 0}
-LR_GAMMA = 0.8            # StepLR gamma (article) {> 0, <= 1}
-CLAMP = 2.0               # every parameter clamped to [-CLAMP, CLAMP] after each step (article) {> 0}
+# The run's settings, one per model.SphereSettings field, which holds their one default (the article's).
+WIDTHS = ARTICLE.widths                    # hidden widths: Linear 2->4->12 (ReLU) ->6->3 (article: 4, 12, 6)
+POINTS_PER_STEP = ARTICLE.points_per_step  # uniform points of [-0.5, 0.5]^2 per step (article: n2 = 1000) {>= 2}
+SPLITS = ARTICLE.splits                    # random half-splits per step, each its own dropout pass (article: 2) {> 0}
+DROPOUT = ARTICLE.dropout                  # dropout after the ReLU and after the 12->6 layer (article: 0.2) {>= 0, < 1}
+ARTICLE_WEIGHT = ARTICLE.article_weight    # weight of the article's split-halves loss (0: off) {>= 0}
+UNIFORMITY_WEIGHT = ARTICLE.uniformity_weight  # weight of Wang & Isola's uniformity loss (0: off) {>= 0}
+UNIFORMITY_TEMPERATURE = ARTICLE.uniformity_temperature  # t of the uniformity loss (Wang & Isola: 2) {> 0}
+COVER_WEIGHT = ARTICLE.cover_weight        # weight of the covering loss (0: off) {>= 0}
+COVER_TARGETS = ARTICLE.cover_targets      # random sphere directions per step for the covering loss {> 0}
+LEARNING_RATE = ARTICLE.learning_rate      # Adam's step size (article: 0.05) {> 0}
+LR_STEP = ARTICLE.lr_step                  # StepLR step_size (article: 1e3) {> 0}
+LR_GAMMA = ARTICLE.lr_gamma                # StepLR gamma (article: 0.8) {> 0, <= 1}
+CLAMP = ARTICLE.clamp                      # every parameter clamped to [-CLAMP, CLAMP] after each step (article: 2) {> 0}
 CHECKPOINT_EVERY = 1000   # steps between checkpoints: a crash loses at most this many {> 0}
 LOG_EVERY = 50            # steps between loss points in scalars.csv / TensorBoard (mean of the interval) {> 0}
 GRID_SIDE = 200           # the metrics use the map of a GRID_SIDE^2 grid of the square {>= 2}
@@ -48,23 +57,16 @@ QUICK = {"ANIMATION_FRAMES": 30, "GRID_SIDE": 150}  # the article's full 10^4 st
 DRY_RUN = {"STEPS": 30, "ANIMATION_FRAMES": 4, "GRID_SIDE": 40, "PICTURE_SIZE": 20, "CHECKPOINT_EVERY": 10}
 # -----------------------------------------------------------------------------
 
-# The constants that are settings of the run (model.SphereSettings fields); a checkpoint made
-# with other values of these (or another VARIANT or SEED) is not resumed.
-SETTING_CONSTANTS = {"POINTS_PER_STEP": "points_per_step", "SPLITS": "splits", "DROPOUT": "dropout",
-                     "LEARNING_RATE": "learning_rate", "LR_STEP": "lr_step", "LR_GAMMA": "lr_gamma", "CLAMP": "clamp"}
-ARCHITECTURE = ["VARIANT", "SEED", *SETTING_CONSTANTS]
+# A checkpoint made with other settings (or another VARIANT or SEED) is not resumed.
+ARCHITECTURE = ["VARIANT", "SEED", *(constant_name(name) for name in SETTING_NAMES)]
 BORDER_AREA = 1.0 - (1.0 - 2 * BORDER_BAND) ** 2  # share of the square in its border band (0.19)
 
 
-def build_settings(cfg) -> SphereSettings:
-    """The variant's settings; a constant changed from the article's value overrides the variant.
-
-    So `--set VARIANT=wide_cover` gets the variant's 256 points per step, and `--set VARIANT=
-    wide_cover --set LEARNING_RATE=0.02` the variant with that step size.
-    """
-    changed = {field: getattr(cfg, name) for name, field in SETTING_CONSTANTS.items()
-               if getattr(cfg, name) != getattr(ARTICLE, field)}
-    return settings_for(check_variant(cfg.VARIANT), changed)
+def configure(argv) -> tuple:
+    """The run and its settings: the block's defaults, beaten by the VARIANT's values, beaten by
+    --quick / --dry-run, beaten by --set (lab.constants.resolve_layers), then one SphereSettings."""
+    run = start_run("sphere_mapping", globals(), argv, framework="torch", variants=variant_constants())
+    return run, settings_from(SphereSettings, run.cfg)
 
 
 def snapshot_steps(steps: int, frames: int) -> list[int]:
@@ -218,9 +220,8 @@ def record_claims(run, cfg, metrics: dict) -> None:
 
 @exit_on_lab_error
 def main(argv=None):
-    run = start_run("sphere_mapping", globals(), argv, framework="torch")
+    run, settings = configure(argv)
     cfg = run.cfg
-    settings = build_settings(cfg)
     picture, picture_note = figures.load_picture(cfg.PICTURE, cfg.PICTURE_SIZE)  # bad paths fail early
     print(f"variant {cfg.VARIANT}: {DESCRIPTIONS[cfg.VARIANT]}" + ("" if not VARIANTS[cfg.VARIANT] else f" ({settings})"))
     trainer, ckpt, losses, snapshots = resume_training(run, cfg, settings)

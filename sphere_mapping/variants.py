@@ -15,6 +15,7 @@ only ever used 256 points of one pass (the article's 1000 x 2 were computed and 
 from __future__ import annotations
 
 from lab import LabError
+from lab.constants import Variants, constant_name
 from sphere_mapping.model import ARTICLE, SphereSettings, with_overrides
 
 # The loss of Wang & Isola (t = 6: a sharper kernel than their t = 2 weighs near neighbours and
@@ -75,3 +76,10 @@ def settings_for(name: str, overrides: dict | None = None) -> SphereSettings:
     """The settings of a variant, with `overrides` (setting name -> value) applied on top of it."""
     return with_overrides(ARTICLE, {**VARIANTS[check_variant(name)], **(overrides or {})},
                           what=f"variant {name}")
+
+
+def variant_constants() -> Variants:
+    """The variants as a layer of train.py's constants: each setting under its constant's name
+    (`lr_step` as `LR_STEP`), between the block's defaults and --quick / --set."""
+    return Variants("VARIANT", {name: {constant_name(setting): value for setting, value in overrides.items()}
+                                for name, overrides in VARIANTS.items()})

@@ -108,3 +108,37 @@ def test_torch_threads_constant_is_applied_and_checked(lab_outputs):
             start_run("demo", {**SCRIPT, "TORCH_THREADS": 0}, ["--set", "TORCH_THREADS=-2"], framework="torch")
     finally:
         torch.set_num_threads(before)
+
+
+def test_layers_default_variant_profile_set_and_their_sources():
+    from lab.constants import Variants, resolve_layers
+
+    script = {**SCRIPT, "QUICK": {"STEPS": 10, "LEARNING_RATE": 0.5}}
+    variants = Variants("NAME", {"article": {}, "deep": {"SIZES": (8, 8), "STEPS": 500, "LEARNING_RATE": 0.01}})
+    resolved = resolve_layers(script, ["NAME=deep", "STEPS=1000"], "quick", variants)
+    # --set beats the profile and the variant, even when it gives the block's own default (1000)
+    assert resolved.values["STEPS"] == 1000 and resolved.sources["STEPS"] == "--set"
+    assert resolved.values["LEARNING_RATE"] == 0.5 and resolved.sources["LEARNING_RATE"] == "profile --quick"
+    assert resolved.values["SIZES"] == (8, 8) and resolved.sources["SIZES"] == "variant deep"
+    assert resolved.values["SEED"] == 3 and resolved.sources["SEED"] == "default"
+    assert resolve_layers(script, [], "full", variants).sources["SIZES"] == "default"  # NAME="article"
+    with pytest.raises(LabError, match="unknown variant 'wide'; valid variants: article, deep"):
+        resolve_layers(script, ["NAME=wide"], "full", variants)
+    with pytest.raises(LabError, match="STPES.*variant 'typo'"):
+        resolve_layers(script, ["NAME=typo"], "full", Variants("NAME", {"typo": {"STPES": 1}}))
+
+
+def test_settings_from_reads_each_field_from_its_constant():
+    from dataclasses import dataclass
+
+    from lab.constants import settings_from
+
+    @dataclass(frozen=True)
+    class Settings:
+        learning_rate: float
+        steps: int
+        image_shape: tuple = (1, 8, 8)
+
+    settings = settings_from(Settings, {"LEARNING_RATE": 0.1, "STEPS": 3, "SEED": 0})
+    assert settings == Settings(0.1, 3)
+    assert settings_from(Settings, {"LEARNING_RATE": 0.1, "STEPS": 3}, image_shape=(3, 4, 4)).image_shape == (3, 4, 4)

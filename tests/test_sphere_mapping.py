@@ -56,12 +56,43 @@ def test_article_architecture():
     assert state["fc1.weight"].abs().max() <= 1 / math.sqrt(2) and state["fc2.weight"].abs().max() <= 0.5
 
 
-def test_train_constants_are_the_article_settings():
-    """train.py's constants and SphereSettings' defaults must not drift apart."""
+@pytest.mark.parametrize("variant, name, value, field", [
+    ("uniformity", "DROPOUT", 0.2, "dropout"),          # the article's value, set over a variant's 0.0
+    ("wide_cover_lr2000", "LR_STEP", 1000, "lr_step"),  # the article's value, set over a variant's 2000
+    ("wide_cover", "COVER_WEIGHT", 3.0, "cover_weight"),
+])
+def test_set_beats_the_variant_even_with_the_articles_value(lab_outputs, variant, name, value, field):
     from sphere_mapping import train
 
-    for constant, field in train.SETTING_CONSTANTS.items():
-        assert getattr(train, constant) == getattr(ARTICLE, field), constant
+    run, settings = train.configure(["--quick", "--set", f"VARIANT={variant}", "--set", f"{name}={value}"])
+    assert getattr(settings, field) == value
+    assert run.sources[name] == "--set" and run.sources["VARIANT"] == "--set"
+    # the variant's other values still apply, and say where they came from
+    assert settings.uniformity_weight == 1.0 and run.sources["UNIFORMITY_WEIGHT"] == f"variant {variant}"
+    assert run.sources["GRID_SIDE"] == "profile --quick" and run.sources["STEPS"] == "default"
+    record = json.loads(run.finish().read_text())
+    assert record["constant_sources"][name] == "--set" and record["constants"][name] == value
+
+
+def test_every_variant_gives_the_same_settings_through_the_constants(lab_outputs):
+    """train.py (through its constants) and experiments.py (settings_for) build one variant alike."""
+    from sphere_mapping import train
+    from sphere_mapping.variants import VARIANTS
+
+    for variant in VARIANTS:
+        assert train.configure(["--set", f"VARIANT={variant}"])[1] == settings_for(variant), variant
+
+
+def test_help_names_the_source_of_each_value(capsys):
+    from sphere_mapping import train
+
+    with pytest.raises(SystemExit):
+        train.configure(["--quick", "--set", "VARIANT=wide_cover_lr2000", "--set", "LEARNING_RATE=0.02", "--help"])
+    listing = capsys.readouterr().out
+    assert "LR_STEP = 2000  (int) [> 0]  from variant wide_cover_lr2000" in listing
+    assert "LEARNING_RATE = 0.02  (float) [> 0]  from --set" in listing
+    assert "GRID_SIDE = 150  (int) [>= 2]  from profile --quick" in listing
+    assert "CLAMP = 2.0  (float) [> 0]  from default" in listing
 
 
 def _autograd_gradient(trainer: Trainer, x, masks, orders, directions):

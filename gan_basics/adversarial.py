@@ -24,9 +24,10 @@ import torch
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from gan_basics.ae_model import DigitsClassifier, parse_choice_list, to_unit_range, train_model
+from gan_basics.ae_model import ClassifierSettings, DigitsClassifier, parse_choice_list, to_unit_range, train_model
 from gan_basics.data import load_dataset
 from lab import LabError, exit_on_lab_error, start_run
+from lab.constants import settings_from
 from lab.plots import save_figure
 
 # -----------------------------------------------------------------------------
@@ -51,7 +52,6 @@ DRY_RUN = {"EPOCHS": 2, "PGD_STEPS": 2, "NOISE_REPEATS": 1, "EPSILONS": (0.0, 0.
 # -----------------------------------------------------------------------------
 
 _VALID_ATTACKS = ("fgsm", "pgd")
-_ARCHITECTURE = ("CLASSIFIER_HIDDEN", "BATCH_SIZE", "LEARNING_RATE", "SEED")
 
 
 def check_epsilon(name: str, value: float) -> float:
@@ -163,14 +163,15 @@ def main(argv=None):
     data = load_dataset("digits", seed=0)
     train_images, test_images = to_unit_range(data.train_images), to_unit_range(data.test_images)
     train_labels, test_labels = torch.from_numpy(data.train_labels), torch.from_numpy(data.test_labels)
-    model = DigitsClassifier(data.image_shape, data.num_classes, cfg.CLASSIFIER_HIDDEN)
+    settings = settings_from(ClassifierSettings, cfg, dataset="digits", image_shape=data.image_shape,
+                             num_classes=data.num_classes, hidden_sizes=cfg.CLASSIFIER_HIDDEN)
+    model = DigitsClassifier.from_settings(settings)
 
     def classification_loss(indices):
         return F.cross_entropy(model(train_images[indices]), train_labels[indices])
 
     history, interrupted = train_model(
-        run, "adversarial_classifier", model, classification_loss, len(train_images), epochs=cfg.EPOCHS,
-        batch_size=cfg.BATCH_SIZE, learning_rate=cfg.LEARNING_RATE, compatible_names=_ARCHITECTURE,
+        run, "adversarial_classifier", model, settings, classification_loss, len(train_images), epochs=cfg.EPOCHS,
         desc="classifier (cross-entropy)", checkpoint_every=cfg.CHECKPOINT_EVERY)
     for parameter in model.parameters():
         parameter.requires_grad_(False)

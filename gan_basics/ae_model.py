@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -45,6 +47,60 @@ def parse_choice_list(text: str, valid: Sequence[str], what: str) -> list[str]:
     return names
 
 
+# -----------------------------------------------------------------------------
+# Settings. Each model is built from one typed settings dataclass, stored in its checkpoint
+# (train_model): a checkpoint made with other settings is not resumed, and a reader rebuilds the
+# model from the checkpoint alone (`Autoencoder.from_settings(AutoencoderSettings.from_dict(...))`).
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainedSettings:
+    """What every model here shares: the data it was trained on and its optimiser's recipe."""
+
+    dataset: str
+    image_shape: tuple[int, ...]
+    batch_size: int
+    learning_rate: float
+    seed: int
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> Any:
+        """The settings a checkpoint stored (lists read back as the tuples they were)."""
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+
+
+@dataclass(frozen=True, kw_only=True)
+class AutoencoderSettings(TrainedSettings):
+    latent_size: int
+    hidden_sizes: tuple[int, ...]
+    anomaly_class: int = -1  # the digit withheld from its training data (-1: none)
+
+
+@dataclass(frozen=True, kw_only=True)
+class DenoiserSettings(AutoencoderSettings):
+    """An autoencoder trained to remove noise, with its own recipe (README, "What reached 5 dB")."""
+
+    epochs: int                           # the cosine decay spans them: another count is another schedule
+    loss: str                             # "psnr" or "mse"
+    shift_probability: float              # share of training digits moved by up to a pixel
+    gaussian_sigmas: tuple[float, ...]    # the noise levels it is trained on
+    salt_pepper_fractions: tuple[float, ...]
+
+
+@dataclass(frozen=True, kw_only=True)
+class VAESettings(TrainedSettings):
+    latent_size: int
+    hidden_sizes: tuple[int, ...]
+    decoder: str          # "sigma" (calibrated) or "gaussian" (fixed decoder_sigma)
+    decoder_sigma: float
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClassifierSettings(TrainedSettings):
+    num_classes: int
+    hidden_sizes: tuple[int, ...]
+
+
 def _mlp(sizes: Sequence[int]) -> nn.Sequential:
     """Linear layers with ELU between them (none after the last)."""
     layers: list[nn.Module] = []
@@ -69,6 +125,10 @@ class Autoencoder(nn.Module):
         pixels = int(np.prod(image_shape))
         self.encoder = _mlp([pixels, *hidden_sizes, latent_size])
         self.decoder = _mlp([latent_size, *reversed(hidden_sizes), pixels])
+
+    @classmethod
+    def from_settings(cls, settings: AutoencoderSettings) -> Autoencoder:
+        return cls(settings.image_shape, settings.latent_size, settings.hidden_sizes)
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         return self.encoder(images.flatten(1))
@@ -100,6 +160,11 @@ class VariationalAutoencoder(nn.Module):
         self.decoder = _mlp([latent_size, *reversed(hidden_sizes), pixels])
         self.fixed_sigma = float(decoder_sigma)
         self.register_buffer("sigma", torch.tensor(decoder_sigma if decoder_sigma > 0 else 0.1))
+
+    @classmethod
+    def from_settings(cls, settings: VAESettings) -> VariationalAutoencoder:
+        return cls(settings.image_shape, settings.latent_size, settings.hidden_sizes,
+                   settings.decoder_sigma if settings.decoder == "gaussian" else 0.0)
 
     def encode(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The mean and log-variance of the approximate posterior q(z|x)."""
@@ -151,6 +216,10 @@ class DigitsClassifier(nn.Module):
         layers.append(nn.Linear(sizes[-1], num_classes))
         self.network = nn.Sequential(*layers)
 
+    @classmethod
+    def from_settings(cls, settings: ClassifierSettings) -> DigitsClassifier:
+        return cls(settings.image_shape, settings.num_classes, settings.hidden_sizes)
+
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.network(images)
 
@@ -161,26 +230,27 @@ def batches(count: int, batch_size: int, shuffle: bool = True):
         yield order[start:start + batch_size]
 
 
-def train_model(run, name: str, model: nn.Module, loss_fn: Callable[[torch.Tensor], torch.Tensor],
-                count: int, *, epochs: int, batch_size: int, learning_rate: float,
-                compatible_names: Sequence[str], desc: str, cosine_schedule: bool = False,
-                checkpoint_every: int = 25) -> tuple[list[float], bool]:
-    """Train `model` with Adam for `epochs` passes over `count` samples, resuming from a checkpoint.
+def train_model(run, name: str, model: nn.Module, settings: TrainedSettings,
+                loss_fn: Callable[[torch.Tensor], torch.Tensor], count: int, *, epochs: int, desc: str,
+                cosine_schedule: bool = False, checkpoint_every: int = 25) -> tuple[list[float], bool]:
+    """Train `model`, built from `settings`, with Adam (settings.learning_rate, settings.batch_size)
+    for `epochs` passes over `count` samples, resuming from a checkpoint.
 
     `loss_fn(indices)` returns the mean loss of the samples at those indices (the caller owns the
     data). With `cosine_schedule` the step size falls from `learning_rate` to 0 along a half cosine
     over all the steps (SGDR without restarts, Loshchilov & Hutter 2017); it is a function of the
     step alone, so a resumed run continues on the same curve. The checkpoint
     `outputs/gan_basics/checkpoints/<profile>/<name>.pt` holds the model, the optimizer, the epochs
-    done, the constants, the random generators and the loss history, written every
+    done, the typed settings, the constants, the random generators and the loss history, written every
     `checkpoint_every` epochs and at the end. Rerunning resumes from it through lab.checkpoint.resume
-    (or reuses it when complete; a checkpoint made with other `compatible_names` constants, or with
-    more epochs done than asked, is refused), --fresh starts over, Ctrl+C saves and stops. The loss
+    (or reuses it when complete; a checkpoint made with other settings, or with more epochs done
+    than asked, is refused), --fresh starts over, Ctrl+C saves and stops. The loss
     and step size go to the run's curves (scalars.csv, TensorBoard) as `<name>/loss`, `<name>/lr`.
     Returns the per-epoch mean losses and whether it was interrupted.
     """
+    learning_rate, batch_size = settings.learning_rate, settings.batch_size
     optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
-    ckpt = resume(run, f"{name}.pt", architecture=compatible_names, steps=epochs, steps_name="EPOCHS")
+    ckpt = resume(run, f"{name}.pt", settings=settings, steps=epochs, steps_name="EPOCHS")
     history: list[float] = []
     if ckpt.state is not None:
         load_state_dict_strict(model, ckpt.state["model"], f"checkpoint {ckpt.path}")

@@ -26,6 +26,8 @@ from torch.nn import functional as F
 
 from gan_basics.ae_model import (
     Autoencoder,
+    AutoencoderSettings,
+    DenoiserSettings,
     image_grid,
     parse_choice_list,
     psnr,
@@ -34,6 +36,7 @@ from gan_basics.ae_model import (
 )
 from gan_basics.data import DATASETS, load_dataset
 from lab import LabError, exit_on_lab_error, start_run
+from lab.constants import settings_from
 from lab.plots import save_figure
 
 # -----------------------------------------------------------------------------
@@ -67,10 +70,6 @@ DRY_RUN = {"EPOCHS": 2, "DENOISING_EPOCHS": 2, "LATENT_SIZES": (2, 4), "ISOLATIO
 
 _VALID_EXPERIMENTS = ("reduction", "denoising", "anomaly")
 _VALID_DENOISING_LOSSES = ("psnr", "mse")
-_COMPATIBLE = ("DATASET", "HIDDEN_SIZES", "BATCH_SIZE", "LEARNING_RATE", "SEED")
-_DENOISING_COMPATIBLE = ("DATASET", "BATCH_SIZE", "SEED", "GAUSSIAN_SIGMAS", "SALT_PEPPER_FRACTIONS",
-                         "DENOISING_HIDDEN_SIZES", "DENOISING_EPOCHS", "DENOISING_LEARNING_RATE",
-                         "DENOISING_LOSS", "DENOISING_SHIFT_PROBABILITY")
 
 
 def pca_reconstruct(fit_images: torch.Tensor, images: torch.Tensor, components: int) -> tuple[torch.Tensor, object]:
@@ -88,18 +87,19 @@ def per_image_mse(images: torch.Tensor, reconstruction: torch.Tensor) -> torch.T
     return (images - reconstruction).pow(2).flatten(1).mean(1)
 
 
-def fit_autoencoder(run, cfg, name: str, train_inputs, latent_size: int, extra_names=()):
+def fit_autoencoder(run, cfg, name: str, train_inputs, latent_size: int, anomaly_class: int = -1):
     """An autoencoder trained to rebuild `train_inputs`, with the reduction recipe (HIDDEN_SIZES, MSE ...)."""
-    model = Autoencoder(train_inputs.shape[1:], latent_size, cfg.HIDDEN_SIZES)
+    settings = settings_from(AutoencoderSettings, cfg, image_shape=tuple(train_inputs.shape[1:]),
+                             latent_size=latent_size, anomaly_class=anomaly_class)
+    model = Autoencoder.from_settings(settings)
 
     def reconstruction_loss(indices):
         clean = train_inputs[indices]
         return F.mse_loss(model(clean), clean)
 
     history, interrupted = train_model(
-        run, f"autoencoder_{cfg.DATASET}_{name}", model, reconstruction_loss, len(train_inputs),
-        epochs=cfg.EPOCHS, batch_size=cfg.BATCH_SIZE, learning_rate=cfg.LEARNING_RATE,
-        compatible_names=(*_COMPATIBLE, *extra_names), desc=f"{name} (MSE)",
+        run, f"autoencoder_{cfg.DATASET}_{name}", model, settings, reconstruction_loss, len(train_inputs),
+        epochs=cfg.EPOCHS, desc=f"{name} (MSE)",
         checkpoint_every=cfg.CHECKPOINT_EVERY)
     return model, history, interrupted
 
@@ -204,7 +204,10 @@ def denoising_experiment(run, cfg, data, train, test) -> tuple[dict, bool]:
                 noisy[rows] = add_noise(clean[rows], kind, level)
         return noisy
 
-    model = Autoencoder(train.shape[1:], cfg.DENOISING_LATENT, cfg.DENOISING_HIDDEN_SIZES)
+    # The denoiser's own recipe: each field from DENOISING_<FIELD> where there is one, else <FIELD>.
+    settings = settings_from(DenoiserSettings, cfg, prefix="DENOISING_", image_shape=tuple(train.shape[1:]),
+                             latent_size=cfg.DENOISING_LATENT, anomaly_class=-1)
+    model = Autoencoder.from_settings(settings)
 
     def denoising_loss(indices):
         clean = random_shift(train[indices], cfg.DENOISING_SHIFT_PROBABILITY)
@@ -213,10 +216,8 @@ def denoising_experiment(run, cfg, data, train, test) -> tuple[dict, bool]:
 
     # A new checkpoint name for the new recipe, so that an old denoiser's checkpoint is not refused.
     _history, interrupted = train_model(
-        run, f"autoencoder_{cfg.DATASET}_denoiser_latent{cfg.DENOISING_LATENT}", model, denoising_loss,
-        len(train), epochs=cfg.DENOISING_EPOCHS, batch_size=cfg.BATCH_SIZE,
-        learning_rate=cfg.DENOISING_LEARNING_RATE, compatible_names=_DENOISING_COMPATIBLE,
-        desc=f"denoising_latent{cfg.DENOISING_LATENT} ({'-PSNR' if cfg.DENOISING_LOSS == 'psnr' else 'MSE'})",
+        run, f"autoencoder_{cfg.DATASET}_denoiser_latent{cfg.DENOISING_LATENT}", model, settings, denoising_loss,
+        len(train), epochs=cfg.DENOISING_EPOCHS, desc=f"denoising_latent{cfg.DENOISING_LATENT} ({'-PSNR' if cfg.DENOISING_LOSS == 'psnr' else 'MSE'})",
         cosine_schedule=True, checkpoint_every=cfg.CHECKPOINT_EVERY)
     generator = torch.Generator().manual_seed(1234)  # the same noisy test images on every run
     results: dict[str, dict[str, list[float]]] = {}
@@ -286,7 +287,7 @@ def anomaly_experiment(run, cfg, data, train, test) -> tuple[dict, bool]:
 
     model, _history, interrupted = fit_autoencoder(
         run, cfg, f"anomaly{anomaly}_latent{cfg.ANOMALY_LATENT}", normal_train, cfg.ANOMALY_LATENT,
-        extra_names=("ANOMALY_CLASS",))
+        anomaly_class=anomaly)
     with torch.no_grad():
         scores = {"autoencoder": per_image_mse(evaluation, model(evaluation)).numpy()}
     scores["PCA"] = per_image_mse(evaluation, pca_reconstruct(normal_train, evaluation, cfg.ANOMALY_LATENT)[0]).numpy()

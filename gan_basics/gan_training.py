@@ -32,6 +32,7 @@ from gan_basics.judge import Judge, mean_pairwise_distance
 from gan_basics.model import GANSettings, build_players, pulling_away_term
 from lab import LabError
 from lab.checkpoint import InterruptGuard, Resumed, load_checkpoint, load_state_dict_strict, resume, save_checkpoint
+from lab.constants import settings_from
 from lab.media import write_gif
 from lab.plots import save_figure
 
@@ -118,9 +119,9 @@ class Players:
 
 
 def build_game(cfg: SimpleNamespace, data: Dataset, device: str) -> Players:
-    settings = GANSettings(image_shape=data.image_shape, latent_dim=cfg.LATENT_DIM, g_width=cfg.G_WIDTH,
-                           d_width=cfg.D_WIDTH, num_classes=data.num_classes if cfg.CONDITIONAL else 0,
-                           d_dropout=cfg.D_DROPOUT)
+    # LATENT_DIM, G_WIDTH, D_WIDTH, D_DROPOUT; the data gives the rest.
+    settings = settings_from(GANSettings, cfg, image_shape=data.image_shape,
+                             num_classes=data.num_classes if cfg.CONDITIONAL else 0)
     generator, discriminator = build_players(settings)
     generator, discriminator = generator.to(device), discriminator.to(device)
     # Adam with beta1 = 0 and beta2 = 0.99 (as Karras et al. 2019, StyleGAN, and Brock et al. 2019,

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from gan_basics.ae_model import (
+    VAESettings,
     VariationalAutoencoder,
     image_grid,
     to_unit_range,
@@ -32,6 +33,7 @@ from gan_basics.ae_model import (
 )
 from gan_basics.data import DATASETS, load_dataset
 from lab import LabError, exit_on_lab_error, start_run
+from lab.constants import settings_from
 from lab.media import write_gif
 from lab.plots import save_figure
 
@@ -61,8 +63,6 @@ DRY_RUN = {"EPOCHS": 2, "GIF_FRAMES": 6, "ELBO_SAMPLES": 1}
 # -----------------------------------------------------------------------------
 
 _DECODERS = ("sigma", "gaussian")
-_COMPATIBLE = ("DATASET", "DECODER", "DECODER_SIGMA", "LATENT_SIZE", "HIDDEN_SIZES", "BATCH_SIZE",
-               "LEARNING_RATE", "SEED")
 
 
 def independent_gaussian_log_likelihood(train: torch.Tensor, test: torch.Tensor) -> float:
@@ -118,17 +118,16 @@ def main(argv=None):
                        f"got {cfg.MORPH_PAIR}")
     dark_on_light = cfg.DATASET == "digits"  # digits are ink on paper; faces are photographs
 
-    model = VariationalAutoencoder(data.image_shape, cfg.LATENT_SIZE, cfg.HIDDEN_SIZES,
-                                   cfg.DECODER_SIGMA if cfg.DECODER == "gaussian" else 0.0)
+    settings = settings_from(VAESettings, cfg, image_shape=data.image_shape)
+    model = VariationalAutoencoder.from_settings(settings)
 
     def loss(indices):
         # The sigma-VAE's sigma is the batch's RMS error; a running average is kept for scoring.
         return model.negative_elbo(train[indices], update_sigma=True)[0].mean()
 
     history, interrupted = train_model(
-        run, f"vae_{cfg.DATASET}_{cfg.DECODER}_latent{cfg.LATENT_SIZE}", model, loss, len(train),
-        epochs=cfg.EPOCHS, batch_size=cfg.BATCH_SIZE, learning_rate=cfg.LEARNING_RATE,
-        compatible_names=_COMPATIBLE, desc="VAE (-ELBO, nats/image)", checkpoint_every=cfg.CHECKPOINT_EVERY)
+        run, f"vae_{cfg.DATASET}_{cfg.DECODER}_latent{cfg.LATENT_SIZE}", model, settings, loss, len(train),
+        epochs=cfg.EPOCHS, desc="VAE (-ELBO, nats/image)", checkpoint_every=cfg.CHECKPOINT_EVERY)
 
     scores = held_out_elbo(model, test, cfg.ELBO_SAMPLES)
     baseline = independent_gaussian_log_likelihood(train, test)

@@ -28,6 +28,7 @@ would.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import os
@@ -249,14 +250,19 @@ class Resumed:
     steps: int | None
     constants: dict[str, Any] = field(default_factory=dict)
     data: str | None = None
+    settings: dict[str, Any] | None = None  # the run's typed settings dataclass, as a dict
 
     @property
     def finished(self) -> bool:
         return self.steps is not None and self.step >= self.steps
 
     def meta(self, step: int) -> dict[str, Any]:
-        """What every checkpoint records besides the weights: steps done, settings, data, generators."""
-        return {"step": int(step), "constants": self.constants, "data": self.data, "rng": rng_state()}
+        """What every checkpoint records besides the weights: steps done, constants, typed settings,
+        data, generators."""
+        meta = {"step": int(step), "constants": self.constants, "data": self.data, "rng": rng_state()}
+        if self.settings is not None:
+            meta["settings"] = self.settings
+        return meta
 
 
 def resume(
@@ -264,6 +270,7 @@ def resume(
     name: str,
     *,
     architecture: Iterable[str] = (),
+    settings: Any = None,
     steps: int | None = None,
     data: str | None = None,
     map_location: Any = "cpu",
@@ -273,13 +280,16 @@ def resume(
 ) -> Resumed:
     """Load `name` from the run's checkpoint folder, or start fresh; see the module's docstring.
 
-    `architecture`: constants that must match the checkpoint's; `steps`: the steps this run plans
+    `architecture`: constants that must match the checkpoint's; `settings`: the run's typed settings
+    dataclass, stored in every checkpoint (`meta`) and refused when the checkpoint's differ (the
+    reader rebuilds the model from them: `Settings(**state["settings"])`); `steps`: the steps this run plans
     (a checkpoint with more done is refused, never rewound); `data`: a fingerprint of the data
     (`fingerprint_files`) that must match; `loader`: reads a path into the checkpoint dict (default
     torch's `load_checkpoint`), for checkpoints in other formats; `steps_name`: the constant that
     sets `steps`, for the messages (EPOCHS, ITERATIONS...)."""
     path = run.checkpoint_path(name)  # takes the folder's lock
-    fresh = Resumed(path, None, 0, steps, dict(run.constants), data)
+    settings_dict = None if settings is None else dataclasses.asdict(settings)
+    fresh = Resumed(path, None, 0, steps, dict(run.constants), data, settings_dict)
     if run.fresh:
         previous_path(path).unlink(missing_ok=True)
         return fresh
@@ -308,6 +318,8 @@ def resume(
     if used != path:
         print(f"note: {problems[0] if problems else path} -- resuming from the previous checkpoint {used} instead")
     check_compatible(state.get("constants") or {}, run.constants, architecture, used)
+    if settings_dict is not None:
+        check_settings(state.get("settings"), settings_dict, used)
     if data is not None and state.get("data") is not None and state["data"] != data:
         raise LabError(f"checkpoint {used} was trained on other data (fingerprint {state['data']}, this run's "
                        f"{data}). Rerun with --fresh to train on this data, or point back to the old data.")
@@ -318,7 +330,7 @@ def resume(
     if restore_rng:
         set_rng_state(state.get("rng"))
     print(f"resumed from {used} at step {done}" + (f" of {steps}" if steps is not None else ""))
-    return Resumed(path, state, done, steps, dict(run.constants), data)
+    return Resumed(path, state, done, steps, dict(run.constants), data, settings_dict)
 
 
 def check_compatible(saved: dict[str, Any], current: dict[str, Any], names: Iterable[str], path: Path | str) -> None:
@@ -334,6 +346,28 @@ def check_compatible(saved: dict[str, Any], current: dict[str, Any], names: Iter
             + "; ".join(differences)
             + "). Rerun with --fresh to start over, or restore those settings to resume."
         )
+
+
+def _plain(value: Any) -> Any:
+    """Tuples as lists, recursively: a checkpoint's settings compare equal however they were stored."""
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+def check_settings(saved: dict[str, Any] | None, current: dict[str, Any], path: Path | str) -> None:
+    """Refuse to resume a checkpoint whose typed settings differ from this run's, naming each field."""
+    if not isinstance(saved, dict):
+        raise LabError(f"checkpoint {path} holds no settings (it was made by an older version of this script). "
+                       "Rerun with --fresh to start over.")
+    saved, current = _plain(saved), _plain(current)
+    differences = [f"{name}: checkpoint has {saved.get(name)!r}, this run has {current.get(name)!r}"
+                   for name in sorted(set(saved) | set(current)) if saved.get(name) != current.get(name)]
+    if differences:
+        raise LabError(f"checkpoint {path} was made with other settings (" + "; ".join(differences)
+                       + "). Rerun with --fresh to start over, or restore those settings to resume.")
 
 
 def load_state_dict_strict(module: Any, state_dict: dict[str, Any], what: str) -> None:

@@ -328,20 +328,23 @@ def constant_name(setting: str) -> str:
     return setting.upper()
 
 
-def settings_from(settings_class: type, cfg: Any, **computed: Any) -> Any:
+def settings_from(settings_class: type, cfg: Any, prefix: str = "", **computed: Any) -> Any:
     """The script's typed settings dataclass, each field read from the constant of its name.
 
     The one path from a constant to a setting: `LR_STEP` in the block (after the variant, the
-    profile and --set) becomes `settings.lr_step`. `computed` gives fields no constant holds (an
-    image shape read from the data); a field with neither keeps the dataclass's default."""
-    values = vars(cfg) if not isinstance(cfg, Mapping) else cfg
-    chosen = {}
-    for field in dataclasses.fields(settings_class):
-        if field.name in computed:
-            chosen[field.name] = computed[field.name]
-        elif constant_name(field.name) in values:
-            chosen[field.name] = values[constant_name(field.name)]
-    unknown = sorted(set(computed) - {field.name for field in dataclasses.fields(settings_class)})
+    profile and --set) becomes `settings.lr_step`. With a `prefix`, `<PREFIX><FIELD>` is read where
+    the block has one (a second model's own recipe: DENOISING_LEARNING_RATE), else `<FIELD>`.
+    `computed` gives fields no constant holds (an image shape read from the data); a field with
+    neither keeps the dataclass's default."""
+    values = cfg if isinstance(cfg, Mapping) else vars(cfg)
+    names = {field.name for field in dataclasses.fields(settings_class)}
+    unknown = sorted(set(computed) - names)
     if unknown:
         raise TypeError(f"{settings_class.__name__} has no field(s) {', '.join(unknown)}")
+    chosen = dict(computed)
+    for name in names - set(computed):
+        for constant in (prefix + constant_name(name), constant_name(name)):
+            if constant in values:
+                chosen[name] = values[constant]
+                break
     return settings_class(**chosen)

@@ -204,3 +204,37 @@ def test_full_profile_meets_the_issue_goals(lab_outputs):
     adversarial_metrics = records["adversarial"]
     assert adversarial_metrics["accuracy_drop_points_fgsm_at_0.1"] >= 50
     assert adversarial_metrics["accuracy_drop_points_random_noise_at_0.1"] <= 10
+
+
+def test_checkpoints_hold_typed_settings_that_rebuild_the_model(lab_outputs, capsys):
+    """Each model's checkpoint holds its settings dataclass: a reader rebuilds the model from it
+    alone, and a run with another setting is refused, naming the field."""
+    checkpoints = lab_outputs / "gan_basics" / "checkpoints" / "dry_run"
+    adversarial.main(["--dry-run"])
+    vae.main(["--dry-run", "--set", "DECODER=gaussian", "--set", "DECODER_SIGMA=0.2"])
+    for name, settings_class, model_class in (
+        ("adversarial_classifier", ae_model.ClassifierSettings, ae_model.DigitsClassifier),
+        ("vae_digits_gaussian_latent8", ae_model.VAESettings, ae_model.VariationalAutoencoder),
+    ):
+        state = load_checkpoint(checkpoints / f"{name}.pt")
+        settings = settings_class.from_dict(state["settings"])
+        model = model_class.from_settings(settings)
+        model.load_state_dict(state["model"])  # strict: the settings alone give the right shapes
+    assert settings.decoder == "gaussian" and settings.decoder_sigma == 0.2 and settings.learning_rate == vae.LEARNING_RATE
+    assert model.fixed_sigma == 0.2  # the fixed Gaussian decoder, rebuilt from the settings alone
+    with pytest.raises(SystemExit) as exit_info:
+        adversarial.main(["--dry-run", "--set", "LEARNING_RATE=0.01"])
+    assert exit_info.value.code == 2
+    assert "learning_rate: checkpoint has 0.001, this run has 0.01" in capsys.readouterr().err
+
+
+def test_the_denoiser_reads_its_own_recipe():
+    """DENOISING_* constants beat the shared ones for the denoiser; ANOMALY_CLASS does not leak in."""
+    from lab.constants import collect_constants, settings_from
+
+    cfg = collect_constants(vars(autoencoder))
+    settings = settings_from(ae_model.DenoiserSettings, cfg, prefix="DENOISING_", image_shape=(1, 8, 8),
+                             latent_size=cfg["DENOISING_LATENT"], anomaly_class=-1)
+    assert settings.learning_rate == autoencoder.DENOISING_LEARNING_RATE != autoencoder.LEARNING_RATE
+    assert settings.hidden_sizes == autoencoder.DENOISING_HIDDEN_SIZES and settings.batch_size == autoencoder.BATCH_SIZE
+    assert settings.epochs == autoencoder.DENOISING_EPOCHS and settings.anomaly_class == -1

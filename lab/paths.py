@@ -5,10 +5,30 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from lab.errors import LabError
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
-# The five experiments, in the order of README's table and of the gallery.
-EXPERIMENTS = ("pen_cap_vae", "beauty_predictor", "sphere_mapping", "vqgan_clip", "gan_basics")
+
+
+def declared_experiments(root: Path = REPO_ROOT) -> tuple[str, ...]:
+    """The experiments, declared once: the packages pyproject.toml installs (`[tool.setuptools]
+    packages`, in the order of README's table and of the gallery) that list their scripts in a
+    `<package>/pipeline.py`. lab names none of its tenants; a new experiment adds itself to that
+    list and writes its pipeline.py."""
+    import tomllib
+
+    pyproject = root / "pyproject.toml"
+    try:
+        packages = tomllib.loads(pyproject.read_text(encoding="utf-8"))["tool"]["setuptools"]["packages"]
+    except (OSError, KeyError, tomllib.TOMLDecodeError) as error:
+        raise LabError(f"cannot read the list of experiments from {pyproject} ([tool.setuptools] packages): "
+                       f"{error}") from None
+    plumbing = Path(__file__).resolve().parent.name  # lab itself, whose pipeline.py is the runner
+    return tuple(name for name in packages if name != plumbing and (root / name / "pipeline.py").is_file())
+
+
+EXPERIMENTS = declared_experiments()
 
 
 def outputs_root() -> Path:

@@ -4,9 +4,9 @@
     python -m lab.pipeline sphere_mapping      # one (or several) by name
     python -m lab.pipeline --full              # the article-scale constants
 
-Each experiment folder lists its scripts in `<folder>/pipeline.py` as `SCRIPTS`, a list of
-[module, *extra_args]; `--quick` is appended unless --full. A folder without pipeline.py is
-"not built yet" and skipped.
+The experiments are those pyproject.toml declares (lab.paths.declared_experiments). Each lists its
+scripts in `<folder>/pipeline.py` as `SCRIPTS`, a list of [module, *extra_args]; `--quick` is
+appended unless --full.
 """
 
 from __future__ import annotations

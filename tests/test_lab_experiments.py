@@ -1,0 +1,48 @@
+"""The experiments declare themselves: lab finds them in pyproject.toml and names none of them."""
+
+from __future__ import annotations
+
+import ast
+import re
+
+from lab.paths import EXPERIMENTS, declared_experiments
+from tests.conftest import REPO_ROOT
+
+
+def test_experiments_are_the_declared_packages_with_a_pipeline_in_their_order(tmp_path):
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.setuptools]\npackages = ["lab", "zebra", "apple", "helper_only"]\n')
+    for name in ("lab", "zebra", "apple"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "pipeline.py").write_text("SCRIPTS = []\n")
+    (tmp_path / "helper_only").mkdir()
+    (tmp_path / "stray").mkdir()  # a folder with a pipeline that pyproject.toml does not install
+    (tmp_path / "stray" / "pipeline.py").write_text("SCRIPTS = []\n")
+    assert declared_experiments(tmp_path) == ("zebra", "apple")
+
+
+def test_the_collection_runs_its_five_experiments_in_readme_order():
+    table = re.findall(r"^\| `(\w+)/` \|", (REPO_ROOT / "README.md").read_text(), flags=re.MULTILINE)
+    assert EXPERIMENTS == tuple(table) and len(EXPERIMENTS) == 5
+
+
+def _code_words(tree: ast.Module) -> set[str]:
+    """Every identifier and string in the code, docstrings left out (they may give examples)."""
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+                  and node.body and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
+    words = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings:
+            words.update(re.findall(r"\w+", node.value))
+        elif isinstance(node, ast.Name):
+            words.add(node.id)
+        elif isinstance(node, ast.alias):
+            words.update(node.name.split("."))
+    return words
+
+
+def test_lab_names_none_of_its_tenants():
+    for path in sorted((REPO_ROOT / "lab").glob("*.py")):
+        named = _code_words(ast.parse(path.read_text(encoding="utf-8"))) & set(EXPERIMENTS)
+        assert not named, f"lab/{path.name} names the experiment(s) {sorted(named)} in its code"

@@ -5,24 +5,21 @@ weights (bench_models.py: plain torch, no weights file and no open_clip needed),
 size and cutout count below: iterations per second and peak memory of our loop (loop.generate)
 and of the reference loop restated in reference.py, on the same weights, in float32 and, on a GPU,
 with bfloat16 autocast. On a GPU everything runs in this process (peak VRAM is torch's
-max_memory_allocated, reset per configuration); on the CPU each configuration runs in its own
-subprocess so its peak resident memory (RSS) is its own. Prints a markdown table, writes it to
+max_memory_allocated, reset per configuration); on the CPU each configuration runs in a fresh
+process of its own (bench_models.measure_in_fresh_process) so its peak resident memory (RSS) is its own. Prints a markdown table, writes it to
 bench.md (or TABLE) and the figures to bench.json. The GPU run: vqgan_clip/gpu_bench.sh OUTDIR.
 """
 
 from __future__ import annotations
 
 import json
-import statistics
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import torch
 
 from lab import exit_on_lab_error, start_run
-from lab.paths import REPO_ROOT
+from vqgan_clip.bench_models import build_models, measure, measure_in_fresh_process
 
 # -----------------------------------------------------------------------------
 # Constants.
@@ -42,40 +39,12 @@ DRY_RUN = {"SIZES": [64], "CUTNS": [2], "REPEATS": 1, "WARMUP": 0}
 # -----------------------------------------------------------------------------
 
 
-def measure(kind: str, size: int, cutn: int, repeats: int, warmup: int, device: str, bf16: bool,
-            cut_method: str, models=None) -> dict:
-    """Median seconds per iteration and peak memory of one loop at one configuration."""
-    from vqgan_clip.bench_models import build_models, time_loop
-    from vqgan_clip.loop import peak_memory_mb
-
-    vqgan, clip = models or build_models(device)
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-    times = time_loop(kind, vqgan, clip, size, cutn, repeats, warmup, device, bf16, cut_method)
-    seconds = statistics.median(times)
-    return {"loop": kind, "size": size, "cutn": cutn, "bf16": bf16, "seconds_per_iteration": round(seconds, 4),
-            "iterations_per_second": round(1.0 / seconds, 3), **peak_memory_mb(device)}
-
-
-def measure_in_subprocess(kind, size, cutn, cfg, device) -> dict:
-    command = [sys.executable, "-m", "vqgan_clip.bench", "--one", kind, str(size), str(cutn), str(cfg.REPEATS),
-               str(cfg.WARMUP), device, "0", cfg.CUT_METHOD]
-    finished = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True)
-    if finished.returncode != 0:
-        tail = finished.stderr.strip().splitlines()[-1:] or ["no output"]
-        return {"loop": kind, "size": size, "cutn": cutn, "bf16": False, "error": tail[0]}
-    return json.loads(finished.stdout.strip().splitlines()[-1])
-
-
 def run_all(run) -> list[dict]:
     cfg = run.cfg
     device = run.device
     precisions = [False] + ([True] if device.startswith("cuda") and cfg.MIXED_PRECISION != "off" else [])
     models = None
     if device.startswith("cuda"):
-        from vqgan_clip.bench_models import build_models
-
         models = build_models(device)
     results, started = [], time.time()
     for bf16 in precisions:
@@ -87,7 +56,9 @@ def run_all(run) -> list[dict]:
                         continue
                     try:
                         result = (measure(kind, size, cutn, cfg.REPEATS, cfg.WARMUP, device, bf16, cfg.CUT_METHOD,
-                                          models) if models else measure_in_subprocess(kind, size, cutn, cfg, device))
+                                          models) if models else
+                                  measure_in_fresh_process(kind, size, cutn, cfg.REPEATS, cfg.WARMUP, device,
+                                                           cfg.CUT_METHOD))
                     except Exception as error:  # noqa: BLE001 - one failed configuration must not end the table
                         result = {"loop": kind, "size": size, "cutn": cutn, "bf16": bf16,
                                   "error": f"{type(error).__name__}: {str(error).splitlines()[0][:80]}"}
@@ -119,12 +90,6 @@ def markdown_table(results: list[dict], device_name: str) -> str:
 
 @exit_on_lab_error
 def main(argv=None):
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] == "--one":  # one configuration, in a subprocess of the CPU benchmark
-        kind, size, cutn, repeats, warmup, device, bf16, cut_method = argv[1:9]
-        print(json.dumps(measure(kind, int(size), int(cutn), int(repeats), int(warmup), device, bf16 == "1",
-                                 cut_method)))
-        return None
     run = start_run("vqgan_clip", globals(), argv, framework="torch", subdir="bench")
     device_name = torch.cuda.get_device_name() if run.device.startswith("cuda") else f"CPU, {torch.get_num_threads()} torch threads"
     print(f"VQGAN f16_16384 + ViT-B/32-sized CLIP (random weights) on {device_name}")

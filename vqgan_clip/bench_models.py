@@ -9,7 +9,10 @@ the weight values.
 
 from __future__ import annotations
 
+import multiprocessing
+import statistics
 import time
+from concurrent.futures import ProcessPoolExecutor
 
 import torch
 from torch import nn
@@ -143,3 +146,30 @@ def time_loop(kind: str, vqgan, clip, size: int, cutn: int, iterations: int, war
             if index >= warmup:
                 times.append(time.perf_counter() - started)
     return times
+
+
+def measure(kind: str, size: int, cutn: int, repeats: int, warmup: int, device: str, bf16: bool,
+            cut_method: str, models=None) -> dict:
+    """Median seconds per iteration and peak memory of one loop at one configuration."""
+    from vqgan_clip.loop import peak_memory_mb
+
+    vqgan, clip = models or build_models(device)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    times = time_loop(kind, vqgan, clip, size, cutn, repeats, warmup, device, bf16, cut_method)
+    seconds = statistics.median(times)
+    return {"loop": kind, "size": size, "cutn": cutn, "bf16": bf16, "seconds_per_iteration": round(seconds, 4),
+            "iterations_per_second": round(1.0 / seconds, 3), **peak_memory_mb(device)}
+
+
+def measure_in_fresh_process(kind: str, size: int, cutn: int, repeats: int, warmup: int, device: str,
+                             cut_method: str) -> dict:
+    """measure() in a new process started for it alone (float32), so that the peak resident memory
+    it reports is this configuration's, not the largest one measured before it."""
+    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        try:
+            return pool.submit(measure, kind, size, cutn, repeats, warmup, device, False, cut_method).result()
+        except Exception as error:  # noqa: BLE001 - one failed configuration must not end the table
+            return {"loop": kind, "size": size, "cutn": cutn, "bf16": False,
+                    "error": f"{type(error).__name__}: {str(error).splitlines()[0][:80] if str(error) else ''}"}

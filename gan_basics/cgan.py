@@ -8,7 +8,8 @@ image, so it can reject a well-drawn digit of the wrong class.
 
 This entry is `python -m gan_basics.gan --set CONDITIONAL=true`: the conditional GAN is the GAN
 with one setting changed, so its constants are gan.py's (edit them there) and this file owns none.
-It starts gan.py as a program, passing every argument on (--quick, --set, --fresh, --help).
+It calls gan.py's main in this process with that setting first, passing every argument on (--quick,
+--set, --fresh, --help); a later `--set` still wins.
 
 The judge (evaluator.py, a classifier trained only on real digits) reads every conditional sample;
 its agreement with the digit asked for is the label accuracy, reported per digit and overall
@@ -19,22 +20,14 @@ accuracy_per_digit.png, frechet.png, losses.png, run.json.
 
 from __future__ import annotations
 
-import subprocess
 import sys
 
+from gan_basics import gan  # an alias of gan.py with one constant set (see tests/test_collection_imports.py)
 
-def main(argv: list[str] | None = None) -> None:
+
+def main(argv: list[str] | None = None):
     argv = sys.argv[1:] if argv is None else list(argv)
-    command = [sys.executable, "-m", "gan_basics.gan", "--set", "CONDITIONAL=true", *argv]
-    process = subprocess.Popen(command)
-    while True:
-        try:
-            code = process.wait()
-            break
-        except KeyboardInterrupt:  # Ctrl+C reaches gan.py too, which saves and stops on its own
-            continue
-    if code:
-        raise SystemExit(code)
+    return gan.main(["--set", "CONDITIONAL=true", *argv])
 
 
 if __name__ == "__main__":

@@ -170,7 +170,7 @@ def test_unknown_dataset_lists_the_valid_ones(lab_outputs, capfd):
     assert exit_info.value.code == 2
     assert "unknown dataset 'cats'; valid: digits, faces" in capfd.readouterr().err
     with pytest.raises(SystemExit) as exit_info:
-        cgan.main(["--dry-run", "--set", "DATASET=faces"])  # gan.py in its own process
+        cgan.main(["--dry-run", "--set", "DATASET=faces"])  # gan.py's main, in this process
     assert exit_info.value.code == 2
     assert "needs labels" in capfd.readouterr().err
     assert not os.listdir(lab_outputs)  # refused before any folder was made

@@ -247,6 +247,17 @@ def _parse_overrides(overrides, defaults: dict[str, Any]) -> dict[str, Any]:
     return values
 
 
+def _check_same_type(name: str, value: Any, default: Any, where: str) -> None:
+    """A table's value must be of its default's type (an int for a float is fine), as --set's are."""
+    if default is None or isinstance(value, type(default)):
+        return
+    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+        return
+    if isinstance(default, (list, tuple)) and isinstance(value, (list, tuple)):
+        return
+    raise LabError(f"{where} gives {name}={value!r} (a {_type_name(value)}), but {name} is a {_type_name(default)}")
+
+
 def resolve_layers(
     namespace: dict[str, Any],
     overrides: list[str] | tuple[str, ...] = (),
@@ -279,6 +290,8 @@ def resolve_layers(
                            f"(--set {variants.selector}=NAME)")
         variant_values = dict(variants.table[chosen])
         _check_names(variant_values, defaults, f"variant {chosen!r}")
+        for name, value in variant_values.items():
+            _check_same_type(name, value, defaults[name], f"variant {chosen!r}")
         layers.append((f"variant {chosen}", variant_values))
     layers += [*profile_layers, ("--set", explicit)]
 

@@ -126,6 +126,8 @@ def test_layers_default_variant_profile_set_and_their_sources():
         resolve_layers(script, ["NAME=wide"], "full", variants)
     with pytest.raises(LabError, match="STPES.*variant 'typo'"):
         resolve_layers(script, ["NAME=typo"], "full", Variants("NAME", {"typo": {"STPES": 1}}))
+    with pytest.raises(LabError, match="variant 'odd' gives STEPS='many' \\(a str\\), but STEPS is a int"):
+        resolve_layers(script, ["NAME=odd"], "full", Variants("NAME", {"odd": {"STEPS": "many"}}))
 
 
 def test_settings_from_reads_each_field_from_its_constant():

@@ -218,6 +218,7 @@ def _payload_names(names: list[str]) -> list[str]:
 
 
 def _refuse(path: Path, what: str, names: list[str]) -> UnsafeFileError:
+    names = [f"{_python3_module(name)}.{name.rpartition('.')[2]}" if "(" not in name else name for name in names]
     shown = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
     return UnsafeFileError(f"refusing {what} {path}: it asks to import or run {shown}, which a weights file "
                            "never needs (nothing from it was run); use the file from its official source")

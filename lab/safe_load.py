@@ -50,6 +50,10 @@ PAYLOAD_MODULES = frozenset({
     "multiprocessing", "pdb", "torch", "setuptools", "pip",
 })
 
+# TorchScript's pickler names these for typed lists and dicts (build_intlist, restore_type_tag...);
+# they get stand-ins like any other name, instead of refusing the archive as `torch` names do.
+TORCHSCRIPT_BUILDERS = ("torch.jit._pickle.",)
+
 
 class UnsafeFileError(LabError):
     """A file asks to import or run something that a weights file never needs; nothing of it ran."""
@@ -213,7 +217,8 @@ def _is_torchscript(archive: zipfile.ZipFile) -> bool:
 def _payload_names(names: list[str]) -> list[str]:
     """The names among `names` that only a payload asks for (or that cannot be given a stand-in)."""
     return [name for name in names
-            if {name.split(".")[0], _python3_module(name).split(".")[0]} & PAYLOAD_MODULES
+            if ({name.split(".")[0], _python3_module(name).split(".")[0]} & PAYLOAD_MODULES
+                and not name.startswith(TORCHSCRIPT_BUILDERS))
             or not name.replace("_", "").replace(".", "").isalnum()]
 
 
@@ -262,7 +267,8 @@ def load_torch(path: Path | str, what: str = "checkpoint", *, stand_ins: bool = 
     with open(path, "rb") as handle:
         is_zip = handle.read(4) == ZIP_MAGIC
     if is_zip and not zipfile.is_zipfile(path):
-        raise IncompleteFileError(f"cannot read {what} {path}: the file is incomplete (its zip directory is missing)")
+        raise IncompleteFileError(f"cannot read {what} {path}: the file is damaged or incomplete (its zip "
+                                  "directory is missing: cut short)")
     if not is_zip and tarfile.is_tarfile(path):
         raise LabError(f"cannot read {what} {path}: torch's tar format of 2017 is not supported; save it again "
                        "with a current torch")
@@ -294,7 +300,8 @@ def load_torch(path: Path | str, what: str = "checkpoint", *, stand_ins: bool = 
         raise
     except Exception as error:
         if _cut_short(error):
-            raise IncompleteFileError(f"cannot read {what} {path}: the file is incomplete") from None
+            raise IncompleteFileError(f"cannot read {what} {path}: the file is damaged or incomplete "
+                                      "(it ends too early)") from None
         if isinstance(error, pickle.UnpicklingError) and unknown and not stand_ins:
             raise _refuse(path, what, unknown) from None
         raise LabError(f"cannot read {what} {path}: the file is damaged or incomplete "

@@ -91,10 +91,6 @@ class SphereSettings:
     def to_dict(self) -> dict:
         return asdict(self)
 
-    @classmethod
-    def from_dict(cls, values: dict) -> SphereSettings:
-        return cls(**values)
-
 
 SETTING_NAMES = tuple(f.name for f in fields(SphereSettings))
 # Bump when a seeded run's numbers change (random streams, order of arithmetic): experiments.py's

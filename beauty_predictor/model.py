@@ -21,6 +21,7 @@ import tensorflow as tf  # noqa: E402
 from beauty_predictor.saving import load_checkpoint_file, restore_weights  # noqa: E402
 from beauty_predictor.settings import ImproverSettings, PredictorSettings  # noqa: E402
 from lab import LabError  # noqa: E402
+from lab.safe_load import settings_from_checkpoint  # noqa: E402
 
 CONTEXT = 128  # side of the surroundings the predictor sees (article)
 CELL = 32      # side of the centre it predicts (article)
@@ -256,7 +257,7 @@ def load_predictor(path: Path, script: str = "python -m beauty_predictor.train_p
     state = load_checkpoint_file(path)
     if "predictor" not in state:
         raise LabError(f"{path} is not a centre predictor checkpoint; rerun {script} --fresh")
-    model = build_predictor(PredictorSettings(**state["predictor"]))
+    model = build_predictor(settings_from_checkpoint(PredictorSettings, state["predictor"], path, script))
     restore_weights(model, state, path)
     model.trainable = False
     return model
@@ -275,7 +276,8 @@ def load_improver(path: Path, variant: str) -> tuple[keras.Model, dict]:
     if "improver" not in state:
         raise LabError(f"{path} is not an improver checkpoint; rerun python -m beauty_predictor.train_improver "
                        f"--set VARIANT={variant} --fresh")
-    settings = ImproverSettings(**state["improver"])
+    settings = settings_from_checkpoint(ImproverSettings, state["improver"], path,
+                                        "python -m beauty_predictor.train_improver")
     if settings.variant != variant:
         raise LabError(f"{path} holds an improver of VARIANT={settings.variant!r}, not the {variant!r} asked for; "
                        f"use --set VARIANT={settings.variant}, or retrain with python -m "

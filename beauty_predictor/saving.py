@@ -21,6 +21,7 @@ import numpy as np
 
 from lab import LabError
 from lab.checkpoint import atomic_write, read_checkpoint_file
+from lab.safe_load import load_npz
 
 
 def save_checkpoint_file(path: Path, model, optimizer=None, **meta: Any) -> Path:
@@ -51,10 +52,10 @@ def load_checkpoint_file(path: Path) -> dict[str, Any]:
     A missing, empty, truncated or foreign file is a LabError saying which and what to do.
     """
     def read(checkpoint: Path) -> tuple[list, list, Any]:
-        with np.load(checkpoint, allow_pickle=False) as saved:
-            keys = sorted(saved.files)
-            return ([saved[k] for k in keys if k.startswith("w")], [saved[k] for k in keys if k.startswith("o")],
-                    json.loads(str(saved["meta"])))
+        saved = load_npz(checkpoint, "checkpoint")  # allow_pickle=False: an object array is refused
+        keys = sorted(saved)
+        return ([saved[k] for k in keys if k.startswith("w")], [saved[k] for k in keys if k.startswith("o")],
+                json.loads(str(saved["meta"])))
 
     weights, optimizer, meta = read_checkpoint_file(path, read)
     if not isinstance(meta, dict):

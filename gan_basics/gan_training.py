@@ -35,6 +35,7 @@ from lab.checkpoint import InterruptGuard, Resumed, load_checkpoint, load_state_
 from lab.constants import settings_from
 from lab.media import write_gif
 from lab.plots import save_figure
+from lab.safe_load import settings_from_checkpoint
 
 # Constants a checkpoint must share with the run that resumes it: the data and the architecture.
 ARCHITECTURE = ["DATASET", "CONDITIONAL", "LATENT_DIM", "G_WIDTH", "D_WIDTH"]
@@ -385,7 +386,10 @@ def raise_collapsed(run, game: GameState, epoch: int, losses) -> None:
 def load_best_generator(path: Path, device: torch.device) -> torch.nn.Module:
     """The best epoch's generator, rebuilt from the settings stored beside its weights."""
     checkpoint = load_checkpoint(path, map_location=str(device))
-    generator, _ = build_players(GANSettings.from_dict(checkpoint["settings"]))
+    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("generator"), dict):
+        raise LabError(f"{path} is not a checkpoint of gan_basics' GAN training: it has no generator weights")
+    generator, _ = build_players(settings_from_checkpoint(GANSettings, checkpoint.get("settings"), path,
+                                                          "gan_basics' GAN training", image_shape=tuple))
     load_state_dict_strict(generator, checkpoint["generator"], f"generator in {path}")
     return generator.to(device).eval()
 

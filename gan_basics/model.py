@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import nn
@@ -159,10 +158,6 @@ class GANSettings:
     d_width: int
     num_classes: int = 0      # 0: an unconditional GAN; 10 for digits when conditional
     d_dropout: float = 0.0    # holds no weights: a checkpoint loads whatever its value
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> GANSettings:
-        return cls(**dict(values, image_shape=tuple(values["image_shape"])))
 
 
 def build_players(settings: GANSettings) -> tuple[Generator, Discriminator]:

@@ -129,8 +129,12 @@ def read_checkpoint_file(path: Path | str, read: Callable[[Path], Any]) -> Any:
                        "Delete it or rerun with --fresh.")
     try:
         return read(path)
-    except LabError:
-        raise
+    except LabError as error:
+        from lab.safe_load import UnsafeFileError
+
+        if isinstance(error, UnsafeFileError) or "--fresh" in str(error) or not str(error).startswith("cannot read"):
+            raise
+        raise LabError(f"{error}. Delete it or rerun with --fresh.") from None
     except Exception as error:  # a truncated or foreign file
         reason = str(error).split("\n")[0][:200]
         raise LabError(f"cannot read checkpoint {path}: the file is damaged or incomplete ({reason}). "
@@ -138,10 +142,11 @@ def read_checkpoint_file(path: Path | str, read: Callable[[Path], Any]) -> Any:
 
 
 def load_checkpoint(path: Path | str, map_location: str = "cpu") -> dict[str, Any]:
-    """torch.load with weights_only=True: plain tensors and containers, no pickled code."""
-    import torch
+    """A torch checkpoint through `lab.safe_load.load_torch`: plain tensors and containers; a file
+    that names anything else is refused, and nothing from it runs."""
+    from lab.safe_load import load_torch
 
-    return read_checkpoint_file(path, lambda p: torch.load(p, map_location=map_location, weights_only=True))
+    return read_checkpoint_file(path, lambda p: load_torch(p, "checkpoint", map_location=map_location))
 
 
 # -----------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from lab.safe_load import settings_from_checkpoint
 from pen_cap_vae.model import GaussianAutoencoder, RecoderSettings, date_schedule, recoder_loss
 
 
@@ -64,7 +65,9 @@ class Date:
 
     @classmethod
     def from_state(cls, state: dict, learning_rate: float, cycle: int, switch: int) -> Date:
-        date = cls(RecoderSettings(**state["settings"]), learning_rate, state["first_code"], state["last_code"],
+        settings = settings_from_checkpoint(RecoderSettings, state.get("settings"), "the recoder checkpoint",
+                                            "pen_cap_vae.test")
+        date = cls(settings, learning_rate, state["first_code"], state["last_code"],
                    state["x1"], cycle, switch)
         date.recoder.load_state_dict(state["model"])
         date.optimizer.load_state_dict(state["optimizer"])

@@ -31,6 +31,7 @@ from lab.checkpoint import (
     save_checkpoint,
 )
 from lab.plots import save_figure
+from lab.safe_load import settings_from_checkpoint
 from pen_cap_vae.data import load_pictures
 from pen_cap_vae.date import Date, FrameSink
 from pen_cap_vae.eeg import EEGPlotter, EEGRecorder, draw_probes, log_spectrum, smooth_spectrum, spectral_exponent
@@ -103,8 +104,14 @@ def load_vae(run, cfg):
     if not path.is_file():
         raise LabError(f"no trained VAE at {path}: run python -m pen_cap_vae.train{flag} first")
     checkpoint = load_checkpoint(path, map_location="cpu")
+    if not isinstance(checkpoint, dict):
+        raise LabError(f"{path} is not a checkpoint of pen_cap_vae.train (it holds no dict); give the vae.pt that "
+                       "pen_cap_vae.train wrote")
     if "settings" in checkpoint:
-        settings, state_dict = VAESettings(**checkpoint["settings"]), checkpoint["model"]
+        settings = settings_from_checkpoint(VAESettings, checkpoint["settings"], path, "pen_cap_vae.train")
+        if not isinstance(checkpoint.get("model"), dict):
+            raise LabError(f"{path} is not a checkpoint of pen_cap_vae.train: it has no VAE weights ('model')")
+        state_dict = checkpoint["model"]
     elif "model" in checkpoint:
         raise LabError(f"the VAE checkpoint {path} has no stored settings (an older version of train.py made it); "
                        f"retrain with python -m pen_cap_vae.train{flag} --fresh")

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 
 from lab import LabError
+from lab.safe_load import settings_from_checkpoint
 from sphere_mapping import kernels
 
 
@@ -89,10 +90,6 @@ class SphereSettings:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> SphereSettings:
-        return cls(**values)
 
 
 SETTING_NAMES = tuple(f.name for f in fields(SphereSettings))
@@ -445,7 +442,8 @@ class Trainer:
     def load_state_dict(self, state: dict) -> None:
         if "rng_states" not in state:
             raise LabError("the checkpoint is from an older version of the trainer (torch generators); rerun with --fresh")
-        saved = [SphereSettings.from_dict(values) for values in state["members"]]
+        saved = [settings_from_checkpoint(SphereSettings, values, "the checkpoint", "sphere_mapping's trainer")
+                 for values in state["members"]]
         if saved != self.members or list(state["seeds"]) != self.seeds:
             raise LabError("the checkpoint holds other runs (settings or seeds differ); rerun with --fresh")
         self.theta = state["theta"].to(self.device, self.theta.dtype).clone()

@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import pickle
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -30,6 +29,7 @@ import torch
 
 from lab import LabError
 from lab.checkpoint import atomic_write, load_state_dict_strict
+from lab.safe_load import is_torchscript_archive, load_torch, load_torchscript_tensors
 
 # Where OpenAI's weights are published (named in error messages; never downloaded).
 OPENAI_CLIP_SOURCE = (
@@ -101,27 +101,25 @@ def resolve_model_name(model_name_or_config: str | Path | dict) -> tuple[str, di
 
 
 def read_clip_state_dict(weights_path: Path | str) -> dict[str, torch.Tensor]:
-    """A CLIP state_dict from .safetensors, or from a torch file read with weights_only=True."""
+    """A CLIP state_dict from .safetensors, or from a torch file read by lab.safe_load.load_torch."""
     weights_path = Path(weights_path)
     if not weights_path.is_file():
         raise LabError(f"CLIP weights {weights_path} not found; {OPENAI_CLIP_SOURCE}")
     if weights_path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
-        state_dict = load_file(str(weights_path), device="cpu")
-    else:
         try:
-            state_dict = torch.load(weights_path, map_location="cpu", weights_only=True)
-        except (pickle.UnpicklingError, RuntimeError) as error:
-            raise LabError(
-                f"cannot read {weights_path} as a plain state_dict ({str(error).splitlines()[0][:160]}). If it is "
-                f"OpenAI's TorchScript file, convert it once: python -m vqgan_clip.convert_checkpoint openai-clip "
-                f"{weights_path}"
-            ) from None
+            state_dict = load_file(str(weights_path), device="cpu")
+        except Exception as error:  # safetensors holds no code; a damaged file is all that can fail
+            raise LabError(f"cannot read CLIP weights {weights_path}: the file is damaged or incomplete "
+                           f"({str(error).splitlines()[0][:160]})") from None
+    else:
+        # A TorchScript archive is refused there with the command that converts it.
+        state_dict = load_torch(weights_path, "CLIP weights")
     if isinstance(state_dict, dict) and "state_dict" in state_dict and isinstance(state_dict["state_dict"], dict):
         state_dict = state_dict["state_dict"]
-    if not isinstance(state_dict, dict):
-        raise LabError(f"{weights_path} does not hold a state_dict")
+    if not isinstance(state_dict, dict) or not all(isinstance(value, torch.Tensor) for value in state_dict.values()):
+        raise LabError(f"{weights_path} does not hold a state_dict (names to tensors)")
     # Checkpoints saved from DistributedDataParallel prefix every key with "module.".
     if state_dict and all(key.startswith("module.") for key in state_dict):
         state_dict = {key[len("module."):]: value for key, value in state_dict.items()}
@@ -169,14 +167,14 @@ def convert_openai_clip(source: Path, target: Path | None = None) -> Path:
     if not source.is_file():
         raise LabError(f"{source} not found; OpenAI's ViT-B-32.pt is linked from https://github.com/openai/CLIP "
                        "(clip/clip.py, _MODELS['ViT-B/32']); put it in data/checkpoints/")
-    try:
-        # A TorchScript archive is loaded by torch's TorchScript loader, not by pickle, and only its
-        # tensors are kept: no code from the file runs here.
-        archive = torch.jit.load(str(source), map_location="cpu")
-        state_dict = archive.state_dict()
-    except RuntimeError:
-        # Some copies are plain state_dicts already.
-        state_dict = torch.load(source, map_location="cpu", weights_only=True)
+    if is_torchscript_archive(source):
+        # Read from the archive's pickled module state; torch.jit.load would run the archive's code.
+        state_dict = load_torchscript_tensors(source, "OpenAI CLIP archive")
+    else:  # some copies are plain state_dicts already
+        state_dict = load_torch(source, "CLIP weights")
+    if not isinstance(state_dict, dict) or not state_dict or not all(
+            isinstance(value, torch.Tensor) for value in state_dict.values()):
+        raise LabError(f"{source} is neither OpenAI's TorchScript CLIP archive nor a CLIP state_dict")
     # open_clip's CLIP uses OpenAI's module names, so only the three metadata entries go, and the
     # causal attention mask, which a TorchScript archive stores but open_clip rebuilds (not persistent).
     state_dict = {key: value.float() if value.is_floating_point() else value

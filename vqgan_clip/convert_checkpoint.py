@@ -5,11 +5,12 @@
     python -m vqgan_clip.convert_checkpoint vqgan data/checkpoints/vqgan_imagenet_f16_16384.ckpt
         -> data/checkpoints/vqgan_imagenet_f16_16384.pt (only the weights; `loss.` entries dropped)
 
-The VQGAN conversion is optional: load_vqgan reads an official Lightning last.ckpt directly, with a
-restricted unpickler that builds only tensors and plain containers (vqgan.read_vqgan_state_dict), so
-neither pytorch_lightning nor trust in the file is needed. The plain state_dict is smaller and
-loads faster; generate.py picks the .pt when no .ckpt is present. (`--trust`, once required here,
-is still accepted and no longer changes anything.)
+Both read the files with lab.safe_load, so nothing from them runs: OpenAI's TorchScript archive
+from its pickled module state (never torch.jit.load, which runs the archive's TorchScript code), a
+Lightning checkpoint with its Lightning classes as inert stand-ins (pytorch_lightning is not needed).
+The VQGAN conversion is optional - load_vqgan reads a last.ckpt the same way - but the plain
+state_dict is smaller and loads faster; generate.py picks the .pt when no .ckpt is present.
+(`--trust`, once required here, is still accepted and no longer changes anything.)
 """
 
 from __future__ import annotations

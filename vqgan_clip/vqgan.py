@@ -19,8 +19,6 @@ Images are tensors in [-1, 1], shape (batch, 3, height, width), as in taming.
 from __future__ import annotations
 
 import math
-import pickle
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +28,7 @@ from torch import nn
 
 from lab import LabError
 from lab.checkpoint import load_state_dict_strict
+from lab.safe_load import IncompleteFileError, load_torch
 
 # Where the official files are published (named in error messages; never downloaded).
 OFFICIAL_SOURCES = (
@@ -404,101 +403,26 @@ def read_yaml_config(yaml_path: Path | str) -> dict[str, Any]:
     return config
 
 
-class _Inert:
-    """Stands in for any class a checkpoint pickles besides tensors and plain containers (Lightning's
-    callbacks, hyper-parameter records, numpy scalars): it accepts any construction and state and
-    runs nothing, so unpickling never imports or executes code from the file."""
-
-    _origin = "?"
-
-    def __init__(self, *args, **kwargs):
-        self.args = args
-
-    def __new__(cls, *args, **kwargs):
-        return super().__new__(cls)
-
-    def __setstate__(self, state):
-        self.state = state
-
-    def __call__(self, *args, **kwargs):  # a pickled function reference called by REDUCE
-        return _Inert()
-
-    def __setitem__(self, key, value):  # SETITEM(S) on an object standing for a dict subclass
-        pass
-
-    def append(self, value):  # APPEND(S) on an object standing for a list subclass
-        pass
-
-    def extend(self, values):
-        pass
-
-
-# What the restricted unpickler materialises for real: torch's tensor rebuilding and plain containers.
-_ALLOWED = {
-    ("torch._utils", "_rebuild_tensor_v2"), ("torch._utils", "_rebuild_tensor"), ("torch._utils", "_rebuild_parameter"),
-    ("torch._utils", "_rebuild_parameter_with_state"), ("torch._utils", "_rebuild_device_tensor_from_numpy"),
-    ("torch", "Size"), ("torch", "device"), ("collections", "OrderedDict"), ("builtins", "set"),
-    ("builtins", "frozenset"), ("builtins", "slice"), ("builtins", "complex"), ("builtins", "bytearray"),
-}
-
-
-class _RestrictedUnpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str):
-        if (module, name) in _ALLOWED or (module == "torch" and name.endswith("Storage")):
-            return super().find_class(module, name)
-        # Anything else (pytorch_lightning.callbacks..., numpy, argparse.Namespace) becomes inert.
-        return type(name, (_Inert,), {"_origin": f"{module}.{name}"})
-
-
-class _RestrictedPickleModule:
-    """A pickle module for torch.load(pickle_module=...) whose Unpickler never imports pickled classes."""
-
-    Unpickler = _RestrictedUnpickler
-    load = staticmethod(pickle.load)
-    __name__ = "restricted_pickle"
-
-
 def _incomplete(ckpt_path: Path) -> LabError:
     return LabError(f"cannot read {ckpt_path}: the file is incomplete; download it again "
                     "(python -m vqgan_clip.download resumes a partial download)")
 
 
-def _cut_short(error: BaseException) -> bool:
-    """Whether torch.load failed because the file ends too early (either of torch's file formats)."""
-    text = str(error)
-    return isinstance(error, EOFError) or any(mark in text for mark in ("truncated", "unexpected EOF",
-                                                                        "central directory"))
-
-
 def read_vqgan_state_dict(ckpt_path: Path | str) -> dict[str, torch.Tensor]:
     """The weights of a VQGAN file: a Lightning .ckpt ({"state_dict": ...}) or a plain state_dict.
 
-    First torch.load(weights_only=True). An official Lightning last.ckpt also pickles Lightning's
-    callback and hyper-parameter objects, which weights_only refuses; then the file is read again
-    with a restricted unpickler that builds tensors and plain containers and replaces every other
-    class by an inert stand-in (nothing from the file is imported or run, and pytorch_lightning is
-    not needed); only `state_dict` is kept.
+    Read by lab.safe_load.load_torch: an official Lightning last.ckpt also pickles Lightning's
+    callback and hyper-parameter objects; they become inert stand-ins (nothing from the file is
+    imported or run, and pytorch_lightning is not needed), and only `state_dict` is kept. A file
+    that asks for anything a checkpoint never needs (os.system, ...) is refused.
     """
     ckpt_path = Path(ckpt_path)
     if not ckpt_path.is_file():
         raise LabError(f"VQGAN checkpoint {ckpt_path} not found; {OFFICIAL_SOURCES}")
-    with open(ckpt_path, "rb") as handle:
-        magic = handle.read(4)
-    if magic == b"PK\x03\x04" and not zipfile.is_zipfile(ckpt_path):
-        raise _incomplete(ckpt_path)  # torch's zip format, cut short: no central directory at the end
     try:
-        loaded = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        try:
-            loaded = torch.load(ckpt_path, map_location="cpu", weights_only=False, pickle_module=_RestrictedPickleModule)
-        except (EOFError, pickle.UnpicklingError, RuntimeError) as error:
-            if _cut_short(error):
-                raise _incomplete(ckpt_path) from None
-            raise LabError(f"cannot read VQGAN checkpoint {ckpt_path}: {str(error).splitlines()[0][:200]}") from None
-    except Exception as error:
-        if _cut_short(error):
-            raise _incomplete(ckpt_path) from None
-        raise LabError(f"cannot read VQGAN checkpoint {ckpt_path}: {str(error).splitlines()[0][:200]}") from None
+        loaded = load_torch(ckpt_path, "VQGAN checkpoint", stand_ins=True)
+    except IncompleteFileError:
+        raise _incomplete(ckpt_path) from None
     if isinstance(loaded, dict) and "state_dict" in loaded and isinstance(loaded["state_dict"], dict):
         loaded = loaded["state_dict"]
     if not isinstance(loaded, dict) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):

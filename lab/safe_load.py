@@ -276,7 +276,7 @@ def load_torch(path: Path | str, what: str = "checkpoint", *, stand_ins: bool = 
         with zipfile.ZipFile(path) as archive:
             if _is_torchscript(archive):
                 raise LabError(f"{what} {path} is a TorchScript archive, not a torch.save file; convert it "
-                               "(python -m vqgan_clip.convert_checkpoint openai-clip for OpenAI's CLIP)")
+                               "once into a plain state_dict (OpenAI's CLIP: the experiment's convert_checkpoint script)")
             prefix = _zip_prefix(archive, path, what)
             names = _globals_in(io.BytesIO(archive.read(f"{prefix}/data.pkl")))
     else:

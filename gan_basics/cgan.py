@@ -19,6 +19,7 @@ accuracy_per_digit.png, frechet.png, losses.png, run.json.
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 
@@ -27,6 +28,8 @@ def main(argv: list[str] | None = None) -> None:
     argv = sys.argv[1:] if argv is None else list(argv)
     command = [sys.executable, "-m", "gan_basics.gan", "--set", "CONDITIONAL=true", *argv]
     process = subprocess.Popen(command)
+    # SIGTERM (timeout, a cluster's preemption) is passed on: gan.py saves, stops and exits with 143.
+    signal.signal(signal.SIGTERM, lambda signum, frame: process.send_signal(signal.SIGTERM))
     while True:
         try:
             code = process.wait()

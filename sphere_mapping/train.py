@@ -218,7 +218,7 @@ def record_claims(run, cfg, metrics: dict) -> None:
 
 @exit_on_lab_error
 def main(argv=None):
-    run = start_run("sphere_mapping", globals(), argv, framework="torch")
+    run = start_run("sphere_mapping", globals(), argv, framework="torch", checkpoints=True)
     cfg = run.cfg
     settings = build_settings(cfg)
     picture, picture_note = figures.load_picture(cfg.PICTURE, cfg.PICTURE_SIZE)  # bad paths fail early

@@ -403,3 +403,12 @@ def test_a_truncated_results_cache_of_sphere_experiments_is_measured_again(tmp_p
     cache.write_text('{"article-0": {"coverage": 0.7')
     assert read_cache(cache) == {}
     assert "trained again" in capsys.readouterr().out
+
+
+def test_a_truncated_timings_file_of_run_sh_is_written_anew(tmp_path, capsys):
+    from lab.pipeline import read_timings
+
+    timings = tmp_path / "timings_quick.json"
+    timings.write_text('{"pen_cap_vae": 44.')
+    assert read_timings(timings) == {}
+    assert "written anew" in capsys.readouterr().out

@@ -246,8 +246,20 @@ def test_a_full_disk_anywhere_in_a_script_is_one_line(capsys):
 # SIGTERM: handled like Ctrl+C, exit 143.
 
 
-def test_sigterm_inside_a_training_loop_saves_and_exits_143(capsys):
-    saved, before = [], signal.getsignal(signal.SIGTERM)
+@pytest.fixture
+def unhandled_sigterm_fails():
+    """Without the code under test handling it, SIGTERM would end the whole test session."""
+
+    def unhandled(signum, frame):
+        raise AssertionError("SIGTERM reached the process's own handler: the script did not handle it")
+
+    previous = signal.signal(signal.SIGTERM, unhandled)
+    yield unhandled
+    signal.signal(signal.SIGTERM, previous)
+
+
+def test_sigterm_inside_a_training_loop_saves_and_exits_143(capsys, unhandled_sigterm_fails):
+    saved = []
 
     @exit_on_lab_error
     def main():
@@ -265,10 +277,10 @@ def test_sigterm_inside_a_training_loop_saves_and_exits_143(capsys):
         main()
     assert exit_info.value.code == 143 and saved == [3]
     assert "SIGTERM: saving a checkpoint" in capsys.readouterr().out
-    assert signal.getsignal(signal.SIGTERM) == before  # put back for the rest of the process
+    assert signal.getsignal(signal.SIGTERM) is unhandled_sigterm_fails  # put back as it was
 
 
-def test_sigterm_outside_a_loop_exits_143_without_traceback(capsys):
+def test_sigterm_outside_a_loop_exits_143_without_traceback(capsys, unhandled_sigterm_fails):
     @exit_on_lab_error
     def main():
         os.kill(os.getpid(), signal.SIGTERM)

@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lab.errors import LabError, disk_full_errno, disk_full_message, request_termination
+from lab.errors import LabError, Terminated, disk_full_errno, disk_full_message, request_termination
 
 
 def _umask() -> int:
@@ -449,7 +449,7 @@ class InterruptGuard:
 
     SIGTERM is what `timeout`, `docker stop`, systemd and a cluster's preemption send: it is handled
     as Ctrl+C is, and `exit_on_lab_error` then ends the process with status 143, so a preempted job
-    resumes where it stopped. A second signal raises KeyboardInterrupt as usual. Outside the main
+    resumes where it stopped. A second signal aborts without saving (exit 130 or 143). Outside the main
     thread (where Python allows no signal handlers) the guard does nothing.
     """
 
@@ -460,7 +460,7 @@ class InterruptGuard:
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self.requested:
-            raise KeyboardInterrupt
+            raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
         self.requested = True
         self.signal_name = "SIGTERM" if signum == signal.SIGTERM else "Ctrl+C"
         if signum == signal.SIGTERM:

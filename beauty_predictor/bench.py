@@ -45,7 +45,7 @@ def median_seconds(function, repeats: int) -> float:
 
 @exit_on_lab_error
 def main(argv=None):
-    run = start_run(EXPERIMENT, globals(), argv, framework="tensorflow")
+    run = start_run(EXPERIMENT, globals(), argv, framework="tensorflow", checkpoints=True)
     cfg = run.cfg
     import keras
     import tensorflow as tf

@@ -14,7 +14,7 @@ import numpy as np
 from PIL import Image
 
 from lab import LabError
-from lab.images import read_rgb
+from lab.images import ImageTooLarge, read_rgb
 from lab.paths import data_root
 
 # The real photographs that ship inside scikit-image and scikit-learn (names and licences in
@@ -101,6 +101,9 @@ def load_photos(folder: Path | str, max_side: int = 512, verbose: bool = True) -
             continue
         try:
             rgb = read_rgb(path, "photo")
+        except ImageTooLarge:
+            unreadable.append(f"{path.name} (more pixels than the safety limit)")
+            continue
         except LabError:
             unreadable.append(f"{path.name} (not an image)")
             continue

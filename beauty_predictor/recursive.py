@@ -47,7 +47,7 @@ DRY_RUN = {"REPEATS": 2, "PHOTOS": 1, "SIZE": 128, "STRIP_AT": [0, 2]}
 
 @exit_on_lab_error
 def main(argv=None):
-    run = start_run(EXPERIMENT, globals(), argv, framework="tensorflow")
+    run = start_run(EXPERIMENT, globals(), argv, framework="tensorflow", checkpoints=True)
     cfg = run.cfg
     check_variant(cfg.VARIANT)
     predictor = bm.load_predictor(run.checkpoint_path(PREDICTOR_FILE))

@@ -70,7 +70,7 @@ POINTS_FILE = "sweep_points.json"
 
 @exit_on_lab_error
 def main(argv=None):
-    run = start_run(EXPERIMENT, globals(), argv, framework="tensorflow")
+    run = start_run(EXPERIMENT, globals(), argv, framework="tensorflow", checkpoints=True)
     cfg = run.cfg
     parse(cfg)
     predictor = bm.load_predictor(run.checkpoint_path(PREDICTOR_FILE))

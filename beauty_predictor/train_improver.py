@@ -82,7 +82,7 @@ def folder_name(cfg) -> str:
 
 @exit_on_lab_error
 def main(argv=None):
-    run = start_run(EXPERIMENT, globals(), argv, framework="tensorflow", subdir=folder_name)
+    run = start_run(EXPERIMENT, globals(), argv, framework="tensorflow", subdir=folder_name, checkpoints=True)
     cfg = run.cfg
     settings = parse(cfg)
     predictor, bad_predictor = load_predictors(run, settings)

@@ -82,7 +82,7 @@ def evaluate(predictor, crops: np.ndarray) -> float:
 
 @exit_on_lab_error
 def main(argv=None):
-    run = start_run(EXPERIMENT, globals(), argv, framework="tensorflow")
+    run = start_run(EXPERIMENT, globals(), argv, framework="tensorflow", checkpoints=True)
     cfg = run.cfg
     train_photos, held_photos = load_split(cfg)
     eval_crops = held_out_crops(held_photos, cfg.EVAL_CROPS)

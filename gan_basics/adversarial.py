@@ -152,7 +152,7 @@ def plot_examples(path, originals, adversarials, model, epsilon: float, method: 
 
 @exit_on_lab_error
 def main(argv=None):
-    run = start_run("gan_basics", globals(), argv, framework="torch")
+    run = start_run("gan_basics", globals(), argv, framework="torch", checkpoints=True)
     cfg = run.cfg
     attacks = parse_choice_list(cfg.ATTACKS, _VALID_ATTACKS, "attack")
     epsilons = [check_epsilon("EPSILONS", value) for value in cfg.EPSILONS]

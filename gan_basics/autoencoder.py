@@ -324,7 +324,7 @@ def anomaly_experiment(run, cfg, data, train, test) -> tuple[dict, bool]:
 
 @exit_on_lab_error
 def main(argv=None):
-    run = start_run("gan_basics", globals(), argv, framework="torch")
+    run = start_run("gan_basics", globals(), argv, framework="torch", checkpoints=True)
     cfg = run.cfg
     experiments = parse_choice_list(cfg.EXPERIMENTS, _VALID_EXPERIMENTS, "experiment")
     if cfg.DATASET not in DATASETS:

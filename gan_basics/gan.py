@@ -60,7 +60,7 @@ DRY_RUN = {"EPOCHS": 2, "GRID_SIDE": 4}
 
 @exit_on_lab_error
 def main(argv=None):
-    run = start_run("gan_basics", globals(), argv, framework="torch", subdir=training.output_folder)
+    run = start_run("gan_basics", globals(), argv, framework="torch", subdir=training.output_folder, checkpoints=True)
     data, judge = load_dataset(run.cfg.DATASET), build_judge(run.cfg.DATASET)
     players = training.build_game(run.cfg, data, run.device)
     state = training.resume_game(run, players, data, training.output_folder(run.cfg))

@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from gan_basics.data import DATASETS, load_dataset
 from lab import LabError
-from lab.checkpoint import load_checkpoint, load_state_dict_strict, save_checkpoint
+from lab.checkpoint import cache_lock, load_cache, load_state_dict_strict, save_checkpoint
 from lab.paths import outputs_root
 
 
@@ -189,6 +189,22 @@ def train_classifier(train_images, train_labels, settings: JudgeSettings, show_p
     return model.eval()
 
 
+def cached_classifier(path: Path, settings: JudgeSettings) -> DigitClassifier | None:
+    """The judge cached at `path` (or its previous copy) when it was trained with `settings`; None
+    when it must be trained: no cache yet, other settings, or files that cannot be read (a
+    truncated cache is rebuilt, never left for the user to delete)."""
+    cached = load_cache(path, "the judge")
+    if not isinstance(cached, dict) or cached.get("settings") != settings.trained_with():
+        return None
+    classifier = DigitClassifier(settings.feature_dim)
+    try:
+        load_state_dict_strict(classifier, cached.get("model") or {}, f"judge {path}")
+    except LabError as error:
+        print(f"note: {error} -- training the judge again")
+        return None
+    return classifier.eval()
+
+
 def build_judge(dataset: str, settings: JudgeSettings | None = None, show_progress: bool = True,
                 log: Callable[..., None] | None = None) -> Judge:
     """The judge of `dataset` (default settings unless given), trained once and cached in
@@ -201,14 +217,11 @@ def build_judge(dataset: str, settings: JudgeSettings | None = None, show_progre
     test_accuracy = None
     if dataset == "digits":
         path = judge_path(dataset)
-        classifier = DigitClassifier(settings.feature_dim)
-        cached = load_checkpoint(path) if path.is_file() else None
-        if cached is not None and cached.get("settings") == settings.trained_with():
-            load_state_dict_strict(classifier, cached["model"], f"judge {path}")
-            classifier.eval()
-        else:
-            classifier = train_classifier(data.train_images, data.train_labels, settings, show_progress, log)
-            save_checkpoint(path, {"model": classifier.state_dict(), "settings": settings.trained_with()})
+        with cache_lock(path.parent, f"the {dataset} judge"):  # two first runs: one trains it, the other waits
+            classifier = cached_classifier(path, settings)
+            if classifier is None:
+                classifier = train_classifier(data.train_images, data.train_labels, settings, show_progress, log)
+                save_checkpoint(path, {"model": classifier.state_dict(), "settings": settings.trained_with()})
         with torch.no_grad():
             predicted = classifier(torch.from_numpy(data.test_images)).argmax(1).numpy()
         test_accuracy = float((predicted == data.test_labels).mean())

@@ -101,7 +101,7 @@ def show_grid(path, images: np.ndarray, columns: int, title: str, dark_on_light:
 
 @exit_on_lab_error
 def main(argv=None):
-    run = start_run("gan_basics", globals(), argv, framework="torch")
+    run = start_run("gan_basics", globals(), argv, framework="torch", checkpoints=True)
     cfg = run.cfg
     if cfg.DATASET not in DATASETS:
         raise LabError(f"unknown DATASET {cfg.DATASET!r}; valid: {', '.join(DATASETS)}")

@@ -28,6 +28,7 @@ would.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import hashlib
@@ -37,12 +38,12 @@ import signal
 import sys
 import tempfile
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lab.errors import LabError
+from lab.errors import LabError, Terminated, disk_full_errno, disk_full_message, request_termination
 
 
 def _umask() -> int:
@@ -78,10 +79,38 @@ def atomic_write(path: Path | str, write: Callable[[Path], None], keep_previous:
         if keep_previous and path.is_file():
             _link_previous(path)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as error:
+        code = _out_of_room(error, tmp) if isinstance(error, Exception) else None
         tmp.unlink(missing_ok=True)
+        if code is not None:
+            kept = "nothing was lost (the file it replaces is kept whole)" if path.is_file() else "nothing was lost"
+            raise LabError(disk_full_message(code, path, kept)) from None
         raise
     return path
+
+
+def _out_of_room(error: Exception, tmp: Path) -> int | None:
+    """ENOSPC or EFBIG when `error` comes from a full disk or the file-size limit, else None.
+
+    Some writers hide the errno (torch.save raises "RuntimeError: ... file write failed"), so when
+    the error has none, the file-size limit and the free space left are looked at instead."""
+    import errno
+    import resource
+
+    code = disk_full_errno(error)
+    if code is not None:
+        return code
+    try:
+        written = tmp.stat().st_size
+        limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+        if limit != resource.RLIM_INFINITY and written >= limit:
+            return errno.EFBIG
+        stats = os.statvfs(tmp.parent)
+        if stats.f_bavail * stats.f_frsize < 1 << 20:  # under 1 MiB left: the write ran out of room
+            return errno.ENOSPC
+    except OSError:
+        return None
+    return None
 
 
 def _link_previous(path: Path) -> None:
@@ -241,6 +270,66 @@ def lock_folder(folder: Path | str) -> None:
     remove_stale_temporaries(folder)
 
 
+@contextlib.contextmanager
+def cache_lock(folder: Path | str, what: str) -> Iterator[None]:
+    """Hold `folder/.cache.lock` while a cache that several runs share (the gan judge) is read or built.
+
+    Unlike `lock_folder`, a second run waits (with a notice) instead of stopping: the first one
+    builds the cache, the second then reads it instead of building it again side by side."""
+    import fcntl
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / ".cache.lock", "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"waiting for another run that is building {what} in {folder}", flush=True)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def load_cache(path: Path | str, what: str, load: Callable[[Path], Any] | None = None) -> Any:
+    """A cache file that the project can rebuild: the file, else its previous copy, else None.
+
+    An unreadable file is not the user's problem to fix (--fresh does not rebuild a shared cache),
+    so it is reported as a notice and the caller rebuilds the cache."""
+    path = Path(path)
+    loaded, used, problems = first_readable(path, load or load_checkpoint)
+    if problems:
+        print(f"note: {'; '.join(problems)} -- " + (f"rebuilding {what}" if loaded is None else
+                                                    f"using the previous copy {used} of {what}"))
+    return loaded
+
+
+def first_readable(path: Path, load: Callable[[Path], Any],
+                   check: Callable[[Any, Path], str | None] = lambda loaded, candidate: None,
+                   ) -> tuple[Any, Path, list[str]]:
+    """The first of `path` and its previous copy that `load` reads and `check` finds no problem
+    with: (what was loaded or None, the file it came from, the problems met on the way)."""
+    problems = []
+    for candidate in (path, previous_path(path)):
+        if not candidate.is_file():
+            continue
+        try:
+            loaded = load(candidate)
+        except LabError as error:
+            problems.append(str(error))
+            continue
+        except Exception as error:  # a loader of another format: its own message
+            problems.append(f"cannot read checkpoint {candidate}: {error}")
+            continue
+        problem = check(loaded, candidate)
+        if problem:
+            problems.append(problem)
+            continue
+        return loaded, candidate, problems
+    return None, path, problems
+
+
 # -----------------------------------------------------------------------------
 # Resume.
 
@@ -299,23 +388,13 @@ def resume(
         previous_path(path).unlink(missing_ok=True)
         return fresh
     load = loader or (lambda candidate: load_checkpoint(candidate, map_location=map_location))
-    state, used, problems = None, path, []
-    for candidate in (path, previous_path(path)):
-        if not candidate.is_file():
-            continue
-        try:
-            loaded = load(candidate)
-        except LabError as error:
-            problems.append(str(error))
-            continue
-        except Exception as error:  # a loader of another format: its own message
-            problems.append(f"cannot read checkpoint {candidate}: {error}")
-            continue
+
+    def has_steps(loaded: Any, candidate: Path) -> str | None:
         if not isinstance(loaded, dict) or not isinstance(loaded.get("step"), int):
-            problems.append(f"checkpoint {candidate} has no step count: it is not a checkpoint of this script")
-            continue
-        state, used = loaded, candidate
-        break
+            return f"checkpoint {candidate} has no step count: it is not a checkpoint of this script"
+        return None
+
+    state, used, problems = first_readable(path, load, has_steps)
     if state is None:
         if problems:
             raise LabError(problems[0] if len(problems) == 1 else "; ".join(problems))
@@ -398,7 +477,7 @@ def load_state_dict_strict(module: Any, state_dict: dict[str, Any], what: str) -
 
 
 class InterruptGuard:
-    """Turn the first Ctrl+C inside a training loop into a request to save and stop.
+    """Turn the first Ctrl+C or SIGTERM inside a training loop into a request to save and stop.
 
         with InterruptGuard() as guard:
             for step in range(start, steps):
@@ -407,26 +486,34 @@ class InterruptGuard:
                     break
         save_checkpoint(...)
 
-    A second Ctrl+C raises KeyboardInterrupt as usual. Outside the main thread (where Python
-    allows no signal handlers) the guard does nothing and Ctrl+C behaves as usual.
+    SIGTERM is what `timeout`, `docker stop`, systemd and a cluster's preemption send: it is handled
+    as Ctrl+C is, and `exit_on_lab_error` then ends the process with status 143, so a preempted job
+    resumes where it stopped. A second signal aborts without saving (exit 130 or 143). Outside the main
+    thread (where Python allows no signal handlers) the guard does nothing.
     """
 
     def __init__(self) -> None:
         self.requested = False
-        self._previous: Any = None
+        self.signal_name = ""
+        self._previous: dict[int, Any] = {}
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self.requested:
-            raise KeyboardInterrupt
+            raise Terminated if signum == signal.SIGTERM else KeyboardInterrupt
         self.requested = True
-        print("\nCtrl+C: saving a checkpoint and stopping (press again to abort without saving)", flush=True)
+        self.signal_name = "SIGTERM" if signum == signal.SIGTERM else "Ctrl+C"
+        if signum == signal.SIGTERM:
+            request_termination()
+        print(f"\n{self.signal_name}: saving a checkpoint and stopping (press Ctrl+C again to abort without saving)",
+              flush=True)
 
     def __enter__(self) -> InterruptGuard:
         if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self._previous[signum] = signal.signal(signum, self._handle)
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-            self._previous = None
+        for signum, previous in self._previous.items():
+            signal.signal(signum, signal.SIG_DFL if previous is None else previous)  # None: set outside Python
+        self._previous = {}

@@ -161,10 +161,27 @@ def parse_value(name: str, text: str, default: Any) -> Any:
     if isinstance(default, int) and isinstance(value, int) and not isinstance(value, bool):
         return value
     if isinstance(default, (list, tuple)) and isinstance(value, (list, tuple)):
-        return type(default)(value)
+        return type(default)(_items_like(name, value, default))
     if isinstance(default, dict) and isinstance(value, dict):
         return value
     raise LabError(f"{name} expects a {expected}, got {text!r} (a {_type_name(value)})")
+
+
+def _items_like(name: str, items: list | tuple, default: list | tuple) -> list:
+    """The items of a list/tuple override, checked against the type the default's items share
+    (an int is fine where floats are expected); a default of mixed or no items checks nothing."""
+    kinds = {type(item) for item in default}
+    if len(kinds) != 1 or (kind := kinds.pop()) not in (bool, int, float, str):
+        return list(items)
+    checked = []
+    for item in items:
+        if kind is float and isinstance(item, (int, float)) and not isinstance(item, bool):
+            item = float(item)
+        elif type(item) is not kind:
+            raise LabError(f"{name} expects a {type(default).__name__} of {kind.__name__} values, got "
+                           f"{item!r} (a {_type_name(item)}) among {list(items)!r}")
+        checked.append(item)
+    return checked
 
 
 def _condition_holds(condition: str, value: Any) -> bool:

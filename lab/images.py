@@ -8,6 +8,11 @@ import numpy as np
 from PIL import Image
 
 from lab.errors import LabError
+from lab.paths import shown
+
+
+class ImageTooLarge(LabError):
+    """An image whose header declares more pixels than Pillow's safety limit (a decompression bomb)."""
 
 
 def _wide_to_rgb(image: Image.Image) -> Image.Image:
@@ -49,7 +54,19 @@ def read_rgb(path: Path | str, what: str = "image", flatten_on_white: bool = Tru
                 return Image.alpha_composite(background, rgba).convert("RGB")
             return image.convert("RGB")
     except FileNotFoundError:
-        raise LabError(f"{what} {path} not found; give the path of a PNG or JPEG image") from None
-    except (OSError, ValueError) as error:  # PIL.UnidentifiedImageError is an OSError
-        raise LabError(f"{what} {path} cannot be read: it is not an image Pillow can read ({error}); "
+        raise LabError(f"{what} {shown(path)} not found; give the path of a PNG or JPEG image") from None
+    except Image.DecompressionBombError as error:  # the header declares more pixels than Pillow's limit
+        reason = str(error).rstrip(".")
+        raise ImageTooLarge(f"{what} {shown(path)} declares more pixels than the safety limit allows ({reason}); "
+                       "give a smaller image") from None
+    except MemoryError:
+        raise ImageTooLarge(f"{what} {shown(path)} is too large to load into memory; give a smaller image") from None
+    except OSError as error:
+        if error.errno is not None:  # the file cannot be opened: too long a name, permissions, a folder
+            raise LabError(f"{what} {shown(path)} cannot be opened ({error.strerror}); give the path of a "
+                           "readable PNG or JPEG file") from None
+        raise LabError(f"{what} {shown(path)} cannot be read: it is not an image Pillow can read ({error}); "
+                       "give a PNG or JPEG file") from None
+    except ValueError as error:
+        raise LabError(f"{what} {shown(path)} cannot be read: it is not an image Pillow can read ({error}); "
                        "give a PNG or JPEG file") from None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from lab.errors import LabError
@@ -38,3 +39,50 @@ def outputs_root() -> Path:
 
 def data_root() -> Path:
     return REPO_ROOT / "data"
+
+
+def shown(path: Path | str, limit: int = 120) -> str:
+    """A path as it goes into a message: a very long one cut, with its length said."""
+    text = str(path)
+    return text if len(text) <= limit else f"{text[:limit // 2]}...{text[-20:]} ({len(text)} characters)"
+
+
+# Constants whose value is a path (a file or a folder the script reads or writes), by name.
+_PATH_SETTING = re.compile(r"(^|_)(DIR|FILE|PATH|IMAGE|PICTURE|CHECKPOINT|WEIGHTS|TABLE|MODEL)$")
+
+
+def check_path_settings(constants: dict[str, object]) -> None:
+    """Refuse, naming the setting, a path-valued constant that the filesystem cannot look up.
+
+    A missing file is left to the script (some of these also take a name: PICTURE=astronaut,
+    MODEL=small), but a name too long for the filesystem, a loop of links, a NUL byte or a folder
+    that may not be entered would otherwise end in a traceback from wherever the path is first used.
+    Relative paths are looked up from here and from the repository root, as the scripts do."""
+    for name, value in constants.items():
+        if not isinstance(value, str) or not value or not _PATH_SETTING.search(name):
+            continue
+        path = Path(value).expanduser()
+        for candidate in (path,) if path.is_absolute() else (path, REPO_ROOT / path):
+            try:
+                os.stat(candidate)
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            except OSError as error:
+                raise LabError(f"{name}={shown(value)!s} cannot be used as a path ({error.strerror}); "
+                               f"give {name} a path to an existing file or folder") from None
+            except ValueError as error:  # an embedded NUL byte
+                raise LabError(f"{name}={shown(value)!r} is not a valid path ({error}); "
+                               f"give {name} a path to an existing file or folder") from None
+
+
+def read_text_file(path: Path | str, what: str) -> str:
+    """A user's text file as UTF-8, or one clear error naming `what` (the setting) and the file."""
+    path = Path(path)
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise LabError(f"{what} {shown(path)} is not a UTF-8 text file (byte {error.start} cannot be decoded: "
+                       f"{error.reason}); give a plain text file") from None
+    except OSError as error:
+        raise LabError(f"{what} {shown(path)} cannot be read ({error.strerror or error}); "
+                       "give the path of a readable text file") from None

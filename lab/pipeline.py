@@ -17,6 +17,7 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from lab.checkpoint import atomic_write_text
 from lab.gallery import build_gallery, collect_claims
@@ -41,6 +42,18 @@ def print_summary(root, experiments) -> None:
             print(f"  {experiment:<18} [{row['verdict']}] {row['claim']}{measured}")
 
 
+def read_timings(path: Path) -> dict[str, float | str]:
+    """The timings of earlier runs; an unreadable file (a write cut short) starts a new one."""
+    if not path.is_file():
+        return {}
+    try:
+        timings = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        print(f"note: {path} cannot be read ({error}); it is written anew")
+        return {}
+    return timings if isinstance(timings, dict) else {}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="./run.sh", description=__doc__.split("\n\n")[0])
     parser.add_argument("experiments", nargs="*", metavar="EXPERIMENT",
@@ -55,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     root = outputs_root()
     profile = "full" if args.full else "quick"
     timings_path = root / f"timings_{profile}.json"
-    timings: dict[str, float | str] = json.loads(timings_path.read_text()) if timings_path.is_file() else {}
+    timings = read_timings(timings_path)
     failed = []
     for experiment in args.experiments or EXPERIMENTS:
         scripts = experiment_scripts(experiment)

@@ -36,7 +36,7 @@ from typing import Any
 from lab.checkpoint import atomic_write_text, lock_folder
 from lab.constants import Resolved, Variants, describe_constants, resolve_layers
 from lab.errors import LabError
-from lab.paths import outputs_root
+from lab.paths import check_path_settings, outputs_root
 from lab.scalars import ScalarLog
 
 # Distributions whose versions go into run.json when their module is loaded.
@@ -98,8 +98,10 @@ def seed_everything(seed: int, framework: str | None = None) -> None:
 
 
 def resolve_device(requested: str, framework: str | None) -> str:
-    """"auto" picks CUDA (or a TensorFlow GPU) when there is one, else the CPU."""
-    requested = (requested or "auto").lower()
+    """"auto" picks CUDA (or a TensorFlow GPU) when there is one, else the CPU; any other choice
+    must be a device this machine has, or the run stops here instead of deep inside the first
+    tensor moved there."""
+    requested = (requested or "auto").strip().lower()
     if framework == "torch":
         import torch
 
@@ -107,10 +109,23 @@ def resolve_device(requested: str, framework: str | None) -> str:
             return "cuda" if torch.cuda.is_available() else "cpu"
         try:
             device = torch.device(requested)
-        except RuntimeError:
+        except (RuntimeError, ValueError):
             raise LabError(f"DEVICE {requested!r} is not a torch device; use auto, cpu or cuda") from None
-        if device.type == "cuda" and not torch.cuda.is_available():
-            raise LabError("DEVICE is cuda but no CUDA GPU is visible; use --set DEVICE=auto or cpu")
+        xpu = getattr(torch, "xpu", None)
+        present = {
+            "cpu": True,
+            "cuda": torch.cuda.is_available(),
+            "mps": torch.backends.mps.is_available(),
+            "xpu": xpu is not None and xpu.is_available(),
+        }
+        if device.type not in present:  # meta, hpu, privateuseone...: nothing this project can train on
+            raise LabError(f"DEVICE {requested!r} is not a device these scripts run on; use auto, cpu or cuda")
+        if not present[device.type]:
+            raise LabError(f"DEVICE is {requested} but this machine has no {device.type} device; "
+                           "use --set DEVICE=auto or cpu")
+        if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+            raise LabError(f"DEVICE is {requested} but this machine has {torch.cuda.device_count()} CUDA "
+                           f"device(s), numbered from 0; use --set DEVICE=cuda:0 or auto")
         return requested
     if framework == "tensorflow":
         import tensorflow as tf
@@ -126,7 +141,9 @@ def resolve_device(requested: str, framework: str | None) -> str:
                 raise LabError("DEVICE is gpu but TensorFlow sees no GPU; use --set DEVICE=auto or cpu")
             return "gpu"
         raise LabError(f"DEVICE {requested!r} is not one of auto, cpu, gpu")
-    return "cpu" if requested == "auto" else requested
+    if requested not in ("auto", "cpu"):  # a script without a framework computes on the CPU only
+        raise LabError(f"DEVICE {requested!r}: this script runs on the CPU only; use auto or cpu")
+    return "cpu"
 
 
 def apply_torch_threads(threads: int, framework: str | None, device: str) -> None:
@@ -182,18 +199,12 @@ class Run:
     @property
     def checkpoint_dir(self) -> Path:
         """outputs/<experiment>/checkpoints/<profile>[-<RUN_NAME>]: profiles and named runs never share."""
-        run_name = self.constants.get("RUN_NAME") or ""
-        return self.experiment_dir / "checkpoints" / (f"{self.profile}-{run_name}" if run_name else self.profile)
+        return checkpoint_folder(self.experiment, self.profile, self.constants)
 
     def checkpoint_path(self, name: str) -> Path:
         """A file in the checkpoint folder, which this run locks: a second run on it stops at once."""
-        folder = self.checkpoint_dir
-        try:
-            lock_folder(folder)
-        except PermissionError:
-            raise LabError(f"cannot write checkpoints to {folder}: permission denied; make it writable "
-                           "or set LAB_OUTPUT_ROOT to a writable folder") from None
-        return folder / name
+        lock_checkpoints(self.checkpoint_dir)
+        return self.checkpoint_dir / name
 
     def log_scalars(self, step: int, **values: float) -> None:
         """Curves to watch while it runs: TensorBoard events and scalars.csv in the run's folder."""
@@ -244,6 +255,21 @@ class Run:
         return target
 
 
+def checkpoint_folder(experiment: str, profile: str, constants: dict[str, Any]) -> Path:
+    run_name = constants.get("RUN_NAME") or ""
+    return outputs_root() / experiment / "checkpoints" / (f"{profile}-{run_name}" if run_name else profile)
+
+
+def lock_checkpoints(folder: Path) -> None:
+    """Take the checkpoint folder's lock (see lab.checkpoint.lock_folder), with a clear error when
+    the folder cannot be written."""
+    try:
+        lock_folder(folder)
+    except OSError as error:
+        raise LabError(f"cannot write checkpoints to {folder} ({error.strerror or error}); make it writable "
+                       "or set LAB_OUTPUT_ROOT to a writable folder") from None
+
+
 def _script_name(namespace: dict[str, Any]) -> str:
     """The script's module name: from `python -m a.b` its spec, from `python b.py` its file."""
     spec = namespace.get("__spec__")
@@ -291,6 +317,7 @@ def start_run(
     framework: str | None = None,
     subdir: str | Callable[[SimpleNamespace], str] | None = None,
     variants: Variants | None = None,
+    checkpoints: bool = False,
 ) -> Run:
     """Parse the command line, resolve constants, seed, pick the device, make the output folder.
 
@@ -299,7 +326,9 @@ def start_run(
     it may be a function of the resolved constants (`lambda cfg: f"improver_{cfg.VARIANT}"`),
     resolved here once, before the folder exists. A RUN_NAME gives the folder a suffix. `variants`
     is the script's table of named setups (lab.constants.Variants), a layer between the block's
-    defaults and the profile.
+    defaults and the profile. `checkpoints=True` (every script that resumes or reads checkpoints)
+    takes the checkpoint folder's lock first of all, so a second run on it stops within a second,
+    before any work.
     """
     script = _script_name(namespace)
     prog = f"python -m {experiment}.{script}"
@@ -310,6 +339,14 @@ def start_run(
     resolved = resolve_layers(namespace, known.overrides, profile, variants)
     args = build_parser(namespace, prog, resolved, variants).parse_args(argv)
     constants = resolved.values
+    check_path_settings(constants)
+    folder = subdir(SimpleNamespace(**constants)) if callable(subdir) else (subdir or script)
+    if constants.get("RUN_NAME"):
+        folder = f"{folder}-{constants['RUN_NAME']}"
+    out_dir = outputs_root() / experiment / folder
+    ensure_writable(out_dir)
+    if checkpoints:  # before any work (torch, data, models), so a second run on the folder stops at once
+        lock_checkpoints(checkpoint_folder(experiment, profile, constants))
 
     seed = int(constants.get("SEED", 0))
     if seed == -1:
@@ -318,12 +355,6 @@ def start_run(
     seed_everything(seed, framework)
     device = resolve_device(str(constants.get("DEVICE", "auto")), framework)
     apply_torch_threads(constants.get("TORCH_THREADS", 0), framework, device)
-
-    folder = subdir(SimpleNamespace(**constants)) if callable(subdir) else (subdir or script)
-    if constants.get("RUN_NAME"):
-        folder = f"{folder}-{constants['RUN_NAME']}"
-    out_dir = outputs_root() / experiment / folder
-    ensure_writable(out_dir)
     print(f"[{experiment}.{script}] profile={profile} seed={seed} device={device} outputs={out_dir}")
     return Run(experiment, script, profile, constants, seed, device, out_dir, fresh=args.fresh,
                sources=resolved.sources)

@@ -13,6 +13,7 @@ from __future__ import annotations
 from PIL import Image
 
 from lab import LabError, exit_on_lab_error, start_run
+from lab.images import read_rgb
 from pen_cap_vae.pictures import PICTURE_NAMES, draw_picture, list_pictures, pictures_dir
 
 # -----------------------------------------------------------------------------
@@ -48,8 +49,8 @@ def main(argv=None):
     pictures = list_pictures(folder)
     sheet = Image.new("RGB", (cfg.WIDTH // 2 * len(pictures), cfg.HEIGHT // 2), "white")
     for i, path in enumerate(pictures):
-        with Image.open(path) as picture:
-            sheet.paste(picture.convert("RGB").resize((cfg.WIDTH // 2, cfg.HEIGHT // 2)), (i * cfg.WIDTH // 2, 0))
+        picture = read_rgb(path, "picture")
+        sheet.paste(picture.resize((cfg.WIDTH // 2, cfg.HEIGHT // 2)), (i * cfg.WIDTH // 2, 0))
     sheet.save(run.path("pictures.jpg"), quality=90)
     run.add_artifact(run.path("pictures.jpg"), f"the {len(pictures)} training pictures in {folder}")
     run.finish({"pictures": len(pictures), "painted": len(written)})

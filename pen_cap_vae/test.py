@@ -359,7 +359,7 @@ def report(run, cfg, session: Session, interrupted: bool) -> None:
 
 @exit_on_lab_error
 def main(argv=None):
-    run = start_run("pen_cap_vae", globals(), argv, framework="torch")
+    run = start_run("pen_cap_vae", globals(), argv, framework="torch", checkpoints=True)
     cfg = run.cfg
     check_constants(cfg)
     vae, settings, vae_path = load_vae(run, cfg)

@@ -185,7 +185,7 @@ def report(run, training: Training, paths, interrupted: bool) -> None:
 
 @exit_on_lab_error
 def main(argv=None):
-    run = start_run("pen_cap_vae", globals(), argv, framework="torch")
+    run = start_run("pen_cap_vae", globals(), argv, framework="torch", checkpoints=True)
     cfg = run.cfg
     check_constants(cfg)
     pictures, paths, fingerprint = load_data(run, cfg)

@@ -15,6 +15,7 @@ per (variant, seed, settings, steps); a group in training is checkpointed every 
 
 import hashlib
 import json
+from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -23,6 +24,7 @@ from tqdm import tqdm
 
 from lab import LabError, exit_on_lab_error, start_run
 from lab.checkpoint import InterruptGuard, atomic_write_text, resume, save_checkpoint
+from lab.paths import read_text_file
 from lab.plots import save_figure
 from sphere_mapping import figures
 from sphere_mapping.metrics import UNIFORM_SPHERE_UNIFORMITY, sphere_metrics
@@ -125,10 +127,20 @@ def measure_group(cfg, trainer: Trainer, jobs: list[dict], final_losses: torch.T
     return results
 
 
+def read_cache(path: Path) -> dict:
+    """The results measured so far; an unreadable cache (a write cut short) is measured again."""
+    try:
+        cache = json.loads(read_text_file(path, "the results cache"))
+    except (LabError, json.JSONDecodeError) as error:
+        print(f"note: the results cache {path} cannot be read ({error}); its runs are trained again")
+        return {}
+    return cache if isinstance(cache, dict) else {}
+
+
 def run_all(run, cfg, jobs: list[dict]) -> tuple[list[dict], bool]:
     """Every job's result: cached ones read, the others trained, grouped by shapes."""
     cache_path = run.checkpoint_path("experiments_cache.json")
-    cache = json.loads(cache_path.read_text()) if cache_path.is_file() and not run.fresh else {}
+    cache = read_cache(cache_path) if cache_path.is_file() and not run.fresh else {}
     missing = [job for job in jobs if job["key"] not in cache]
     groups: dict[tuple, list[dict]] = {}
     for job in missing:
@@ -262,7 +274,7 @@ def record_claims(run, cfg, results: list[dict], summary: list[dict]) -> None:
 
 @exit_on_lab_error
 def main(argv=None):
-    run = start_run("sphere_mapping", globals(), argv, framework="torch")
+    run = start_run("sphere_mapping", globals(), argv, framework="torch", checkpoints=True)
     cfg = run.cfg
     jobs = plan(cfg)
     variants = list(dict.fromkeys(job["variant"] for job in jobs))

@@ -65,7 +65,8 @@ BORDER_AREA = 1.0 - (1.0 - 2 * BORDER_BAND) ** 2  # share of the square in its b
 def configure(argv) -> tuple:
     """The run and its settings: the block's defaults, beaten by the VARIANT's values, beaten by
     --quick / --dry-run, beaten by --set (lab.constants.resolve_layers), then one SphereSettings."""
-    run = start_run("sphere_mapping", globals(), argv, framework="torch", variants=variant_constants())
+    run = start_run("sphere_mapping", globals(), argv, framework="torch", variants=variant_constants(),
+                    checkpoints=True)
     return run, settings_from(SphereSettings, run.cfg)
 
 

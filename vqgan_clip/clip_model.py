@@ -29,6 +29,7 @@ import torch
 
 from lab import LabError
 from lab.checkpoint import atomic_write, load_state_dict_strict
+from lab.paths import read_text_file
 from lab.safe_load import is_torchscript_archive, load_torch, load_torchscript_tensors
 
 # Where OpenAI's weights are published (named in error messages; never downloaded).
@@ -81,7 +82,7 @@ def resolve_model_name(model_name_or_config: str | Path | dict) -> tuple[str, di
             raise LabError(f"CLIP config {path} not found; it is written next to clip.pt by "
                            "python -m vqgan_clip.train_clip, or give an open_clip model name such as ViT-B-32-quickgelu")
         try:
-            config = json.loads(path.read_text(encoding="utf-8"))
+            config = json.loads(read_text_file(path, "CLIP config"))
         except json.JSONDecodeError as error:
             raise LabError(f"CLIP config {path} is not valid JSON: {error}") from None
         source = str(path)

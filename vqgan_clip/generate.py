@@ -35,7 +35,7 @@ from PIL import Image, PngImagePlugin
 
 from lab import LabError, exit_on_lab_error, start_run
 from lab.checkpoint import InterruptGuard
-from lab.paths import REPO_ROOT, outputs_root
+from lab.paths import REPO_ROOT, outputs_root, read_text_file
 from vqgan_clip import claims, loop
 from vqgan_clip import shapes_world as world
 from vqgan_clip.figures import image_grid, plot_losses
@@ -93,11 +93,7 @@ def read_prompt_lines(cfg) -> list[str]:
         return [cfg.PROMPTS]
     path = Path(cfg.PROMPTS_FILE)
     path = path if path.is_absolute() or path.exists() else REPO_ROOT / path
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except OSError as error:
-        raise LabError(f"PROMPTS_FILE {path} cannot be read ({error.strerror or error}); give a text file "
-                       "with one prompt per line") from None
+    lines = read_text_file(path, "PROMPTS_FILE").splitlines()
     prompts = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
     if not prompts:
         raise LabError(f"PROMPTS_FILE {path} holds no prompts; write one prompt per line")
@@ -237,10 +233,8 @@ def main(argv=None):
     try:
         cfg = run.cfg
         lines = read_prompt_lines(cfg)
-        for line in lines:  # a typo fails at once, before the (slow) model loading
-            loop.parse_story(line)
-        loop.parse_prompts(cfg.TARGET_IMAGES, "target image")
-        loop.check_settings(loop_settings(cfg, lines[0], run.seed))
+        for line in lines:  # a typo or an empty prompt fails at once, before the (slow) model loading
+            loop.check_settings(loop_settings(cfg, line, run.seed))
         vqgan, clip, files = load_models(cfg.MODEL, cfg.CLIP_MODEL, cfg.CLIP_WEIGHTS, run.device)
         from vqgan_clip.vqgan import describe
 

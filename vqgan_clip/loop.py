@@ -541,7 +541,8 @@ class _Target:
 
 
 def check_settings(settings: LoopSettings) -> None:
-    """The range checks generate() relies on, as one-line errors."""
+    """The checks generate() relies on, as one-line errors: ranges, prompts (an empty one is refused),
+    the initial image. All cheap, so a script runs them before loading the models."""
     problems = []
     if settings.max_iterations != -1 and settings.max_iterations < 1:
         problems.append(f"max_iterations={settings.max_iterations} must be -1 (until Ctrl+C) or > 0")
@@ -563,6 +564,15 @@ def check_settings(settings: LoopSettings) -> None:
         problems.append("the seed must be >= 0 (start_run draws one for SEED=-1)")
     if problems:
         raise LabError("; ".join(problems))
+    story = parse_story(settings.prompts)
+    image_prompts = parse_prompts(settings.target_images, "target image")
+    if not story and not image_prompts:
+        raise LabError("nothing to steer towards: PROMPTS and TARGET_IMAGES are both empty")
+    if len(story) > 1 and settings.prompt_frequency < 1:
+        raise LabError(f"PROMPTS has {len(story)} story phrases separated by '^'; set PROMPT_FREQUENCY > 0 "
+                       "(iterations per phrase) or remove the '^'")
+    if settings.initial_image:  # a missing, huge or broken image fails here, before any model is loaded
+        read_image(settings.initial_image, "INITIAL_IMAGE")
 
 
 def _encode_image(vqgan, image: Image.Image, device) -> torch.Tensor:
@@ -582,11 +592,6 @@ def generate(settings: LoopSettings, vqgan, clip, *, device: str | torch.device 
     check_settings(settings)
     story = parse_story(settings.prompts)
     image_prompts = parse_prompts(settings.target_images, "target image")
-    if not story and not image_prompts:
-        raise LabError("nothing to steer towards: PROMPTS and TARGET_IMAGES are both empty")
-    if len(story) > 1 and settings.prompt_frequency < 1:
-        raise LabError(f"PROMPTS has {len(story)} story phrases separated by '^'; set PROMPT_FREQUENCY > 0 "
-                       "(iterations per phrase) or remove the '^'")
     clip_model, _, mean, std = clip
     factor = vqgan.downsampling_factor
     width, height = round_size(settings.width, settings.height, factor, notify=progress)

@@ -412,7 +412,7 @@ def report(run, model, tokenizer, config, progress, before, data, device, interr
 
 @exit_on_lab_error
 def main(argv=None):
-    run = start_run("vqgan_clip", globals(), argv, framework="torch")
+    run = start_run("vqgan_clip", globals(), argv, framework="torch", checkpoints=True)
     cfg = run.cfg
     check_settings(cfg)
     device = torch.device(run.device)

@@ -228,7 +228,7 @@ def report(run, model, config, progress, before, eval_images, device, interrupte
 
 @exit_on_lab_error
 def main(argv=None):
-    run = start_run("vqgan_clip", globals(), argv, framework="torch")
+    run = start_run("vqgan_clip", globals(), argv, framework="torch", checkpoints=True)
     cfg = run.cfg
     check_settings(cfg)
     device = torch.device(run.device)

@@ -28,6 +28,7 @@ from torch import nn
 
 from lab import LabError
 from lab.checkpoint import load_state_dict_strict
+from lab.paths import read_text_file
 from lab.safe_load import IncompleteFileError, load_torch
 
 # Where the official files are published (named in error messages; never downloaded).
@@ -395,7 +396,7 @@ def read_yaml_config(yaml_path: Path | str) -> dict[str, Any]:
     if not yaml_path.is_file():
         raise LabError(f"VQGAN config {yaml_path} not found; {OFFICIAL_SOURCES}")
     try:
-        config = yaml.safe_load(yaml_path.read_text(encoding="utf-8"))
+        config = yaml.safe_load(read_text_file(yaml_path, "VQGAN config"))
     except yaml.YAMLError as error:
         raise LabError(f"cannot parse VQGAN config {yaml_path}: {error}") from None
     if not isinstance(config, dict):

@@ -148,12 +148,13 @@ def test_a_deeper_net_is_one_more_entry_in_the_layer_table(monkeypatch, compiled
         with_overrides(ARTICLE, {"widths": (4, 12, 6)})
 
 
-def test_optimiser_steps_equal_torch_adam_steplr_and_clamp():
+@pytest.mark.parametrize("clamps", [(2.0, 0.5), (0.5, 0.5)], ids=["own-clamps", "shared-clamp"])
+def test_optimiser_steps_equal_torch_adam_steplr_and_clamp(clamps):
     """1000 steps of Trainer.apply_gradient against torch.optim.Adam, StepLR and a clamp on the same
     gradients, per member with its own learning rate, schedule and clamp (three StepLR boundaries
     each, gradients with a drift so that parameters reach the clamp)."""
-    members = [with_overrides(ARTICLE, {"learning_rate": 0.05, "lr_step": 250, "lr_gamma": 0.5, "clamp": 2.0}),
-               with_overrides(ARTICLE, {"learning_rate": 0.01, "lr_step": 300, "lr_gamma": 0.8, "clamp": 0.5})]
+    members = [with_overrides(ARTICLE, {"learning_rate": 0.05, "lr_step": 250, "lr_gamma": 0.5, "clamp": clamps[0]}),
+               with_overrides(ARTICLE, {"learning_rate": 0.01, "lr_step": 300, "lr_gamma": 0.8, "clamp": clamps[1]})]
     trainer = Trainer(members, [0, 1])
     parameters = [torch.nn.Parameter(trainer.theta[k].clone()) for k in range(len(members))]
     optimisers = [torch.optim.Adam([p], lr=m.learning_rate) for p, m in zip(parameters, members, strict=True)]

@@ -32,11 +32,6 @@ S32, S40 = np.uint64(32), np.uint64(40)
 LOW32 = np.uint64(0xFFFFFFFF)
 LOW16 = np.uint64(0xFFFF)
 TO_UNIT = np.float32(1.0 / (1 << 24))  # 24 random bits -> [0, 1), as torch.rand's float32
-# LLVM's fast-math flags minus reassociation and contraction: reordering a reduction follows the
-# CPU's vector width, and fusing a*b + c follows whether it has FMA units, so with them the same
-# seed trained another net on another CPU (seed 2: coverage 0.14 here, 0.56 with the kernels
-# compiled for a generic x86-64). Without them the weights are bit for bit the same (README).
-FASTMATH = {"nnan", "ninf", "nsz", "arcp", "afn"}
 
 
 @njit(cache=True, nogil=True)
@@ -133,7 +128,7 @@ def draw_step(states, points, permute, cover, threshold, scale, x, orders, direc
         _draw_member(m, states, points, permute, cover, threshold, scale, x, orders, directions, keep)
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
+@njit(cache=True, nogil=True, fastmath=True)
 def _dense(weight, bias, inputs, out):
     """out[j, p] = bias[j] + sum_i weight[j, i] inputs[i, p] (a layer, feature-major)."""
     for j in range(weight.shape[0]):
@@ -145,7 +140,7 @@ def _dense(weight, bias, inputs, out):
                 row[p] += w * source[p]
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
+@njit(cache=True, nogil=True, fastmath=True)
 def _dense_transposed(weight, grads, out):
     """out[i, p] = sum_j weight[j, i] grads[j, p] (a layer's gradient with respect to its input)."""
     for i in range(weight.shape[1]):
@@ -157,7 +152,7 @@ def _dense_transposed(weight, grads, out):
                 row[p] += w * source[p]
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
+@njit(cache=True, nogil=True, fastmath=True)
 def _layer_grads(grads, inputs, weight_grad, bias_grad):
     """weight_grad[j, i] = sum_p grads[j, p] inputs[i, p]; bias_grad[j] = sum_p grads[j, p]."""
     for j in range(grads.shape[0]):
@@ -242,7 +237,7 @@ def forward(theta, table, x, keep, use_keep, acts, factors, norm, u):
         _forward_member(m, theta, table, x, keep, use_keep, acts, factors, norm, u)
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH, inline="always")
+@njit(cache=True, nogil=True, fastmath=True, inline="always")
 def _backward_member(m, theta, table, use_keep, acts, factors, norm, u, du, grads, grad):
     """grad[m] = d(member m's loss)/d(theta[m]), given du[m] = d(loss)/du[m] (3, n).
 
@@ -271,7 +266,7 @@ def _backward_member(m, theta, table, use_keep, acts, factors, norm, u, du, grad
             _dense_transposed(weight, grads_here, _rows(grads[m], layer[INPUT_ROW], layer[FAN_IN], n))
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)  # _backward_member is inlined here, with these flags
+@njit(cache=True, nogil=True, fastmath=True)  # _backward_member is inlined here, with these flags
 def backward(theta, table, use_keep, acts, factors, norm, u, du, grads, grad):
     """grad (M, P) = d(sum of the members' losses)/d(theta), given du (M, 3, n) (_backward_member)."""
     for m in range(theta.shape[0]):
@@ -316,7 +311,7 @@ def article_losses(u, orders, weight, total, du):
         _article_member(m, u, orders, weight, total, du)
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
+@njit(cache=True, nogil=True, fastmath=True)
 def nearest_points(directions, u, use, best, nearest):
     """For members with use[m]: best[m, t] = max_p directions[m, :, t] . u[m, :, p] and nearest[m, t]
     its first arg max (the covering loss's nearest mapped point to each direction).
@@ -340,7 +335,7 @@ def nearest_points(directions, u, use, best, nearest):
                 index[t] = p if better else index[t]
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH, inline="always")
+@njit(cache=True, nogil=True, fastmath=True, inline="always")
 def _exp_nonpositive(x):
     """exp(x) for x <= 0 in float32 multiply-adds only, so a loop of it vectorises (libm's exp
     does not here): exp(x) = (e^(x/64))^64, e^(x/64) by its Taylor polynomial to degree 7.
@@ -360,7 +355,7 @@ def _exp_nonpositive(x):
     return p
 
 
-@njit(cache=True, nogil=True, fastmath=FASTMATH)
+@njit(cache=True, nogil=True, fastmath=True)
 def uniformity_losses(u, temperature, weight, total, du):
     """Wang & Isola's uniformity loss of each member with weight[m] > 0 on its points u[m] (3, n),
     contiguous: total[m] += w log( mean over pairs i != j of exp(-t |u_i - u_j|^2) ), and its

@@ -116,7 +116,7 @@ class SphereSettings:
 SETTING_NAMES = tuple(f.name for f in fields(SphereSettings))
 # Bump when a seeded run's numbers change (random streams, order of arithmetic): experiments.py's
 # cache of finished runs is keyed on it, so results of an older trainer are never reused.
-TRAINER_VERSION = 4  # 4: kernels without reassociation or fused multiply-adds, and Adam unfused (bit-identical across CPUs)
+TRAINER_VERSION = 3  # 3: SplitMix64 streams and the compiled kernels (kernels.py)
 ARTICLE = SphereSettings()
 
 
@@ -411,10 +411,8 @@ class Trainer:
         beta1, beta2 = self.ADAM_BETAS
         count = self.step + 1
         lr = self._learning_rates()
-        # Each product rounded on its own: lerp_, addcmul_ and add_(alpha=) fuse a multiply-add
-        # where the CPU has one, so the weights would depend on the instruction set.
-        self.adam_m.add_((grad - self.adam_m).mul_(1.0 - beta1))  # lerp: m + (1 - beta1) (g - m)
-        self.adam_v.mul_(beta2).add_((grad * grad).mul_(1.0 - beta2))
+        self.adam_m.lerp_(grad, 1.0 - beta1)
+        self.adam_v.mul_(beta2).addcmul_(grad, grad, value=1.0 - beta2)
         denominator = (self.adam_v.sqrt() / math.sqrt(1.0 - beta2**count)).add_(self.ADAM_EPS)
         self.theta.sub_(self.adam_m / denominator * (lr / (1.0 - beta1**count)))
         if self.clamp_value is not None:

@@ -5,10 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -181,34 +177,6 @@ def test_optimiser_steps_equal_torch_adam_steplr_and_clamp(clamps):
     assert trainer.step == 1000
     for k, member in enumerate(members):
         assert (trainer.theta[k].abs() == member.clamp).float().mean() > 0.1, "the clamp was never reached"
-
-
-_TRAIN_AND_HASH = """
-import hashlib, torch
-from sphere_mapping.model import Trainer
-from sphere_mapping.variants import settings_for
-torch.set_num_threads(1)
-for name in ("article", "uniformity_cover", "wide_cover"):
-    trainer = Trainer([settings_for(name)] * 2, [0, 2])
-    losses = torch.stack([trainer.train_step().clone() for _ in range(100)])
-    print(name, hashlib.sha256(trainer.theta.numpy().tobytes() + losses.numpy().tobytes()).hexdigest())
-"""
-
-
-@pytest.mark.slow
-def test_a_seed_trains_the_same_weights_on_every_instruction_set(tmp_path):
-    """Kernels compiled for this CPU and for a generic x86-64 (no FMA, 128-bit vectors; numba's cache
-    kept apart), torch's CPU kernels at their best and at ATEN_CPU_CAPABILITY=default: the same
-    weights and losses, bit for bit. About 3 minutes on 2 loaded cores (two compilations)."""
-    runs = {}
-    for name, extra in (("host", {}), ("generic", {"NUMBA_CPU_NAME": "generic", "ATEN_CPU_CAPABILITY": "default"})):
-        env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
-               "NUMBA_CACHE_DIR": str(tmp_path / name), **extra}
-        result = subprocess.run([sys.executable, "-c", _TRAIN_AND_HASH], env=env, capture_output=True, text=True,
-                                timeout=900)
-        assert result.returncode == 0, result.stderr[-2000:]
-        runs[name] = result.stdout
-    assert runs["host"].count("\n") == 3 and runs["host"] == runs["generic"], runs
 
 
 def test_draws_are_uniform_permutations_and_dropout_at_its_rate():

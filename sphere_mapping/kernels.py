@@ -13,7 +13,10 @@ and a member's draws depend only on its own seed and settings, never on who shar
 member k of a stacked run is the single run with member k's seed.
 
 Layout (as model.Trainer): parameters theta (M, P) in nn.Linear order (fc1.weight (w1, 2),
-fc1.bias, fc2.weight (w2, w1), ..., fc4.bias); activations feature-major (M, features, points).
+fc1.bias, fc2.weight (w2, w1), ..., the output layer's bias); activations feature-major, every
+layer's rows of a member one after another in a flat (M, rows * points) buffer; the layers
+themselves are rows of a small integer table (FAN_IN ... KEEP_ROW below), so the kernels loop
+over layers and serve any depth.
 """
 
 from __future__ import annotations
@@ -162,48 +165,63 @@ def _layer_grads(grads, inputs, weight_grad, bias_grad):
             weight_grad[j, i] = total
 
 
-@njit(cache=True, nogil=True)
-def _offsets(w1, w2, w3):
-    """Start of each parameter block in a member's row of theta (nn.Linear order)."""
-    sizes = (w1 * 2, w1, w2 * w1, w2, w3 * w2, w3, 3 * w3, 3)
-    starts, total = np.zeros(9, np.int64), 0
-    for k in range(8):
-        starts[k] = total
-        total += sizes[k]
-    starts[8] = total
-    return starts
+# Columns of the layer table (model.Trainer builds it from model.HIDDEN_LAYERS and the widths), one
+# row per linear layer, the output layer last: its fan-in and width, where its weight and bias
+# start in a member's row of theta, the first row of its input and of its output in the
+# activations (rows 0-1: the points), whether a ReLU follows it, and its first row of dropout
+# factors in `keep` (-1: no dropout after it).
+FAN_IN, WIDTH, WEIGHT, BIAS, INPUT_ROW, OUTPUT_ROW, RELU, KEEP_ROW = range(8)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _rows(flat, start, count, n):
+    """Rows start .. start + count of a member's (rows * n) buffer, as a (count, n) view."""
+    return flat[start * n:(start + count) * n].reshape((count, n))
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _parameters(row, layer):
+    """One layer's weight (width, fan_in) and bias (width,) in a member's row of theta (or its gradient)."""
+    fan_in, width, start, bias = layer[FAN_IN], layer[WIDTH], layer[WEIGHT], layer[BIAS]
+    return row[start:start + width * fan_in].reshape((width, fan_in)), row[bias:bias + width]
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _has_factor(layer, use_keep):
+    return layer[RELU] == 1 or (use_keep and layer[KEEP_ROW] >= 0)
 
 
 # No fastmath here: with it the normalisation's division was rewritten in a way that rounded a
 # few outputs differently in a stacked run than alone (measured: 24 of 6000 by one ulp), and a
 # member of a batch would no longer be, bit for bit, the single run with its seed.
 @njit(cache=True, nogil=True, inline="always")
-def _forward_member(m, theta, widths, x, keep, use_keep, a1, factor1, d1, d3, norm, u):
+def _forward_member(m, theta, table, x, keep, use_keep, acts, factors, norm, u):
     """Member m's map of its points x[m] (2, n) to unit vectors u[m] (3, n), with dropout.
 
-    a1 = W1 x + b1; a2 = W2 a1 + b2; d1 = ReLU(a2) * keep1 (article: dropout after the ReLU);
-    d3 = (W3 d1 + b3) * keep2 (dropout after the 12 -> 6 layer); o = W4 d3 + b4; u = o / |o|
-    (F.normalize, eps 1e-12). ReLU and dropout are kept as one factor factor1 = [a2 > 0] keep1
-    for the backward pass.
+    Layer by layer (table's rows): h = W h + b; where a ReLU or dropout follows, h *= f with
+    f = [h > 0] (ReLU) * keep (dropout), kept in `factors` for the backward pass; after the
+    output layer, u = o / |o| (F.normalize, eps 1e-12). acts keeps every layer's input.
     """
-    w1, w2, w3 = widths[0], widths[1], widths[2]
-    at = _offsets(w1, w2, w3)
-    row = theta[m]
-    _dense(row[at[0]:at[1]].reshape((w1, 2)), row[at[1]:at[2]], x[m], a1[m])
-    _dense(row[at[2]:at[3]].reshape((w2, w1)), row[at[3]:at[4]], a1[m], d1[m])
-    for j in range(w2):
-        hidden, f = d1[m, j], factor1[m, j]
-        for p in range(hidden.size):
-            kept = keep[m, j, p] if use_keep else np.float32(1.0)
-            f[p] = kept if hidden[p] > 0 else np.float32(0.0)
-            hidden[p] *= f[p]
-    _dense(row[at[4]:at[5]].reshape((w3, w2)), row[at[5]:at[6]], d1[m], d3[m])
-    if use_keep:
-        for j in range(w3):
-            d3[m, j] *= keep[m, w2 + j]
-    _dense(row[at[6]:at[7]].reshape((3, w3)), row[at[7]:at[8]], d3[m], u[m])
+    n, last = x.shape[2], table.shape[0] - 1
+    _rows(acts[m], 0, 2, n)[:] = x[m]
+    for index in range(last + 1):
+        layer = table[index]
+        width = layer[WIDTH]
+        weight, bias = _parameters(theta[m], layer)
+        out = u[m] if index == last else _rows(acts[m], layer[OUTPUT_ROW], width, n)
+        _dense(weight, bias, _rows(acts[m], layer[INPUT_ROW], layer[FAN_IN], n), out)
+        if not _has_factor(layer, use_keep):
+            continue
+        factor = _rows(factors[m], layer[OUTPUT_ROW], width, n)
+        relu, dropout, first_keep = layer[RELU] == 1, use_keep and layer[KEEP_ROW] >= 0, layer[KEEP_ROW]
+        for j in range(width):
+            hidden, f = out[j], factor[j]
+            for p in range(n):
+                kept = keep[m, first_keep + j, p] if dropout else np.float32(1.0)
+                f[p] = kept if hidden[p] > 0 or not relu else np.float32(0.0)
+                hidden[p] *= f[p]
     out, lengths = u[m], norm[m]
-    for p in range(lengths.size):
+    for p in range(n):
         length = max(np.sqrt(out[0, p] * out[0, p] + out[1, p] * out[1, p] + out[2, p] * out[2, p]),
                      np.float32(1e-12))
         lengths[p] = length
@@ -213,47 +231,46 @@ def _forward_member(m, theta, widths, x, keep, use_keep, a1, factor1, d1, d3, no
 
 
 @njit(cache=True, nogil=True)
-def forward(theta, widths, x, keep, use_keep, a1, factor1, d1, d3, norm, u):
+def forward(theta, table, x, keep, use_keep, acts, factors, norm, u):
     """Every member's map of its points x (M, 2, n) to unit vectors u (M, 3, n) (_forward_member)."""
     for m in range(theta.shape[0]):
-        _forward_member(m, theta, widths, x, keep, use_keep, a1, factor1, d1, d3, norm, u)
+        _forward_member(m, theta, table, x, keep, use_keep, acts, factors, norm, u)
 
 
 @njit(cache=True, nogil=True, fastmath=True, inline="always")
-def _backward_member(m, theta, widths, x, keep, use_keep, a1, factor1, d1, d3, norm, u, du, g3, g2, g1, grad):
+def _backward_member(m, theta, table, use_keep, acts, factors, norm, u, du, grads, grad):
     """grad[m] = d(member m's loss)/d(theta[m]), given du[m] = d(loss)/du[m] (3, n).
 
     The chain rule through forward's steps, in reverse (du is overwritten with d/do):
-    do = (du - u (u . du)) / |o|; then each layer's weight and bias gradients and the gradient
-    to its input, multiplied by the same dropout/ReLU factors as the forward pass.
+    do = (du - u (u . du)) / |o|; then, from the output layer down, each layer's gradient times
+    its factor (ReLU and dropout), its weight and bias gradients, and the gradient to its input.
     """
-    w1, w2, w3 = widths[0], widths[1], widths[2]
-    at = _offsets(w1, w2, w3)
-    row, g = theta[m], grad[m]
+    n, last = du.shape[2], table.shape[0] - 1
     out, grads_out, lengths = u[m], du[m], norm[m]
-    for p in range(lengths.size):
+    for p in range(n):
         dot = out[0, p] * grads_out[0, p] + out[1, p] * grads_out[1, p] + out[2, p] * grads_out[2, p]
         for c in range(3):
             grads_out[c, p] = (grads_out[c, p] - out[c, p] * dot) / lengths[p]
-    _layer_grads(grads_out, d3[m], g[at[6]:at[7]].reshape((3, w3)), g[at[7]:at[8]])
-    _dense_transposed(row[at[6]:at[7]].reshape((3, w3)), grads_out, g3[m])
-    if use_keep:
-        for j in range(w3):
-            g3[m, j] *= keep[m, w2 + j]
-    _layer_grads(g3[m], d1[m], g[at[4]:at[5]].reshape((w3, w2)), g[at[5]:at[6]])
-    _dense_transposed(row[at[4]:at[5]].reshape((w3, w2)), g3[m], g2[m])
-    for j in range(w2):
-        g2[m, j] *= factor1[m, j]
-    _layer_grads(g2[m], a1[m], g[at[2]:at[3]].reshape((w2, w1)), g[at[3]:at[4]])
-    _dense_transposed(row[at[2]:at[3]].reshape((w2, w1)), g2[m], g1[m])
-    _layer_grads(g1[m], x[m], g[at[0]:at[1]].reshape((w1, 2)), g[at[1]:at[2]])
+    for index in range(last, -1, -1):
+        layer = table[index]
+        width = layer[WIDTH]
+        grads_here = grads_out if index == last else _rows(grads[m], layer[OUTPUT_ROW], width, n)
+        if index < last and _has_factor(layer, use_keep):
+            factor = _rows(factors[m], layer[OUTPUT_ROW], width, n)
+            for j in range(width):
+                grads_here[j] *= factor[j]
+        weight_grad, bias_grad = _parameters(grad[m], layer)
+        _layer_grads(grads_here, _rows(acts[m], layer[INPUT_ROW], layer[FAN_IN], n), weight_grad, bias_grad)
+        if index > 0:
+            weight, _ = _parameters(theta[m], layer)
+            _dense_transposed(weight, grads_here, _rows(grads[m], layer[INPUT_ROW], layer[FAN_IN], n))
 
 
 @njit(cache=True, nogil=True, fastmath=True)  # _backward_member is inlined here, with these flags
-def backward(theta, widths, x, keep, use_keep, a1, factor1, d1, d3, norm, u, du, g3, g2, g1, grad):
+def backward(theta, table, use_keep, acts, factors, norm, u, du, grads, grad):
     """grad (M, P) = d(sum of the members' losses)/d(theta), given du (M, 3, n) (_backward_member)."""
     for m in range(theta.shape[0]):
-        _backward_member(m, theta, widths, x, keep, use_keep, a1, factor1, d1, d3, norm, u, du, g3, g2, g1, grad)
+        _backward_member(m, theta, table, use_keep, acts, factors, norm, u, du, grads, grad)
 
 
 @njit(cache=True, nogil=True, inline="always")

@@ -39,6 +39,23 @@ from sphere_mapping import kernels
 
 
 @dataclass(frozen=True)
+class Layer:
+    """What follows one hidden linear layer of the net."""
+
+    relu: bool = False     # a ReLU after the layer
+    dropout: bool = False  # then dropout, at the member's `dropout` rate
+
+
+# The network, described once: one Linear layer per hidden width (SphereSettings.widths, in order,
+# from the square's 2 coordinates), each followed by what its entry here says, then Linear(last
+# width, 3) and F.normalize. The article's: nothing after the first layer, ReLU then dropout after
+# the second, dropout after the third. The compiled passes (kernels.py's layer table), the torch
+# passes and the tests' reference are all built from it: a deeper net is one more entry here (and
+# its width in SphereSettings.widths).
+HIDDEN_LAYERS = (Layer(), Layer(relu=True, dropout=True), Layer(dropout=True))
+
+
+@dataclass(frozen=True)
 class SphereSettings:
     """One training run's network, loss and optimiser; the defaults are the article's values.
 
@@ -64,8 +81,9 @@ class SphereSettings:
         widths = tuple(int(w) for w in self.widths)
         object.__setattr__(self, "widths", widths)
         problems = []
-        if len(widths) != 3 or min(widths) < 1:
-            problems.append(f"widths must be three positive layer widths, got {self.widths}")
+        if len(widths) != len(HIDDEN_LAYERS) or min(widths) < 1:
+            problems.append(f"widths must be {len(HIDDEN_LAYERS)} positive layer widths (one per model.HIDDEN_LAYERS), "
+                            f"got {self.widths}")
         for name in ("points_per_step", "splits", "cover_targets", "lr_step"):
             if int(getattr(self, name)) < 1:
                 problems.append(f"{name} must be > 0, got {getattr(self, name)}")
@@ -107,14 +125,18 @@ def with_overrides(base: SphereSettings, overrides: dict, what: str = "settings"
     return SphereSettings(**{**base.to_dict(), **overrides})
 
 
-def _layer_shapes(widths: tuple[int, int, int]) -> list[tuple[str, tuple[int, ...]]]:
-    """Parameter names and shapes in nn.Linear order (weight (out, in), then bias)."""
-    sizes = (2, *widths, 3)
-    shapes = []
-    for index in range(4):
-        shapes.append((f"fc{index + 1}.weight", (sizes[index + 1], sizes[index])))
-        shapes.append((f"fc{index + 1}.bias", (sizes[index + 1],)))
-    return shapes
+def _layer_table(widths: tuple[int, ...]) -> np.ndarray:
+    """The net of HIDDEN_LAYERS with these widths as kernels.py's table (columns kernels.FAN_IN ...
+    KEEP_ROW), the output layer last; parameters in nn.Linear order (weight (out, in), then bias)."""
+    sizes, rows = (2, *widths, 3), []
+    parameter, activation, keep = 0, 0, 0
+    for fan_in, width, layer in zip(sizes[:-1], sizes[1:], (*HIDDEN_LAYERS, Layer()), strict=True):
+        rows.append((fan_in, width, parameter, parameter + width * fan_in, activation, activation + fan_in,
+                     int(layer.relu), keep if layer.dropout else -1))
+        parameter += width * (fan_in + 1)
+        activation += fan_in
+        keep += width if layer.dropout else 0
+    return np.array(rows, dtype=np.int64)
 
 
 def square_grid(side: int, device: str | torch.device = "cpu") -> torch.Tensor:
@@ -148,9 +170,8 @@ class Trainer:
         first = members[0]
         self.widths, self.points, self.splits, self.targets = first.shape_key
         self.count = len(members)
-        self.shapes = _layer_shapes(self.widths)
-        self.sizes = [math.prod(shape) for _, shape in self.shapes]
-        self.parameter_count = sum(self.sizes)
+        self.table = _layer_table(self.widths)
+        self.keep_rows = int(self.table[:, kernels.WIDTH][self.table[:, kernels.KEEP_ROW] >= 0].sum())  # dropout's
 
         def column(name):  # one value per member, shaped to broadcast over (M, ...)
             return torch.tensor([float(getattr(m, name)) for m in members], device=self.device)
@@ -167,7 +188,6 @@ class Trainer:
 
         # Randomness: one SplitMix64 stream per member (kernels.py), drawn on the CPU in a fixed
         # order per member, so each member's draws depend only on its own seed and settings.
-        hidden, bottleneck = self.widths[1], self.widths[2]
         n = self.points * self.splits
         self.states = kernels.seed_states(self.seeds)
         self.permute = np.array([m.article_weight > 0 for m in members])  # the article's loss pairs a permutation
@@ -182,25 +202,23 @@ class Trainer:
             "x": np.zeros((self.count, 2, n), np.float32),
             "orders": np.zeros((self.count, self.splits, self.points), np.int64),
             "directions": np.zeros((self.count, 3, self.targets if self.uses["cover"] else 0), np.float32),
-            "keep": np.ones((self.count, hidden + bottleneck, n if self.any_dropout else 1), np.float32),
+            "keep": np.ones((self.count, self.keep_rows, n if self.any_dropout else 1), np.float32),
         }
-        # The CPU path's activations and gradients (kernels.forward / backward), allocated once.
-        w1, w2, w3 = self.widths
-        self.buffers = {name: np.zeros((self.count, rows, n), np.float32)
-                        for name, rows in (("a1", w1), ("factor1", w2), ("d1", w2), ("d3", w3), ("u", 3),
-                                           ("g3", w3), ("g2", w2), ("g1", w1))}
+        # The CPU path's activations, ReLU/dropout factors and gradients (kernels.forward /
+        # backward), every layer's rows in one flat buffer per member, allocated once.
+        rows = 2 + sum(self.widths)
+        self.buffers = {name: np.zeros((self.count, rows * n), np.float32) for name in ("acts", "factors", "grads")}
+        self.buffers["u"] = np.zeros((self.count, 3, n), np.float32)
         self.buffers["norm"] = np.zeros((self.count, n), np.float32)
         self.article_weights = np.array([m.article_weight for m in members], dtype=np.float32)
         self.uniformity_weights = np.array([m.uniformity_weight for m in members], dtype=np.float32)
         self.temperatures = np.array([m.uniformity_temperature for m in members], dtype=np.float32)
-        self.widths_array = np.array(self.widths, dtype=np.int64)
 
         # nn.Linear's default initialisation (kaiming_uniform with a = sqrt(5)): weight and bias
         # uniform in +-1/sqrt(fan_in), drawn from each member's own stream.
-        fan_ins = [shape[1] for _, shape in self.shapes[::2] for _ in (0, 1)]  # weight and bias of a layer
-        bound = torch.cat([torch.full((size,), 1.0 / math.sqrt(fan_in))
-                           for size, fan_in in zip(self.sizes, fan_ins, strict=True)])
-        draws = np.zeros((self.count, self.parameter_count), np.float32)
+        bound = torch.cat([torch.full((width * (fan_in + 1),), 1.0 / math.sqrt(fan_in))
+                           for fan_in, width, *_ in self.table.tolist()])
+        draws = np.zeros((self.count, len(bound)), np.float32)
         kernels.uniforms(self.states, draws)
         self.theta = ((torch.from_numpy(draws) * 2.0 - 1.0) * bound).to(self.device)
         self.adam_m = torch.zeros_like(self.theta)
@@ -211,65 +229,60 @@ class Trainer:
 
     # ------------------------------------------------------------------ parameters
 
-    def views(self, theta: torch.Tensor | None = None) -> list[torch.Tensor]:
-        """The eight stacked parameter tensors (M, out, in) / (M, out, 1), views into `theta`."""
+    def views(self, theta: torch.Tensor | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """Each layer's stacked weight (M, out, in) and bias (M, out, 1), views into `theta` (default: the trainer's)."""
         theta = self.theta if theta is None else theta
-        out, offset = [], 0
-        for (_, shape), size in zip(self.shapes, self.sizes, strict=True):
-            block = theta[:, offset : offset + size]
-            out.append(block.reshape(self.count, *shape) if len(shape) == 2 else block.reshape(self.count, shape[0], 1))
-            offset += size
-        return out
+        return [(theta[:, weight:bias].reshape(self.count, width, fan_in), theta[:, bias:bias + width].reshape(self.count, width, 1))
+                for fan_in, width, weight, bias, *_ in self.table.tolist()]
 
     def member_state(self, index: int) -> dict[str, torch.Tensor]:
         """Member `index`'s parameters under nn.Linear names (fc1.weight, ...), shapes as nn.Linear."""
-        state, offset = {}, 0
-        for (name, shape), size in zip(self.shapes, self.sizes, strict=True):
-            state[name] = self.theta[index, offset : offset + size].reshape(shape).clone()
-            offset += size
+        state = {}
+        for number, (weight, bias) in enumerate(self.views(), start=1):
+            state[f"fc{number}.weight"], state[f"fc{number}.bias"] = weight[index].clone(), bias[index, :, 0].clone()
         return state
 
     # ------------------------------------------------------------------ the network
 
-    def forward(self, x: torch.Tensor, masks: tuple | None = None) -> tuple[torch.Tensor, dict]:
-        """Map points x (M, 2, n) to unit vectors (M, 3, n); `masks` are dropout's (M, h, n) factors.
+    def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None,
+                theta: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
+        """Map points x (M, 2, n) to unit vectors (M, 3, n), the layers of HIDDEN_LAYERS in turn.
 
-        Feature-major: a layer is W (M, out, in) @ h (M, in, n) + b. Returns the output and what
-        the hand-written backward pass needs.
+        keep: dropout's factors (M, keep_rows, n) as draw() returns them (None: no dropout); theta:
+        other parameters than the trainer's (autograd's leaf in the tests). Feature-major: a layer
+        is W (M, out, in) @ h (M, in, n) + b. Returns the output and what backward() needs.
         """
-        w1, b1, w2, b2, w3, b3, w4, b4 = self.views()
-        a1 = torch.baddbmm(b1, w1, x)
-        a2 = torch.baddbmm(b2, w2, a1)
-        # ReLU and dropout as one factor: f1 = [a2 > 0] * mask, d1 = a2 * f1; the backward pass
-        # multiplies by the same f1 (one pass, where relu's own backward costs ~1 ms a step here).
-        f1 = torch.gt(a2, 0.0, out=torch.empty(a2.shape, device=a2.device, dtype=a2.dtype))
-        if masks is not None:
-            f1.mul_(masks[0])
-        d1 = a2 * f1
-        a3 = torch.baddbmm(b3, w3, d1)
-        d3 = a3 if masks is None else a3 * masks[1]
-        o = torch.baddbmm(b4, w4, d3)
+        h, inputs, factors = x, [], []
+        for (weight, bias), layer in zip(self.views(theta), self.table.tolist(), strict=True):
+            relu, first_keep = layer[kernels.RELU], layer[kernels.KEEP_ROW]
+            inputs.append(h)
+            h = torch.baddbmm(bias, weight, h)
+            # ReLU and dropout as one factor f = [h > 0] * keep, h * f; the backward pass multiplies
+            # by the same f (one pass, where relu's own backward costs ~1 ms a step here).
+            factor = h.gt(0.0).to(h.dtype) if relu else None
+            if keep is not None and first_keep >= 0:
+                kept = keep[:, first_keep : first_keep + h.shape[1]]
+                factor = kept if factor is None else factor.mul_(kept)
+            factors.append(factor)
+            h = h if factor is None else h * factor
         # |o| as sqrt(sum of squares): torch's norm over a middle axis is ~50x slower on CPU here.
-        norm = (o * o).sum(dim=1, keepdim=True).sqrt_().clamp_min_(1e-12)  # F.normalize's eps
-        u = o / norm
-        return u, {"x": x, "a1": a1, "f1": f1, "d1": d1, "d3": d3, "norm": norm, "u": u, "masks": masks}
+        norm = (h * h).sum(dim=1, keepdim=True).sqrt().clamp_min(1e-12)  # F.normalize's eps
+        u = h / norm
+        return u, {"inputs": inputs, "factors": factors, "norm": norm, "u": u}
 
     def backward(self, du: torch.Tensor, saved: dict) -> torch.Tensor:
         """The gradient (M, P) of sum_k loss_k, given d(loss)/d(u) (M, 3, n): the chain rule by hand."""
-        w1, _, w2, _, w3, _, w4, _ = self.views()
+        weights = [weight for weight, _ in self.views()]
         u, norm = saved["u"], saved["norm"]
-        do = (du - u * (u * du).sum(dim=1, keepdim=True)) / norm  # through u = o / |o|
-        g_w4, g_b4 = torch.bmm(do, saved["d3"].transpose(1, 2)), do.sum(dim=2)
-        g_a3 = torch.bmm(w4.transpose(1, 2), do)
-        if saved["masks"] is not None:
-            g_a3 = g_a3 * saved["masks"][1]
-        g_w3, g_b3 = torch.bmm(g_a3, saved["d1"].transpose(1, 2)), g_a3.sum(dim=2)
-        g_a2 = torch.bmm(w3.transpose(1, 2), g_a3).mul_(saved["f1"])  # through dropout and the ReLU
-        g_w2, g_b2 = torch.bmm(g_a2, saved["a1"].transpose(1, 2)), g_a2.sum(dim=2)
-        g_a1 = torch.bmm(w2.transpose(1, 2), g_a2)
-        g_w1, g_b1 = torch.bmm(g_a1, saved["x"].transpose(1, 2)), g_a1.sum(dim=2)
-        parts = (g_w1, g_b1, g_w2, g_b2, g_w3, g_b3, g_w4, g_b4)
-        return torch.cat([part.reshape(self.count, -1) for part in parts], dim=1)
+        grads = (du - u * (u * du).sum(dim=1, keepdim=True)) / norm  # through u = o / |o|
+        parts = []
+        for index in reversed(range(len(weights))):
+            if saved["factors"][index] is not None:  # through dropout and the ReLU
+                grads = grads * saved["factors"][index]
+            parts += [grads.sum(dim=2), torch.bmm(grads, saved["inputs"][index].transpose(1, 2))]
+            if index > 0:
+                grads = torch.bmm(weights[index].transpose(1, 2), grads)
+        return torch.cat([part.reshape(self.count, -1) for part in reversed(parts)], dim=1)
 
     # ------------------------------------------------------------------ the losses
 
@@ -364,8 +377,7 @@ class Trainer:
     def train_step(self) -> torch.Tensor:
         """One optimisation step of every member; returns their losses (M,), left on the device."""
         total, grad = self.loss_and_gradient(self.draw())
-        self._adam(grad)
-        self.step += 1
+        self.apply_gradient(grad)
         return total
 
     def loss_and_gradient(self, batch: dict[str, torch.Tensor], compiled: bool | None = None):
@@ -377,24 +389,22 @@ class Trainer:
         """
         compiled = self.device.type == "cpu" if compiled is None else compiled
         directions = batch["directions"] if self.uses["cover"] else None
-        hidden = self.widths[1]
         if not compiled:
-            keep = batch["keep"]
-            masks = (keep[:, :hidden], keep[:, hidden:]) if self.any_dropout else None
-            u, saved = self.forward(batch["x"], masks)
+            u, saved = self.forward(batch["x"], batch["keep"] if self.any_dropout else None)
             total, du = self.losses_and_grad(u, batch["orders"], directions)
             return total, self.backward(du, saved)
         b, theta = self.buffers, self.theta.numpy()
-        inputs = (theta, self.widths_array, batch["x"].numpy(), batch["keep"].numpy(), self.any_dropout,
-                  b["a1"], b["factor1"], b["d1"], b["d3"], b["norm"], b["u"])
-        kernels.forward(*inputs)
+        kernels.forward(theta, self.table, batch["x"].numpy(), batch["keep"].numpy(), self.any_dropout,
+                        b["acts"], b["factors"], b["norm"], b["u"])
         total, du = self.losses_and_grad(torch.from_numpy(b["u"]), batch["orders"], directions, compiled=True)
         grad = np.empty_like(theta)
-        kernels.backward(*inputs, du.numpy(), b["g3"], b["g2"], b["g1"], grad)
+        kernels.backward(theta, self.table, self.any_dropout, b["acts"], b["factors"], b["norm"], b["u"], du.numpy(),
+                         b["grads"], grad)
         return total, torch.from_numpy(grad)
 
-    def _adam(self, grad: torch.Tensor) -> None:
-        """torch.optim.Adam's update (defaults betas, eps; no weight decay), then the article's clamp."""
+    def apply_gradient(self, grad: torch.Tensor) -> None:
+        """One optimiser step of every member: torch.optim.Adam's update (default betas and eps, no
+        weight decay) at StepLR's learning rate, then the article's clamp; counts the step."""
         beta1, beta2 = self.ADAM_BETAS
         count = self.step + 1
         lr = self._learning_rates()
@@ -406,6 +416,7 @@ class Trainer:
             self.theta.clamp_(-self.clamp_value, self.clamp_value)
         else:
             self.theta.clamp_(min=-self.clamp, max=self.clamp)
+        self.step += 1
 
     # ------------------------------------------------------------------ evaluation and state
 
@@ -427,12 +438,11 @@ class Trainer:
         moves a training stream.
         """
         points = points.to(self.device, self.theta.dtype)
-        hidden, bottleneck = self.widths[1], self.widths[2]
         p = self.dropout.view(-1, 1, 1).cpu()
-        draws = torch.rand(self.count, hidden + bottleneck, len(points), generator=generator)
+        draws = torch.rand(self.count, self.keep_rows, len(points), generator=generator)
         keep = ((draws >= p).to(self.theta.dtype) / (1.0 - p)).to(self.device)
         x = points.T.unsqueeze(0).expand(self.count, 2, -1)
-        return self.forward(x, (keep[:, :hidden], keep[:, hidden:]))[0].transpose(1, 2)
+        return self.forward(x, keep)[0].transpose(1, 2)
 
     def state_dict(self) -> dict:
         return {"members": [m.to_dict() for m in self.members], "seeds": self.seeds, "step": self.step,

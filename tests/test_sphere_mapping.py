@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from lab import LabError
+from sphere_mapping import model
 from sphere_mapping.metrics import (
     UNIFORM_SPHERE_UNIFORMITY,
     coverage,
@@ -20,8 +21,8 @@ from sphere_mapping.metrics import (
     largest_hole_deg,
     uniformity,
 )
-from sphere_mapping.model import ARTICLE, SphereSettings, Trainer, square_grid, train_many, with_overrides
-from sphere_mapping.variants import settings_for
+from sphere_mapping.model import ARTICLE, Layer, SphereSettings, Trainer, square_grid, train_many, with_overrides
+from sphere_mapping.variants import VARIANTS, settings_for
 
 COVER = {"article_weight": 0.0, "uniformity_weight": 1.0, "uniformity_temperature": 6.0, "dropout": 0.0,
          "cover_weight": 10.0, "points_per_step": 256, "splits": 1}
@@ -49,11 +50,33 @@ def test_outputs_are_unit_vectors_and_dropout_only_where_asked():
 
 
 def test_article_architecture():
-    state = Trainer([ARTICLE], [0]).member_state(0)
+    """The net built from model.HIDDEN_LAYERS is the article's listing (bench.ArticleNetwork, nn.Linear and
+    nn.Dropout): the same outputs for the same weights and the same dropout factors at the same sites."""
+    from sphere_mapping.bench import ArticleNetwork
+
+    trainer = Trainer([ARTICLE], [0])
+    state = trainer.member_state(0)
     assert [tuple(v.shape) for v in state.values()] == [(4, 2), (4,), (12, 4), (12,), (6, 12), (6,), (3, 6), (3,)]
     assert ARTICLE.dropout == 0.2 and ARTICLE.learning_rate == 0.05 and ARTICLE.clamp == 2.0
     # nn.Linear's initialisation: every value within 1/sqrt(fan_in)
     assert state["fc1.weight"].abs().max() <= 1 / math.sqrt(2) and state["fc2.weight"].abs().max() <= 0.5
+
+    class GivenFactors(torch.nn.Module):  # nn.Dropout replaced by the trainer's own factors, site by site
+        def __init__(self, factors):
+            super().__init__()
+            self.factors = iter(factors)
+
+        def forward(self, hidden):
+            return hidden * next(self.factors)
+
+    network = ArticleNetwork().eval()
+    network.load_state_dict(state)
+    batch = trainer.draw()
+    x, keep = batch["x"][:, :, :300], batch["keep"][:, :, :300]
+    with torch.no_grad():
+        assert torch.allclose(trainer.evaluate(x[0].T)[0], network(x[0].T), atol=1e-6)
+        network.dropout = GivenFactors([keep[0, :12].T, keep[0, 12:].T])
+        assert torch.allclose(trainer.forward(x, keep)[0][0].T, network(x[0].T), atol=1e-6)
 
 
 @pytest.mark.parametrize("variant, name, value, field", [
@@ -95,50 +118,96 @@ def test_help_names_the_source_of_each_value(capsys):
     assert "CLAMP = 2.0  (float) [> 0]  from default" in listing
 
 
-def _autograd_gradient(trainer: Trainer, x, masks, orders, directions):
-    """The members' summed loss through torch autograd, written independently of Trainer's code."""
+VARIANT_WIDTHS = sorted({settings_for(name).widths for name in VARIANTS})
+
+
+def _autograd_reference(trainer: Trainer, batch: dict):
+    """Each member's loss (M,) and the gradient of their sum by torch autograd: the net is Trainer.forward
+    (built from the same layer table as the compiled pass), the losses written here from F's functions."""
     theta = trainer.theta.clone().requires_grad_(True)
-    w1, b1, w2, b2, w3, b3, w4, b4 = trainer.views(theta)
-    hidden = F.relu(torch.baddbmm(b2, w2, torch.baddbmm(b1, w1, x)))
-    if masks is not None:
-        hidden = hidden * masks[0]
-    out = torch.baddbmm(b3, w3, hidden)
-    if masks is not None:
-        out = out * masks[1]
-    u = F.normalize(torch.baddbmm(b4, w4, out), dim=1)
-    n, half, total = trainer.points, trainer.points // 2, 0.0
+    u, _ = trainer.forward(batch["x"], batch["keep"] if trainer.any_dropout else None, theta)
+    n, half, losses = trainer.points, trainer.points // 2, []
     for k, member in enumerate(trainer.members):
-        vectors = u[k].T
+        vectors, total = u[k].T, 0.0
         for split in range(trainer.splits):
-            shuffled = vectors[split * n : (split + 1) * n][orders[k, split]]
+            shuffled = vectors[split * n : (split + 1) * n][batch["orders"][k, split]]
             total = total + member.article_weight * (F.cosine_similarity(shuffled[:half], shuffled[half:2 * half]).sum() ** 2)
         first = vectors[:n]
         kernel = torch.exp(-member.uniformity_temperature * torch.cdist(first, first) ** 2)
         off_diagonal = kernel.sum() - kernel.diagonal().sum()
         total = total + member.uniformity_weight * torch.log(off_diagonal / (n * (n - 1)))
-        if directions is not None:
-            nearest = (torch.cdist(directions[k].T, first) ** 2).min(dim=1).values
+        if trainer.uses["cover"]:
+            nearest = (torch.cdist(batch["directions"][k].T, first) ** 2).min(dim=1).values
             total = total + member.cover_weight * nearest.mean()
-    total.backward()
-    return theta.grad
+        losses.append(total)
+    losses = torch.stack(losses)
+    losses.sum().backward()
+    return losses.detach(), theta.grad
 
 
-@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "torch"])
-@pytest.mark.parametrize("overrides", [{}, COVER], ids=["article", "cover"])
-def test_hand_written_gradient_equals_autograd(overrides, compiled):
-    """Both hand-written passes (kernels.py's compiled loops and the torch calls) against autograd."""
-    settings = with_overrides(ARTICLE, overrides)
-    trainer = Trainer([settings, settings], [0, 1])
+def _check_against_autograd(trainer: Trainer, compiled: bool):
+    """A few steps in, one step's losses and gradient (compiled or torch passes) against autograd's."""
     for _ in range(5):
         trainer.train_step()
     batch = {name: value.clone() for name, value in trainer.draw().items()}
-    hidden = settings.widths[1]
-    masks = (batch["keep"][:, :hidden], batch["keep"][:, hidden:]) if trainer.any_dropout else None
-    directions = batch["directions"] if trainer.uses["cover"] else None
-    _, mine = trainer.loss_and_gradient(batch, compiled=compiled)
-    reference = _autograd_gradient(trainer, batch["x"], masks, batch["orders"], directions)
-    scale = reference.abs().max()
-    assert torch.allclose(mine, reference, atol=2e-5 * float(scale), rtol=1e-3)
+    losses, gradient = trainer.loss_and_gradient(batch, compiled=compiled)
+    reference_losses, reference = _autograd_reference(trainer, batch)
+    assert torch.allclose(losses, reference_losses, rtol=1e-4, atol=1e-5), (losses, reference_losses)
+    assert torch.allclose(gradient, reference, atol=2e-5 * float(reference.abs().max()), rtol=1e-3)
+
+
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "torch"])
+@pytest.mark.parametrize("widths", VARIANT_WIDTHS, ids=lambda widths: "-".join(map(str, widths)))
+@pytest.mark.parametrize("overrides", [{}, COVER], ids=["article", "cover"])
+def test_losses_and_gradient_equal_autograd(overrides, widths, compiled):
+    """Both hand-written passes (kernels.py's compiled loops and the torch calls), at every width a
+    variant uses, with the article's loss (dropout, 2 splits) and with uniformity + covering."""
+    settings = with_overrides(ARTICLE, {**overrides, "widths": widths})
+    _check_against_autograd(Trainer([settings, settings], [0, 1]), compiled)
+
+
+@pytest.mark.parametrize("compiled", [True, False], ids=["compiled", "torch"])
+def test_a_deeper_net_is_one_more_entry_in_the_layer_table(monkeypatch, compiled):
+    """Adding a hidden layer is one edit: a fourth entry in model.HIDDEN_LAYERS (and its width) gives a
+    2-4-12-6-5-3 net whose every pass (compiled, torch, the reference) follows."""
+    monkeypatch.setattr(model, "HIDDEN_LAYERS", (*model.HIDDEN_LAYERS, Layer(relu=True, dropout=True)))
+    deeper = with_overrides(ARTICLE, {"widths": (4, 12, 6, 5)})
+    trainer = Trainer([deeper, with_overrides(deeper, {"uniformity_weight": 0.5, "cover_weight": 2.0})], [0, 1])
+    assert trainer.member_state(0)["fc5.weight"].shape == (3, 5) and trainer.keep_rows == 12 + 6 + 5
+    _check_against_autograd(trainer, compiled)
+    with pytest.raises(LabError, match="widths must be 4 positive layer widths"):
+        with_overrides(ARTICLE, {"widths": (4, 12, 6)})
+
+
+@pytest.mark.parametrize("clamps", [(2.0, 0.5), (0.5, 0.5)], ids=["own-clamps", "shared-clamp"])
+def test_optimiser_steps_equal_torch_adam_steplr_and_clamp(clamps):
+    """1000 steps of Trainer.apply_gradient against torch.optim.Adam, StepLR and a clamp on the same
+    gradients, per member with its own learning rate, schedule and clamp (three StepLR boundaries
+    each, gradients with a drift so that parameters reach the clamp)."""
+    members = [with_overrides(ARTICLE, {"learning_rate": 0.05, "lr_step": 250, "lr_gamma": 0.5, "clamp": clamps[0]}),
+               with_overrides(ARTICLE, {"learning_rate": 0.01, "lr_step": 300, "lr_gamma": 0.8, "clamp": clamps[1]})]
+    trainer = Trainer(members, [0, 1])
+    parameters = [torch.nn.Parameter(trainer.theta[k].clone()) for k in range(len(members))]
+    optimisers = [torch.optim.Adam([p], lr=m.learning_rate) for p, m in zip(parameters, members, strict=True)]
+    schedulers = [torch.optim.lr_scheduler.StepLR(o, step_size=m.lr_step, gamma=m.lr_gamma)
+                  for o, m in zip(optimisers, members, strict=True)]
+    generator = torch.Generator().manual_seed(0)
+    drift = torch.randn(trainer.theta.shape, generator=generator)
+    for step in range(1000):
+        scale = 10.0 ** torch.randint(-3, 2, (), generator=generator)  # Adam's normalisation must follow it
+        gradient = (torch.randn(trainer.theta.shape, generator=generator) + drift) * scale
+        trainer.apply_gradient(gradient)
+        for k, (parameter, optimiser, scheduler) in enumerate(zip(parameters, optimisers, schedulers, strict=True)):
+            assert float(trainer.lr[k]) == pytest.approx(optimiser.param_groups[0]["lr"], rel=1e-6), (step, k)
+            parameter.grad = gradient[k].clone()
+            optimiser.step()
+            scheduler.step()
+            with torch.no_grad():
+                parameter.clamp_(-members[k].clamp, members[k].clamp)
+            assert torch.allclose(trainer.theta[k], parameter.detach(), rtol=1e-5, atol=1e-6), (step, k)
+    assert trainer.step == 1000
+    for k, member in enumerate(members):
+        assert (trainer.theta[k].abs() == member.clamp).float().mean() > 0.1, "the clamp was never reached"
 
 
 def test_draws_are_uniform_permutations_and_dropout_at_its_rate():

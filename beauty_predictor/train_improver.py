@@ -167,7 +167,7 @@ def report(run, cfg, settings, improver, predictor, bad_predictor, held_photos, 
                       f"Y keeps {smoothing['hf_energy_kept']:.0%} of X's high-frequency energy; the best Gaussian "
                       f"blur (sigma {smoothing['best_blur_sigma']:g} px) is closer to Y (MAE "
                       f"{smoothing['mae_best_blur_y']:.4f}) than X is ({smoothing['mae_x_y']:.4f}); colours and "
-                      f"coarse contrast kept (4 px low-pass: correlation {smoothing['coarse_correlation']:.3f} >= "
+                      f"coarse contrast kept ({bmetrics.COARSE_SIGMA:g} px low-pass: correlation {smoothing['coarse_correlation']:.3f} >= "
                       f"{bmetrics.COARSE_CORRELATION_MIN}, std kept {smoothing['coarse_std_kept']:.0%} >= "
                       f"{bmetrics.COARSE_STD_KEPT_MIN:.0%})",
                       smoothing["smoothing_reproduced"], claims.FULL_PROFILE[claims.SMOOTHING] if not suffix else "")

@@ -3,14 +3,19 @@
 Plain NumPy/SciPy (no TensorFlow), on batches of H x W x 3 images with pixels in [0, 1].
 
 Article 001 reports one result for its improver: "Похоже на сглаживание" (it looks like smoothing).
-Here that is measured, not eyeballed (issue 17):
+Here that is measured, not eyeballed:
   - high-frequency energy: the mean squared Laplacian (scipy.ndimage.laplace), a discrete second
     derivative that a blur damps most at the highest frequencies; Y's energy over X's is 1.0 for the
     identity and falls monotonically as a Gaussian blur widens;
   - the Gaussian sigma whose blur of X is closest to Y (in MAE), and how close: if a blur of X
     explains Y better than X itself (sigma 0) does, what the improver did resembles a blur.
+  - what a blur keeps: the photo's colours and coarse contrast. After a Gaussian low-pass of
+    COARSE_SIGMA px (which a blur of a pixel or two barely changes), Y still correlates with X and
+    keeps most of its standard deviation; an under-trained network that washes the photo out to grey
+    lowers both while still losing the high frequencies.
 The verdict: smoothing reproduced when Y keeps <= 60 % of X's high-frequency energy AND the best
-blur of X (sigma > 0) is closer to Y than X is.
+blur of X (sigma > 0) is closer to Y than X is AND, low-passed, Y correlates with X at >= 0.95 and
+keeps >= 85 % of its standard deviation (smoothing, not washing out).
 The readers' "black square" needs a distance to the nearest flat image: the nearest constant colour
 field in MAE is the per-channel median, so the distance is the mean |Y - median(Y)|, 0 for a flat image.
 """
@@ -20,7 +25,10 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import gaussian_filter, laplace
 
-HF_KEPT_MAX = 0.6  # the verdict's threshold: Y keeps at most 60 % of X's high-frequency energy (issue 17)
+HF_KEPT_MAX = 0.6  # the verdict's threshold: Y keeps at most 60 % of X's high-frequency energy
+COARSE_SIGMA = 4.0  # px: the low-pass that leaves the colours and coarse contrast a blur should keep
+COARSE_CORRELATION_MIN = 0.95  # low-passed Y correlates with low-passed X at least this much
+COARSE_STD_KEPT_MIN = 0.85  # low-passed Y keeps at least this share of low-passed X's standard deviation
 BLUR_SIGMAS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0, 4.0, 5.0, 6.0, 8.0)  # sigma grid, px
 
 
@@ -64,20 +72,51 @@ def best_gaussian(x: np.ndarray, y: np.ndarray, sigmas=BLUR_SIGMAS) -> dict[str,
             "explained": 1.0 - errors[sigma] / identity if identity > 0 else 0.0}
 
 
+def coarse_likeness(x: np.ndarray, y: np.ndarray, sigma: float = COARSE_SIGMA) -> dict[str, float]:
+    """Whether Y keeps X's colours and coarse contrast: both low-passed by a Gaussian of `sigma` px.
+
+    Per image, over all its pixels and channels (so a lost colour cast counts as well as lost
+    brightness contrast): the Pearson correlation of low-passed Y with low-passed X, and the standard
+    deviation of low-passed Y over that of low-passed X; each averaged over the batch. A blur of a
+    pixel or two keeps both near 1; a photo washed towards grey keeps less of the deviation, a
+    photo whose colours shifted correlates less.
+    """
+    coarse_x, coarse_y = blur(x, sigma), blur(y, sigma)
+    correlations, std_kept = [], []
+    for a, b in zip(coarse_x.reshape(len(coarse_x), -1), coarse_y.reshape(len(coarse_y), -1), strict=True):
+        a, b = a - a.mean(), b - b.mean()
+        norm = float(np.sqrt((a * a).sum() * (b * b).sum()))
+        correlations.append(float((a * b).sum()) / norm if norm > 0 else 0.0)
+        std_kept.append(float(b.std() / a.std()) if a.std() > 0 else 1.0)
+    return {"coarse_correlation": float(np.mean(correlations)), "coarse_std_kept": float(np.mean(std_kept))}
+
+
 def smoothing_report(x: np.ndarray, y: np.ndarray) -> dict:
-    """Issue 17's smoothing measures and verdict for improver outputs Y of photos X."""
+    """The smoothing measures and verdict for improver outputs Y of photos X."""
     ratio = hf_energy_ratio(x, y)
     fit = best_gaussian(x, y)
-    reproduced = ratio <= HF_KEPT_MAX and fit["sigma"] > 0 and fit["mae_blur_y"] < fit["mae_x_y"]
+    coarse = coarse_likeness(x, y)
+    loses_detail = ratio <= HF_KEPT_MAX and fit["sigma"] > 0 and fit["mae_blur_y"] < fit["mae_x_y"]
+    keeps_coarse = (coarse["coarse_correlation"] >= COARSE_CORRELATION_MIN
+                    and coarse["coarse_std_kept"] >= COARSE_STD_KEPT_MIN)
     return {"hf_energy_kept": ratio, "best_blur_sigma": fit["sigma"], "mae_best_blur_y": fit["mae_blur_y"],
-            "mae_x_y": fit["mae_x_y"], "blur_explains": fit["explained"], "smoothing_reproduced": bool(reproduced)}
+            "mae_x_y": fit["mae_x_y"], "blur_explains": fit["explained"], **coarse,
+            "loses_detail": bool(loses_detail), "keeps_coarse": bool(keeps_coarse),
+            "smoothing_reproduced": bool(loses_detail and keeps_coarse)}
 
 
 def smoothing_sentence(report: dict) -> str:
-    verdict = "looks like smoothing: reproduced" if report["smoothing_reproduced"] else "not smoothing"
+    if report["smoothing_reproduced"]:
+        verdict = "looks like smoothing: reproduced"
+    elif report["loses_detail"]:
+        verdict = "loses detail but also the colours or coarse contrast: washed out, not smoothing"
+    else:
+        verdict = "not smoothing"
     return (f"Y keeps {report['hf_energy_kept']:.0%} of X's high-frequency energy (<= {HF_KEPT_MAX:.0%} needed); "
             f"best Gaussian sigma {report['best_blur_sigma']:g} px, MAE(blur(X),Y) {report['mae_best_blur_y']:.4f} "
-            f"vs MAE(X,Y) {report['mae_x_y']:.4f}: {verdict}")
+            f"vs MAE(X,Y) {report['mae_x_y']:.4f}; low-passed at {COARSE_SIGMA:g} px, Y correlates with X at "
+            f"{report['coarse_correlation']:.3f} (>= {COARSE_CORRELATION_MIN} needed) and keeps "
+            f"{report['coarse_std_kept']:.0%} of its standard deviation (>= {COARSE_STD_KEPT_MIN:.0%} needed): {verdict}")
 
 
 def flat_distance(images: np.ndarray) -> float:
@@ -92,7 +131,7 @@ def flat_distance(images: np.ndarray) -> float:
 
 
 def image_stats(y: np.ndarray, x: np.ndarray, z: np.ndarray, previous: np.ndarray | None) -> dict[str, float]:
-    """Per-application record of the black-square question (issue 17, item 2)."""
+    """Per-application record of the black-square question."""
     return {
         "brightness": float(y.mean()),
         "contrast": float(y.std(axis=(1, 2)).mean()),   # per-image, per-channel std, averaged

@@ -164,9 +164,12 @@ def report(run, cfg, settings, improver, predictor, bad_predictor, held_photos, 
     if settings.loss == "article":
         suffix = "" if cfg.VARIANT == "article" else f" [{cfg.VARIANT} variant]"
         run.add_claim(claims.SMOOTHING + suffix,
-                      f"Y keeps {smoothing['hf_energy_kept']:.0%} of X's high-frequency energy; the best Gaussian "
-                      f"blur (sigma {smoothing['best_blur_sigma']:g} px) is closer to Y (MAE "
-                      f"{smoothing['mae_best_blur_y']:.4f}) than X is ({smoothing['mae_x_y']:.4f})",
+                      f"Y keeps {smoothing['hf_energy_kept']:.0%} of X's high-frequency energy (<= "
+                      f"{bmetrics.HF_KEPT_MAX:.0%}); best Gaussian blur sigma {smoothing['best_blur_sigma']:g} px, "
+                      f"MAE(blur,Y) {smoothing['mae_best_blur_y']:.4f} vs MAE(X,Y) {smoothing['mae_x_y']:.4f}; "
+                      f"colours and coarse contrast ({bmetrics.COARSE_SIGMA:g} px low-pass): correlation "
+                      f"{smoothing['coarse_correlation']:.3f} (>= {bmetrics.COARSE_CORRELATION_MIN}), std kept "
+                      f"{smoothing['coarse_std_kept']:.0%} (>= {bmetrics.COARSE_STD_KEPT_MIN:.0%})",
                       smoothing["smoothing_reproduced"], claims.FULL_PROFILE[claims.SMOOTHING] if not suffix else "")
         run.add_claim(claims.MORE_PREDICTABLE + suffix,
                       f"MAE(Y,Z_Y) {metrics['mae_y_zy']:.4f} vs MAE(X,Z_X) {metrics['mae_x_zx']:.4f} "

@@ -24,6 +24,7 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 from PIL import Image
+from scipy.stats import binomtest
 from torch.nn import functional as F
 from tqdm import tqdm
 
@@ -457,8 +458,10 @@ def add_claims(run, metrics: dict, conditional: bool) -> None:
     ratio = metrics["frechet_best_over_floor"]
     if conditional:
         accuracy = metrics["label_accuracy_best"]
+        low, high = metrics["label_accuracy_interval"]
         run.add_claim("the cGAN draws the digit asked for (judge's label accuracy >= 90 %)",
-                      f"{accuracy:.1%} (chance 10 %; judge on real digits {metrics['judge_accuracy_on_real_heldout']:.1%})",
+                      f"{accuracy:.1%} of {metrics['label_samples']} samples (95 % interval {low:.1%}-{high:.1%}; "
+                      f"chance 10 %; judge on real digits {metrics['judge_accuracy_on_real_heldout']:.1%})",
                       accuracy >= 0.90, FULL_PROFILE["cgan_accuracy"])
         return
     run.add_claim("the GAN draws digits from noise (Fréchet distance <= 5x the real-vs-real floor)",
@@ -490,7 +493,11 @@ def conditional_metrics(run, judge: Judge, best_samples, probes: Probes, history
     ax.legend(fontsize=8, loc="lower right")
     save_figure(fig, run.path("accuracy_per_digit.png"), dpi=110)
     run.add_artifact(run.path("accuracy_per_digit.png"), "judge's label accuracy per digit asked for")
-    return {"label_accuracy_best": accuracy, "label_accuracy_final": final_scores["accuracy"],
+    # The share of samples read as asked, with Wilson's 95 % interval for that many samples.
+    interval = binomtest(int((predicted == truth).sum()), len(truth)).proportion_ci(0.95, method="wilson")
+    return {"label_accuracy_best": accuracy, "label_samples": len(truth),
+            "label_accuracy_interval": [float(interval.low), float(interval.high)],
+            "label_accuracy_final": final_scores["accuracy"],
             "label_accuracy_per_digit": per_digit, "judge_accuracy_on_real_heldout": judge.test_accuracy,
             "label_accuracy_max_epoch": int(np.argmax([s["accuracy"] for s in history.judge])) + 1}
 

@@ -182,6 +182,23 @@ def test_the_best_gaussian_recovers_a_known_blur_and_the_verdict_follows_the_rul
     assert not bmetrics.smoothing_report(x, sharpened)["smoothing_reproduced"]
 
 
+def test_smoothing_keeps_the_colours_and_coarse_contrast_washing_out_does_not():
+    x = photo_crops()
+    # A blur of a pixel or two keeps what a 4 px low-pass sees: the verdict holds.
+    coarse = bmetrics.coarse_likeness(x, bmetrics.blur(x, 1.0))
+    assert coarse["coarse_correlation"] > 0.99 and coarse["coarse_std_kept"] > 0.95
+    # Washed towards grey (an under-trained improver's output): it loses high frequencies like a
+    # blur does, but keeps too little of the coarse contrast, so it is not smoothing.
+    washed = 0.6 * bmetrics.blur(x, 1.0) + 0.4 * 0.5
+    report = bmetrics.smoothing_report(x, washed)
+    assert report["loses_detail"] and report["coarse_std_kept"] < bmetrics.COARSE_STD_KEPT_MIN
+    assert not report["smoothing_reproduced"]
+    # Colours lost (every channel the pixel's grey level): the coarse correlation falls below the rule.
+    grey = np.repeat(bmetrics.blur(x, 1.0).mean(axis=-1, keepdims=True), 3, axis=-1)
+    report = bmetrics.smoothing_report(x, grey)
+    assert report["coarse_correlation"] < bmetrics.COARSE_CORRELATION_MIN and not report["smoothing_reproduced"]
+
+
 def test_the_distance_to_the_nearest_flat_image():
     flat = np.ones((2, 32, 32, 3), np.float32) * np.array([0.2, 0.5, 0.9], np.float32)
     assert bmetrics.flat_distance(flat) == 0.0
@@ -377,7 +394,7 @@ def test_dry_run_pipeline_writes_every_figure_and_resumes_safely(lab_outputs, tm
     assert (checkpoints / "center_predictor.npz").is_file() and (checkpoints / "center_predictor_bad.npz").is_file()
     record = json.loads((root / "improver_article/run.json").read_text())
     assert {"mae_x_y", "mae_x_zx", "mae_y_zy", "predictability_gain", "hf_energy_kept", "best_blur_sigma",
-            "smoothing_reproduced"} <= set(record["metrics"])
+            "coarse_correlation", "coarse_std_kept", "smoothing_reproduced"} <= set(record["metrics"])
     assert any("smoothing" in claim["claim"] for claim in record["claims"])
     assert (root / "improver_article/scalars.csv").read_text().count("\n") > 2
     recursive = json.loads((root / "recursive/run.json").read_text())
@@ -447,4 +464,6 @@ def test_quick_pipeline_end_to_end(lab_outputs):
     for name in ("improver_article", "improver_residual", "improver_contrast", "sweep", "recursive"):
         assert json.loads((root / name / "run.json").read_text())["status"] == "complete"
     article = json.loads((root / "improver_article/run.json").read_text())["metrics"]
-    assert article["smoothing_reproduced"], article
+    # The quick improver loses the high frequencies a blur would; whether it also keeps the colours
+    # (the full verdict) needs more training than the quick profile gives (README.md).
+    assert article["loses_detail"] and article["hf_energy_kept"] < 0.6, article

@@ -136,6 +136,11 @@ def test_quick_cgan_beats_chance_and_writes_its_outputs(outputs_with_judge):
     (claim,) = record["claims"]
     assert claim["claim"].startswith("the cGAN draws the digit asked for")
     assert claim["reproduced"] == (metrics["label_accuracy_best"] >= 0.90)
+    # The share comes with its sampling interval (Wilson, 95 %) over the samples the judge read.
+    low, high = metrics["label_accuracy_interval"]
+    assert metrics["label_samples"] == len(labels)
+    assert low < metrics["label_accuracy_best"] < high and high - low < 0.12, metrics
+    assert f"of {len(labels)} samples (95 % interval {low:.1%}-{high:.1%}" in claim["measured"]
     # The conditional GAN is gan.py with CONDITIONAL = True, not a copy of its settings.
     assert record["script"] == "gan" and record["constants"]["CONDITIONAL"] is True
     curves = read_scalars(folder / "scalars.csv")

@@ -215,9 +215,14 @@ def _started_at(record_path: Path) -> str:
     return str(record.get("started_at") or "") if record else ""
 
 
+# Folders under outputs/ that hold no experiment's runs: lab.robustness's reruns, each with its own page.
+NOT_EXPERIMENTS = {"robustness"}
+
+
 def _experiments(root: Path) -> list[str]:
     """The five, then any other folder under outputs/ (a run of an experiment not listed yet)."""
-    others = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name not in EXPERIMENTS) if root.is_dir() else []
+    others = sorted(p.name for p in root.iterdir()
+                    if p.is_dir() and p.name not in EXPERIMENTS and p.name not in NOT_EXPERIMENTS) if root.is_dir() else []
     return [*EXPERIMENTS, *others]
 
 

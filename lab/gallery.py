@@ -53,9 +53,9 @@ td.verdict { font-weight: 600; white-space: nowrap; }
 td.reproduced { background: #d4f4d4; color: #145214; }
 td.not-reproduced { background: #f8d4d4; color: #7a1010; }
 td.not-run { background: #eee; color: #666; }
-.machine { background: #eef3fb; border: 1px solid #c8d6ee; border-radius: 6px; padding: 0.4rem 1rem; margin: 1rem 0;
-           font-size: 0.9rem; }
-.machine ul { margin: 0.3rem 0; padding-left: 1.2rem; }
+.machine { background: #eef3fb; border: 1px solid #c8d6ee; border-radius: 6px; padding: 0.3rem 1rem; margin: 0.8rem 0;
+           font-size: 0.85rem; }
+.machine ul { margin: 0.2rem 0; padding-left: 1.2rem; } .machine p { margin: 0.2rem 0; }
 details.metrics { margin-top: 0.5rem; } details.metrics summary { cursor: pointer; color: #444; }
 """
 

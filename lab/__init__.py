@@ -6,12 +6,13 @@ for torch (nor the other way round).
 
 The pieces:
 - `lab.constants`  - the ruled constants block of a script, its range tags and --help, `--quick`, `--set NAME=VALUE`.
-- `lab.run`        - `start_run()`: outputs folder, seed, device, run.json with metrics.
+- `lab.run`        - `start_run()`: outputs folder, seed, device, run.json with metrics and the machine's provenance.
 - `lab.checkpoint` - atomic checkpoint writing, the one resume (lock, fallback, RNG states), Ctrl+C that saves.
 - `lab.scalars`    - training curves: TensorBoard event files and scalars.csv (`run.log_scalars`).
 - `lab.media`      - frames to mp4 (imageio-ffmpeg, H.264) and GIF.
 - `lab.gallery`    - outputs/index.html from every run.json.
 - `lab.pipeline`   - the runner behind ./run.sh.
+- `lab.robustness` - reruns the quick claims under other seeds, threads and instruction sets; claim x environment table.
 - `lab.schedules`  - the cosine learning-rate decay the trainers share.
 """
 

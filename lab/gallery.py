@@ -8,7 +8,8 @@ the claims its pipeline checks in `<folder>/pipeline.py` as `CLAIMS` (claim sent
 (claim, full-profile figure) pairs): a declared claim that no run.json records shows as "not run",
 and so does an experiment that has not run at all.
 
-Under the title, a box names the machine(s) the runs were measured on (CPU, the instruction set
+When `python -m lab.robustness` has run, a section after the summary says which claims held in every
+environment it tried, with the spread of their figures. Under the title, a box names the machine(s) the runs were measured on (CPU, the instruction set
 torch and numba dispatched to, threads, GPU, numerics environment variables: run.json's "machine").
 Each experiment's section opens with its claims, then one box per run: its pictures first (images
 and GIFs inline, mp4 videos playing inline, .html files (plotly) linked), then its raw metrics as a
@@ -243,6 +244,30 @@ def machines_html(root: Path, experiments: list[str]) -> str:
             f'<p class="meta">libraries: {html.escape(libraries)}</p></section>')
 
 
+def robustness_html(root: Path) -> str:
+    """lab.robustness's verdict per claim, when it has been run: does it hold in every environment,
+    and the spread of its figures; the full claim x environment table is linked."""
+    report_path = root / "robustness" / "robustness.json"
+    report = _read_record(report_path) if report_path.is_file() else None
+    if not report or not isinstance(report.get("claims"), list):
+        return ""
+    names = ", ".join(str(env.get("environment")) for env in report.get("environments", []) if isinstance(env, dict))
+    rows = []
+    for row in report["claims"]:
+        if not isinstance(row, dict):
+            continue
+        holds = row.get("holds_everywhere") is True
+        rows.append(f'<tr><td>{html.escape(str(row.get("experiment", "")))}</td><td>{html.escape(str(row.get("claim", "")))}</td>'
+                    f'<td class="verdict {"reproduced" if holds else "not-reproduced"}">{"yes" if holds else "no"}</td>'
+                    f'<td>{html.escape(str(row.get("range", "")))}</td></tr>')
+    return ('<section id="robustness"><h2>Robustness</h2>'
+            f'<p class="meta">The quick claims rerun in these environments: {html.escape(names)} '
+            '(<code>python -m lab.robustness</code>; every figure per environment: '
+            '<a href="robustness/robustness.md">robustness.md</a>).</p>'
+            '<table class="claims"><tr><th>experiment</th><th>the article claims</th><th>holds everywhere</th>'
+            f'<th>median [min-max] over the environments</th></tr>{"".join(rows)}</table></section>')
+
+
 def _run_html(record_path: Path, root: Path) -> str:
     record = _read_record(record_path)
     if record is None:
@@ -328,7 +353,7 @@ def build_gallery(root: Path | None = None) -> Path:
         "<title>generative-lab results</title>"
         f"<style>{_STYLE}</style></head><body><h1>generative-lab results</h1>"
         f"<nav>{nav}</nav>{machines_html(root, [*EXPERIMENTS, *others])}{summary_html(claims)}"
-        f"{''.join(sections)}</body></html>\n"
+        f"{robustness_html(root)}{''.join(sections)}</body></html>\n"
     )
     return atomic_write_text(root / "index.html", page)
 

@@ -252,13 +252,15 @@ def robustness_html(root: Path) -> str:
     if not report or not isinstance(report.get("claims"), list):
         return ""
     names = ", ".join(str(env.get("environment")) for env in report.get("environments", []) if isinstance(env, dict))
+    environments = len(report.get("environments") or [])
     rows = []
     for row in report["claims"]:
         if not isinstance(row, dict):
             continue
         holds = row.get("holds_everywhere") is True
+        shown = "yes" if holds else f"no ({row.get('reproduced_in', 0)}/{environments})"
         rows.append(f'<tr><td>{html.escape(str(row.get("experiment", "")))}</td><td>{html.escape(str(row.get("claim", "")))}</td>'
-                    f'<td class="verdict {"reproduced" if holds else "not-reproduced"}">{"yes" if holds else "no"}</td>'
+                    f'<td class="verdict {"reproduced" if holds else "not-reproduced"}">{html.escape(shown)}</td>'
                     f'<td>{html.escape(str(row.get("range", "")))}</td></tr>')
     return ('<section id="robustness"><h2>Robustness</h2>'
             f'<p class="meta">The quick claims rerun in these environments: {html.escape(names)} '

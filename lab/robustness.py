@@ -67,7 +67,7 @@ ENVIRONMENTS = (
 )
 ENVIRONMENTS_BY_NAME = {env.name: env for env in ENVIRONMENTS}
 NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?")
-VERDICT_MARKS = {"reproduced": "yes", "not reproduced": "NO", "not run": "not run"}
+VERDICT_MARKS = {"reproduced": "reproduced", "not reproduced": "NOT reproduced", "not run": "not run"}
 
 
 def seed_environment(offset: int) -> Environment:
@@ -145,7 +145,7 @@ def _number(value: float) -> str:
 def build_table(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per (experiment, claim) seen in any environment: its figure and verdict in each
     environment ("" / "not run" where that environment did not record it), whether it was reproduced
-    in every environment, and the range of its figures."""
+    in every environment and in how many, and the range of its figures."""
     order: list[tuple[str, str]] = []
     cells: dict[tuple[str, str], dict[str, dict[str, str]]] = {}
     for result in results:
@@ -163,6 +163,7 @@ def build_table(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
         table.append({
             "experiment": key[0], "claim": key[1], "environments": per_env,
             "holds_everywhere": all(cell["verdict"] == "reproduced" for cell in per_env.values()),
+            "reproduced_in": sum(cell["verdict"] == "reproduced" for cell in per_env.values()),
             "range": numeric_range([cell["measured"] for cell in per_env.values()]),
         })
     return table
@@ -176,7 +177,8 @@ def table_markdown(table: list[dict[str, Any]], results: list[dict[str, Any]]) -
         figures = [f'{cell["measured"]} ({VERDICT_MARKS.get(cell["verdict"], cell["verdict"])})'.strip()
                    for cell in row["environments"].values()]
         escaped = [text.replace("|", "\\|") for text in (row["claim"], row["range"], *figures)]
-        lines.append(f'| {row["experiment"]} | {escaped[0]} | {"yes" if row["holds_everywhere"] else "NO"} | '
+        holds = "yes" if row["holds_everywhere"] else f'no ({row["reproduced_in"]}/{len(names)})'
+        lines.append(f'| {row["experiment"]} | {escaped[0]} | {holds} | '
                      f'{escaped[1]} | ' + " | ".join(escaped[2:]) + " |")
     held = sum(row["holds_everywhere"] for row in table)
     lines.append("")

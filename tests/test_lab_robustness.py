@@ -115,13 +115,14 @@ def test_robustness_table_ranges_and_what_holds_everywhere(lab_outputs, monkeypa
     assert rows["closes"]["range"] == "first number 7.5 [3-12]"
     markdown = (lab_outputs / "robustness" / "robustness.md").read_text()
     assert "| sphere_mapping | wraps | yes | coverage 0.71 [0.69-0.75], hole 50 [44-61] deg |" in markdown
+    assert "| sphere_mapping | closes | no (1/3) | first number 7.5 [3-12] | hole 12 deg (NOT reproduced) |" in markdown
     assert "1 of 2 claims hold in every environment" in capsys.readouterr().out
     # The gallery says it too, after the summary.
     page = gallery.build_gallery(lab_outputs).read_text()
     section = page[page.index('<section id="robustness">'):]
     assert page.index('id="summary"') < page.index('id="robustness"')
     assert "<td>wraps</td><td class=\"verdict reproduced\">yes</td><td>coverage 0.71 [0.69-0.75]" in section
-    assert "<td>closes</td><td class=\"verdict not-reproduced\">no</td>" in section
+    assert "<td>closes</td><td class=\"verdict not-reproduced\">no (1/3)</td>" in section
 
     # Each environment's result was kept as it ended: a rerun measures nothing again...
     assert robustness.main(["sphere_mapping", "--envs", "reference", "numba-generic", "seed+1"]) == 0

@@ -232,6 +232,6 @@ def test_torch_and_tensorflow_import_together():
 
 
 def test_lab_imports_no_framework():
-    code = "import sys, lab, lab.gallery, lab.pipeline, lab.media; print('torch' in sys.modules, 'tensorflow' in sys.modules)"
+    code = "import sys, lab, lab.gallery, lab.pipeline, lab.media, lab.robustness; print('torch' in sys.modules, 'tensorflow' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(REPO_ROOT))
     assert result.stdout.split() == ["False", "False"], result.stderr

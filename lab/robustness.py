@@ -14,7 +14,8 @@ k) and LAB_TORCH_THREADS (every torch script's TORCH_THREADS), which lab.start_r
 
 When an environment's pipeline ends its claims are written to <environment>/claims.json at once,
 so a stopped sweep loses at most the environment it was running; a rerun skips the environments
-already measured for the same experiments (--fresh measures them again). The table, claim x
+already measured without a failure for the same experiments (--fresh measures them again), and
+the one that was stopped resumes from its checkpoints. The table, claim x
 environment -> figure and verdict, with per claim whether it holds in every environment and the
 range (median [min-max]) of each number in its figure, is printed and written to
 outputs/robustness/robustness.md and robustness.json.
@@ -84,7 +85,8 @@ def measure(env: Environment, experiments: list[str], root: Path, fresh: bool = 
             done = json.loads(result_path.read_text())
         except (OSError, json.JSONDecodeError):
             done = None
-        if isinstance(done, dict) and done.get("experiments") == experiments and done.get("variables") == env.variables:
+        if (isinstance(done, dict) and done.get("returncode") == 0 and done.get("experiments") == experiments
+                and done.get("variables") == env.variables):
             print(f"== {env.name}: measured before ({result_path}); --fresh measures again", flush=True)
             return done
     if fresh and folder.is_dir():

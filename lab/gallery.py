@@ -349,13 +349,15 @@ def build_gallery(root: Path | None = None) -> Path:
         body = "".join(_run_html(r, root) for r in records) or '<p class="missing">not run yet</p>'
         head = experiment_claims_html(experiment, claims[experiment]) if experiment in claims else ""
         sections.append(f'<section id="{experiment}"><h2>{experiment}</h2>{head}{body}</section>')
-    nav = " ".join(f'<a href="#{name}">{name}</a>' for name in ("summary", *EXPERIMENTS, *others))
+    robustness = robustness_html(root)
+    nav = " ".join(f'<a href="#{name}">{name}</a>'
+                   for name in ("summary", *(["robustness"] if robustness else []), *EXPERIMENTS, *others))
     page = (
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
         "<title>generative-lab results</title>"
         f"<style>{_STYLE}</style></head><body><h1>generative-lab results</h1>"
         f"<nav>{nav}</nav>{machines_html(root, [*EXPERIMENTS, *others])}{summary_html(claims)}"
-        f"{robustness_html(root)}{''.join(sections)}</body></html>\n"
+        f"{robustness}{''.join(sections)}</body></html>\n"
     )
     return atomic_write_text(root / "index.html", page)
 

@@ -6,13 +6,14 @@ for torch (nor the other way round).
 
 The pieces:
 - `lab.constants`  - the ruled constants block of a script, its range tags and --help, `--quick`, `--set NAME=VALUE`.
-- `lab.run`        - `start_run()`: outputs folder, seed, device, run.json with metrics.
+- `lab.run`        - `start_run()`: outputs folder, seed, device, run.json with metrics and the machine's provenance.
 - `lab.checkpoint` - atomic writing (a full disk is one line), the one resume (lock, fallback, RNG states),
                      Ctrl+C and SIGTERM that save, shared caches built under their own lock.
 - `lab.scalars`    - training curves: TensorBoard event files and scalars.csv (`run.log_scalars`).
 - `lab.media`      - frames to mp4 (imageio-ffmpeg, H.264) and GIF.
 - `lab.gallery`    - outputs/index.html from every run.json.
 - `lab.pipeline`   - the runner behind ./run.sh.
+- `lab.robustness` - reruns the quick claims under other seeds, threads and instruction sets; claim x environment table.
 - `lab.schedules`  - the cosine learning-rate decay the trainers share.
 """
 

@@ -8,8 +8,12 @@ the claims its pipeline checks in `<folder>/pipeline.py` as `CLAIMS` (claim sent
 (claim, full-profile figure) pairs): a declared claim that no run.json records shows as "not run",
 and so does an experiment that has not run at all.
 
-Each run.json lists the files its script wants shown ("artifacts"); images and GIFs are shown
-inline, mp4 videos play inline, .html files (plotly) are linked, and the metrics become a table.
+When `python -m lab.robustness` has run, a section after the summary says which claims held in every
+environment it tried, with the spread of their figures. Under the title, a box names the machine(s) the runs were measured on (CPU, the instruction set
+torch and numba dispatched to, threads, GPU, numerics environment variables: run.json's "machine").
+Each experiment's section opens with its claims, then one box per run: its pictures first (images
+and GIFs inline, mp4 videos playing inline, .html files (plotly) linked), then its raw metrics as a
+table folded in a <details>.
 Links are relative, so the outputs folder can be zipped and shared as it is.
 
     python -m lab.gallery            # rebuild outputs/index.html
@@ -50,6 +54,10 @@ td.verdict { font-weight: 600; white-space: nowrap; }
 td.reproduced { background: #d4f4d4; color: #145214; }
 td.not-reproduced { background: #f8d4d4; color: #7a1010; }
 td.not-run { background: #eee; color: #666; }
+.machine { background: #eef3fb; border: 1px solid #c8d6ee; border-radius: 6px; padding: 0.3rem 1rem; margin: 0.8rem 0;
+           font-size: 0.85rem; }
+.machine ul { margin: 0.2rem 0; padding-left: 1.2rem; } .machine p { margin: 0.2rem 0; }
+details.metrics { margin-top: 0.5rem; } details.metrics summary { cursor: pointer; color: #444; }
 """
 
 
@@ -167,16 +175,99 @@ def summary_html(claims: dict[str, list[dict[str, Any]]]) -> str:
         for index, row in enumerate(rows):
             first = (f'<td rowspan="{len(rows)}"><a href="#{experiment}">{html.escape(experiment)}</a></td>'
                      if index == 0 else "")
-            verdict = row["verdict"]
-            source = (f'<a href="#{row["anchor"]}">{html.escape(row["source"])}</a>' if row["anchor"] else "")
-            parts.append(
-                f'<tr class="claim" data-experiment="{html.escape(experiment, quote=True)}">{first}'
-                f'<td>{html.escape(row["claim"])}</td><td>{html.escape(row["measured"])}</td>'
-                f'<td>{html.escape(row["full_profile"])}</td>'
-                f'<td class="verdict {verdict.replace(" ", "-")}">{verdict}</td><td>{source}</td></tr>'
-            )
+            parts.append(_claim_row_html(row, experiment, "claim", first))
     parts.append("</table></section>")
     return "".join(parts)
+
+
+def _claim_row_html(row: dict[str, Any], experiment: str, row_class: str, first_cell: str = "") -> str:
+    verdict = row["verdict"]
+    source = f'<a href="#{row["anchor"]}">{html.escape(row["source"])}</a>' if row["anchor"] else ""
+    return (f'<tr class="{row_class}" data-experiment="{html.escape(experiment, quote=True)}">{first_cell}'
+            f'<td>{html.escape(row["claim"])}</td><td>{html.escape(row["measured"])}</td>'
+            f'<td>{html.escape(row["full_profile"])}</td>'
+            f'<td class="verdict {verdict.replace(" ", "-")}">{verdict}</td><td>{source}</td></tr>')
+
+
+def experiment_claims_html(experiment: str, rows: list[dict[str, Any]]) -> str:
+    """The experiment's own claims, at the head of its section, before its pictures and tables."""
+    header = ('<table class="claims"><tr><th>the article claims</th><th>this run</th><th>full profile</th>'
+              '<th>verdict</th><th>measured by</th></tr>')
+    return header + "".join(_claim_row_html(row, experiment, "experiment-claim") for row in rows) + "</table>"
+
+
+def machine_summary(machine: dict[str, Any] | None) -> str:
+    """One line: the CPU, the instruction sets the frameworks dispatched to, threads, GPU, and the
+    numerics environment variables that were set (lab.run.machine_provenance's record)."""
+    if not isinstance(machine, dict):
+        return "machine not recorded"
+    torch_info, numba_info, tf_info = (machine.get(k) if isinstance(machine.get(k), dict) else {}
+                                       for k in ("torch", "numba", "tensorflow"))
+    extensions = machine.get("vector_extensions") or []
+    widest = ("AVX-512" if any(str(e).startswith("avx512") for e in extensions)
+              else "AVX2" if "avx2" in extensions else "no AVX2")
+    pieces = [f"{machine.get('cpu', '?')} ({widest}, {machine.get('usable_cpus', '?')} CPUs)"]
+    if torch_info:
+        pieces.append(f"torch {torch_info.get('cpu_capability', '?')} x{torch_info.get('threads', '?')}")
+        if torch_info.get("gpu"):
+            pieces.append(f"GPU {torch_info['gpu']}")
+    if numba_info:
+        pieces.append(f"numba {numba_info.get('target_cpu', '?')} x{numba_info.get('threads', '?')}")
+    if tf_info:
+        pieces.append(f"TensorFlow oneDNN {tf_info.get('onednn', '?')} x{tf_info.get('intra_op_threads', '?')}")
+        if tf_info.get("gpus"):
+            pieces.append(f"TF GPUs {', '.join(map(str, tf_info['gpus']))}")
+    environment = machine.get("environment") or {}
+    if environment:
+        pieces.append(" ".join(f"{k}={v}" for k, v in environment.items()))
+    return "; ".join(pieces)
+
+
+def machines_html(root: Path, experiments: list[str]) -> str:
+    """The box under the title: each distinct machine line among the runs shown, with its run count,
+    so a page from another machine (or another environment) says so at once."""
+    counts: dict[str, int] = {}
+    versions: dict[str, str] = {}
+    for experiment in experiments:
+        for record_path in run_records(root, experiment):
+            record = _read_record(record_path) or {}
+            line = machine_summary(record.get("machine"))
+            counts[line] = counts.get(line, 0) + 1
+            if isinstance(record.get("versions"), dict):
+                versions.update({str(k): str(v) for k, v in record["versions"].items()})
+    if not counts:
+        return ""
+    lines = "".join(f"<li>{html.escape(line)} <span class='meta'>({count} run{'s' * (count != 1)})</span></li>"
+                    for line, count in counts.items())
+    libraries = ", ".join(f"{name} {version}" for name, version in sorted(versions.items()))
+    return (f'<section id="machine" class="machine"><strong>Measured on</strong><ul>{lines}</ul>'
+            f'<p class="meta">libraries: {html.escape(libraries)}</p></section>')
+
+
+def robustness_html(root: Path) -> str:
+    """lab.robustness's verdict per claim, when it has been run: does it hold in every environment,
+    and the spread of its figures; the full claim x environment table is linked."""
+    report_path = root / "robustness" / "robustness.json"
+    report = _read_record(report_path) if report_path.is_file() else None
+    if not report or not isinstance(report.get("claims"), list):
+        return ""
+    names = ", ".join(str(env.get("environment")) for env in report.get("environments", []) if isinstance(env, dict))
+    environments = len(report.get("environments") or [])
+    rows = []
+    for row in report["claims"]:
+        if not isinstance(row, dict):
+            continue
+        holds = row.get("holds_everywhere") is True
+        shown = "yes" if holds else f"no ({row.get('reproduced_in', 0)}/{environments})"
+        rows.append(f'<tr><td>{html.escape(str(row.get("experiment", "")))}</td><td>{html.escape(str(row.get("claim", "")))}</td>'
+                    f'<td class="verdict {"reproduced" if holds else "not-reproduced"}">{html.escape(shown)}</td>'
+                    f'<td>{html.escape(str(row.get("range", "")))}</td></tr>')
+    return ('<section id="robustness"><h2>Robustness</h2>'
+            f'<p class="meta">The quick claims rerun in these environments: {html.escape(names)} '
+            '(<code>python -m lab.robustness</code>; every figure per environment: '
+            '<a href="robustness/robustness.md">robustness.md</a>).</p>'
+            '<table class="claims"><tr><th>experiment</th><th>the article claims</th><th>holds everywhere</th>'
+            f'<th>median [min-max] over the environments</th></tr>{"".join(rows)}</table></section>')
 
 
 def _run_html(record_path: Path, root: Path) -> str:
@@ -192,12 +283,8 @@ def _run_html(record_path: Path, root: Path) -> str:
             f"seed {record.get('seed')}", f"device {record.get('device')}", record.get("started_at"),
         )
     )
-    parts = [f'<div class="run" id="{_run_anchor(record_path, root)}"><h3>{title}</h3><p class="meta">{meta}</p>']
-    rows = flatten_metrics(record.get("metrics") or {})
-    if rows:
-        parts.append("<table><tr><th>metric</th><th>value</th></tr>")
-        parts.extend(f"<tr><td>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>" for k, v in rows)
-        parts.append("</table>")
+    parts = [f'<div class="run" id="{_run_anchor(record_path, root)}"><h3>{title}</h3><p class="meta">{meta}</p>',
+             f'<p class="meta machine-line">{html.escape(machine_summary(record.get("machine")))}</p>']
     figures = []
     for artifact in record.get("artifacts") or []:
         target = folder / artifact["path"]
@@ -206,7 +293,14 @@ def _run_html(record_path: Path, root: Path) -> str:
             figures.append(_artifact_html(rel, artifact.get("caption", "")))
         else:
             figures.append(f'<p class="missing">missing: {html.escape(rel)}</p>')
-    parts.append(f'<div class="artifacts">{"".join(figures)}</div></div>')
+    parts.append(f'<div class="artifacts">{"".join(figures)}</div>')
+    rows = flatten_metrics(record.get("metrics") or {})
+    if rows:  # the raw figures fold away below the pictures; the claims above say what they mean
+        parts.append(f'<details class="metrics"><summary>metrics ({len(rows)})</summary>'
+                     "<table><tr><th>metric</th><th>value</th></tr>")
+        parts.extend(f"<tr><td>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>" for k, v in rows)
+        parts.append("</table></details>")
+    parts.append("</div>")
     return "".join(parts)
 
 
@@ -215,9 +309,14 @@ def _started_at(record_path: Path) -> str:
     return str(record.get("started_at") or "") if record else ""
 
 
+# Folders under outputs/ that hold no experiment's runs: lab.robustness's reruns, each with its own page.
+NOT_EXPERIMENTS = {"robustness"}
+
+
 def _experiments(root: Path) -> list[str]:
     """The five, then any other folder under outputs/ (a run of an experiment not listed yet)."""
-    others = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name not in EXPERIMENTS) if root.is_dir() else []
+    others = sorted(p.name for p in root.iterdir()
+                    if p.is_dir() and p.name not in EXPERIMENTS and p.name not in NOT_EXPERIMENTS) if root.is_dir() else []
     return [*EXPERIMENTS, *others]
 
 
@@ -243,18 +342,22 @@ def build_gallery(root: Path | None = None) -> Path:
     root = Path(root or outputs_root())
     root.mkdir(parents=True, exist_ok=True)
     others = _experiments(root)[len(EXPERIMENTS):]
+    claims = collect_claims(root)
     sections = []
     for experiment in (*EXPERIMENTS, *others):
         records = run_records(root, experiment)
         body = "".join(_run_html(r, root) for r in records) or '<p class="missing">not run yet</p>'
-        sections.append(f'<section id="{experiment}"><h2>{experiment}</h2>{body}</section>')
-    claims = collect_claims(root)
-    nav = " ".join(f'<a href="#{name}">{name}</a>' for name in ("summary", *EXPERIMENTS, *others))
+        head = experiment_claims_html(experiment, claims[experiment]) if experiment in claims else ""
+        sections.append(f'<section id="{experiment}"><h2>{experiment}</h2>{head}{body}</section>')
+    robustness = robustness_html(root)
+    nav = " ".join(f'<a href="#{name}">{name}</a>'
+                   for name in ("summary", *(["robustness"] if robustness else []), *EXPERIMENTS, *others))
     page = (
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
         "<title>generative-lab results</title>"
         f"<style>{_STYLE}</style></head><body><h1>generative-lab results</h1>"
-        f"<nav>{nav}</nav>{summary_html(claims)}{''.join(sections)}</body></html>\n"
+        f"<nav>{nav}</nav>{machines_html(root, [*EXPERIMENTS, *others])}{summary_html(claims)}"
+        f"{robustness}{''.join(sections)}</body></html>\n"
     )
     return atomic_write_text(root / "index.html", page)
 

@@ -50,6 +50,9 @@ _TRACKED = {
     "scipy": "scipy",
     "sklearn": "scikit-learn",
     "skimage": "scikit-image",
+    "numba": "numba",
+    "llvmlite": "llvmlite",
+    "threadpoolctl": "threadpoolctl",
 }
 
 
@@ -64,6 +67,148 @@ def library_versions() -> dict[str, str]:
                 except importlib.metadata.PackageNotFoundError:
                     continue
     return versions
+
+
+# Environment variables that change which kernels run or how many threads run them; run.json
+# records those that are set, so two machines' (or two environments') figures can be compared.
+NUMERICS_ENVIRONMENT = (
+    "ATEN_CPU_CAPABILITY", "NUMBA_CPU_NAME", "NUMBA_CPU_FEATURES", "NUMBA_NUM_THREADS", "NUMBA_OPT",
+    "TF_ENABLE_ONEDNN_OPTS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS",
+    "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OPENBLAS_CORETYPE", "MKL_ENABLE_INSTRUCTIONS",
+    "NPY_DISABLE_CPU_FEATURES", "CUDA_VISIBLE_DEVICES", "CUBLAS_WORKSPACE_CONFIG",
+    "LAB_SEED_OFFSET", "LAB_TORCH_THREADS",
+)
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _cpu_vector_extensions() -> list[str]:
+    """The host's SIMD families (avx, avx2, avx512f, amx...), from /proc/cpuinfo's flags."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
+            if line.startswith(("flags", "Features")):
+                flags = line.split(":", 1)[1].split()
+                return sorted(f for f in flags if f.startswith(("avx", "amx", "fma", "sse4", "neon", "asimd", "sve")))
+    except OSError:
+        pass
+    return []
+
+
+def _torch_provenance(torch: Any) -> dict[str, Any]:
+    info: dict[str, Any] = {
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "threads": torch.get_num_threads(),
+        "interop_threads": torch.get_num_interop_threads(),
+        "mkldnn": bool(torch.backends.mkldnn.is_available()),
+        "deterministic_algorithms": bool(torch.are_deterministic_algorithms_enabled()),
+    }
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+        info["gpu_count"] = torch.cuda.device_count()
+        info["cuda"] = torch.version.cuda
+    return info
+
+
+def _numba_provenance(numba: Any) -> dict[str, Any]:
+    from llvmlite import binding
+
+    host = binding.get_host_cpu_name()
+    return {"target_cpu": numba.config.CPU_NAME or host, "host_cpu": host,
+            "threads": numba.get_num_threads(), "threading_layer": numba.config.THREADING_LAYER}
+
+
+def _tensorflow_provenance(tf: Any) -> dict[str, Any]:
+    setting = os.environ.get("TF_ENABLE_ONEDNN_OPTS")
+    return {
+        # oneDNN is on by default on x86 Linux since TensorFlow 2.9; TF_ENABLE_ONEDNN_OPTS=0 turns it off.
+        "onednn": "on (default)" if setting is None else ("off" if setting.strip() in ("0", "false", "False") else "on"),
+        "intra_op_threads": tf.config.threading.get_intra_op_parallelism_threads(),
+        "inter_op_threads": tf.config.threading.get_inter_op_parallelism_threads(),
+        "gpus": [gpu.name for gpu in tf.config.list_physical_devices("GPU")],
+    }
+
+
+def _numpy_provenance() -> dict[str, Any]:
+    """numpy's SIMD baseline and the dispatched extensions this CPU runs, and the BLAS/OpenMP pools
+    (OpenBLAS picks its kernels by CPU too: its "architecture")."""
+    info: dict[str, Any] = {}
+    try:
+        from numpy._core import _multiarray_umath as umath
+    except ImportError:  # numpy 1.x
+        try:
+            from numpy.core import _multiarray_umath as umath
+        except ImportError:
+            umath = None
+    if umath is not None and hasattr(umath, "__cpu_features__"):
+        info["simd_baseline"] = list(umath.__cpu_baseline__)
+        info["simd_dispatched"] = [f for f in umath.__cpu_dispatch__ if umath.__cpu_features__.get(f)]
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return info
+    info["threadpools"] = [
+        {key: pool[key] for key in ("internal_api", "version", "num_threads", "architecture", "threading_layer")
+         if pool.get(key) is not None}
+        for pool in threadpool_info()
+    ]
+    return info
+
+
+def machine_provenance() -> dict[str, Any]:
+    """What decides the numbers on this host: CPU model and vector extensions, the instruction set
+    each loaded framework dispatches to (torch's ATen capability, numba's target CPU, TensorFlow's
+    oneDNN), thread counts, the GPU, and the environment variables that change these. Frameworks
+    are only read when the script has already imported them: lab imports none of them."""
+    info: dict[str, Any] = {
+        "cpu": _cpu_model(),
+        "machine": platform.machine(),
+        "system": platform.platform(terse=True),
+        "logical_cpus": os.cpu_count(),
+        "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "vector_extensions": _cpu_vector_extensions(),
+        "environment": {name: os.environ[name] for name in NUMERICS_ENVIRONMENT if name in os.environ},
+    }
+    readers = {"torch": _torch_provenance, "numba": _numba_provenance, "tensorflow": _tensorflow_provenance}
+    for module, reader in readers.items():
+        if module in sys.modules:
+            try:
+                info[module] = reader(sys.modules[module])
+            except Exception as error:  # a half-initialised framework must not lose the run's record
+                info[module] = {"error": f"{type(error).__name__}: {error}"}
+    if "numpy" in sys.modules:
+        info["numpy"] = _numpy_provenance()
+    return info
+
+
+def environment_overrides(constants: dict[str, Any]) -> list[str]:
+    """`--set` overrides asked for by the environment, for the constants this script has:
+    LAB_SEED_OFFSET=k shifts SEED by k (not a drawn one, SEED=-1), LAB_TORCH_THREADS=n sets
+    TORCH_THREADS. lab.robustness and `lab.pipeline --seed-offset` rerun every script this way
+    without knowing each one's constants."""
+    overrides = []
+    for variable, constant in (("LAB_SEED_OFFSET", "SEED"), ("LAB_TORCH_THREADS", "TORCH_THREADS")):
+        text = os.environ.get(variable, "").strip()
+        if not text or constant not in constants:
+            continue
+        try:
+            value = int(text)
+        except ValueError:
+            raise LabError(f"environment variable {variable}={text!r} is not an integer; unset it or give a "
+                           "whole number") from None
+        if constant == "SEED":
+            if int(constants["SEED"]) == -1:
+                continue
+            value += int(constants["SEED"])
+        overrides.append(f"{constant}={value}")
+    return overrides
 
 
 def to_jsonable(value: Any) -> Any:
@@ -227,7 +372,7 @@ class Run:
         self.artifacts = [a for a in self.artifacts if a["path"] != entry["path"]] + [entry]
 
     def finish(self, metrics: dict[str, Any] | None = None, status: str = "complete") -> Path:
-        """Write run.json (constants, seed, device, versions, wall time, metrics, artifacts)."""
+        """Write run.json (constants, seed, device, versions, machine, wall time, metrics, artifacts)."""
         if metrics:
             self.metrics.update(metrics)
         record = {
@@ -241,6 +386,7 @@ class Run:
             "device": self.device,
             "constants": self.constants,
             "constant_sources": self.sources,
+            "machine": machine_provenance(),  # first: it may load threadpoolctl, whose version goes below
             "versions": library_versions(),
             "metrics": self.metrics,
             "claims": self.claims,
@@ -337,6 +483,10 @@ def start_run(
     known, _ = build_parser(namespace, prog).parse_known_args(argv)
     profile = "dry_run" if known.dry_run else "quick" if known.quick else "full"
     resolved = resolve_layers(namespace, known.overrides, profile, variants)
+    from_environment = environment_overrides(resolved.values)  # LAB_SEED_OFFSET, LAB_TORCH_THREADS
+    if from_environment:
+        print(f"from the environment: --set {' --set '.join(from_environment)}")
+        resolved = resolve_layers(namespace, [*known.overrides, *from_environment], profile, variants)
     args = build_parser(namespace, prog, resolved, variants).parse_args(argv)
     constants = resolved.values
     check_path_settings(constants)

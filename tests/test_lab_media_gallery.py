@@ -137,6 +137,25 @@ def test_gallery_shows_runs_and_every_reference_exists(lab_outputs):
         assert (lab_outputs / reference).is_file(), f"gallery points to missing {reference}"
 
 
+def test_gallery_leads_with_machine_claims_and_pictures_and_folds_metrics(lab_outputs):
+    from lab.run import machine_provenance
+
+    _write_fake_runs(lab_outputs)  # records without a "machine" (as written before it was recorded)
+    page = _populate(lab_outputs).read_text()
+    # The machine box comes first: this host's line for the run written through lab, and the old records'.
+    machine = page[page.index('id="machine"'):page.index('id="summary"')]
+    assert html.escape(machine_provenance()["cpu"]) in machine and "machine not recorded" in machine
+    section = page.split('<section id="sphere_mapping">')[1].split("</section>")[0]
+    first_claim = section.index('class="experiment-claim"')
+    first_picture = section.index("<img")
+    folded = section.index('<details class="metrics">')
+    assert first_claim < first_picture < folded, "claims, then pictures, then the raw metric tables"
+    assert "the square wraps into a sphere with a missing corner" in section[:first_picture]
+    metrics = section[folded:section.index("</details>", folded)]
+    assert "<td>coverage</td><td>0.9712</td>" in metrics
+    assert "<td>coverage</td>" not in section.replace(metrics, ""), "a metric table outside the fold"
+
+
 def _chromium(tmp_path, *args):
     return subprocess.run(
         [chromium_binary(), "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -146,7 +165,11 @@ def _chromium(tmp_path, *args):
 
 
 @pytest.mark.skipif(chromium_binary() is None, reason="Chromium not installed (apt-get install chromium)")
-def test_gallery_renders_in_headless_chromium(lab_outputs, tmp_path):
+def test_gallery_renders_in_headless_chromium(lab_outputs, tmp_path, monkeypatch):
+    from lab import gallery
+
+    # Only the fake runs' claims: the experiments' declared ones would push the red cells off the first screen.
+    monkeypatch.setattr(gallery, "declared_claims", lambda experiment: [])
     _write_fake_runs(lab_outputs)
     page = _populate(lab_outputs)
     # The page as Chromium parsed it: the summary table, at least two rows per experiment that ran.
@@ -209,6 +232,6 @@ def test_torch_and_tensorflow_import_together():
 
 
 def test_lab_imports_no_framework():
-    code = "import sys, lab, lab.gallery, lab.pipeline, lab.media; print('torch' in sys.modules, 'tensorflow' in sys.modules)"
+    code = "import sys, lab, lab.gallery, lab.pipeline, lab.media, lab.robustness; print('torch' in sys.modules, 'tensorflow' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(REPO_ROOT))
     assert result.stdout.split() == ["False", "False"], result.stderr

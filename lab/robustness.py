@@ -1,0 +1,249 @@
+"""Do the quick claims survive other seeds, thread counts and instruction sets?
+
+    python -m lab.robustness                                  # all five, every declared environment
+    python -m lab.robustness sphere_mapping --envs reference numba-generic seed+10
+    python -m lab.robustness gan_basics --seeds 10 20 30      # ... and three shifted seeds (seed+K)
+    python -m lab.robustness --list                           # the declared environments
+
+Each environment reruns the quick pipeline (`python -m lab.pipeline <experiments>`) in its own
+process, with its own outputs under outputs/robustness/<environment>/, so the checkpoints and
+records of two environments never mix. An environment is a set of environment variables: the
+frameworks' own switches for the kernels they dispatch to (ATEN_CPU_CAPABILITY, NUMBA_CPU_NAME,
+TF_ENABLE_ONEDNN_OPTS), thread counts, and lab's LAB_SEED_OFFSET (every script's SEED shifted by
+k) and LAB_TORCH_THREADS (every torch script's TORCH_THREADS), which lab.start_run applies.
+
+When an environment's pipeline ends its claims are written to <environment>/claims.json at once,
+so a stopped sweep loses at most the environment it was running; a rerun skips the environments
+already measured without a failure for the same experiments (--fresh measures them again), and
+the one that was stopped resumes from its checkpoints. The table, claim x
+environment -> figure and verdict, with per claim whether it holds in every environment and the
+range (median [min-max]) of each number in its figure, is printed and written to
+outputs/robustness/robustness.md and robustness.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lab.checkpoint import atomic_write_text
+from lab.gallery import collect_claims
+from lab.paths import EXPERIMENTS, REPO_ROOT, outputs_root
+
+
+@dataclass(frozen=True)
+class Environment:
+    name: str
+    variables: dict[str, str] = field(default_factory=dict)
+    why: str = ""
+
+
+ENVIRONMENTS = (
+    Environment("reference", {}, "as ./run.sh runs it"),
+    # Offsets of 10 and more: a script that trains seeds SEED .. SEED+9 (sphere_mapping's table) then
+    # shares none of them with the reference; seed+1 would share nine of ten.
+    Environment("seed+10", {"LAB_SEED_OFFSET": "10"}, "every script's SEED + 10"),
+    Environment("seed+20", {"LAB_SEED_OFFSET": "20"}, "every script's SEED + 20"),
+    Environment("threads-1", {"LAB_TORCH_THREADS": "1", "OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1",
+                              "TF_NUM_INTRAOP_THREADS": "1", "TF_NUM_INTEROP_THREADS": "1"},
+                "one thread everywhere (torch, OpenMP, numba, TensorFlow)"),
+    Environment("threads-2", {"LAB_TORCH_THREADS": "2", "OMP_NUM_THREADS": "2", "NUMBA_NUM_THREADS": "2",
+                              "TF_NUM_INTRAOP_THREADS": "2", "TF_NUM_INTEROP_THREADS": "2"},
+                "two threads everywhere: other reduction orders"),
+    Environment("aten-default", {"ATEN_CPU_CAPABILITY": "default"}, "torch's kernels without AVX2/AVX-512"),
+    Environment("numba-generic", {"NUMBA_CPU_NAME": "generic"}, "numba's kernels for a generic x86-64 CPU"),
+    Environment("onednn-off", {"TF_ENABLE_ONEDNN_OPTS": "0"}, "TensorFlow without oneDNN"),
+    Environment("avx2-host", {"ATEN_CPU_CAPABILITY": "avx2", "NUMBA_CPU_NAME": "haswell",
+                              "NPY_DISABLE_CPU_FEATURES": "X86_V4 AVX512_ICL AVX512_SPR",
+                              "OPENBLAS_CORETYPE": "Haswell"},
+                "a host with AVX2 but no AVX-512, as far as torch, numba, numpy and OpenBLAS can be told"),
+)
+ENVIRONMENTS_BY_NAME = {env.name: env for env in ENVIRONMENTS}
+NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?")
+VERDICT_MARKS = {"reproduced": "reproduced", "not reproduced": "NOT reproduced", "not run": "not run"}
+
+
+def seed_environment(offset: int) -> Environment:
+    return Environment(f"seed+{offset}", {"LAB_SEED_OFFSET": str(offset)}, f"every script's SEED + {offset}")
+
+
+def measure(env: Environment, experiments: list[str], root: Path, fresh: bool = False) -> dict[str, Any]:
+    """Run the quick pipeline of `experiments` under `env` (unless already measured) and return its
+    result: {"environment", "variables", "experiments", "wall_time_s", "returncode", "claims"}."""
+    folder = root / env.name
+    result_path = folder / "claims.json"
+    if result_path.is_file() and not fresh:
+        try:
+            done = json.loads(result_path.read_text())
+        except (OSError, json.JSONDecodeError):
+            done = None
+        if (isinstance(done, dict) and done.get("returncode") == 0 and done.get("experiments") == experiments
+                and done.get("variables") == env.variables):
+            print(f"== {env.name}: measured before ({result_path}); --fresh measures again", flush=True)
+            return done
+    if fresh and folder.is_dir():
+        shutil.rmtree(folder)  # its checkpoints too: measuring again means training again
+    folder.mkdir(parents=True, exist_ok=True)
+    variables = {**os.environ, **env.variables, "LAB_OUTPUT_ROOT": str(folder)}
+    log_path = folder / "pipeline.log"
+    settings = " ".join(f"{k}={v}" for k, v in env.variables.items()) or "(no changes)"
+    print(f"== {env.name}: {settings}; log {log_path}", flush=True)
+    started = time.time()
+    with log_path.open("w") as log:
+        returncode = subprocess.call([sys.executable, "-m", "lab.pipeline", *experiments], cwd=REPO_ROOT,
+                                     env=variables, stdout=log, stderr=subprocess.STDOUT)
+    claims = collect_claims(folder)
+    result = {
+        "environment": env.name,
+        "variables": env.variables,
+        "experiments": experiments,
+        "wall_time_s": round(time.time() - started, 1),
+        "returncode": returncode,
+        "claims": {name: [{key: row[key] for key in ("claim", "measured", "verdict", "source")} for row in claims[name]]
+                   for name in experiments if name in claims},
+    }
+    atomic_write_text(result_path, json.dumps(result, indent=2) + "\n")
+    print(f"   {env.name}: pipeline exit {returncode} in {result['wall_time_s']:.0f} s", flush=True)
+    return result
+
+
+def numeric_range(figures: list[str]) -> str:
+    """The figures' spread: when every figure has the same words around its numbers, each number
+    becomes median [min-max] in place ("coverage 0.71 [0.69-0.73], hole 50 [44-61] deg"); else the
+    first number's range; "" when there is no number."""
+    figures = [f for f in figures if f]
+    if not figures:
+        return ""
+    templates = {NUMBER.sub("#", f) for f in figures}
+    columns = [[float(x) for x in NUMBER.findall(f)] for f in figures]
+    if len(templates) == 1 and columns[0]:
+        template = templates.pop()
+        spans = [_span([row[i] for row in columns]) for i in range(len(columns[0]))]
+        pieces = template.split("#")
+        return "".join(piece + (spans[i] if i < len(spans) else "") for i, piece in enumerate(pieces))
+    firsts = [row[0] for row in columns if row]
+    return f"first number {_span(firsts)}" if firsts else ""
+
+
+def _span(values: list[float]) -> str:
+    low, mid, high = min(values), statistics.median(values), max(values)
+    if low == high:
+        return _number(mid)
+    return f"{_number(mid)} [{_number(low)}-{_number(high)}]"
+
+
+def _number(value: float) -> str:
+    return f"{value:.0f}" if value == int(value) and abs(value) < 1e6 else f"{value:.3g}"
+
+
+def build_table(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per (experiment, claim) seen in any environment: its figure and verdict in each
+    environment ("" / "not run" where that environment did not record it), whether it was reproduced
+    in every environment and in how many, and the range of its figures."""
+    order: list[tuple[str, str]] = []
+    cells: dict[tuple[str, str], dict[str, dict[str, str]]] = {}
+    for result in results:
+        for experiment, rows in result["claims"].items():
+            for row in rows:
+                key = (experiment, row["claim"])
+                if key not in cells:
+                    order.append(key)
+                    cells[key] = {}
+                cells[key][result["environment"]] = {"measured": row["measured"], "verdict": row["verdict"]}
+    table = []
+    for key in order:
+        per_env = {r["environment"]: cells[key].get(r["environment"], {"measured": "", "verdict": "not run"})
+                   for r in results}
+        table.append({
+            "experiment": key[0], "claim": key[1], "environments": per_env,
+            "holds_everywhere": all(cell["verdict"] == "reproduced" for cell in per_env.values()),
+            "reproduced_in": sum(cell["verdict"] == "reproduced" for cell in per_env.values()),
+            "range": numeric_range([cell["measured"] for cell in per_env.values()]),
+        })
+    return table
+
+
+def table_markdown(table: list[dict[str, Any]], results: list[dict[str, Any]]) -> str:
+    names = [r["environment"] for r in results]
+    lines = ["| experiment | claim | holds everywhere | range: median [min-max] | " + " | ".join(names) + " |",
+             "|---|---|---|---|" + "---|" * len(names)]
+    for row in table:
+        figures = [f'{cell["measured"]} ({VERDICT_MARKS.get(cell["verdict"], cell["verdict"])})'.strip()
+                   for cell in row["environments"].values()]
+        escaped = [text.replace("|", "\\|") for text in (row["claim"], row["range"], *figures)]
+        holds = "yes" if row["holds_everywhere"] else f'no ({row["reproduced_in"]}/{len(names)})'
+        lines.append(f'| {row["experiment"]} | {escaped[0]} | {holds} | '
+                     f'{escaped[1]} | ' + " | ".join(escaped[2:]) + " |")
+    held = sum(row["holds_everywhere"] for row in table)
+    lines.append("")
+    lines.append(f"{held} of {len(table)} claims hold in every environment ({', '.join(names)}).")
+    variables = [f"- {r['environment']}: " + (" ".join(f"`{k}={v}`" for k, v in r["variables"].items()) or "as ./run.sh")
+                 + f" (pipeline exit {r['returncode']}, {r['wall_time_s']:.0f} s)" for r in results]
+    return "\n".join([*lines, "", *variables]) + "\n"
+
+
+def write_report(table: list[dict[str, Any]], results: list[dict[str, Any]], root: Path) -> tuple[Path, Path]:
+    markdown = table_markdown(table, results)
+    md_path = atomic_write_text(root / "robustness.md", markdown)
+    json_path = atomic_write_text(root / "robustness.json", json.dumps(
+        {"environments": [{k: r[k] for k in ("environment", "variables", "experiments", "wall_time_s", "returncode")}
+                          for r in results], "claims": table}, indent=2) + "\n")
+    return Path(md_path), Path(json_path)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m lab.robustness", description=__doc__.split("\n\n")[0])
+    parser.add_argument("experiments", nargs="*", metavar="EXPERIMENT", help=f"any of: {', '.join(EXPERIMENTS)} (default: all)")
+    parser.add_argument("--envs", nargs="+", metavar="NAME", help="the environments to run (default: all declared; --list)")
+    parser.add_argument("--seeds", nargs="+", type=int, metavar="OFFSET",
+                        help="seed offsets to try (replaces the declared seed+k environments)")
+    parser.add_argument("--fresh", action="store_true", help="measure again environments measured before")
+    parser.add_argument("--list", action="store_true", help="list the declared environments and stop")
+    return parser.parse_args(argv)
+
+
+def chosen_environments(args: argparse.Namespace) -> list[Environment]:
+    names = args.envs or [env.name for env in ENVIRONMENTS]
+    unknown = [name for name in names if name not in ENVIRONMENTS_BY_NAME and not re.fullmatch(r"seed\+\d+", name)]
+    if unknown:
+        raise SystemExit(f"error: unknown environment(s) {', '.join(unknown)}; valid: "
+                         f"{', '.join(ENVIRONMENTS_BY_NAME)} or seed+K")
+    envs = [ENVIRONMENTS_BY_NAME.get(name) or seed_environment(int(name[5:])) for name in names]
+    if args.seeds is not None:
+        envs = [env for env in envs if "LAB_SEED_OFFSET" not in env.variables]
+        envs += [seed_environment(offset) for offset in args.seeds if offset != 0]
+    return envs
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.list:
+        for env in ENVIRONMENTS:
+            print(f"{env.name:<14} {env.why}: " + (" ".join(f"{k}={v}" for k, v in env.variables.items()) or "-"))
+        return 0
+    experiments = args.experiments or list(EXPERIMENTS)
+    unknown = [name for name in experiments if name not in EXPERIMENTS]
+    if unknown:
+        print(f"error: unknown experiment(s) {', '.join(unknown)}; valid: {', '.join(EXPERIMENTS)}", file=sys.stderr)
+        return 2
+    root = outputs_root() / "robustness"
+    results = [measure(env, experiments, root, fresh=args.fresh) for env in chosen_environments(args)]
+    table = build_table(results)
+    md_path, json_path = write_report(table, results, root)
+    print("\n" + md_path.read_text())
+    print(f"written: {md_path}, {json_path}")
+    return 0 if all(r["returncode"] == 0 for r in results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -132,9 +132,18 @@ def run_all(run, cfg, jobs: list[dict]) -> tuple[list[dict], bool]:
     cache_path = run.checkpoint_path("experiments_cache.json")
     cache = json.loads(cache_path.read_text()) if cache_path.is_file() and not run.fresh else {}
     missing = [job for job in jobs if job["key"] not in cache]
-    groups: dict[tuple, list[dict]] = {}
+    by_shape: dict[tuple, list[dict]] = {}
     for job in missing:
-        groups.setdefault(job["settings"].shape_key, []).append(job)
+        by_shape.setdefault(job["settings"].shape_key, []).append(job)
+    # Fewer shape groups than workers (the quick profile's one variant) would leave cores idle:
+    # split the groups in halves until every worker has one (a member's numbers do not depend
+    # on its group).
+    split = list(by_shape.values())
+    while split and len(split) < cfg.WORKERS and max(len(group) for group in split) > 1:
+        largest = max(split, key=len)
+        split.remove(largest)
+        split += [largest[: len(largest) // 2], largest[len(largest) // 2 :]]
+    groups = {index: group for index, group in enumerate(split)}
     workers = max(1, min(cfg.WORKERS, len(groups)))
     print(f"{len(jobs)} runs: {len(jobs) - len(missing)} cached, {len(missing)} to train in {len(groups)} stacked "
           f"group(s), {workers} at a time")

@@ -224,38 +224,40 @@ OUTCOME_COLOURS = {"missing corner": "tab:blue", "ribbon": "tab:orange", "other"
 def png_seed_spheres(maps: np.ndarray, colours: np.ndarray, rows: list[dict], centres: np.ndarray, pictured: int,
                      path: Path, title: str) -> Path:
     """Small multiples: every seed's map (maps[k], coloured as the article), each turned so that
-    its largest hole (centre centres[k]) faces the camera; the pictured seed's title in red."""
+    its largest hole (centre centres[k]) sits at the top, tilted 40 degrees towards the viewer;
+    the pictured seed's title in red.
+
+    Drawn as 2D orthographic projections (near points over far ones, the far ones paler): 32
+    matplotlib 3D axes take ten times longer to draw.
+    """
     from scipy.spatial.transform import Rotation
 
     columns = min(8, len(rows))
     lines = -(-len(rows) // columns)
-    figure = plt.figure(figsize=(1.9 * columns, 2.1 * lines + 0.4))
-    elev, az = np.radians(CAMERA["elev"]), np.radians(CAMERA["azim"])
-    towards_viewer = np.array([np.cos(elev) * np.cos(az), np.cos(elev) * np.sin(az), np.sin(elev)])
-    # The sphere's outline as the camera sees it: the great circle square to the line of sight.
-    side = np.cross(towards_viewer, [0.0, 0.0, 1.0])
-    side /= np.linalg.norm(side)
-    up = np.cross(side, towards_viewer)
+    figure, axes = plt.subplots(lines, columns, figsize=(1.9 * columns, 2.1 * lines + 0.5), squeeze=False)
+    towards_viewer, right, up = np.array([0.0, 0.0, 1.0]), np.array([1.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0])
+    hole_at = np.cos(np.radians(40.0)) * up + np.sin(np.radians(40.0)) * towards_viewer
     angles = np.linspace(0.0, 2.0 * np.pi, 120)
-    outline = np.cos(angles)[:, None] * side + np.sin(angles)[:, None] * up
-    for index, (row, vectors, centre) in enumerate(zip(rows, maps, centres, strict=True)):
-        turn = Rotation.align_vectors(towards_viewer[None], np.asarray(centre, dtype=np.float64)[None])[0]
-        turned = turn.apply(np.asarray(vectors, dtype=np.float64))
-        order = np.argsort(turned @ towards_viewer)
-        axis = figure.add_subplot(lines, columns, index + 1, projection="3d")
-        axis.plot(*outline.T, color="lightgray", linewidth=0.6)
-        axis.scatter(*turned[order].T, c=colours[order], s=1.5, linewidths=0, depthshade=False)
-        axis.view_init(**CAMERA)
-        axis.set_xlim(-1, 1)
-        axis.set_ylim(-1, 1)
-        axis.set_zlim(-1, 1)
-        axis.set_box_aspect((1, 1, 1))
+    for axis in axes.flat:
         axis.set_axis_off()
+    for axis, row, vectors, centre in zip(axes.flat, rows, maps, centres, strict=False):
+        turn = Rotation.align_vectors(hole_at[None], np.asarray(centre, dtype=np.float64)[None])[0]
+        turned = turn.apply(np.asarray(vectors, dtype=np.float64))
+        depth = turned @ towards_viewer
+        order = np.argsort(depth)
+        shade = np.where(depth[order, None] < 0, 0.45, 1.0)  # the far side paler, seen through the hole
+        axis.plot(np.cos(angles), np.sin(angles), color="lightgray", linewidth=0.6)
+        axis.scatter(turned[order] @ right, turned[order] @ up, c=1.0 - shade * (1.0 - colours[order]), s=2,
+                     linewidths=0)
+        axis.set_xlim(-1.05, 1.05)
+        axis.set_ylim(-1.05, 1.05)
+        axis.set_aspect("equal")
         chosen = row["seed"] == pictured
         axis.set_title(f"seed {row['seed']}{' (pictured)' if chosen else ''}: {row['outcome']}\n"
                        f"coverage {row['coverage']:.2f}, hole {row['largest_hole_deg']:.0f} deg", fontsize=7,
                        color="red" if chosen else OUTCOME_COLOURS[row["outcome"]])
-    figure.suptitle(f"{title}\n(each turned so that its largest hole faces the camera)", fontsize=10)
+    figure.suptitle(f"{title}\n(each turned so that its largest hole is at the top, tilted towards you; far side paler)",
+                    fontsize=10)
     return save_figure(figure, path, dpi=80)
 
 

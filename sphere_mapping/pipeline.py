@@ -15,6 +15,6 @@ SCRIPTS = [
 CLAIMS = [
     "the square wraps into a sphere with a missing corner (dropout off, the painted picture)",
     "the training batch (dropout on) forms a sphere",
-    "about half of the article's seeds draw the sphere with a missing corner, the rest fold into ribbons",
+    "most of the article's seeds draw the sphere with a missing corner, the rest fold into ribbons",
     "a map from the square cannot be closed into a whole sphere (the author tried for a day)",
 ]

@@ -253,16 +253,17 @@ def test_outcomes_sort_the_two_shapes_and_the_share_has_its_wilson_interval():
 def test_the_pictured_seed_is_picked_by_the_stated_rule():
     from sphere_mapping.train import check_outcome, pick_seed
 
-    rows = [{"seed": seed, "outcome": outcome, "largest_hole_deg": hole} for seed, outcome, hole in
-            [(0, "ribbon", 88.0), (1, "missing corner", 60.0), (2, "missing corner", 50.0),
-             (3, "missing corner", 56.0), (4, "ribbon", 55.0), (5, "missing corner", 54.0)]]
-    # The corners' holes 50, 54, 56, 60 have median 55: seeds 3 and 5 are 1 deg from it (the lower
-    # wins); the ribbon at exactly 55 deg is not a candidate.
+    rows = [{"seed": seed, "outcome": outcome, "coverage": reached} for seed, outcome, reached in
+            [(0, "ribbon", 0.0625), (1, "missing corner", 0.75), (2, "missing corner", 0.25),
+             (3, "missing corner", 0.625), (4, "ribbon", 0.5625), (5, "missing corner", 0.5)]]
+    # (Binary fractions: the ties below are exact.) The corners' coverages 0.25, 0.5, 0.625, 0.75
+    # have median 0.5625: seeds 3 and 5 are 0.0625 from it (the lower wins); the ribbon at exactly
+    # 0.5625 is not a candidate.
     chosen, rule = pick_seed(rows, "missing corner")
-    assert chosen["seed"] == 3 and "4/6 seeds that drew a missing corner" in rule and "55.0 deg" in rule
+    assert chosen["seed"] == 3 and "4/6 seeds that drew a missing corner" in rule and "(0.562)" in rule
     chosen, rule = pick_seed(rows[:1] + rows[4:5], "missing corner")  # no corner: all seeds, said so
     assert chosen["seed"] == 0 and "none drew a missing corner" in rule
-    assert pick_seed(rows, "any")[0]["seed"] == 3  # all six: median 55.5, seeds 3 and 4 tie at 0.5 deg
+    assert pick_seed(rows, "any")[0]["seed"] == 4  # all six: median 0.53125, seeds 4 and 5 tie
     with pytest.raises(LabError, match="PICTURE_OUTCOME 'corner' is not a shape"):
         check_outcome("corner")
 
@@ -307,7 +308,7 @@ def test_train_dry_run_writes_figures_metrics_claims_and_curves(lab_outputs, tmp
         seeds = list(csv.DictReader(handle))
     assert [int(row["seed"]) for row in seeds] == [0, 1, 2]  # the dry run's SEEDS = 3
     assert record["metrics"]["pictured_seed"] == train.pick_seed(
-        [{**row, "seed": int(row["seed"]), "largest_hole_deg": float(row["largest_hole_deg"])} for row in seeds],
+        [{**row, "seed": int(row["seed"]), "coverage": float(row["coverage"])} for row in seeds],
         "missing corner")[0]["seed"]
     assert f"seed {record['metrics']['pictured_seed']}" in record["claims"][0]["measured"]
     page = (folder / "sphere.html").read_text()

@@ -438,3 +438,18 @@ def test_experiments_table_medians_come_from_every_seed(lab_outputs):
     assert [c["claim"] for c in record["claims"]] == [
         "a map from the square cannot be closed into a whole sphere (the author tried for a day)"]
     assert record["constants"]["OVERRIDES"] == {"lr_step": 5}
+
+
+def test_one_variant_is_split_over_the_workers_with_the_same_numbers(lab_outputs, capsys):
+    """The quick profile's single variant would train on one core; split in two, each seed's map
+    is still its single run's."""
+    from sphere_mapping import experiments
+
+    common = ["--dry-run", "--set", "VARIANTS=['article']", "--set", "SEEDS=3"]
+    experiments.main([*common, "--set", "RUN_NAME=split"])
+    assert "3 to train in 2 stacked group(s), 2 at a time" in capsys.readouterr().out
+    experiments.main([*common, "--set", "RUN_NAME=whole", "--set", "WORKERS=1"])
+    assert "3 to train in 1 stacked group(s), 1 at a time" in capsys.readouterr().out
+    tables = [(lab_outputs / "sphere_mapping" / f"experiments-{name}" / "results.csv").read_text()
+              for name in ("split", "whole")]
+    assert tables[0] == tables[1]

@@ -12,6 +12,9 @@ Run: python -m sphere_mapping.bench [--quick] [--set DEVICE=cpu] [--set TABLE_SE
    them (runs of the same shapes stacked into one model, WORKERS groups side by side); training
    only, no metrics. Goal of the
    issue: the full table (4 variants x 10 seeds x 10^4 steps) in <= 3 minutes on 2 cores.
+3. With ARTICLE_SEEDS > 0: the article's own loop trained for STEPS on that many seeds, each
+   map sorted into a shape (metrics.classify_outcome on a 100x100 grid's map): the share of
+   seeds that draw the missing corner with the article's code, to set beside train.py's.
 Wall times are printed with the process's CPU time beside them: on a shared machine the wall
 time grows with the other processes' load, the CPU time much less.
 """
@@ -26,7 +29,8 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from lab import exit_on_lab_error, start_run
-from sphere_mapping.model import ARTICLE, Trainer, train_many
+from sphere_mapping.metrics import classify_outcome, coverage, largest_hole, share_interval
+from sphere_mapping.model import ARTICLE, Trainer, square_grid, train_many
 from sphere_mapping.variants import check_variant, settings_for
 
 # -----------------------------------------------------------------------------
@@ -37,6 +41,7 @@ BASELINE_STEPS = 2000     # steps of each article-loop run (its time is scaled t
 TABLE_VARIANTS = ["article", "uniformity", "uniformity_cover", "wide_cover"]  # the table's variants
 TABLE_SEEDS = 10          # seeds per variant in the timed table (0: skip the table) {>= 0}
 TABLE_STEPS = 10_000      # steps per run of the timed table (article: 10^4) {> 0}
+ARTICLE_SEEDS = 0         # also train the article's own loop for STEPS on seeds SEED.. and sort each map into a shape (~30 s a seed) {>= 0}
 TORCH_THREADS = 1         # torch threads on CPU: one is fastest for this tiny net {>= 0}
 WORKERS = 2               # table groups trained side by side, one thread each, as experiments.py {> 0}
 SEED = 0                  # -1 draws a random seed and prints it
@@ -65,8 +70,14 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def article_loop(steps: int, device: str) -> tuple[float, float]:
-    """The article's loop, step for step; returns (wall seconds, CPU seconds)."""
+def article_loop(steps: int, device: str, seed: int | None = None) -> tuple[float, float, ArticleNetwork]:
+    """The article's loop, step for step; returns (wall seconds, CPU seconds, the trained network).
+
+    With a seed, torch's and NumPy's global generators are seeded first (the article seeds none).
+    """
+    if seed is not None:
+        torch.manual_seed(seed)
+        np.random.seed(seed)
     network = ArticleNetwork().to(device)
     cosine = nn.CosineSimilarity()
     optimizer = torch.optim.Adam(network.parameters(), lr=0.05)
@@ -91,7 +102,27 @@ def article_loop(steps: int, device: str) -> tuple[float, float]:
             parameter.data.clamp_(-2, 2)
         losses.append(loss.item())
     sync(device)
-    return time.perf_counter() - wall, time.process_time() - cpu
+    return time.perf_counter() - wall, time.process_time() - cpu, network
+
+
+def article_shapes(cfg, device: str, first_seed: int) -> list[dict]:
+    """The article's own loop on ARTICLE_SEEDS seeds: each trained map's coverage, hole and shape."""
+    grid = square_grid(100, device)  # as train.py's OUTCOME_GRID_SIDE, where the shapes' thresholds were set
+    rows = []
+    for seed in tqdm(range(first_seed, first_seed + cfg.ARTICLE_SEEDS), desc="the article's loop, seed by seed"):
+        network = article_loop(cfg.STEPS, device, seed)[2].eval()
+        with torch.no_grad():
+            vectors = network(grid).cpu().numpy()
+        reached, hole = coverage(vectors), largest_hole(vectors)[0]
+        rows.append({"seed": seed, "outcome": classify_outcome(reached, hole), "coverage": reached,
+                     "largest_hole_deg": hole})
+        tqdm.write(f"seed {seed}: {rows[-1]['outcome']} (coverage {reached:.3f}, largest hole {hole:.1f} deg)")
+    corner = sum(row["outcome"] == "missing corner" for row in rows)
+    share, low, high = share_interval(corner, len(rows))
+    print(f"the article's loop: missing corner on {corner}/{len(rows)} seeds ({100 * share:.0f}%, 95% Wilson "
+          f"interval {100 * low:.0f}-{100 * high:.0f}%), ribbon on "
+          f"{sum(row['outcome'] == 'ribbon' for row in rows)}")
+    return rows
 
 
 def trainer_loop(steps: int, device: str, seed: int) -> tuple[float, float]:
@@ -112,7 +143,7 @@ def bench_single(cfg, device: str, seed: int) -> dict:
     fast, slow = [], []
     for _ in tqdm(range(cfg.REPEATS), desc="single run vs the article's loop (alternating)"):
         fast.append(trainer_loop(cfg.STEPS, device, seed))
-        wall, cpu = article_loop(cfg.BASELINE_STEPS, device)
+        wall, cpu, _ = article_loop(cfg.BASELINE_STEPS, device)
         slow.append((wall * cfg.STEPS / cfg.BASELINE_STEPS, cpu * cfg.STEPS / cfg.BASELINE_STEPS))
     result = {"steps": cfg.STEPS,
               "trainer_wall_s": statistics.median(w for w, _ in fast),
@@ -164,8 +195,10 @@ def main(argv=None):
     single = bench_single(cfg, run.device, run.seed)
     table = bench_table(cfg, run.device) if cfg.TABLE_SEEDS > 0 else None
     report(single, table, run.device, cfg)
+    shapes = article_shapes(cfg, run.device, run.seed) if cfg.ARTICLE_SEEDS > 0 else None
     run.finish({"device": run.device, "device_name": torch.cuda.get_device_name() if run.device.startswith("cuda") else "cpu",
-                "torch_threads": torch.get_num_threads(), "single": single, "table": table})
+                "torch_threads": torch.get_num_threads(), "single": single, "table": table,
+                "article_loop_shapes": shapes})
     return {"single": single, "table": table}
 
 

@@ -216,3 +216,78 @@ def png_hole_in_square(grid: np.ndarray, rim: dict, path: Path) -> Path:
     axis.set_title(f"largest hole {rim['hole_deg']:.1f} deg: {100 * rim['rim_on_border']:.0f}% of its rim from the\n"
                    f"square's border band ({100 * rim['border_area']:.0f}% of the area)", fontsize=10)
     return save_figure(figure, path, dpi=100)
+
+
+OUTCOME_COLOURS = {"missing corner": "tab:blue", "ribbon": "tab:orange", "other": "tab:gray"}
+
+
+def png_seed_spheres(maps: np.ndarray, colours: np.ndarray, rows: list[dict], centres: np.ndarray, pictured: int,
+                     path: Path, title: str) -> Path:
+    """Small multiples: every seed's map (maps[k], coloured as the article), each turned so that
+    its largest hole (centre centres[k]) sits at the top, tilted 40 degrees towards the viewer;
+    the pictured seed's title in red.
+
+    Drawn as 2D orthographic projections (near points over far ones, the far ones paler): 32
+    matplotlib 3D axes take ten times longer to draw.
+    """
+    from scipy.spatial.transform import Rotation
+
+    columns = min(8, len(rows))
+    lines = -(-len(rows) // columns)
+    figure, axes = plt.subplots(lines, columns, figsize=(1.9 * columns, 2.1 * lines + 0.5), squeeze=False)
+    towards_viewer, right, up = np.array([0.0, 0.0, 1.0]), np.array([1.0, 0.0, 0.0]), np.array([0.0, 1.0, 0.0])
+    hole_at = np.cos(np.radians(40.0)) * up + np.sin(np.radians(40.0)) * towards_viewer
+    angles = np.linspace(0.0, 2.0 * np.pi, 120)
+    for axis in axes.flat:
+        axis.set_axis_off()
+    for axis, row, vectors, centre in zip(axes.flat, rows, maps, centres, strict=False):
+        turn = Rotation.align_vectors(hole_at[None], np.asarray(centre, dtype=np.float64)[None])[0]
+        turned = turn.apply(np.asarray(vectors, dtype=np.float64))
+        depth = turned @ towards_viewer
+        order = np.argsort(depth)
+        shade = np.where(depth[order, None] < 0, 0.45, 1.0)  # the far side paler, seen through the hole
+        axis.plot(np.cos(angles), np.sin(angles), color="lightgray", linewidth=0.6)
+        axis.scatter(turned[order] @ right, turned[order] @ up, c=1.0 - shade * (1.0 - colours[order]), s=2,
+                     linewidths=0)
+        axis.set_xlim(-1.05, 1.05)
+        axis.set_ylim(-1.05, 1.05)
+        axis.set_aspect("equal")
+        chosen = row["seed"] == pictured
+        axis.set_title(f"seed {row['seed']}{' (pictured)' if chosen else ''}: {row['outcome']}\n"
+                       f"coverage {row['coverage']:.2f}, hole {row['largest_hole_deg']:.0f} deg", fontsize=7,
+                       color="red" if chosen else OUTCOME_COLOURS[row["outcome"]])
+    figure.suptitle(f"{title}\n(each turned so that its largest hole is at the top, tilted towards you; far side paler)",
+                    fontsize=10)
+    return save_figure(figure, path, dpi=80)
+
+
+def png_outcomes(rows: list[dict], path: Path, title: str) -> Path:
+    """The seeds' coverage (histogram, stacked by shape) and coverage against largest hole, with
+    the thresholds of metrics.classify_outcome: they sit in the gap between the two shapes."""
+    from sphere_mapping.metrics import CORNER_HOLE_DEG, OUTCOMES, SHEET_MIN_COVERAGE
+
+    figure, (histogram, scatter) = plt.subplots(1, 2, figsize=(11, 4.2))
+    bins = np.linspace(0.0, 1.0, 41)
+    stacked = [[row["coverage"] for row in rows if row["outcome"] == outcome] for outcome in OUTCOMES]
+    histogram.hist(stacked, bins=bins, stacked=True, color=[OUTCOME_COLOURS[o] for o in OUTCOMES],
+                   label=[f"{o} ({len(v)})" for o, v in zip(OUTCOMES, stacked, strict=True)])
+    for axis in (histogram, scatter):
+        axis.axvline(SHEET_MIN_COVERAGE, color="black", linestyle="--", linewidth=1)
+    histogram.set_xlabel("coverage (share of 5-degree cells reached)")
+    histogram.set_ylabel("seeds")
+    histogram.legend(fontsize=8)
+    histogram.set_title(f"dashed: {SHEET_MIN_COVERAGE} (ribbon below, sheet above)", fontsize=9)
+    for outcome in OUTCOMES:
+        own = [row for row in rows if row["outcome"] == outcome]
+        scatter.scatter([r["coverage"] for r in own], [r["largest_hole_deg"] for r in own], s=18,
+                        color=OUTCOME_COLOURS[outcome], label=outcome)
+    for hole in CORNER_HOLE_DEG:
+        scatter.axhline(hole, color="black", linestyle="--", linewidth=1)
+    scatter.set_xlim(0.0, 1.0)
+    scatter.set_xlabel("coverage")
+    scatter.set_ylabel("largest hole, degrees")
+    scatter.set_title(f"missing corner: coverage >= {SHEET_MIN_COVERAGE}, hole {CORNER_HOLE_DEG[0]:g}-"
+                      f"{CORNER_HOLE_DEG[1]:g} deg", fontsize=9)
+    scatter.legend(fontsize=8)
+    figure.suptitle(title)
+    return save_figure(figure, path, dpi=100)

@@ -25,6 +25,7 @@ import math
 
 import numpy as np
 from scipy.spatial import ConvexHull, QhullError, cKDTree
+from scipy.stats import binomtest
 
 COVERAGE_CELLS = 2000
 COVERAGE_RADIUS_DEG = 5.0
@@ -153,3 +154,31 @@ def sphere_metrics(points, square_points=None) -> dict[str, float]:
         metrics.update({name: value for name, value in rim.items() if name.startswith("rim_") and name != "rim_mask"})
         metrics["rim_mask"] = rim["rim_mask"]
     return metrics
+
+
+# ----------------------------------------------------------------------------- what a seed drew
+
+# The article's setup draws one of two shapes, depending on the seed (README, "Seeds"): a curled
+# sheet that reaches much of the sphere and leaves one large cap open (the article's "sphere with
+# a missing corner"), or a thin ribbon that reaches little of it. On the 100x100 grid's map of 64
+# seeds their coverages fall in two modes, 0.08-0.16 (ribbons) and 0.31-0.73 (sheets, holes of
+# 48-76 deg), with no seed between (outcomes.png); the threshold sits in that gap, so a numeric
+# environment that moves a seed's coverage by a few hundredths cannot move it across.
+SHEET_MIN_COVERAGE = 0.23    # a missing corner reaches at least this share of the sphere, a ribbon less
+CORNER_HOLE_DEG = (20.0, 90.0)  # ... and a missing corner leaves one empty cap of this angular radius
+OUTCOMES = ("missing corner", "ribbon", "other")
+
+
+def classify_outcome(coverage_share: float, hole_deg: float) -> str:
+    """'missing corner', 'ribbon' or 'other' (closed, or wide open) from two metrics of a map."""
+    if coverage_share < SHEET_MIN_COVERAGE:
+        return "ribbon"
+    if CORNER_HOLE_DEG[0] <= hole_deg < CORNER_HOLE_DEG[1]:
+        return "missing corner"
+    return "other"  # closed (a small hole), or open wider than a hemisphere
+
+
+def share_interval(count: int, total: int, confidence: float = 0.95) -> tuple[float, float, float]:
+    """count / total and its Wilson score interval (scipy's binomtest), as (share, low, high)."""
+    interval = binomtest(int(count), int(total)).proportion_ci(confidence_level=confidence, method="wilson")
+    return count / total, float(interval.low), float(interval.high)

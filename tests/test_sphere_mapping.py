@@ -14,7 +14,9 @@ import torch.nn.functional as F
 from lab import LabError
 from sphere_mapping import model
 from sphere_mapping.metrics import (
+    OUTCOMES,
     UNIFORM_SPHERE_UNIFORMITY,
+    classify_outcome,
     coverage,
     fibonacci_sphere,
     hole_rim,
@@ -22,7 +24,7 @@ from sphere_mapping.metrics import (
     uniformity,
 )
 from sphere_mapping.model import ARTICLE, Layer, SphereSettings, Trainer, square_grid, train_many, with_overrides
-from sphere_mapping.variants import VARIANTS, settings_for
+from sphere_mapping.variants import DESCRIPTIONS, VARIANTS, settings_for
 
 COVER = {"article_weight": 0.0, "uniformity_weight": 1.0, "uniformity_temperature": 6.0, "dropout": 0.0,
          "cover_weight": 10.0, "points_per_step": 256, "splits": 1}
@@ -333,6 +335,55 @@ def _checkpoint(lab_outputs, profile="dry_run", run_name="", variant="article"):
     return torch.load(folder / f"{variant}.pt", weights_only=False)
 
 
+def test_outcomes_sort_the_two_shapes_and_the_share_has_its_wilson_interval():
+    from sphere_mapping.metrics import share_interval
+
+    assert classify_outcome(0.71, 49.6) == "missing corner"
+    assert classify_outcome(0.08, 89.0) == "ribbon"
+    assert classify_outcome(0.16, 76.0) == "ribbon"  # the ribbons with the most coverage
+    assert classify_outcome(0.99, 6.0) == "other"  # a closed sphere is neither shape
+    assert classify_outcome(0.31, 70.0) == "missing corner"  # the sheets with the least coverage
+    assert classify_outcome(0.60, 95.0) == "other"  # more than a hemisphere open is no corner
+    share, low, high = share_interval(16, 32)
+    assert share == 0.5 and low == pytest.approx(0.3363, abs=1e-4) and high == pytest.approx(0.6637, abs=1e-4)
+    share, low, high = share_interval(0, 10)  # Wilson's interval is not empty at 0/n
+    assert share == 0.0 and low == pytest.approx(0.0, abs=1e-12) and high == pytest.approx(0.2775, abs=1e-4)
+
+
+def test_the_pictured_seed_is_picked_by_the_stated_rule():
+    from sphere_mapping.train import check_outcome, pick_seed
+
+    rows = [{"seed": seed, "outcome": outcome, "coverage": reached} for seed, outcome, reached in
+            [(0, "ribbon", 0.0625), (1, "missing corner", 0.75), (2, "missing corner", 0.25),
+             (3, "missing corner", 0.625), (4, "ribbon", 0.5625), (5, "missing corner", 0.5)]]
+    # (Binary fractions: the ties below are exact.) The corners' coverages 0.25, 0.5, 0.625, 0.75
+    # have median 0.5625: seeds 3 and 5 are 0.0625 from it (the lower wins); the ribbon at exactly
+    # 0.5625 is not a candidate.
+    chosen, rule = pick_seed(rows, "missing corner")
+    assert chosen["seed"] == 3 and "4/6 seeds that drew a missing corner" in rule and "(0.562)" in rule
+    chosen, rule = pick_seed(rows[:1] + rows[4:5], "missing corner")  # no corner: all seeds, said so
+    assert chosen["seed"] == 0 and "none drew a missing corner" in rule
+    assert pick_seed(rows, "any")[0]["seed"] == 4  # all six: median 0.53125, seeds 4 and 5 tie
+    with pytest.raises(LabError, match="PICTURE_OUTCOME 'corner' is not a shape"):
+        check_outcome("corner")
+
+
+def test_a_seed_of_the_stack_is_the_single_run_with_that_seed():
+    from sphere_mapping.train import SeedStack
+
+    stack = SeedStack(ARTICLE, [5, 6, 7], workers=2, device="cpu")  # groups [5, 6] and [7], side by side
+    for _ in range(25):
+        stack.train_step()
+    maps = stack.evaluate(square_grid(6))
+    for position, seed in ((1, 6), (2, 7)):
+        alone = Trainer([ARTICLE], [seed])
+        for _ in range(25):
+            alone.train_step()
+        assert torch.equal(stack.single(seed).theta, alone.theta)
+        assert torch.equal(maps[position], alone.evaluate(square_grid(6))[0])
+    stack.close()
+
+
 def test_train_dry_run_writes_figures_metrics_claims_and_curves(lab_outputs, tmp_path, capsys):
     from PIL import Image
 
@@ -351,7 +402,15 @@ def test_train_dry_run_writes_figures_metrics_claims_and_curves(lab_outputs, tmp
     for artifact in record["artifacts"]:
         assert (folder / artifact["path"]).stat().st_size > 0
     names = {a["path"] for a in record["artifacts"]}
-    assert {"loss.png", "sphere.png", "picture_sphere.png", "forming.gif", "sphere.html", "hole_in_square.png"} <= names
+    assert {"loss.png", "sphere.png", "picture_sphere.png", "forming.gif", "sphere.html", "hole_in_square.png",
+            "seeds.png", "outcomes.png", "seeds.csv"} <= names
+    with open(folder / "seeds.csv") as handle:
+        seeds = list(csv.DictReader(handle))
+    assert [int(row["seed"]) for row in seeds] == [0, 1, 2]  # the dry run's SEEDS = 3
+    assert record["metrics"]["pictured_seed"] == train.pick_seed(
+        [{**row, "seed": int(row["seed"]), "coverage": float(row["coverage"])} for row in seeds],
+        "missing corner")[0]["seed"]
+    assert f"seed {record['metrics']['pictured_seed']}" in record["claims"][0]["measured"]
     page = (folder / "sphere.html").read_text()
     assert 'src="plotly.min.js"' in page and "cdn.plot.ly" not in page  # works offline
     with Image.open(folder / "forming.gif") as gif:
@@ -371,7 +430,9 @@ def test_interrupted_then_resumed_equals_uninterrupted(lab_outputs):
     whole = train.main([*common, "--set", "STEPS=80", "--set", "RUN_NAME=whole"])
     parts, once = _checkpoint(lab_outputs, run_name="parts"), _checkpoint(lab_outputs, run_name="whole")
     assert parts["step"] == once["step"] == 80
-    assert torch.equal(parts["trainer"]["theta"], once["trainer"]["theta"])
+    assert len(parts["groups"]) == len(once["groups"]) == 2  # the dry run's 3 seeds in 2 groups
+    for part, whole_group in zip(parts["groups"], once["groups"], strict=True):
+        assert torch.equal(part["theta"], whole_group["theta"])
     assert torch.equal(parts["losses"], once["losses"])
     assert resumed["coverage"] == whole["coverage"]
 
@@ -393,7 +454,8 @@ def test_fewer_steps_than_done_is_refused_and_nothing_rewinds(lab_outputs, capsy
 @pytest.mark.parametrize("setting, message", [("STEPS=0", "STEPS"), ("STEPS=-5", "STEPS"),
                                               ("LEARNING_RATE=1e999", "LEARNING_RATE"),
                                               ("CHECKPOINT_EVERY=0", "CHECKPOINT_EVERY"),
-                                              ("DROPOUT=1.0", "DROPOUT")])
+                                              ("DROPOUT=1.0", "DROPOUT"),
+                                              ("PICTURE_OUTCOME=corner", "PICTURE_OUTCOME")])
 def test_nonsense_constants_are_refused(lab_outputs, capsys, setting, message):
     from sphere_mapping import train
 
@@ -466,7 +528,28 @@ def test_experiments_table_medians_come_from_every_seed(lab_outputs):
         assert row["coverage_median"] == pytest.approx(float(np.median(own)), abs=1e-4)
     table = (folder / "results.md").read_text()
     assert "| article |" in table and "| uniformity |" in table
+    with open(folder / "results.csv") as handle:  # the shapes column counts every seed once
+        shapes = [classify_outcome(float(r["coverage"]), float(r["largest_hole_deg"])) for r in csv.DictReader(handle)
+                  if r["variant"] == "article"]
+    counts = " / ".join(str(shapes.count(outcome)) for outcome in OUTCOMES)
+    assert f"| article | {DESCRIPTIONS['article']} | 0/3 | {counts} |" in table
     assert (folder / "metrics_by_variant.png").stat().st_size > 10_000
     record = json.loads((folder / "run.json").read_text())
-    assert len(record["claims"]) >= 2
+    assert [c["claim"] for c in record["claims"]] == [
+        "a map from the square cannot be closed into a whole sphere (the author tried for a day)"]
     assert record["constants"]["OVERRIDES"] == {"lr_step": 5}
+
+
+def test_one_variant_is_split_over_the_workers_with_the_same_numbers(lab_outputs, capsys):
+    """The quick profile's single variant would train on one core; split in two, each seed's map
+    is still its single run's."""
+    from sphere_mapping import experiments
+
+    common = ["--dry-run", "--set", "VARIANTS=['article']", "--set", "SEEDS=3"]
+    experiments.main([*common, "--set", "RUN_NAME=split"])
+    assert "3 to train in 2 stacked group(s), 2 at a time" in capsys.readouterr().out
+    experiments.main([*common, "--set", "RUN_NAME=whole", "--set", "WORKERS=1"])
+    assert "3 to train in 1 stacked group(s), 1 at a time" in capsys.readouterr().out
+    tables = [(lab_outputs / "sphere_mapping" / f"experiments-{name}" / "results.csv").read_text()
+              for name in ("split", "whole")]
+    assert tables[0] == tables[1]

@@ -408,6 +408,11 @@ def load_npz(path: Path | str, what: str = "checkpoint") -> dict[str, Any]:
     import numpy as np
 
     path = _check_exists(path, what)
+    with open(path, "rb") as handle:
+        magic = handle.read(4)
+    if magic != ZIP_MAGIC and not magic.startswith(b"\x93NUM"):
+        # np.load takes any other file for a pickle and refuses it as one: say what it is instead
+        raise LabError(f"cannot read {what} {path}: the file is damaged or incomplete (not an .npz archive)")
     try:
         saved = np.load(path, allow_pickle=False)
         if not isinstance(saved, np.lib.npyio.NpzFile):

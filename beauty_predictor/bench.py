@@ -1,7 +1,7 @@
 """Benchmark: rebuild of a 512x512 image, batched vs one call per cell; improver steps per second. Run: python -m beauty_predictor.bench [--quick]
 
 Both rebuilds run in this process on the same image with the same predictor; the figures are
-medians of REPEATS runs after one warm-up. Goal (issue 4): batched at least 10x faster.
+medians of REPEATS runs after one warm-up. Goal: batched at least 10x faster.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from lab import exit_on_lab_error, start_run
 
 # -----------------------------------------------------------------------------
 # Constants.
-IMAGE_SIZE = 512             # side of the rebuilt image (issue: 512, 256 cells) {>= 64}
+IMAGE_SIZE = 512             # side of the rebuilt image (goal: 512, 256 cells) {>= 64}
 REPEATS = 5                  # timed runs of each method (the median is reported) {> 0}
 IMPROVER_WIDTH = 32          # the improver timed for steps per second (train_improver's full profile) {> 0}
 IMPROVER_DEPTH = 4           # its 3x3 convolutions {> 0}

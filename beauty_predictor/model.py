@@ -14,14 +14,14 @@ from pathlib import Path
 os.environ["KERAS_BACKEND"] = "tensorflow"  # the article's framework; pinned before keras is imported
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import keras
+import numpy as np
+import tensorflow as tf
 
-from beauty_predictor.saving import load_checkpoint_file, restore_weights  # noqa: E402
-from beauty_predictor.settings import ImproverSettings, PredictorSettings  # noqa: E402
-from lab import LabError  # noqa: E402
-from lab.safe_load import settings_from_checkpoint  # noqa: E402
+from beauty_predictor.saving import load_checkpoint_file, restore_weights
+from beauty_predictor.settings import ImproverSettings, PredictorSettings
+from lab import LabError
+from lab.safe_load import settings_from_checkpoint
 
 CONTEXT = 128  # side of the surroundings the predictor sees (article)
 CELL = 32      # side of the centre it predicts (article)

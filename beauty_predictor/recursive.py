@@ -27,7 +27,7 @@ from lab.plots import save_figure
 
 # -----------------------------------------------------------------------------
 # Constants.
-REPEATS = 50                 # applications in each chain (issue 17: 50) {> 0}
+REPEATS = 50                 # applications in each chain (the goal: 50) {> 0}
 VARIANT = "article"          # which trained improver: "article", "residual", "contrast" or "deep"
 PHOTOS_DIR = "data/photos"   # a folder of photos (default: the bundled ones, exported on demand) {nonempty}
 HELD_OUT_PHOTOS = ["chelsea", "china", "coffee"]  # held out by photo; if absent, every 5th photo

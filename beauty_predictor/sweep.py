@@ -51,7 +51,7 @@ LEARNING_RATE = 1e-3         # Adam's step size {> 0}
 EVAL_CROPS = 64              # fixed held-out crops {> 0}
 BLUR_SIGMAS = [0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 5.0, 8.0, 12.0]  # the Gaussian-blur reference curve (px)
 BLEND_STEPS = [0.1, 0.25, 0.5, 0.75, 1.0]           # the Y = X + t (Z_X - X) reference curve
-BEAT_BLUR_BY = 0.10          # the goal: MAE(Y,Z) this fraction below the blur of equal MAE(X,Y) (issue 17) {> 0, < 1}
+BEAT_BLUR_BY = 0.10          # the goal: MAE(Y,Z) this fraction below the blur of equal MAE(X,Y) {> 0, < 1}
 PANEL_PHOTOS = 2             # held-out photos in the panel of the best point {> 0}
 PANEL_SIZE = 192             # side of their central squares {>= 64}
 SEED = 0                     # -1 draws a random seed and prints it {-1 or >= 0}

@@ -253,7 +253,7 @@ def lock_folder(folder: Path | str) -> None:
     if folder in _HELD_LOCKS:
         return
     folder.mkdir(parents=True, exist_ok=True)
-    handle = open(folder / ".lock", "a+")  # noqa: SIM115 - held open for the process's lifetime
+    handle = open(folder / ".lock", "a+")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

@@ -62,7 +62,7 @@ class ScalarLog:
         if not kept:  # a run from its start (step 0 or epoch 1): older event files describe another run
             for old in self.folder.glob("events.out.tfevents.*"):
                 old.unlink(missing_ok=True)
-        self._csv = open(self.csv_path, "w", newline="", encoding="utf-8")  # noqa: SIM115 - closed in close()
+        self._csv = open(self.csv_path, "w", newline="", encoding="utf-8")
         self._csv_writer = csv.writer(self._csv)
         self._csv_writer.writerow(["step", "name", "value", "wall_time"])
         self._csv_writer.writerows(kept)

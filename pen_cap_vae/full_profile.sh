@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The full profile of pen_cap_vae end to end (issue 16, item 3), on a GPU or on the CPU, and its timings.
+# The full profile of pen_cap_vae end to end, on a GPU or on the CPU, and its timings.
 #
 #   pen_cap_vae/full_profile.sh OUTDIR                  # the article's sizes: VAE 3000 steps, a 5300-iteration date at 360x640
 #   pen_cap_vae/full_profile.sh OUTDIR --dry-run        # the same steps at the dry-run sizes (seconds; to check the script)

@@ -1,4 +1,4 @@
-"""The date track (issue 16): what a person sees in each frame of the date, measured in pixels.
+"""The date track: what a person sees in each frame of the date, measured in pixels.
 
 For every decoded frame: its likeness to each of the pictures (Pearson correlation of the pixels,
 the frame and the picture both at the VAE's size), once over the whole frame and once over the

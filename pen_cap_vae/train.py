@@ -57,7 +57,7 @@ DRY_RUN = {"IMAGE_HEIGHT": 30, "IMAGE_WIDTH": 50, "LAYERS": 2, "CHANNELS": 16, "
 
 # The constants a checkpoint must share with this run to be resumed: those of VAESettings.
 ARCHITECTURE = ["IMAGE_HEIGHT", "IMAGE_WIDTH", "PATCH", "LAYERS", "CHANNELS", "CODE_CHANNELS", "SIGMA_MODE"]
-RECONSTRUCTION_GOAL_DB = 28.0  # the issue's bar for "a person sees the pen and the cap"
+RECONSTRUCTION_GOAL_DB = 28.0  # the bar for "a person sees the pen and the cap"
 
 
 def settings_from(cfg) -> VAESettings:

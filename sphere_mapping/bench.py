@@ -7,11 +7,11 @@ Run: python -m sphere_mapping.bench [--quick] [--set DEVICE=cpu] [--set TABLE_SE
    process and alternating with it, a baseline written the way the article's listing does it:
    NumPy points and np.random.shuffle each step, two separate forward passes with nn.Dropout,
    nn.CosineSimilarity, torch.optim.Adam, a Python loop clamping each parameter, loss.item()
-   every step. Medians of REPEATS runs of each; goal of the issue: >= 3x.
+   every step. Medians of REPEATS runs of each; goal: >= 3x.
 2. The table: TABLE_VARIANTS x TABLE_SEEDS runs of TABLE_STEPS steps, as experiments.py trains
    them (runs of the same shapes stacked into one model, WORKERS groups side by side); training
-   only, no metrics. Goal of the
-   issue: the full table (4 variants x 10 seeds x 10^4 steps) in <= 3 minutes on 2 cores.
+   only, no metrics.
+   goal: the full table (4 variants x 10 seeds x 10^4 steps) in <= 3 minutes on 2 cores.
 3. With ARTICLE_SEEDS > 0: the article's own loop trained for STEPS on that many seeds, each
    map sorted into a shape (metrics.classify_outcome on a 100x100 grid's map): the share of
    seeds that draw the missing corner with the article's code, to set beside train.py's.

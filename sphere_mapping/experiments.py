@@ -6,7 +6,7 @@ Run: python -m sphere_mapping.experiments [--quick] [--set VARIANTS="['article',
 For every variant (variants.py) and seed, train for STEPS steps and measure the map of a
 GRID_SIDE^2 grid of the square (metrics.py): coverage, uniformity, largest hole, and where the
 hole's rim sits in the square. All runs of the same shapes train at once as one stacked model
-(model.Trainer; member k is exactly the single run with its seed). Goal of the issue: a variant
+(model.Trainer; member k is exactly the single run with its seed). Goal: a variant
 with coverage >= 0.99 and largest hole <= 5 degrees on most seeds, while the article's variant
 keeps its "missing corner". Writes a table (results.md, results.csv; with the shapes each variant
 drew, metrics.classify_outcome), a plot of the metrics per variant and seed, and front/back
@@ -40,8 +40,8 @@ SEEDS = 10                # seeds SEED .. SEED+SEEDS-1 per variant (issue: 10) {
 STEPS = 10_000            # optimisation steps per run (article: 10^4) {> 0}
 OVERRIDES = {}            # settings (model.SphereSettings fields) applied to every variant, a dict (see above)
 GRID_SIDE = 200           # metrics on the map of a GRID_SIDE^2 grid of the square (issue: 200) {>= 2}
-GOAL_COVERAGE = 0.99      # the issue's goal for a closed sphere {>= 0, <= 1}
-GOAL_HOLE_DEG = 5.0       # the issue's goal for the largest hole {> 0}
+GOAL_COVERAGE = 0.99      # the goal for a closed sphere {>= 0, <= 1}
+GOAL_HOLE_DEG = 5.0       # the goal for the largest hole {> 0}
 VIEW_SIDE = 60            # the views show the map of a VIEW_SIDE^2 grid {>= 2}
 CHECKPOINT_EVERY = 2000   # steps between checkpoints of the group in training {> 0}
 LOG_EVERY = 100           # steps between loss points in scalars.csv / TensorBoard {> 0}

@@ -90,7 +90,7 @@ BORDER_AREA = 1.0 - (1.0 - 2 * BORDER_BAND) ** 2  # share of the square in its b
 # 22-27 of 32 seeds across numeric environments, so the verdict has a margin of 6 seeds or more.
 MOST_CLAIM = "most of the article's seeds draw the sphere with a missing corner, the rest fold into ribbons"
 MOST = 0.5
-ARTICLE_LOOP_SHARE = "4/10 corner, 5/10 ribbon (seeds 0-9, the issue's measurement)"
+ARTICLE_LOOP_SHARE = "4/10 corner, 5/10 ribbon (seeds 0-9, an independent restatement of the article's loop)"
 DROPOUT_SPHERE_COVERAGE = 0.8  # the noisy training batch "forms a sphere": the seeds' median coverage with dropout on
 
 

@@ -14,8 +14,8 @@ import pytest
 # (torch._dynamo, imported lazily by the first optimizer) loads triton, and triton segfaults when
 # TensorFlow's native libraries were loaded before it. Loading torch's side first avoids that;
 # test_torch_and_tensorflow_import_together pins the supported order.
-import torch  # noqa: E402, F401
-import torch._dynamo  # noqa: E402, F401
+import torch
+import torch._dynamo  # noqa: F401
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 

@@ -1,5 +1,5 @@
 """After the whole quick run (`./run.sh`): curves for every training script, claims for every
-experiment, and the gallery opening with them (issue 15). Slow: the five experiments' quick
+experiment, and the gallery opening with them. Slow: the five experiments' quick
 profiles, about 6 minutes on 2 quiet cores (`./test.sh -m slow -k quick_run`)."""
 
 from __future__ import annotations

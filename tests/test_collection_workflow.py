@@ -1,4 +1,4 @@
-"""The articles' own workflow: `cd <folder> && python <script>.py` works like `python -m` (issue 15).
+"""The articles' own workflow: `cd <folder> && python <script>.py` works like `python -m`.
 
 Run from inside its folder, a script must find the collection (the editable install lab/bootstrap.sh
 makes in .venv, not PYTHONPATH), name itself by its file, write to the same outputs folder as

@@ -1,7 +1,7 @@
 """gan_basics, second half: autoencoders, VAE and adversarial examples, each against its baseline.
 
 The quick profiles are run once per module (in-process, outputs in a temporary LAB_OUTPUT_ROOT).
-The thresholds are looser than the full-profile goals of issue 7 because the quick models train
+The thresholds are looser than the full-profile goals because the quick models train
 for a fraction of the epochs; each is still one that an untrained or broken model fails:
 - AE error <= PCA error at latent size 2 (a linear model cannot beat PCA, so only a working
   non-linear autoencoder passes; quick runs measured a ratio of about 0.6);
@@ -67,7 +67,7 @@ def test_autoencoder_beats_pca_denoises_and_detects_anomalies(quick_outputs):
     aucs = metrics["anomaly"]["auc"]
     assert aucs["autoencoder"] > 0.7
     assert set(aucs) == {"autoencoder", "PCA", "IsolationForest"}
-    assert all(0.5 < value <= 1.0 for value in aucs.values())
+    assert all(value > 0.5 for value in aucs.values())
     _assert_artifacts_valid(root, records["autoencoder"], 6)
 
 
@@ -183,8 +183,8 @@ def test_bad_input_is_a_clear_error(lab_outputs, capsys, module, overrides, mess
 
 
 @pytest.mark.slow
-def test_full_profile_meets_the_issue_goals(lab_outputs):
-    """Issue 7's full-profile goals (about 2-10 minutes on 2 cores, by load). The denoiser's Gaussian gain
+def test_full_profile_meets_its_goals(lab_outputs):
+    """The full-profile goals (about 2-10 minutes on 2 cores, by load). The denoiser's Gaussian gain
     at std 0.25 measured 5.32 dB here (seed 0) and 5.39 / 5.31 / 5.35 dB for the denoiser alone over
     seeds 0-2 (see gan_basics/README.md): the goal of 5.0 dB lies 0.31 dB below the lowest of them,
     about 4x the 0.08 dB spread between seeds."""

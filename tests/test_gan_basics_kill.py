@@ -1,5 +1,5 @@
 """SIGKILL at random moments: `python -m gan_basics.gan --quick` never loses more than one checkpoint
-interval and never leaves a checkpoint that fails to load (issue 14). Slow: about 20 starts of the
+interval and never leaves a checkpoint that fails to load. Slow: about 20 starts of the
 script. Run it and read its log with: ./test.sh tests/test_gan_basics_kill.py -m slow -s
 """
 

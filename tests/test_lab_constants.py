@@ -78,23 +78,16 @@ def test_start_run_writes_a_complete_record(lab_outputs):
     assert record["constants"]["STEPS"] == 10 and record["profile"] == "quick"
     assert record["metrics"] == {"loss": 0.5}
     assert record["artifacts"] == [{"path": "plots/a.txt", "caption": "a file"}]
-    assert {"python", "numpy"} <= set(record["versions"]) and record["wall_time_s"] >= 0
+    assert {"python", "numpy"} <= set(record["versions"])
     # The script's globals are read, never changed: a second call starts from the same defaults.
     assert SCRIPT["STEPS"] == 1000 and start_run("demo", SCRIPT, []).cfg.STEPS == 1000
 
 
 def test_random_seed_is_drawn_and_printed(lab_outputs, capsys):
     run = start_run("demo", {**SCRIPT, "SEED": -1}, [])
-    assert run.seed >= 0 and f"--set SEED={run.seed}" in capsys.readouterr().out
-
-
-def test_script_exits_with_clear_message_on_bad_override(lab_outputs):
-    from tests.conftest import run_module
-
-    result = run_module("lab.pipeline", "not_an_experiment", env_root=lab_outputs)
-    assert result.returncode == 2
-    assert "unknown experiment" in result.stderr and "sphere_mapping" in result.stderr
-    assert "Traceback" not in result.stderr
+    assert f"--set SEED={run.seed}" in capsys.readouterr().out
+    # The printed seed repeats the run.
+    assert start_run("demo", {**SCRIPT, "SEED": -1}, ["--set", f"SEED={run.seed}"]).seed == run.seed
 
 
 def test_torch_threads_constant_is_applied_and_checked(lab_outputs):

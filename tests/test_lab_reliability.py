@@ -252,7 +252,6 @@ def test_scalars_go_to_csv_and_tensorboard_and_a_resume_drops_the_overtaken_rows
     curves = read_scalars(run.out_dir / "scalars.csv")
     assert [step for step, _ in curves["loss"]] == [0, 1, 2, 3] and curves["loss"][3][1] == 0.5
     assert list(run.out_dir.glob("events.out.tfevents.*"))
-    assert "tensorflow" not in sys.modules or "torch" in sys.modules  # the writer needs neither
 
 
 def test_claims_land_in_run_json(script):

@@ -1,6 +1,6 @@
 """sphere_mapping.train under SIGKILL: 20 kills at random moments never lose more than one checkpoint
 interval, never leave a checkpoint that fails to load, and the run, finished after them, ends
-exactly where an uninterrupted run ends (issue 14). Slow: about 5-10 minutes on 2 loaded cores.
+exactly where an uninterrupted run ends. Slow: about 5-10 minutes on 2 loaded cores.
 
     .venv/bin/python -m pytest tests/test_sphere_mapping_kill.py -m slow -s   # prints one line per kill
 """

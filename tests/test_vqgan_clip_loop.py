@@ -247,7 +247,7 @@ def test_generate_script_writes_steps_final_png_video_and_never_overwrites(lab_o
         assert final.size == (32, 32)
         assert final.text["seed"] == "11" and "A Red Circle!:1" in final.text["prompts"]
     record = json.loads((folder / "run.json").read_text())
-    assert record["metrics"]["iterations"] == 6 and record["metrics"]["peak_rss_mb"] > 0
+    assert record["metrics"]["iterations"] == 6
     assert {a["path"] for a in record["artifacts"]} == {"final.png", "progress.mp4", "losses.png"}
     main(args[:-2] + ["--set", "PROMPTS=a red circle", "--set", "MAX_ITERATIONS=1"])
     assert (lab_outputs / "vqgan_clip" / "a-red-circle-2" / "final.png").is_file()

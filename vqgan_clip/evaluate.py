@@ -41,8 +41,8 @@ CUT_METHOD = "updated"     # cutout augmentations (loop.CUT_METHODS): "updated" 
 STEP_SIZE = 0.1            # Adam's step size on the latent (the Colab's 0.1) {> 0}
 INIT_WEIGHT = 0.0          # no initial image here, so no pull towards it (the Colab's 0) {>= 0}
 MODEL = "small"            # which models to load ("small" = data/vqgan_clip_small/) {nonempty}
-TARGET_RANK1_SHARE = 0.8   # the goal: prompt ranks first in >= 80 % of prompts {>= 0, <= 1}
-TARGET_PIXEL_SHARE = 0.7   # the goal: the pixel-colour check agrees in >= 70 % {>= 0, <= 1}
+TARGET_RANK1_SHARE = 0.8   # the goal: prompt ranks first in >= 80 % of prompts {>= 0, <= 1}
+TARGET_PIXEL_SHARE = 0.7   # the goal: the pixel-colour check agrees in >= 70 % {>= 0, <= 1}
 TORCH_THREADS = 1          # torch CPU threads (0: torch's default). 1 is fastest on a shared 2-core machine {>= 0}
 SEED = 0                   # seed of every prompt's run (the same start for a fair comparison) {>= 0}
 DEVICE = "auto"            # "auto" (CUDA if available), "cpu" or "cuda"

@@ -245,7 +245,7 @@ def main(argv=None):
     return report(run, model, config, progress, before, eval_images, device, interrupted)
 
 
-def parameter_count(model) -> int:  # noqa: N802 - reads like the symbol in the text
+def parameter_count(model) -> int:
     return sum(p.numel() for p in model.parameters())
 
 

@@ -275,8 +275,8 @@ def load_torch(path: Path | str, what: str = "checkpoint", *, stand_ins: bool = 
     if is_zip:
         with zipfile.ZipFile(path) as archive:
             if _is_torchscript(archive):
-                raise LabError(f"{what} {path} is a TorchScript archive, not a torch.save file; convert it "
-                               "once into a plain state_dict (OpenAI's CLIP: the experiment's convert_checkpoint script)")
+                raise LabError(f"{what} {path} is a TorchScript archive, not a torch.save file; save its state_dict "
+                               "with torch.save instead")
             prefix = _zip_prefix(archive, path, what)
             names = _globals_in(io.BytesIO(archive.read(f"{prefix}/data.pkl")))
     else:

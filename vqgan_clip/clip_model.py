@@ -114,8 +114,10 @@ def read_clip_state_dict(weights_path: Path | str) -> dict[str, torch.Tensor]:
         except Exception as error:  # safetensors holds no code; a damaged file is all that can fail
             raise LabError(f"cannot read CLIP weights {weights_path}: the file is damaged or incomplete "
                            f"({str(error).splitlines()[0][:160]})") from None
+    elif is_torchscript_archive(weights_path):  # never torch.jit.load: it runs the archive's code
+        raise LabError(f"CLIP weights {weights_path} are a TorchScript archive (OpenAI's release); convert them "
+                       "once with python -m vqgan_clip.convert_checkpoint openai-clip")
     else:
-        # A TorchScript archive is refused there with the command that converts it.
         state_dict = load_torch(weights_path, "CLIP weights")
     if isinstance(state_dict, dict) and "state_dict" in state_dict and isinstance(state_dict["state_dict"], dict):
         state_dict = state_dict["state_dict"]

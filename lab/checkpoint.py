@@ -149,13 +149,10 @@ def save_checkpoint(path: Path | str, checkpoint: dict[str, Any]) -> Path:
 
 def read_checkpoint_file(path: Path | str, read: Callable[[Path], Any]) -> Any:
     """`read(path)` with one clear error for a missing, empty (a write cut short), truncated or
-    foreign file, whatever the format: torch's here, Keras weights in .npz in beauty_predictor."""
+    foreign file, whatever the format: torch's here, Keras weights in .npz in beauty_predictor.
+    `read` goes through lab.safe_load, which names a missing or empty file; a damaged one gets the
+    way out (--fresh) added here."""
     path = Path(path)
-    if not path.is_file():
-        raise LabError(f"no checkpoint at {path}")
-    if path.stat().st_size == 0:
-        raise LabError(f"cannot read checkpoint {path}: the file is empty (a write was cut short). "
-                       "Delete it or rerun with --fresh.")
     try:
         return read(path)
     except LabError as error:

@@ -236,7 +236,7 @@ def _refuse(path: Path, what: str, names: list[str]) -> UnsafeFileError:
 def _check_exists(path: Path | str, what: str) -> Path:
     path = Path(path)
     if not path.is_file():
-        raise LabError(f"{what} {path} not found")
+        raise LabError(f"no {what} at {path}: file not found")
     if path.stat().st_size == 0:
         raise IncompleteFileError(f"cannot read {what} {path}: the file is empty (a write or a download was "
                                   "cut short)")

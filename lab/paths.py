@@ -11,7 +11,6 @@ from lab.errors import LabError
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-
 def declared_experiments(root: Path = REPO_ROOT) -> tuple[str, ...]:
     """The experiments, declared once: the packages pyproject.toml installs (`[tool.setuptools]
     packages`, in the order of README's table and of the gallery) that list their scripts in a

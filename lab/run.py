@@ -191,8 +191,8 @@ def machine_provenance() -> dict[str, Any]:
 def environment_overrides(constants: dict[str, Any]) -> list[str]:
     """`--set` overrides asked for by the environment, for the constants this script has:
     LAB_SEED_OFFSET=k shifts SEED by k (not a drawn one, SEED=-1), LAB_TORCH_THREADS=n sets
-    TORCH_THREADS. lab.robustness and `lab.pipeline --seed-offset` rerun every script this way
-    without knowing each one's constants."""
+    TORCH_THREADS. lab.robustness reruns every script this way (`LAB_SEED_OFFSET=10 ./run.sh` by
+    hand) without knowing each one's constants."""
     overrides = []
     for variable, constant in (("LAB_SEED_OFFSET", "SEED"), ("LAB_TORCH_THREADS", "TORCH_THREADS")):
         text = os.environ.get(variable, "").strip()

@@ -168,9 +168,10 @@ def _import_ray():
     return ray
 
 
-def _connect(ray, cluster: str) -> None:
+def _connect(ray, cluster: str) -> bool:
+    """Connect to the cluster unless this process already is; True when this call connected."""
     if ray.is_initialized():
-        return
+        return False
     try:
         ray.init(address=None if cluster == LOCAL_RAY else cluster, logging_level="WARNING",
                  log_to_driver=True)
@@ -178,6 +179,7 @@ def _connect(ray, cluster: str) -> None:
         raise LabError(f"cannot reach the Ray cluster at {cluster!r} ({error}); start it with `ray start "
                        "--head` (README, 'Running on a cluster'), or unset RAY_ADDRESS / CLUSTER to "
                        "run locally") from None
+    return True
 
 
 def _ray_task(function: str, kwargs: dict[str, Any], tracker) -> tuple[bool, Any, str]:
@@ -195,7 +197,15 @@ def _ray_task(function: str, kwargs: dict[str, Any], tracker) -> tuple[bool, Any
 
 def _run_on_ray(cells: list[Cell], cluster: str, max_retries: int, desc: str) -> list[CellOutcome]:
     ray = _import_ray()
-    _connect(ray, cluster)
+    connected_here = _connect(ray, cluster)
+    try:
+        return _submit_and_wait(ray, cells, max_retries, desc)
+    finally:
+        if connected_here:
+            ray.shutdown()
+
+
+def _submit_and_wait(ray, cells: list[Cell], max_retries: int, desc: str) -> list[CellOutcome]:
 
     @ray.remote(num_cpus=0)
     class StartCounter:

@@ -12,6 +12,7 @@ The pieces:
 - `lab.media`      - frames to mp4 (imageio-ffmpeg, H.264) and GIF.
 - `lab.gallery`    - outputs/index.html from every run.json.
 - `lab.pipeline`   - the runner behind ./run.sh.
+- `lab.executor`   - independent cells (sweep points, prompts, experiments) here or as Ray tasks that survive lost workers.
 - `lab.schedules`  - the cosine learning-rate decay the trainers share.
 """
 

@@ -142,9 +142,11 @@ def trained_points(run, cfg) -> list[dict]:
         raise LabError(f"{len(failures.splitlines())} of {len(cells)} sweep cells failed for good:\n{failures}\n"
                        "rerun the sweep to retry them; the finished cells are kept")
     points = []
-    for outcome in outcomes:
+    run.metrics["cells"] = {}  # where each cell started (a resumed one: after 0) and its seconds of work
+    for cell, outcome in zip(cells, outcomes, strict=True):
         point = {key: value for key, value in outcome.result.items() if key not in ("resumed_from_step", "seconds")}
         points.append(point)
+        run.metrics["cells"][cell.name] = {key: outcome.result[key] for key in ("resumed_from_step", "seconds")}
         resumed = outcome.result["resumed_from_step"]
         print(f"{point['variant']} K2/K1={point['k2_over_k1']:g}: MAE(X,Y) {point['mae_x_y']:.4f}, MAE(Y,Z) "
               f"{point['mae_y_zy']:.4f}" + (f" (resumed at step {resumed})" if resumed else ""))

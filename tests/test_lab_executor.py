@@ -8,6 +8,7 @@ checkpoint (not step 0), every cell finishes, and the results equal a run in thi
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -91,19 +92,25 @@ def ray_cli(*args: str, env: dict, log: Path, timeout: int = 300) -> None:
 @pytest.fixture(scope="module")
 def ray_cluster(tmp_path_factory):
     """A head and a second node (one CPU each) on 127.0.0.1; yields the address; `ray stop` after."""
-    # Patience for a loaded machine: Ray's raylet gives its helper processes seconds to start by default.
+    # A loaded machine starts Ray's helper processes slowly: give the node longer to register, and fix
+    # the agents' ports, so that the raylet need not wait (15 s at most) for them to write port files.
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "RAY_USAGE_STATS_ENABLED": "0",
-           "RAY_raylet_start_wait_time_s": "120", "RAY_agent_register_timeout_ms": "120000"}
+           "RAY_raylet_start_wait_time_s": "120"}
     env.pop("RAY_ADDRESS", None)
     port = free_port()
-    node = ["--num-cpus=1", "--num-gpus=0", "--node-ip-address=127.0.0.1", "--object-store-memory=100000000",
-            "--disable-usage-stats"]
+
+    def node() -> list[str]:
+        return ["--num-cpus=1", "--num-gpus=0", "--node-ip-address=127.0.0.1", "--object-store-memory=100000000",
+                "--disable-usage-stats", f"--dashboard-agent-grpc-port={free_port()}",
+                f"--dashboard-agent-listen-port={free_port()}", f"--metrics-export-port={free_port()}",
+                f"--runtime-env-agent-port={free_port()}"]
+
     log = tmp_path_factory.mktemp("ray") / "ray_start.log"
     try:
         for attempt in range(3):  # on a loaded machine a node's helper processes may start too late
             try:
-                ray_cli("start", "--head", f"--port={port}", "--include-dashboard=false", *node, env=env, log=log)
-                ray_cli("start", f"--address=127.0.0.1:{port}", *node, env=env, log=log)
+                ray_cli("start", "--head", f"--port={port}", "--include-dashboard=false", *node(), env=env, log=log)
+                ray_cli("start", f"--address=127.0.0.1:{port}", *node(), env=env, log=log)
                 break
             except (AssertionError, subprocess.TimeoutExpired):
                 ray_cli("stop", "--force", env=env, log=log)
@@ -161,3 +168,50 @@ def test_a_cell_that_raises_on_the_cluster_fails_once_and_is_reported(ray_cluste
 def test_an_unreachable_cluster_is_one_clear_error(tmp_path):
     with pytest.raises(LabError, match="cannot reach the Ray cluster at '127.0.0.1:9'"):
         run_cells(walk_cells(tmp_path, 1), cluster="127.0.0.1:9")
+
+
+@pytest.mark.slow
+def test_the_sweep_on_the_cluster_survives_a_killed_worker_and_equals_the_local_sweep(ray_cluster, lab_outputs,
+                                                                                     tmp_path):
+    """python -m beauty_predictor.sweep, unchanged, locally and with CLUSTER set; one cell's worker killed."""
+    pytest.importorskip("tensorflow")
+    from beauty_predictor import sweep, train_predictor
+    from beauty_predictor.sweep_cell import CHECKPOINT_FILE
+    from tests.test_beauty_predictor import small_photo_folder
+
+    photos = small_photo_folder(tmp_path)
+    common = ["--dry-run", "--set", f"PHOTOS_DIR={photos}", "--set", "RATIOS=[1.0, 8.0]", "--set", "STEPS=40",
+              "--set", "CHECKPOINT_EVERY=4"]
+    train_predictor.main(["--dry-run", "--set", f"PHOTOS_DIR={photos}"])
+    sweep.main(common)
+    local_points = json.loads((lab_outputs / "beauty_predictor/sweep/run.json").read_text())["metrics"]["points"]
+
+    target = lab_outputs / "beauty_predictor/checkpoints/dry_run-ray/sweep_cells/article_k2_over_k1_8"
+    killed: dict = {}
+
+    def kill_after_first_checkpoint():
+        deadline = time.time() + 600
+        while time.time() < deadline and not killed:
+            if (target / CHECKPOINT_FILE).is_file() and (target / ".lock").is_file():
+                holder = (target / ".lock").read_text()
+                if holder.startswith("pid "):
+                    killed["pid"] = int(holder.split(",")[0].split()[1])
+                    os.kill(killed["pid"], signal.SIGKILL)
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_after_first_checkpoint, daemon=True)
+    killer.start()
+    sweep.main([*common, "--set", "RUN_NAME=ray", "--set", f"CLUSTER={ray_cluster}"])
+    killer.join(timeout=5)
+    assert killed, "the cell never reached its first checkpoint"
+    record = json.loads((lab_outputs / "beauty_predictor/sweep-ray/run.json").read_text())
+    cluster_points = record["metrics"]["points"]
+    figures = ("mae_x_y", "mae_x_zx", "mae_y_zy", "predictability_gain", "hf_energy_kept")
+    for here, there in zip(local_points, cluster_points, strict=True):
+        assert (here["variant"], here["k2_over_k1"]) == (there["variant"], there["k2_over_k1"])
+        for name in figures:
+            assert there[name] == pytest.approx(here[name], rel=1e-5), (here["variant"], here["k2_over_k1"], name)
+    # The killed cell resumed from its checkpoint (a multiple of 4), not from step 0; the others ran whole.
+    cells = record["metrics"]["cells"]
+    assert cells["article_k2_over_k1_8"]["resumed_from_step"] >= 4, cells
+    assert [c["resumed_from_step"] for name, c in cells.items() if name != "article_k2_over_k1_8"] == [0, 0, 0]

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import socket
 import time
 import traceback
 from collections.abc import Iterable
@@ -168,10 +169,24 @@ def _import_ray():
     return ray
 
 
+def _check_reachable(cluster: str) -> None:
+    """A "host:port" address that nothing answers is an error at once (Ray itself retries for minutes)."""
+    host, _, port = cluster.rpartition(":")
+    if "://" in cluster or not host or not port.isdigit():
+        return  # "auto", "local", "ray://...": Ray resolves those
+    try:
+        socket.create_connection((host, int(port)), timeout=10).close()
+    except OSError as error:
+        raise LabError(f"cannot reach the Ray cluster at {cluster!r} ({error.strerror or error}); start it with "
+                       "`ray start --head` (README, 'Running on a cluster'), or unset RAY_ADDRESS / CLUSTER to "
+                       "run locally") from None
+
+
 def _connect(ray, cluster: str) -> bool:
     """Connect to the cluster unless this process already is; True when this call connected."""
     if ray.is_initialized():
         return False
+    _check_reachable(cluster)
     try:
         ray.init(address=None if cluster == LOCAL_RAY else cluster, logging_level="WARNING",
                  log_to_driver=True)
@@ -239,8 +254,8 @@ def _submit_and_wait(ray, cells: list[Cell], max_retries: int, desc: str) -> lis
                 index = pending.pop(ref)
                 try:
                     ok, result, error = ray.get(ref)
-                except Exception as error:  # lost more than max_retries times, or the cell's result unreadable
-                    ok, result, error = False, None, f"{type(error).__name__}: {str(error).strip().splitlines()[0]}"
+                except Exception as lost:  # lost more than max_retries times, or its result unreadable
+                    ok, result, error = False, None, f"{type(lost).__name__}: {(str(lost).strip() or '?').splitlines()[0]}"
                 outcome = CellOutcome(cells[index].name, ok, result, error, time.time() - started)
                 outcomes[index] = outcome
                 progress.finished(outcome, running=max(0, min(starts, len(cells)) - finished))

@@ -186,7 +186,7 @@ def test_the_sweep_on_the_cluster_survives_a_killed_worker_and_equals_the_local_
     sweep.main(common)
     local_points = json.loads((lab_outputs / "beauty_predictor/sweep/run.json").read_text())["metrics"]["points"]
 
-    target = lab_outputs / "beauty_predictor/checkpoints/dry_run-ray/sweep_cells/article_k2_over_k1_8"
+    target = lab_outputs / "beauty_predictor/checkpoints/dry_run/sweep_cells/article_k2_over_k1_8"
     killed: dict = {}
 
     def kill_after_first_checkpoint():
@@ -201,10 +201,10 @@ def test_the_sweep_on_the_cluster_survives_a_killed_worker_and_equals_the_local_
 
     killer = threading.Thread(target=kill_after_first_checkpoint, daemon=True)
     killer.start()
-    sweep.main([*common, "--set", "RUN_NAME=ray", "--set", f"CLUSTER={ray_cluster}"])
+    sweep.main([*common, "--fresh", "--set", f"CLUSTER={ray_cluster}"])  # every cell trained again
     killer.join(timeout=5)
     assert killed, "the cell never reached its first checkpoint"
-    record = json.loads((lab_outputs / "beauty_predictor/sweep-ray/run.json").read_text())
+    record = json.loads((lab_outputs / "beauty_predictor/sweep/run.json").read_text())
     cluster_points = record["metrics"]["points"]
     figures = ("mae_x_y", "mae_x_zx", "mae_y_zy", "predictability_gain", "hf_energy_kept")
     for here, there in zip(local_points, cluster_points, strict=True):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -187,6 +188,7 @@ def test_the_sweep_on_the_cluster_survives_a_killed_worker_and_equals_the_local_
     local_points = json.loads((lab_outputs / "beauty_predictor/sweep/run.json").read_text())["metrics"]["points"]
 
     target = lab_outputs / "beauty_predictor/checkpoints/dry_run/sweep_cells/article_k2_over_k1_8"
+    shutil.rmtree(target.parent)  # the local run's cells (locked by this process): the cluster trains anew
     killed: dict = {}
 
     def kill_after_first_checkpoint():
@@ -194,9 +196,10 @@ def test_the_sweep_on_the_cluster_survives_a_killed_worker_and_equals_the_local_
         while time.time() < deadline and not killed:
             if (target / CHECKPOINT_FILE).is_file() and (target / ".lock").is_file():
                 holder = (target / ".lock").read_text()
-                if holder.startswith("pid "):
-                    killed["pid"] = int(holder.split(",")[0].split()[1])
-                    os.kill(killed["pid"], signal.SIGKILL)
+                pid = int(holder.split(",")[0].split()[1]) if holder.startswith("pid ") else os.getpid()
+                if pid != os.getpid():
+                    killed["pid"] = pid
+                    os.kill(pid, signal.SIGKILL)
             time.sleep(0.05)
 
     killer = threading.Thread(target=kill_after_first_checkpoint, daemon=True)

@@ -6,13 +6,19 @@ each lands at one point (likeness lost, unpredictability left) on held-out crops
 references share the plane: Gaussian blurs of X (the article saw "something like smoothing") and
 the straight blend Y = X + t*(Z_X - X). An improver "does more than blur" when its MAE(Y,Z) is at
 least 10 % below that of the blur with the same MAE(X,Y) (the blur curve interpolated); the panel
-shows the best trained point beside that blur. Each point is saved as it is done: a rerun goes on
-from the next point.
+shows the best trained point beside that blur.
+
+Each (variant, ratio) is a cell (beauty_predictor.sweep_cell) run by lab.executor: here one after
+another, or, with a Ray cluster's address (RAY_ADDRESS or --set CLUSTER=...), as one Ray task per
+cell over the cluster's nodes. A cell checkpoints in its own folder every CHECKPOINT_EVERY steps, so
+a rerun, or Ray retrying a cell whose worker was lost, goes on from there; the summary waits for
+every cell and names those that failed for good, and why.
 """
 
 from __future__ import annotations
 
-import json
+import shutil
+from dataclasses import asdict
 
 import numpy as np
 
@@ -22,17 +28,16 @@ from beauty_predictor import model as bm
 from beauty_predictor.common import (
     EXPERIMENT,
     PREDICTOR_FILE,
-    data_fingerprint,
     held_out_crops,
     held_out_views,
     image_grid,
     load_split,
 )
-from beauty_predictor.improve import measure, predict_in_chunks, rebuild_in_chunks, train_improver
-from beauty_predictor.saving import save_checkpoint_file, to_json
-from beauty_predictor.settings import ImproverSettings, check_variant, settings_dict
+from beauty_predictor.improve import measure, predict_in_chunks, rebuild_in_chunks
+from beauty_predictor.settings import check_variant
+from beauty_predictor.sweep_cell import CHECKPOINT_FILE, CellPlan, cell_tag
 from lab import LabError, exit_on_lab_error, start_run
-from lab.checkpoint import atomic_write, resume
+from lab.executor import Cell, cluster_address, failure_summary, run_cells
 from lab.plots import save_figure
 
 # -----------------------------------------------------------------------------
@@ -46,6 +51,7 @@ WIDTH = 32                   # channels of the improver's convolutions {> 0}
 DEPTH = 4                    # 3x3 convolutions of the improver {> 0}
 CROP = 128                   # side of the training crops (a multiple of 32) {>= 64}
 STEPS = 400                  # optimisation steps per ratio {> 0}
+CHECKPOINT_EVERY = 50        # steps between a cell's checkpoints; a lost cell redoes at most this many {> 0}
 BATCH_SIZE = 8               # crops per step {> 0}
 LEARNING_RATE = 1e-3         # Adam's step size {> 0}
 EVAL_CROPS = 64              # fixed held-out crops {> 0}
@@ -56,16 +62,15 @@ PANEL_PHOTOS = 2             # held-out photos in the panel of the best point {>
 PANEL_SIZE = 192             # side of their central squares {>= 64}
 SEED = 0                     # -1 draws a random seed and prints it {-1 or >= 0}
 DEVICE = "auto"              # "auto", "cpu" or "gpu" (TensorFlow)
-QUICK = {"RATIOS": [1.0, 8.0], "STEPS": 25, "BATCH_SIZE": 4, "WIDTH": 16, "DEPTH": 3, "LEARNING_RATE": 3e-3,
+CLUSTER = ""                 # a Ray cluster's address ("host:6379", "auto"); "" reads $RAY_ADDRESS, unset: run here
+CELL_GPUS = -1               # GPUs each cell asks of the cluster; -1: one when DEVICE resolves to a GPU here {-1 or >= 0}
+QUICK = {"RATIOS": [1.0, 8.0], "STEPS": 25, "CHECKPOINT_EVERY": 10, "BATCH_SIZE": 4, "WIDTH": 16, "DEPTH": 3, "LEARNING_RATE": 3e-3,
          "EVAL_CROPS": 8, "BLUR_SIGMAS": [0.5, 1.0, 2.0, 3.0, 5.0, 8.0, 12.0]}
-DRY_RUN = {"RATIOS": [1.0], "STEPS": 2, "BATCH_SIZE": 2, "EVAL_CROPS": 2, "PANEL_PHOTOS": 1, "PANEL_SIZE": 128,
+DRY_RUN = {"RATIOS": [1.0], "STEPS": 2, "CHECKPOINT_EVERY": 1, "BATCH_SIZE": 2, "EVAL_CROPS": 2, "PANEL_PHOTOS": 1, "PANEL_SIZE": 128,
            "BLUR_SIGMAS": [1.0, 2.0], "BLEND_STEPS": [0.5]}
 # -----------------------------------------------------------------------------
 
-# Every constant that changes a point: a rerun with others starts the sweep over (--fresh) or is refused.
-MUST_MATCH = ["RATIOS", "SWEEP_VARIANTS", "WIDTH", "DEPTH", "CROP", "STEPS", "BATCH_SIZE", "LEARNING_RATE",
-              "EVAL_CROPS"]
-POINTS_FILE = "sweep_points.json"
+CELLS_FOLDER = "sweep_cells"  # in the checkpoint folder: one folder per cell
 
 
 @exit_on_lab_error
@@ -74,14 +79,14 @@ def main(argv=None):
     cfg = run.cfg
     parse(cfg)
     predictor = bm.load_predictor(run.checkpoint_path(PREDICTOR_FILE))
-    train_photos, held_photos = load_split(cfg)
+    _, held_photos = load_split(cfg)
     x = held_out_crops(held_photos, cfg.EVAL_CROPS)
-    points = trained_points(run, cfg, predictor, train_photos, held_photos, x)
+    points = trained_points(run, cfg)
     blurs, blends = references(cfg, predictor, x)
     best = beat_the_blur(points, blurs)
     frontier_figure(run, cfg, points, blurs, blends, best)
     if best is not None:
-        best_panel(run, cfg, predictor, held_photos, best, x)
+        best_panel(run, cfg, predictor, held_photos, best, x, cell_folder(run, best["variant"], best["k2_over_k1"]))
     run.finish(claims_and_metrics(run, cfg, points, blurs, blends, best))
 
 
@@ -100,38 +105,51 @@ def parse(cfg) -> None:
         raise LabError(f"BLUR_SIGMAS must be positive, got {cfg.BLUR_SIGMAS}")
 
 
-def point_file(variant: str, ratio: float) -> str:
-    return f"sweep_{variant}_{ratio:g}.npz"
+def cell_folder(run, variant: str, ratio: float):
+    return run.checkpoint_dir / CELLS_FOLDER / cell_tag(variant, ratio)
 
 
-def trained_points(run, cfg, predictor, train_photos, held_photos, x) -> list[dict]:
-    """One trained improver per (variant, ratio); the points so far are a checkpoint (step = points done)."""
-    import keras
+def sweep_cells(run, cfg) -> list[Cell]:
+    """One cell per (variant, ratio), in the order of the plot; each with its own folders."""
+    gpus = (1 if run.device == "gpu" else 0) if cfg.CELL_GPUS == -1 else cfg.CELL_GPUS
+    cells = []
+    for index, (variant, ratio) in enumerate((v, r) for v in cfg.SWEEP_VARIANTS for r in cfg.RATIOS):
+        plan = CellPlan(
+            VARIANT=variant, RATIO=float(ratio), INDEX=index, SEED=run.seed, WIDTH=cfg.WIDTH, DEPTH=cfg.DEPTH,
+            CROP=cfg.CROP, STEPS=cfg.STEPS, BATCH_SIZE=cfg.BATCH_SIZE, LEARNING_RATE=cfg.LEARNING_RATE,
+            EVAL_CROPS=cfg.EVAL_CROPS, CHECKPOINT_EVERY=cfg.CHECKPOINT_EVERY,
+            PHOTOS_DIR=str(cfg.PHOTOS_DIR), HELD_OUT_PHOTOS=list(cfg.HELD_OUT_PHOTOS), MAX_SIDE=cfg.MAX_SIDE,
+            PREDICTOR_DIR=str(run.checkpoint_dir.resolve()),
+            CELL_DIR=str(cell_folder(run, variant, ratio).resolve()),
+            CURVES_DIR=str(run.path("cells", cell_tag(variant, ratio)).resolve()))
+        cells.append(Cell(plan.tag, "beauty_predictor.sweep_cell:train_cell", asdict(plan),
+                          resources={"num_cpus": 1, "num_gpus": gpus}))
+    return cells
 
-    plan = [(variant, ratio) for variant in cfg.SWEEP_VARIANTS for ratio in cfg.RATIOS]
-    ckpt = resume(run, POINTS_FILE, architecture=MUST_MATCH, steps=len(plan),
-                  data=data_fingerprint(train_photos + held_photos), loader=lambda p: json.loads(p.read_text()))
-    points = list(ckpt.state["points"]) if ckpt.state else []
-    for index, (variant, ratio) in enumerate(plan[ckpt.step:], start=ckpt.step):
-        k1, k2 = 1.0 / (1.0 + ratio), ratio / (1.0 + ratio)
-        keras.utils.set_random_seed(run.seed + index)
-        settings = ImproverSettings(variant, cfg.WIDTH, cfg.DEPTH)
-        improver = bm.build_improver(settings)
-        optimizer = keras.optimizers.Adam(cfg.LEARNING_RATE)
-        tag = f"{variant}_k2_over_k1_{ratio:g}"
-        train_improver(improver, predictor, None, optimizer, train_photos, loss_name="article", k1=k1, k2=k2,
-                       steps=cfg.STEPS, start=0, batch_size=cfg.BATCH_SIZE, crop=cfg.CROP,
-                       rng=np.random.default_rng(run.seed), desc=f"{variant} K2/K1={ratio:g}",
-                       on_step=lambda done, loss, first, second, tag=tag: run.log_scalars(
-                           done, **{f"{tag}/loss": loss, f"{tag}/mae_x_y": first, f"{tag}/mae_y_z": second}))
-        y = predict_in_chunks(improver, x)
-        figures = {**measure(x, y, predictor), "hf_energy_kept": bmetrics.hf_energy_ratio(x, y)}
-        points.append({"variant": variant, "k2_over_k1": ratio, "k1": k1, "k2": k2, **figures})
-        save_checkpoint_file(run.checkpoint_path(point_file(variant, ratio)), improver,
-                             improver=settings_dict(settings), step=cfg.STEPS)
-        record = to_json({"points": points, **ckpt.meta(index + 1)})
-        atomic_write(ckpt.path, lambda tmp, record=record: tmp.write_text(record), keep_previous=True)
-        print(f"{variant} K2/K1={ratio:g}: MAE(X,Y) {figures['mae_x_y']:.4f}, MAE(Y,Z) {figures['mae_y_zy']:.4f}")
+
+def trained_points(run, cfg) -> list[dict]:
+    """Every cell's point, trained here or over a Ray cluster; a cell that failed for good is an error
+    naming it (the finished cells are kept: a rerun trains only the rest)."""
+    cells = sweep_cells(run, cfg)
+    if run.fresh:
+        for cell in cells:
+            shutil.rmtree(cell.kwargs["CELL_DIR"], ignore_errors=True)
+    cluster = cluster_address(cfg.CLUSTER)
+    print(f"sweep: {len(cells)} cells " + (f"on the Ray cluster at {cluster}" if cluster else "in this process"))
+    outcomes = run_cells(cells, cluster=cluster, desc="sweep cells")
+    failures = failure_summary(outcomes)
+    if failures:
+        raise LabError(f"{len(failures.splitlines())} of {len(cells)} sweep cells failed for good:\n{failures}\n"
+                       "rerun the sweep to retry them; the finished cells are kept")
+    points = []
+    run.metrics["cells"] = {}  # where each cell started (a resumed one: after 0) and its seconds of work
+    for cell, outcome in zip(cells, outcomes, strict=True):
+        point = {key: value for key, value in outcome.result.items() if key not in ("resumed_from_step", "seconds")}
+        points.append(point)
+        run.metrics["cells"][cell.name] = {key: outcome.result[key] for key in ("resumed_from_step", "seconds")}
+        resumed = outcome.result["resumed_from_step"]
+        print(f"{point['variant']} K2/K1={point['k2_over_k1']:g}: MAE(X,Y) {point['mae_x_y']:.4f}, MAE(Y,Z) "
+              f"{point['mae_y_zy']:.4f}" + (f" (resumed at step {resumed})" if resumed else ""))
     return points
 
 
@@ -200,10 +218,9 @@ def frontier_figure(run, cfg, points, blurs, blends, best) -> None:
                      "(article and residual) over K2/K1")
 
 
-def best_panel(run, cfg, predictor, held_photos, best, x) -> None:
+def best_panel(run, cfg, predictor, held_photos, best, x, folder) -> None:
     """The best trained point beside the blur of the same MAE(X,Y): what the improver does differently."""
-    improver, _ = bm.load_improver(run.checkpoint_path(point_file(best["variant"], best["k2_over_k1"])),
-                                   best["variant"])
+    improver, _ = bm.load_improver(folder / CHECKPOINT_FILE, best["variant"])
     views = held_out_views(held_photos, cfg.PANEL_PHOTOS, cfg.PANEL_SIZE)
     y = predict_in_chunks(improver, views)
     sigmas = np.linspace(0.1, max(cfg.BLUR_SIGMAS), 80)  # the sigma whose blur of the crops loses as much likeness as Y does

@@ -14,6 +14,7 @@ The pieces:
 - `lab.gallery`    - outputs/index.html from every run.json.
 - `lab.pipeline`   - the runner behind ./run.sh.
 - `lab.robustness` - reruns the quick claims under other seeds, threads and instruction sets; claim x environment table.
+- `lab.executor`   - independent cells (sweep points, prompts, experiments) here or as Ray tasks that survive lost workers.
 - `lab.schedules`  - the cosine learning-rate decay the trainers share.
 """
 

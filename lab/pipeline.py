@@ -3,10 +3,14 @@
     python -m lab.pipeline                     # all five, quick profile
     python -m lab.pipeline sphere_mapping      # one (or several) by name
     python -m lab.pipeline --full              # the article-scale constants
+    RAY_ADDRESS=head:6379 python -m lab.pipeline --full   # the experiments as tasks on a Ray cluster
 
 The experiments are those pyproject.toml declares (lab.paths.declared_experiments). Each lists its
 scripts in `<folder>/pipeline.py` as `SCRIPTS`, a list of [module, *extra_args]; `--quick` is
-appended unless --full.
+appended unless --full. The experiments do not depend on each other: each is one cell of
+lab.executor, run here in order, or with a cluster address (--cluster, else $RAY_ADDRESS) as one
+Ray task each, spread over the nodes (each script resumes from its checkpoints when a lost task is
+retried). On a cluster the scripts inside a task run locally (no nested fan-out).
 """
 
 from __future__ import annotations
@@ -14,12 +18,15 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 from lab.checkpoint import atomic_write_text
+from lab.errors import LabError
+from lab.executor import Cell, cluster_address, run_cells
 from lab.gallery import build_gallery, collect_claims
 from lab.paths import EXPERIMENTS, REPO_ROOT, outputs_root
 
@@ -30,6 +37,40 @@ def experiment_scripts(experiment: str) -> list[list[str]] | None:
         return None
     module = importlib.import_module(f"{experiment}.pipeline")
     return [list(step) for step in module.SCRIPTS]
+
+
+def _die_with_parent() -> None:
+    """In a script started by a Ray task: die when the task's worker dies (Linux), so that the
+    retried task does not find the script still holding its checkpoint folder."""
+    import ctypes
+    import signal
+
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+def run_experiment(experiment: str, full: bool, outputs: str = "", nested_cluster: bool = True) -> dict:
+    """One experiment's scripts in order, each a subprocess; a failed script skips the rest of its
+    experiment. `outputs`: the outputs root (on a cluster, a folder every node sees); `nested_cluster`
+    False: on a cluster's worker, its scripts run locally even when RAY_ADDRESS is set there too."""
+    scripts = experiment_scripts(experiment)
+    if scripts is None:
+        print(f"== {experiment}: not built yet, skipped")
+        return {"seconds": "not built yet", "failed": []}
+    print(f"== {experiment} ({'full' if full else 'quick'} profile)", flush=True)
+    env = dict(os.environ, **({"LAB_OUTPUT_ROOT": outputs} if outputs else {}))
+    if not nested_cluster:
+        env.pop("RAY_ADDRESS", None)
+    on_linux_worker = not nested_cluster and sys.platform.startswith("linux")
+    started = time.time()
+    failed = []
+    for module, *extra in scripts:
+        command = [sys.executable, "-m", f"{experiment}.{module}", *extra] + ([] if full else ["--quick"])
+        print("$ " + " ".join(command[1:]), flush=True)
+        if subprocess.call(command, cwd=REPO_ROOT, env=env, preexec_fn=_die_with_parent if on_linux_worker else None):
+            print(f"!! {experiment}.{module} failed; skipping the rest of {experiment}", file=sys.stderr)
+            failed.append(f"{experiment}.{module}")
+            break
+    return {"seconds": round(time.time() - started, 1), "failed": failed}
 
 
 def print_summary(root, experiments) -> None:
@@ -59,6 +100,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("experiments", nargs="*", metavar="EXPERIMENT",
                         help=f"any of: {', '.join(EXPERIMENTS)} (default: all)")
     parser.add_argument("--full", action="store_true", help="article-scale constants instead of the quick profile")
+    parser.add_argument("--cluster", default="", metavar="ADDRESS",
+                        help="a Ray cluster to run the experiments on, one task each (default: $RAY_ADDRESS; "
+                             "unset: one after another here)")
+    parser.add_argument("--gpus", type=float, default=0, help="GPUs each experiment's task asks of the cluster")
     args = parser.parse_args(argv)
     unknown = [name for name in args.experiments if name not in EXPERIMENTS]
     if unknown:
@@ -69,23 +114,25 @@ def main(argv: list[str] | None = None) -> int:
     profile = "full" if args.full else "quick"
     timings_path = root / f"timings_{profile}.json"
     timings = read_timings(timings_path)
+    cluster = cluster_address(args.cluster)
+    cells = [Cell(experiment, "lab.pipeline:run_experiment",
+                  {"experiment": experiment, "full": args.full, "outputs": str(root.resolve()),
+                   "nested_cluster": not cluster},
+                  resources={"num_cpus": 1, "num_gpus": args.gpus})
+             for experiment in args.experiments or EXPERIMENTS]
     failed = []
-    for experiment in args.experiments or EXPERIMENTS:
-        scripts = experiment_scripts(experiment)
-        if scripts is None:
-            print(f"== {experiment}: not built yet, skipped")
-            timings[experiment] = "not built yet"
+    try:
+        outcomes = run_cells(cells, cluster=cluster, desc="experiments")
+    except LabError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    for outcome in outcomes:
+        if not outcome.ok:
+            timings[outcome.name] = "failed"
+            failed.append(f"{outcome.name} ({outcome.error})")
             continue
-        print(f"== {experiment} ({'full' if args.full else 'quick'} profile)", flush=True)
-        started = time.time()
-        for module, *extra in scripts:
-            command = [sys.executable, "-m", f"{experiment}.{module}", *extra] + ([] if args.full else ["--quick"])
-            print("$ " + " ".join(command[1:]), flush=True)
-            if subprocess.call(command, cwd=REPO_ROOT) != 0:
-                print(f"!! {experiment}.{module} failed; skipping the rest of {experiment}", file=sys.stderr)
-                failed.append(f"{experiment}.{module}")
-                break
-        timings[experiment] = round(time.time() - started, 1)
+        timings[outcome.name] = outcome.result["seconds"]
+        failed += outcome.result["failed"]
 
     print("\n== timings (s)")
     for experiment in args.experiments or EXPERIMENTS:

@@ -12,24 +12,34 @@ this runs the article's loop (`loop.generate`, the same as generate.py's) and ju
    assigned to the nearest of the eight named colours). The check agrees when the shape colour
    and the background colour are the two most frequent colours of the picture.
 
-Results go to run.json (per prompt and in total) and a gallery grid.
+Results go to run.json (per prompt and in total) and a gallery grid. Each prompt is a cell of
+lab.executor (vqgan_clip.evaluate_cell): here one after another, or with a Ray cluster's address
+(RAY_ADDRESS or --set CLUSTER=...) one task per prompt over the nodes; a finished prompt is kept in
+its own folder, so a rerun or a retried task redoes only the prompts not yet done.
 """
 
 from __future__ import annotations
 
+import shutil
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from lab import LabError, exit_on_lab_error, start_run
+from lab.executor import Cell, cluster_address, failure_summary, run_cells
 from vqgan_clip import claims, loop
 from vqgan_clip import shapes_world as world
-from vqgan_clip.clip_model import clip_input_size
+from vqgan_clip.evaluate_cell import (  # noqa: F401 - the evaluation's rules, used by the tests
+    TEMPLATE,
+    cell_name,
+    clip_similarities,
+    contrasting_captions,
+    judge,
+    models_for,
+)
 from vqgan_clip.figures import image_grid
-from vqgan_clip.models import load_models
 
 # -----------------------------------------------------------------------------
 # Constants. The full profile runs 256 iterations of 32 cutouts (generate.py: 300 x 64) on the small models.
@@ -46,11 +56,10 @@ TARGET_PIXEL_SHARE = 0.7   # the goal: the pixel-colour check agrees in >= 70 % 
 TORCH_THREADS = 1          # torch CPU threads (0: torch's default). 1 is fastest on a shared 2-core machine {>= 0}
 SEED = 0                   # seed of every prompt's run (the same start for a fair comparison) {>= 0}
 DEVICE = "auto"            # "auto" (CUDA if available), "cpu" or "cuda"
+CLUSTER = ""               # a Ray cluster's address ("host:6379", "auto"); "" reads $RAY_ADDRESS, unset: run here
 QUICK = {"MAX_ITERATIONS": 64, "CUTN": 16}
 DRY_RUN = {"PROMPT_COUNT": 2, "MAX_ITERATIONS": 2, "CUTN": 2}
 # -----------------------------------------------------------------------------
-
-TEMPLATE = "a {colour} {shape} on a {background} background"
 
 
 
@@ -66,43 +75,6 @@ def evaluation_prompts(count: int) -> list[dict]:
                       "prompt": TEMPLATE.format(colour=colour, shape=shape, background=background),
                       "held_out_pair": (colour, shape) in world.HELD_OUT_PAIRS})
     return items
-
-
-def contrasting_captions(item: dict) -> list[str]:
-    """The prompt's template with exactly one attribute changed, each way it can be changed."""
-    colour, shape, background = item["colour"], item["shape"], item["background"]
-    captions = [TEMPLATE.format(colour=c, shape=shape, background=background)
-                for c in world.COLOUR_NAMES if c not in (colour, background)]
-    captions += [TEMPLATE.format(colour=colour, shape=s, background=background) for s in world.SHAPES if s != shape]
-    captions += [TEMPLATE.format(colour=colour, shape=shape, background=b)
-                 for b in world.COLOUR_NAMES if b not in (colour, background)]
-    return captions
-
-
-@torch.no_grad()
-def clip_similarities(clip, images_uint8: list[np.ndarray], texts: list[str], device) -> torch.Tensor:
-    """Cosine similarities (images x texts) by the CLIP, on whole images resized to its input."""
-    model, tokenizer, mean, std = clip
-    size = clip_input_size(model)
-    x = torch.as_tensor(np.stack(images_uint8), device=device).permute(0, 3, 1, 2).float() / 255.0
-    if x.shape[-1] != size or x.shape[-2] != size:
-        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-    x = (x - torch.tensor(mean, device=device).view(1, 3, 1, 1)) / torch.tensor(std, device=device).view(1, 3, 1, 1)
-    image_features = F.normalize(model.encode_image(x).float(), dim=-1)
-    text_features = F.normalize(model.encode_text(tokenizer(texts).to(device)).float(), dim=-1)
-    return image_features @ text_features.t()
-
-
-def judge(clip, item: dict, initial: np.ndarray, final: np.ndarray, device) -> dict:
-    captions = [item["prompt"], *contrasting_captions(item)]
-    similarity = clip_similarities(clip, [initial, final], captions, device)
-    final_scores = similarity[1]
-    rank = int((final_scores[1:] > final_scores[0]).sum().item()) + 1
-    agrees, shares = world.pixel_check(final, item["colour"], item["background"])
-    return {**item, "rank_among_contrasts": rank, "contrasts": len(captions) - 1,
-            "similarity_initial": float(similarity[0, 0]), "similarity_final": float(final_scores[0]),
-            "pixel_check": agrees, "shape_colour_share": shares[item["colour"]],
-            "background_colour_share": shares[item["background"]]}
 
 
 def plot_grid(path: Path, results: list[dict], images: list[np.ndarray]) -> Path:
@@ -121,26 +93,37 @@ def settings_for(cfg, prompt: str) -> loop.LoopSettings:
                              seed=cfg.SEED, display_frequency=cfg.MAX_ITERATIONS + 1)
 
 
-def evaluate_prompts(run, vqgan, clip) -> tuple[list[dict], list[np.ndarray], float]:
+def evaluate_prompts(run, files: dict) -> tuple[list[dict], list[np.ndarray], float]:
     """Run the loop on every evaluation prompt and judge its final image; (results, finals, seconds)."""
     cfg = run.cfg
     items = evaluation_prompts(cfg.PROMPT_COUNT)
-    results, finals = [], []
-    started = time.time()
+    models = str(sorted((key, str(value)) for key, value in files.items()))
+    cells = []
     for number, item in enumerate(items, 1):
-        frames = {}
-        outcome = loop.generate(settings_for(cfg, item["prompt"]), vqgan, clip, device=run.device, progress=False,
-                                on_display=lambda iteration, image, frames=frames: frames.setdefault(iteration, image))
-        result = judge(clip, item, frames[0], outcome.image, run.device)
-        result["loss_first"], result["loss_last"] = outcome.total_losses[0], outcome.total_losses[-1]
+        settings = settings_for(cfg, item["prompt"])
+        folder = run.checkpoint_dir / "evaluate_prompts" / cell_name(number, settings, models)
+        if run.fresh:
+            shutil.rmtree(folder, ignore_errors=True)
+        cells.append(Cell(folder.name, "vqgan_clip.evaluate_cell:evaluate_prompt",
+                          {"item": item, "settings": asdict(settings), "model": cfg.MODEL, "device": run.device,
+                           "folder": str(folder.resolve())},
+                          resources={"num_cpus": 1, "num_gpus": 1 if run.device.startswith("cuda") else 0}))
+    started = time.time()
+    outcomes = run_cells(cells, cluster=cluster_address(cfg.CLUSTER), desc="prompts")
+    if failure_summary(outcomes):
+        raise LabError(f"prompts failed for good:\n{failure_summary(outcomes)}\nrerun to retry them; "
+                       "the finished prompts are kept")
+    results, finals = [], []
+    for number, outcome in enumerate(outcomes, 1):
+        result = outcome.result["result"]
         results.append(result)
-        finals.append(outcome.image)
+        finals.append(outcome.result["final"])
         run.log_scalars(number, rank=result["rank_among_contrasts"], similarity_final=result["similarity_final"],
                         pixel_check=float(result["pixel_check"]))
-        print(f"[{number}/{len(items)}] {item['prompt']}: rank {result['rank_among_contrasts']} of "
+        print(f"[{number}/{len(items)}] {result['prompt']}: rank {result['rank_among_contrasts']} of "
               f"{result['contrasts'] + 1}, similarity {result['similarity_initial']:.3f} -> "
-              f"{result['similarity_final']:.3f}, pixel check {'agrees' if result['pixel_check'] else 'disagrees'} "
-              f"({time.time() - started:.0f} s)", flush=True)
+              f"{result['similarity_final']:.3f}, pixel check {'agrees' if result['pixel_check'] else 'disagrees'}"
+              + (" (kept from an earlier run)" if outcome.result["reused"] else ""), flush=True)
     return results, finals, time.time() - started
 
 
@@ -184,8 +167,8 @@ def report(run, results: list[dict], finals: list[np.ndarray], seconds: float, f
 @exit_on_lab_error
 def main(argv=None):
     run = start_run("vqgan_clip", globals(), argv, framework="torch")
-    vqgan, clip, files = load_models(run.cfg.MODEL, device=run.device)
-    results, finals, seconds = evaluate_prompts(run, vqgan, clip)
+    _, _, files = models_for(run.cfg.MODEL, run.device)  # loaded here: a missing file is named before any work
+    results, finals, seconds = evaluate_prompts(run, files)
     return report(run, results, finals, seconds, files)
 
 

@@ -4,6 +4,7 @@
     python -m lab.robustness sphere_mapping --envs reference numba-generic seed+10
     python -m lab.robustness gan_basics --seeds 10 20 30      # ... and three shifted seeds (seed+K)
     python -m lab.robustness --list                           # the declared environments
+    python -m lab.robustness --report                         # the table of everything measured so far
 
 Each environment reruns the quick pipeline (`python -m lab.pipeline <experiments>`) in its own
 process, with its own outputs under outputs/robustness/<environment>/, so the checkpoints and
@@ -87,10 +88,10 @@ def measure(env: Environment, experiments: list[str], root: Path, fresh: bool = 
             done = json.loads(result_path.read_text())
         except (OSError, json.JSONDecodeError):
             done = None
-        if (isinstance(done, dict) and done.get("returncode") == 0 and done.get("experiments") == experiments
+        if (isinstance(done, dict) and done.get("returncode") == 0 and set(experiments) <= set(done.get("experiments", []))
                 and done.get("variables") == env.variables):
             print(f"== {env.name}: measured before ({result_path}); --fresh measures again", flush=True)
-            return done
+            return restrict(done, experiments)
     if fresh and folder.is_dir():
         shutil.rmtree(folder)  # its checkpoints too: measuring again means training again
     folder.mkdir(parents=True, exist_ok=True)
@@ -115,6 +116,28 @@ def measure(env: Environment, experiments: list[str], root: Path, fresh: bool = 
     atomic_write_text(result_path, json.dumps(result, indent=2) + "\n")
     print(f"   {env.name}: pipeline exit {returncode} in {result['wall_time_s']:.0f} s", flush=True)
     return result
+
+
+def restrict(result: dict[str, Any], experiments: list[str]) -> dict[str, Any]:
+    """`result` as if only `experiments` had been measured."""
+    return {**result, "experiments": [name for name in result["experiments"] if name in experiments],
+            "claims": {name: rows for name, rows in result["claims"].items() if name in experiments}}
+
+
+def measured_before(root: Path, experiments: list[str]) -> list[dict[str, Any]]:
+    """Every environment under `root` that measured any of `experiments` without a failure, the
+    declared ones first: what --report tabulates without running anything."""
+    results = []
+    for path in sorted(root.glob("*/claims.json")):
+        try:
+            result = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if isinstance(result, dict) and result.get("returncode") == 0 and set(experiments) & set(result["experiments"]):
+            results.append(restrict(result, experiments))
+    order = [env.name for env in ENVIRONMENTS]
+    return sorted(results, key=lambda r: (order.index(r["environment"]) if r["environment"] in order else len(order),
+                                          r["environment"]))
 
 
 def numeric_range(figures: list[str]) -> str:
@@ -148,8 +171,10 @@ def _number(value: float) -> str:
 
 def build_table(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per (experiment, claim) seen in any environment: its figure and verdict in each
-    environment ("" / "not run" where that environment did not record it), whether it was reproduced
-    in every environment and in how many, and the range of its figures."""
+    environment, whether it was reproduced in every environment that ran its experiment and in how
+    many, and the range of its figures. An environment that did not run the experiment (one whose
+    switches do not reach its kernels, say) shows "not run" and does not count; one that ran it but
+    has no such claim (a script failed) shows "missing" and counts as not reproduced."""
     order: list[tuple[str, str]] = []
     cells: dict[tuple[str, str], dict[str, dict[str, str]]] = {}
     for result in results:
@@ -162,13 +187,14 @@ def build_table(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 cells[key][result["environment"]] = {"measured": row["measured"], "verdict": row["verdict"]}
     table = []
     for key in order:
-        per_env = {r["environment"]: cells[key].get(r["environment"], {"measured": "", "verdict": "not run"})
-                   for r in results}
+        per_env = {r["environment"]: cells[key].get(r["environment"], {
+            "measured": "", "verdict": "missing" if key[0] in r["experiments"] else "not run"}) for r in results}
+        ran = [cell for cell in per_env.values() if cell["verdict"] != "not run"]
         table.append({
             "experiment": key[0], "claim": key[1], "environments": per_env,
-            "holds_everywhere": all(cell["verdict"] == "reproduced" for cell in per_env.values()),
-            "reproduced_in": sum(cell["verdict"] == "reproduced" for cell in per_env.values()),
-            "range": numeric_range([cell["measured"] for cell in per_env.values()]),
+            "holds_everywhere": all(cell["verdict"] == "reproduced" for cell in ran),
+            "reproduced_in": sum(cell["verdict"] == "reproduced" for cell in ran), "ran_in": len(ran),
+            "range": numeric_range([cell["measured"] for cell in ran]),
         })
     return table
 
@@ -181,12 +207,12 @@ def table_markdown(table: list[dict[str, Any]], results: list[dict[str, Any]]) -
         figures = [f'{cell["measured"]} ({VERDICT_MARKS.get(cell["verdict"], cell["verdict"])})'.strip()
                    for cell in row["environments"].values()]
         escaped = [text.replace("|", "\\|") for text in (row["claim"], row["range"], *figures)]
-        holds = "yes" if row["holds_everywhere"] else f'no ({row["reproduced_in"]}/{len(names)})'
+        holds = ("yes" if row["holds_everywhere"] else "no") + f' ({row["reproduced_in"]}/{row["ran_in"]})'
         lines.append(f'| {row["experiment"]} | {escaped[0]} | {holds} | '
                      f'{escaped[1]} | ' + " | ".join(escaped[2:]) + " |")
     held = sum(row["holds_everywhere"] for row in table)
     lines.append("")
-    lines.append(f"{held} of {len(table)} claims hold in every environment ({', '.join(names)}).")
+    lines.append(f"{held} of {len(table)} claims hold in every environment that ran them ({', '.join(names)}).")
     variables = [f"- {r['environment']}: " + (" ".join(f"`{k}={v}`" for k, v in r["variables"].items()) or "as ./run.sh")
                  + f" (pipeline exit {r['returncode']}, {r['wall_time_s']:.0f} s)" for r in results]
     return "\n".join([*lines, "", *variables]) + "\n"
@@ -209,6 +235,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                         help="seed offsets to try (replaces the declared seed+k environments)")
     parser.add_argument("--fresh", action="store_true", help="measure again environments measured before")
     parser.add_argument("--list", action="store_true", help="list the declared environments and stop")
+    parser.add_argument("--report", action="store_true",
+                        help="run nothing: tabulate every environment measured before under outputs/robustness/")
     return parser.parse_args(argv)
 
 
@@ -237,7 +265,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: unknown experiment(s) {', '.join(unknown)}; valid: {', '.join(EXPERIMENTS)}", file=sys.stderr)
         return 2
     root = outputs_root() / "robustness"
-    results = [measure(env, experiments, root, fresh=args.fresh) for env in chosen_environments(args)]
+    if args.report:
+        results = measured_before(root, experiments)
+        if not results:
+            print(f"error: nothing measured yet under {root}; run without --report first", file=sys.stderr)
+            return 2
+    else:
+        results = [measure(env, experiments, root, fresh=args.fresh) for env in chosen_environments(args)]
     table = build_table(results)
     md_path, json_path = write_report(table, results, root)
     print("\n" + md_path.read_text())

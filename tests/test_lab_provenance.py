@@ -114,7 +114,7 @@ def test_robustness_table_ranges_and_what_holds_everywhere(lab_outputs, monkeypa
     assert rows["closes"]["environments"]["numba-generic"] == {"measured": "hole 3 deg", "verdict": "reproduced"}
     assert rows["closes"]["range"] == "first number 7.5 [3-12]"
     markdown = (lab_outputs / "robustness" / "robustness.md").read_text()
-    assert "| sphere_mapping | wraps | yes | coverage 0.71 [0.69-0.75], hole 50 [44-61] deg |" in markdown
+    assert "| sphere_mapping | wraps | yes (3/3) | coverage 0.71 [0.69-0.75], hole 50 [44-61] deg |" in markdown
     assert "| sphere_mapping | closes | no (1/3) | first number 7.5 [3-12] | hole 12 deg (NOT reproduced) |" in markdown
     assert "1 of 2 claims hold in every environment" in capsys.readouterr().out
     # The gallery says it too, after the summary.
@@ -133,6 +133,30 @@ def test_robustness_table_ranges_and_what_holds_everywhere(lab_outputs, monkeypa
     shutil.rmtree(lab_outputs / "robustness" / "seed+1" / "sphere_mapping")
     assert robustness.main(["sphere_mapping", "--envs", "reference", "numba-generic", "seed+1"]) == 0
     assert calls == ["reference", "numba-generic", "seed+1", "seed+1"]
+
+
+def test_robustness_report_counts_only_the_environments_that_ran_the_experiment(lab_outputs, monkeypatch, capsys):
+    figures = {"reference": {"wraps": ("coverage 0.71", True)}, "numba-generic": {"wraps": ("coverage 0.69", True)}}
+    call, calls = _fake_pipeline(figures)
+    monkeypatch.setattr(robustness.subprocess, "call", call)
+    monkeypatch.setattr(gallery, "declared_claims", lambda experiment: [])
+    assert robustness.main(["sphere_mapping", "--envs", "reference"]) == 0
+    # Measured with two experiments, then asked for one: reused, not run again.
+    (lab_outputs / "robustness" / "numba-generic").mkdir(parents=True)
+    (lab_outputs / "robustness" / "numba-generic" / "claims.json").write_text(json.dumps({
+        "environment": "numba-generic", "variables": {"NUMBA_CPU_NAME": "generic"}, "returncode": 0,
+        "experiments": ["sphere_mapping", "gan_basics"], "wall_time_s": 1.0,
+        "claims": {"sphere_mapping": [{"claim": "wraps", "measured": "coverage 0.5", "verdict": "not reproduced",
+                                       "source": "train"}], "gan_basics": []}}))
+    assert robustness.main(["sphere_mapping", "--envs", "reference", "numba-generic"]) == 0
+    assert calls == ["reference"]
+    # A report of everything measured, without running anything: the claim is judged over both.
+    assert robustness.main(["sphere_mapping", "--report"]) == 0
+    rows = json.loads((lab_outputs / "robustness" / "robustness.json").read_text())["claims"]
+    assert [(row["claim"], row["reproduced_in"], row["ran_in"], row["holds_everywhere"]) for row in rows] == [
+        ("wraps", 1, 2, False)]
+    assert calls == ["reference"]
+    assert robustness.main(["no_such_experiment", "--report"]) == 2
 
 
 def test_robustness_rejects_unknown_environment(capsys):

@@ -1,20 +1,10 @@
-"""outputs/index.html: a reproduction summary, then one section per experiment, from every run.json.
+"""outputs/index.html from every run.json: the machines, a reproduction summary, then one section per experiment.
 
-The page opens with the reproduction summary: one row per article claim, grouped by experiment,
-with the figure this run measured, the full profile's figure (from the experiment's README) and a
-verdict (reproduced / not reproduced / not run). Each script records its claims in its run.json
-(`run.add_claim(...)`, list "claims"); the gallery only gathers them. An experiment may declare
-the claims its pipeline checks in `<folder>/pipeline.py` as `CLAIMS` (claim sentences, or
-(claim, full-profile figure) pairs): a declared claim that no run.json records shows as "not run",
-and so does an experiment that has not run at all.
-
-When `python -m lab.robustness` has run, a section after the summary says which claims held in every
-environment it tried, with the spread of their figures. Under the title, a box names the machine(s) the runs were measured on (CPU, the instruction set
-torch and numba dispatched to, threads, GPU, numerics environment variables: run.json's "machine").
-Each experiment's section opens with its claims, then one box per run: its pictures first (images
-and GIFs inline, mp4 videos playing inline, .html files (plotly) linked), then its raw metrics as a
-table folded in a <details>.
-Links are relative, so the outputs folder can be zipped and shared as it is.
+The summary has one row per article claim (`run.add_claim(...)` in run.json, and the `CLAIMS` an
+experiment's pipeline.py declares, "not run" until recorded): this run's figure, the full profile's
+and a verdict. lab.robustness's verdicts follow when it has run. Each experiment's section shows its
+claims, then one box per run: pictures, videos and links, then its metrics folded away. Links are
+relative, so the outputs folder can be zipped and shared as it is.
 
     python -m lab.gallery            # rebuild outputs/index.html
 """
@@ -130,8 +120,8 @@ def declared_claims(experiment: str) -> list[tuple[str, str]]:
 
 
 def gather_claims(experiment: str, records: list[Path], root: Path) -> list[dict[str, Any]]:
-    """One row per claim: those the experiment's run.json files record (in run order), then the
-    declared claims none of them recorded, as "not run"; a row "not run" when there is nothing."""
+    """One row per claim the run.json files record (in run order), then the declared claims none
+    recorded, as "not run"; one "not run" row when there is nothing."""
     rows: list[dict[str, Any]] = []
     for record_path in records:
         record = _read_record(record_path)
@@ -197,8 +187,7 @@ def experiment_claims_html(experiment: str, rows: list[dict[str, Any]]) -> str:
 
 
 def machine_summary(machine: dict[str, Any] | None) -> str:
-    """One line: the CPU, the instruction sets the frameworks dispatched to, threads, GPU, and the
-    numerics environment variables that were set (lab.run.machine_provenance's record)."""
+    """lab.run.machine_provenance's record in one line."""
     if not isinstance(machine, dict):
         return "machine not recorded"
     torch_info, numba_info, tf_info = (machine.get(k) if isinstance(machine.get(k), dict) else {}
@@ -224,8 +213,7 @@ def machine_summary(machine: dict[str, Any] | None) -> str:
 
 
 def machines_html(root: Path, experiments: list[str]) -> str:
-    """The box under the title: each distinct machine line among the runs shown, with its run count,
-    so a page from another machine (or another environment) says so at once."""
+    """The box under the title: each distinct machine line among the runs, with its run count."""
     counts: dict[str, int] = {}
     versions: dict[str, str] = {}
     for experiment in experiments:
@@ -245,8 +233,7 @@ def machines_html(root: Path, experiments: list[str]) -> str:
 
 
 def robustness_html(root: Path) -> str:
-    """lab.robustness's verdict per claim, when it has been run: does it hold in every environment,
-    and the spread of its figures; the full claim x environment table is linked."""
+    """lab.robustness's verdict per claim, when it has run: holds everywhere, and its figures' spread."""
     report_path = root / "robustness" / "robustness.json"
     report = _read_record(report_path) if report_path.is_file() else None
     if not report or not isinstance(report.get("claims"), list):

@@ -1,8 +1,5 @@
-"""Frames to video (H.264 mp4 through imageio-ffmpeg's bundled ffmpeg) and to GIF (Pillow).
-
-The ffmpeg binary ships inside the imageio-ffmpeg wheel, so video works on a fresh machine
-without a system ffmpeg - the wall that the popular VQGAN+CLIP notebooks kept hitting.
-"""
+"""Frames to video (H.264 mp4 through the ffmpeg bundled in the imageio-ffmpeg wheel, so no system
+ffmpeg is needed - the wall the popular VQGAN+CLIP notebooks kept hitting) and to GIF (Pillow)."""
 
 from __future__ import annotations
 
@@ -46,9 +43,7 @@ def write_video(frames: Iterable[Frame], path: Path | str, fps: float = 24.0) ->
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    writer = None
-    count = 0
-    size = None
+    writer, count, size = None, 0, None
     try:
         for frame in frames:
             array = _pad_even(as_rgb_array(frame))

@@ -5,12 +5,10 @@
     python -m lab.pipeline --full              # the article-scale constants
     RAY_ADDRESS=head:6379 python -m lab.pipeline --full   # the experiments as tasks on a Ray cluster
 
-The experiments are those pyproject.toml declares (lab.paths.declared_experiments). Each lists its
-scripts in `<folder>/pipeline.py` as `SCRIPTS`, a list of [module, *extra_args]; `--quick` is
-appended unless --full. The experiments do not depend on each other: each is one cell of
-lab.executor, run here in order, or with a cluster address (--cluster, else $RAY_ADDRESS) as one
-Ray task each, spread over the nodes (each script resumes from its checkpoints when a lost task is
-retried). On a cluster the scripts inside a task run locally (no nested fan-out).
+The experiments (lab.paths.declared_experiments) list their scripts in `<folder>/pipeline.py` as
+`SCRIPTS`, [module, *extra_args] each (`--quick` appended unless --full). Each experiment is one
+lab.executor cell: run here in order, or one Ray task each with --cluster or $RAY_ADDRESS (a retried
+task's scripts resume from their checkpoints).
 """
 
 from __future__ import annotations
@@ -40,8 +38,7 @@ def experiment_scripts(experiment: str) -> list[list[str]] | None:
 
 
 def _die_with_parent() -> None:
-    """In a script started by a Ray task: die when the task's worker dies (Linux), so that the
-    retried task does not find the script still holding its checkpoint folder."""
+    """Die with the Ray worker (Linux), so a retried task does not find the script still holding its folder."""
     import ctypes
     import signal
 
@@ -49,9 +46,8 @@ def _die_with_parent() -> None:
 
 
 def run_experiment(experiment: str, full: bool, outputs: str = "", nested_cluster: bool = True) -> dict:
-    """One experiment's scripts in order, each a subprocess; a failed script skips the rest of its
-    experiment. `outputs`: the outputs root (on a cluster, a folder every node sees); `nested_cluster`
-    False: on a cluster's worker, its scripts run locally even when RAY_ADDRESS is set there too."""
+    """One experiment's scripts in order, each a subprocess; a failed script skips the rest. `outputs`:
+    a root every node sees; `nested_cluster` False: on a worker, the scripts ignore RAY_ADDRESS."""
     scripts = experiment_scripts(experiment)
     if scripts is None:
         print(f"== {experiment}: not built yet, skipped")
@@ -136,8 +132,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print("\n== timings (s)")
     for experiment in args.experiments or EXPERIMENTS:
-        seconds = timings[experiment]
-        print(f"  {experiment:<18} {seconds}")
+        print(f"  {experiment:<18} {timings[experiment]}")
     root.mkdir(parents=True, exist_ok=True)
     atomic_write_text(timings_path, json.dumps(timings, indent=2) + "\n")
     print_summary(root, args.experiments or EXPERIMENTS)

@@ -8,10 +8,7 @@ from typing import Any
 
 
 def save_figure(fig: Any, path: Path | str, dpi: int = 100) -> Path | str:
-    """Lay out, write and close a matplotlib figure (closing frees its memory in long runs).
-
-    Returns `path`, so a plotting function can end with `return save_figure(fig, path)`.
-    """
+    """Lay out, write and close a matplotlib figure (freeing its memory); returns `path`."""
     if "matplotlib.pyplot" not in sys.modules:
         import matplotlib
 

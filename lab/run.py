@@ -7,12 +7,8 @@
     run.finish({"coverage": 0.97})       # writes run.json for the gallery
 
 Command line shared by all scripts: --quick, --dry-run, --set NAME=VALUE (repeatable), --fresh
-(ignore existing checkpoints and start over). `--help` lists every constant with its value, type,
-range and the comment written beside it in the script.
-
-A script runs the same way as `python -m <experiment>.<script>` from the repository root and as
-`python <script>.py` from inside its folder: the script is named by its file, and the outputs
-folder is the repository's either way.
+(ignore existing checkpoints); `--help` lists every constant with its value, type, range and comment.
+`python -m <experiment>.<script>` and `python <script>.py` run the same way, into the same outputs.
 """
 
 from __future__ import annotations
@@ -41,18 +37,9 @@ from lab.scalars import ScalarLog
 
 # Distributions whose versions go into run.json when their module is loaded.
 _TRACKED = {
-    "numpy": "numpy",
-    "torch": "torch",
-    "torchvision": "torchvision",
-    "tensorflow": "tensorflow-cpu",
-    "keras": "keras",
-    "open_clip": "open-clip-torch",
-    "scipy": "scipy",
-    "sklearn": "scikit-learn",
-    "skimage": "scikit-image",
-    "numba": "numba",
-    "llvmlite": "llvmlite",
-    "threadpoolctl": "threadpoolctl",
+    "numpy": "numpy", "torch": "torch", "torchvision": "torchvision", "tensorflow": "tensorflow-cpu",
+    "keras": "keras", "open_clip": "open-clip-torch", "scipy": "scipy", "sklearn": "scikit-learn",
+    "skimage": "scikit-image", "numba": "numba", "llvmlite": "llvmlite", "threadpoolctl": "threadpoolctl",
 }
 
 
@@ -69,8 +56,7 @@ def library_versions() -> dict[str, str]:
     return versions
 
 
-# Environment variables that change which kernels run or how many threads run them; run.json
-# records those that are set, so two machines' (or two environments') figures can be compared.
+# Environment variables that change which kernels run or on how many threads (run.json records them).
 NUMERICS_ENVIRONMENT = (
     "ATEN_CPU_CAPABILITY", "NUMBA_CPU_NAME", "NUMBA_CPU_FEATURES", "NUMBA_NUM_THREADS", "NUMBA_OPT",
     "TF_ENABLE_ONEDNN_OPTS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS",
@@ -80,26 +66,26 @@ NUMERICS_ENVIRONMENT = (
 )
 
 
-def _cpu_model() -> str:
+def _cpuinfo(prefixes: tuple[str, ...]) -> str | None:
+    """The value of the first /proc/cpuinfo line starting with one of `prefixes`, else None."""
     try:
         for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+            if line.startswith(prefixes):
+                return line.split(":", 1)[1]
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return None
+
+
+def _cpu_model() -> str:
+    model = _cpuinfo(("model name",))
+    return model.strip() if model is not None else platform.processor() or platform.machine()
 
 
 def _cpu_vector_extensions() -> list[str]:
     """The host's SIMD families (avx, avx2, avx512f, amx...), from /proc/cpuinfo's flags."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
-            if line.startswith(("flags", "Features")):
-                flags = line.split(":", 1)[1].split()
-                return sorted(f for f in flags if f.startswith(("avx", "amx", "fma", "sse4", "neon", "asimd", "sve")))
-    except OSError:
-        pass
-    return []
+    flags = (_cpuinfo(("flags", "Features")) or "").split()
+    return sorted(f for f in flags if f.startswith(("avx", "amx", "fma", "sse4", "neon", "asimd", "sve")))
 
 
 def _torch_provenance(torch: Any) -> dict[str, Any]:
@@ -137,8 +123,7 @@ def _tensorflow_provenance(tf: Any) -> dict[str, Any]:
 
 
 def _numpy_provenance() -> dict[str, Any]:
-    """numpy's SIMD baseline and the dispatched extensions this CPU runs, and the BLAS/OpenMP pools
-    (OpenBLAS picks its kernels by CPU too: its "architecture")."""
+    """numpy's SIMD baseline and dispatched extensions, and the BLAS/OpenMP pools (OpenBLAS's kernels)."""
     info: dict[str, Any] = {}
     try:
         from numpy._core import _multiarray_umath as umath
@@ -163,10 +148,8 @@ def _numpy_provenance() -> dict[str, Any]:
 
 
 def machine_provenance() -> dict[str, Any]:
-    """What decides the numbers on this host: CPU model and vector extensions, the instruction set
-    each loaded framework dispatches to (torch's ATen capability, numba's target CPU, TensorFlow's
-    oneDNN), thread counts, the GPU, and the environment variables that change these. Frameworks
-    are only read when the script has already imported them: lab imports none of them."""
+    """What decides the numbers on this host: CPU, vector extensions, the instruction set and threads
+    of each framework the script has already imported (lab imports none), the GPU, the environment."""
     info: dict[str, Any] = {
         "cpu": _cpu_model(),
         "machine": platform.machine(),
@@ -189,10 +172,8 @@ def machine_provenance() -> dict[str, Any]:
 
 
 def environment_overrides(constants: dict[str, Any]) -> list[str]:
-    """`--set` overrides asked for by the environment, for the constants this script has:
-    LAB_SEED_OFFSET=k shifts SEED by k (not a drawn one, SEED=-1), LAB_TORCH_THREADS=n sets
-    TORCH_THREADS. lab.robustness reruns every script this way (`LAB_SEED_OFFSET=10 ./run.sh` by
-    hand) without knowing each one's constants."""
+    """`--set` overrides from the environment (how lab.robustness reruns every script): LAB_SEED_OFFSET=k
+    shifts SEED by k (not a drawn one, SEED=-1), LAB_TORCH_THREADS=n sets TORCH_THREADS."""
     overrides = []
     for variable, constant in (("LAB_SEED_OFFSET", "SEED"), ("LAB_TORCH_THREADS", "TORCH_THREADS")):
         text = os.environ.get(variable, "").strip()
@@ -244,8 +225,7 @@ def seed_everything(seed: int, framework: str | None = None) -> None:
 
 def resolve_device(requested: str, framework: str | None) -> str:
     """"auto" picks CUDA (or a TensorFlow GPU) when there is one, else the CPU; any other choice
-    must be a device this machine has, or the run stops here instead of deep inside the first
-    tensor moved there."""
+    must be a device this machine has, or the run stops here."""
     requested = (requested or "auto").strip().lower()
     if framework == "torch":
         import torch
@@ -292,8 +272,8 @@ def resolve_device(requested: str, framework: str | None) -> str:
 
 
 def apply_torch_threads(threads: int, framework: str | None, device: str) -> None:
-    """TORCH_THREADS (0: torch's default) for the CPU. Small networks on a busy 2-core machine run
-    far faster on one thread than on two, whose OpenMP workers spin-wait for each other."""
+    """TORCH_THREADS (0: torch's default) for the CPU: small networks on a busy machine run faster
+    on one thread than on two, whose OpenMP workers spin-wait for each other."""
     if framework != "torch" or not threads:
         return
     if not isinstance(threads, int) or threads < 0:
@@ -358,8 +338,7 @@ class Run:
         self._scalars.log(step, **values)
 
     def add_claim(self, claim: str, measured: str, reproduced: bool | None, full_profile: str = "") -> None:
-        """One of the article's claims, the figure this run measured, and whether it reproduced it
-        (None: not run here). The gallery's summary table gathers these from every run.json."""
+        """An article claim, the figure this run measured, and whether it reproduced it (None: not run)."""
         entry = {"claim": claim, "measured": measured,
                  "reproduced": None if reproduced is None else bool(reproduced), "full_profile": full_profile}
         self.claims = [c for c in self.claims if c["claim"] != claim] + [entry]
@@ -407,8 +386,7 @@ def checkpoint_folder(experiment: str, profile: str, constants: dict[str, Any]) 
 
 
 def lock_checkpoints(folder: Path) -> None:
-    """Take the checkpoint folder's lock (see lab.checkpoint.lock_folder), with a clear error when
-    the folder cannot be written."""
+    """lab.checkpoint.lock_folder, with a clear error when the folder cannot be written."""
     try:
         lock_folder(folder)
     except OSError as error:
@@ -467,19 +445,12 @@ def start_run(
 ) -> Run:
     """Parse the command line, resolve constants, seed, pick the device, make the output folder.
 
-    `namespace` is the script's globals(); its constants are read, never modified, so a test can
-    call a script's main() many times. `subdir` replaces the default folder name (the script's);
-    it may be a function of the resolved constants (`lambda cfg: f"improver_{cfg.VARIANT}"`),
-    resolved here once, before the folder exists. A RUN_NAME gives the folder a suffix. `variants`
-    is the script's table of named setups (lab.constants.Variants), a layer between the block's
-    defaults and the profile. `checkpoints=True` (every script that resumes or reads checkpoints)
-    takes the checkpoint folder's lock first of all, so a second run on it stops within a second,
-    before any work.
-    """
+    `namespace` is the script's globals() (read, never modified). `subdir` replaces the folder name
+    (the script's), maybe as a function of the constants; RUN_NAME adds a suffix. `variants`: see
+    lab.constants.Variants. `checkpoints=True` locks the checkpoint folder before any work."""
     script = _script_name(namespace)
     prog = f"python -m {experiment}.{script}"
-    # Read the command line once without --help to resolve it, so that --help shows the values
-    # (and their sources) this very command line would run with.
+    # Resolved once without --help, so that --help shows the values this command line would run with.
     known, _ = build_parser(namespace, prog).parse_known_args(argv)
     profile = "dry_run" if known.dry_run else "quick" if known.quick else "full"
     resolved = resolve_layers(namespace, known.overrides, profile, variants)
@@ -495,7 +466,7 @@ def start_run(
         folder = f"{folder}-{constants['RUN_NAME']}"
     out_dir = outputs_root() / experiment / folder
     ensure_writable(out_dir)
-    if checkpoints:  # before any work (torch, data, models), so a second run on the folder stops at once
+    if checkpoints:
         lock_checkpoints(checkpoint_folder(experiment, profile, constants))
 
     seed = int(constants.get("SEED", 0))

@@ -112,14 +112,11 @@ def _link_previous(path: Path) -> None:
     os.replace(staging, previous)
 
 
-def remove_stale_temporaries(folder: Path | str) -> list[Path]:
+def remove_stale_temporaries(folder: Path | str) -> None:
     """Delete the temporary files a killed writer left in `folder` (call it holding the folder's lock)."""
-    removed = []
     for candidate in Path(folder).glob(".*.tmp*"):
         if candidate.is_file():
             candidate.unlink(missing_ok=True)
-            removed.append(candidate)
-    return removed
 
 
 def atomic_write_text(path: Path | str, text: str) -> Path:
@@ -282,16 +279,14 @@ def first_readable(path: Path, load: Callable[[Path], Any],
         try:
             loaded = load(candidate)
         except LabError as error:
-            problems.append(str(error))
-            continue
+            problem = str(error)
         except Exception as error:  # a loader of another format: its own message
-            problems.append(f"cannot read checkpoint {candidate}: {error}")
-            continue
-        problem = check(loaded, candidate)
-        if problem:
-            problems.append(problem)
-            continue
-        return loaded, candidate, problems
+            problem = f"cannot read checkpoint {candidate}: {error}"
+        else:
+            problem = check(loaded, candidate)
+            if not problem:
+                return loaded, candidate, problems
+        problems.append(problem)
     return None, path, problems
 
 
@@ -319,19 +314,9 @@ class Resumed:
         return meta
 
 
-def resume(
-    run: Any,
-    name: str,
-    *,
-    architecture: Iterable[str] = (),
-    settings: Any = None,
-    steps: int | None = None,
-    data: str | None = None,
-    map_location: Any = "cpu",
-    loader: Callable[[Path], dict[str, Any]] | None = None,
-    restore_rng: bool = True,
-    steps_name: str = "STEPS",
-) -> Resumed:
+def resume(run: Any, name: str, *, architecture: Iterable[str] = (), settings: Any = None, steps: int | None = None,
+           data: str | None = None, map_location: Any = "cpu", loader: Callable[[Path], dict[str, Any]] | None = None,
+           restore_rng: bool = True, steps_name: str = "STEPS") -> Resumed:
     """Load `name` from the run's checkpoint folder, or start fresh; see the module's docstring.
 
     `architecture`, `settings` (a dataclass, stored by `meta`) and `data` (`fingerprint_files`) must
@@ -405,20 +390,15 @@ def load_state_dict_strict(module: Any, state_dict: dict[str, Any], what: str) -
     own = module.state_dict()
     missing = sorted(set(own) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(own))
-    wrong_shape = sorted(
-        f"{k} {tuple(state_dict[k].shape)} vs {tuple(own[k].shape)}"
-        for k in set(own) & set(state_dict)
-        if hasattr(state_dict[k], "shape") and tuple(state_dict[k].shape) != tuple(own[k].shape)
-    )
+    wrong_shape = sorted(f"{k} {tuple(state_dict[k].shape)} vs {tuple(own[k].shape)}" for k in set(own) & set(state_dict)
+                         if hasattr(state_dict[k], "shape") and tuple(state_dict[k].shape) != tuple(own[k].shape))
     if missing or unexpected or wrong_shape:
 
         def listing(keys: list[str]) -> str:
             return ", ".join(keys[:12]) + (f" ... ({len(keys)} in all)" if len(keys) > 12 else "") or "none"
 
-        raise LabError(
-            f"{what} does not match this architecture. missing keys: {listing(missing)}; "
-            f"unexpected keys: {listing(unexpected)}; wrong shapes: {listing(wrong_shape)}"
-        )
+        raise LabError(f"{what} does not match this architecture. missing keys: {listing(missing)}; "
+                       f"unexpected keys: {listing(unexpected)}; wrong shapes: {listing(wrong_shape)}")
     module.load_state_dict(state_dict, strict=True)
 
 
@@ -428,8 +408,7 @@ class InterruptGuard:
     SIGTERM. A second signal aborts without saving. Outside the main thread it does nothing."""
 
     def __init__(self) -> None:
-        self.requested = False
-        self.signal_name = ""
+        self.requested, self.signal_name = False, ""
         self._previous: dict[int, Any] = {}
 
     def _handle(self, signum: int, frame: Any) -> None:

@@ -60,8 +60,7 @@ def _block_docs(source: str) -> dict[str, ConstantDoc] | None:
     rules = [i + 1 for i, line in enumerate(lines) if _RULE.match(line.strip())]  # 1-based
     if len(rules) < 2:
         return None
-    first, last = rules[0], rules[1]
-    comments: dict[int, str] = {}
+    first, last, comments = rules[0], rules[1], {}
     try:
         for token in tokenize.generate_tokens(io.StringIO(source).readline):
             if token.type == tokenize.COMMENT:
@@ -78,8 +77,7 @@ def _block_docs(source: str) -> dict[str, ConstantDoc] | None:
                 text = " ".join(comments[i] for i in range(node.lineno, (node.end_lineno or node.lineno) + 1)
                                 if i in comments)
                 match = _TAG.search(text)
-                tag = match.group(1).strip() if match else ""
-                docs[target.id] = ConstantDoc(_TAG.sub("", text).strip(), tag)
+                docs[target.id] = ConstantDoc(_TAG.sub("", text).strip(), match.group(1).strip() if match else "")
     return docs
 
 
@@ -98,15 +96,9 @@ def collect_constants(namespace: dict[str, Any]) -> dict[str, Any]:
     """The script's constants in written order, then the implicit ones; without a ruled block (a
     test's dict), every UPPER_CASE plain-data global."""
     docs = constant_docs(namespace)
-    constants = {
-        name: value
-        for name, value in namespace.items()
-        if name.isupper()
-        and not name.startswith("_")
-        and name not in PROFILE_DICTS
-        and isinstance(value, _PLAIN_TYPES)
-        and (docs is None or name in docs)
-    }
+    constants = {name: value for name, value in namespace.items()
+                 if name.isupper() and not name.startswith("_") and name not in PROFILE_DICTS
+                 and isinstance(value, _PLAIN_TYPES) and (docs is None or name in docs)}
     for name, (default, _) in IMPLICIT.items():
         constants.setdefault(name, default)
     return constants
@@ -241,21 +233,15 @@ def _parse_overrides(overrides, defaults: dict[str, Any]) -> dict[str, Any]:
 
 def _check_same_type(name: str, value: Any, default: Any, where: str) -> None:
     """A table's value must be of its default's type (an int for a float is fine), as --set's are."""
-    if default is None or isinstance(value, type(default)):
-        return
-    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
-        return
-    if isinstance(default, (list, tuple)) and isinstance(value, (list, tuple)):
+    if (default is None or isinstance(value, type(default))
+            or isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool)
+            or isinstance(default, (list, tuple)) and isinstance(value, (list, tuple))):
         return
     raise LabError(f"{where} gives {name}={value!r} (a {_type_name(value)}), but {name} is a {_type_name(default)}")
 
 
-def resolve_layers(
-    namespace: dict[str, Any],
-    overrides: list[str] | tuple[str, ...] = (),
-    profile: str = "full",
-    variants: Variants | None = None,
-) -> Resolved:
+def resolve_layers(namespace: dict[str, Any], overrides: list[str] | tuple[str, ...] = (), profile: str = "full",
+                   variants: Variants | None = None) -> Resolved:
     """The script's constants: the default, beaten by the variant (the one the selector names after
     the profile and `--set`), beaten by the profile ("quick", "dry_run"), beaten by `--set`."""
     defaults = collect_constants(namespace)
@@ -295,10 +281,8 @@ def resolve_layers(
     return Resolved(values, sources)
 
 
-def resolve_constants(
-    namespace: dict[str, Any], overrides: list[str] | tuple[str, ...] = (), profile: str = "full",
-    variants: Variants | None = None,
-) -> dict[str, Any]:
+def resolve_constants(namespace: dict[str, Any], overrides: list[str] | tuple[str, ...] = (), profile: str = "full",
+                      variants: Variants | None = None) -> dict[str, Any]:
     """The script's constants after the variant, the profile ("full", "quick" or "dry_run") and the overrides."""
     return resolve_layers(namespace, overrides, profile, variants).values
 
@@ -313,8 +297,7 @@ def describe_constants(namespace: dict[str, Any], resolved: Resolved | None = No
         value = resolved.values[name] if resolved is not None else default
         source = f"  from {resolved.sources[name]}" if resolved is not None else ""
         comment = _TAG.sub("", IMPLICIT[name][1]).strip() if name in IMPLICIT else docs.get(name, ConstantDoc()).comment
-        tag = tags.get(name, "")
-        rule = f" [{tag}]" if tag else ""
+        rule = f" [{tags[name]}]" if tags.get(name) else ""
         rows.append(f"  {name} = {value!r}  ({_type_name(value)}){rule}{source}" + (f"\n      {comment}" if comment else ""))
     if variants is not None:
         rows.append(f"  {variants.selector} names one of: {', '.join(variants.table)}")

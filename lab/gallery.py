@@ -112,11 +112,8 @@ def declared_claims(experiment: str) -> list[tuple[str, str]]:
         entries = list(getattr(importlib.import_module(f"{experiment}.pipeline"), "CLAIMS", []))
     except Exception as error:  # a broken pipeline.py shows in the table rather than hiding the page
         return [(f"cannot read {experiment}/pipeline.py CLAIMS: {error}", "")]
-    pairs = []
-    for entry in entries:
-        claim, full = (entry, "") if isinstance(entry, str) else (entry[0], entry[1] if len(entry) > 1 else "")
-        pairs.append((str(claim), str(full)))
-    return pairs
+    return [(str(entry), "") if isinstance(entry, str) else (str(entry[0]), str(entry[1]) if len(entry) > 1 else "")
+            for entry in entries]
 
 
 def gather_claims(experiment: str, records: list[Path], root: Path) -> list[dict[str, Any]]:
@@ -130,24 +127,18 @@ def gather_claims(experiment: str, records: list[Path], root: Path) -> list[dict
             if not isinstance(claim, dict) or not claim.get("claim"):
                 continue
             reproduced = claim.get("reproduced")
-            rows.append({
-                "claim": str(claim["claim"]),
-                "measured": str(claim.get("measured", "")),
-                "full_profile": str(claim.get("full_profile", "")),
-                "verdict": VERDICTS.get(reproduced if isinstance(reproduced, bool) else None),
-                # The run's folder names the variant too (improver_article, gan_digits_diversity).
-                "source": os.path.relpath(record_path.parent, root / experiment).replace(os.sep, "/"),
-                "anchor": _run_anchor(record_path, root),
-            })
+            rows.append({"claim": str(claim["claim"]), "measured": str(claim.get("measured", "")),
+                         "full_profile": str(claim.get("full_profile", "")),
+                         "verdict": VERDICTS.get(reproduced if isinstance(reproduced, bool) else None),
+                         # The run's folder names the variant too (improver_article, gan_digits_diversity).
+                         "source": os.path.relpath(record_path.parent, root / experiment).replace(os.sep, "/"),
+                         "anchor": _run_anchor(record_path, root)})
     recorded = {row["claim"] for row in rows}
-    for claim, full in declared_claims(experiment):
-        if claim not in recorded:
-            rows.append({"claim": claim, "measured": "", "full_profile": full, "verdict": "not run",
-                         "source": "", "anchor": ""})
-    if not rows:
-        message = "no claims recorded" if records else "experiment not run"
-        rows.append({"claim": message, "measured": "", "full_profile": "", "verdict": "not run",
-                     "source": "", "anchor": ""})
+    unrun = [(claim, full) for claim, full in declared_claims(experiment) if claim not in recorded]
+    if not rows and not unrun:
+        unrun = [("no claims recorded" if records else "experiment not run", "")]
+    rows += [{"claim": claim, "measured": "", "full_profile": full, "verdict": "not run", "source": "", "anchor": ""}
+             for claim, full in unrun]
     return rows
 
 
@@ -263,13 +254,9 @@ def _run_html(record_path: Path, root: Path) -> str:
         return f'<div class="run"><p class="missing">unreadable {html.escape(str(record_path))}</p></div>'
     folder = record_path.parent
     title = f"{record.get('script', folder.name)} <span class='meta'>({html.escape(os.path.relpath(folder, root))})</span>"
-    meta = " &middot; ".join(
-        html.escape(str(item))
-        for item in (
-            f"profile {record.get('profile')}", record.get("status"), f"{record.get('wall_time_s', 0):.1f} s",
-            f"seed {record.get('seed')}", f"device {record.get('device')}", record.get("started_at"),
-        )
-    )
+    meta = " &middot; ".join(html.escape(str(item)) for item in (
+        f"profile {record.get('profile')}", record.get("status"), f"{record.get('wall_time_s', 0):.1f} s",
+        f"seed {record.get('seed')}", f"device {record.get('device')}", record.get("started_at")))
     parts = [f'<div class="run" id="{_run_anchor(record_path, root)}"><h3>{title}</h3><p class="meta">{meta}</p>',
              f'<p class="meta machine-line">{html.escape(machine_summary(record.get("machine")))}</p>']
     figures = []
@@ -339,13 +326,10 @@ def build_gallery(root: Path | None = None) -> Path:
     robustness = robustness_html(root)
     nav = " ".join(f'<a href="#{name}">{name}</a>'
                    for name in ("summary", *(["robustness"] if robustness else []), *EXPERIMENTS, *others))
-    page = (
-        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
-        "<title>generative-lab results</title>"
-        f"<style>{_STYLE}</style></head><body><h1>generative-lab results</h1>"
-        f"<nav>{nav}</nav>{machines_html(root, [*EXPERIMENTS, *others])}{summary_html(claims)}"
-        f"{robustness}{''.join(sections)}</body></html>\n"
-    )
+    page = ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>generative-lab results</title>"
+            f"<style>{_STYLE}</style></head><body><h1>generative-lab results</h1>"
+            f"<nav>{nav}</nav>{machines_html(root, [*EXPERIMENTS, *others])}{summary_html(claims)}"
+            f"{robustness}{''.join(sections)}</body></html>\n")
     return atomic_write_text(root / "index.html", page)
 
 

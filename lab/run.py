@@ -14,6 +14,7 @@ Command line shared by all scripts: --quick, --dry-run, --set NAME=VALUE (repeat
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import importlib.metadata
 import json
@@ -46,13 +47,10 @@ _TRACKED = {
 def library_versions() -> dict[str, str]:
     versions = {"python": platform.python_version()}
     for module, dist in _TRACKED.items():
-        if module in sys.modules:
-            for name in (dist, module):
-                try:
-                    versions[dist] = importlib.metadata.version(name)
-                    break
-                except importlib.metadata.PackageNotFoundError:
-                    continue
+        for name in (dist, module) if module in sys.modules else ():
+            with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+                versions[dist] = importlib.metadata.version(name)
+                break
     return versions
 
 
@@ -90,16 +88,12 @@ def _cpu_vector_extensions() -> list[str]:
 
 def _torch_provenance(torch: Any) -> dict[str, Any]:
     info: dict[str, Any] = {
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "threads": torch.get_num_threads(),
-        "interop_threads": torch.get_num_interop_threads(),
-        "mkldnn": bool(torch.backends.mkldnn.is_available()),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(), "threads": torch.get_num_threads(),
+        "interop_threads": torch.get_num_interop_threads(), "mkldnn": bool(torch.backends.mkldnn.is_available()),
         "deterministic_algorithms": bool(torch.are_deterministic_algorithms_enabled()),
     }
     if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-        info["gpu_count"] = torch.cuda.device_count()
-        info["cuda"] = torch.version.cuda
+        info.update(gpu=torch.cuda.get_device_name(0), gpu_count=torch.cuda.device_count(), cuda=torch.version.cuda)
     return info
 
 
@@ -128,22 +122,16 @@ def _numpy_provenance() -> dict[str, Any]:
     try:
         from numpy._core import _multiarray_umath as umath
     except ImportError:  # numpy 1.x
-        try:
-            from numpy.core import _multiarray_umath as umath
-        except ImportError:
-            umath = None
-    if umath is not None and hasattr(umath, "__cpu_features__"):
+        from numpy.core import _multiarray_umath as umath
+    if hasattr(umath, "__cpu_features__"):
         info["simd_baseline"] = list(umath.__cpu_baseline__)
         info["simd_dispatched"] = [f for f in umath.__cpu_dispatch__ if umath.__cpu_features__.get(f)]
     try:
         from threadpoolctl import threadpool_info
     except ImportError:
         return info
-    info["threadpools"] = [
-        {key: pool[key] for key in ("internal_api", "version", "num_threads", "architecture", "threading_layer")
-         if pool.get(key) is not None}
-        for pool in threadpool_info()
-    ]
+    keys = ("internal_api", "version", "num_threads", "architecture", "threading_layer")
+    info["threadpools"] = [{key: pool[key] for key in keys if pool.get(key) is not None} for pool in threadpool_info()]
     return info
 
 
@@ -151,9 +139,7 @@ def machine_provenance() -> dict[str, Any]:
     """What decides the numbers on this host: CPU, vector extensions, the instruction set and threads
     of each framework the script has already imported (lab imports none), the GPU, the environment."""
     info: dict[str, Any] = {
-        "cpu": _cpu_model(),
-        "machine": platform.machine(),
-        "system": platform.platform(terse=True),
+        "cpu": _cpu_model(), "machine": platform.machine(), "system": platform.platform(terse=True),
         "logical_cpus": os.cpu_count(),
         "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "vector_extensions": _cpu_vector_extensions(),
@@ -237,12 +223,8 @@ def resolve_device(requested: str, framework: str | None) -> str:
         except (RuntimeError, ValueError):
             raise LabError(f"DEVICE {requested!r} is not a torch device; use auto, cpu or cuda") from None
         xpu = getattr(torch, "xpu", None)
-        present = {
-            "cpu": True,
-            "cuda": torch.cuda.is_available(),
-            "mps": torch.backends.mps.is_available(),
-            "xpu": xpu is not None and xpu.is_available(),
-        }
+        present = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available(),
+                   "xpu": xpu is not None and xpu.is_available()}
         if device.type not in present:  # meta, hpu, privateuseone...: nothing this project can train on
             raise LabError(f"DEVICE {requested!r} is not a device these scripts run on; use auto, cpu or cuda")
         if not present[device.type]:
@@ -307,13 +289,6 @@ class Run:
     def cfg(self) -> SimpleNamespace:
         return SimpleNamespace(**self.constants)
 
-    @property
-    def quick(self) -> bool:
-        return self.profile != "full"
-
-    @property
-    def experiment_dir(self) -> Path:
-        return outputs_root() / self.experiment
 
     def path(self, *parts: str) -> Path:
         """A file in this run's output folder; its parent folders are created."""
@@ -355,21 +330,13 @@ class Run:
         if metrics:
             self.metrics.update(metrics)
         record = {
-            "experiment": self.experiment,
-            "script": self.script,
-            "profile": self.profile,
-            "status": status,
+            "experiment": self.experiment, "script": self.script, "profile": self.profile, "status": status,
             "started_at": dt.datetime.fromtimestamp(self.started).isoformat(timespec="seconds"),
-            "wall_time_s": round(time.time() - self.started, 2),
-            "seed": self.seed,
-            "device": self.device,
-            "constants": self.constants,
-            "constant_sources": self.sources,
+            "wall_time_s": round(time.time() - self.started, 2), "seed": self.seed, "device": self.device,
+            "constants": self.constants, "constant_sources": self.sources,
             "machine": machine_provenance(),  # first: it may load threadpoolctl, whose version goes below
             "versions": library_versions(),
-            "metrics": self.metrics,
-            "claims": self.claims,
-            "artifacts": self.artifacts,
+            "metrics": self.metrics, "claims": self.claims, "artifacts": self.artifacts,
         }
         if self._scalars is not None:
             self._scalars.close()
@@ -408,12 +375,10 @@ def build_parser(namespace: dict[str, Any], prog: str, resolved: Resolved | None
     """The shared command line; its --help lists the constants as this command line resolves them."""
     listing = describe_constants(namespace, resolved, variants)
     parser = argparse.ArgumentParser(
-        prog=prog,
-        description=(namespace.get("__doc__") or "").strip().split("\n\n")[0],
+        prog=prog, description=(namespace.get("__doc__") or "").strip().split("\n\n")[0],
         epilog=("constants (override with --set NAME=VALUE; --set beats the profile, which beats the variant, "
                 f"which beats the default):\n{listing}"),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        add_help=resolved is not None,
+        formatter_class=argparse.RawDescriptionHelpFormatter, add_help=resolved is not None,
     )
     parser.add_argument("--quick", action="store_true", help="the quick profile (the script's QUICK dict)")
     parser.add_argument("--dry-run", action="store_true", help="a seconds-long pass through every code path")
@@ -434,15 +399,9 @@ def ensure_writable(folder: Path) -> None:
                        "writable, or set LAB_OUTPUT_ROOT to a folder you can write to") from None
 
 
-def start_run(
-    experiment: str,
-    namespace: dict[str, Any],
-    argv: list[str] | None = None,
-    framework: str | None = None,
-    subdir: str | Callable[[SimpleNamespace], str] | None = None,
-    variants: Variants | None = None,
-    checkpoints: bool = False,
-) -> Run:
+def start_run(experiment: str, namespace: dict[str, Any], argv: list[str] | None = None, framework: str | None = None,
+              subdir: str | Callable[[SimpleNamespace], str] | None = None, variants: Variants | None = None,
+              checkpoints: bool = False) -> Run:
     """Parse the command line, resolve constants, seed, pick the device, make the output folder.
 
     `namespace` is the script's globals() (read, never modified). `subdir` replaces the folder name

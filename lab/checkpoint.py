@@ -1,9 +1,8 @@
 """Checkpoints that survive crashes and Ctrl+C, and resume on the next run.
 
-A checkpoint is one dict (nanoGPT's layout: "model", "optimizer", "step", "constants", "data",
-"rng", ...), written to a temporary file and renamed over the old one (atomic within a
-filesystem); the one before stays as `<stem>.prev<suffix>`, the fallback when the last is unreadable.
-Every training script resumes with `resume()`, once the model and optimiser are built:
+A checkpoint is one dict (nanoGPT's layout: "model", "optimizer", "step", "constants", "rng", ...),
+written atomically (a temporary file renamed over the old one); the one before stays as
+`<stem>.prev<suffix>`, the fallback when the last is unreadable. Training scripts resume with:
 
     ckpt = resume(run, "model.pt", architecture=ARCHITECTURE, steps=cfg.STEPS, data=fingerprint)
     if ckpt.state is not None:
@@ -11,9 +10,6 @@ Every training script resumes with `resume()`, once the model and optimiser are 
     for step in range(ckpt.step, cfg.STEPS):
         ...
         save_checkpoint(ckpt.path, {"model": model.state_dict(), **ckpt.meta(step + 1)})
-
-resume() locks the folder, refuses a checkpoint of other architecture constants, data or more steps,
-and puts back the random generators, so an interrupted run ends where an uninterrupted one would.
 """
 
 from __future__ import annotations
@@ -317,7 +313,7 @@ class Resumed:
 def resume(run: Any, name: str, *, architecture: Iterable[str] = (), settings: Any = None, steps: int | None = None,
            data: str | None = None, map_location: Any = "cpu", loader: Callable[[Path], dict[str, Any]] | None = None,
            restore_rng: bool = True, steps_name: str = "STEPS") -> Resumed:
-    """Load `name` from the run's checkpoint folder, or start fresh; see the module's docstring.
+    """Load `name` from the run's (locked) checkpoint folder and put back the random generators, or start fresh.
 
     `architecture`, `settings` (a dataclass, stored by `meta`) and `data` (`fingerprint_files`) must
     match the checkpoint's; more than `steps` done is refused, never rewound; `loader` reads other

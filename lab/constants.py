@@ -1,22 +1,15 @@
 """The constants block at the top of each script, and its overrides from the command line.
 
 The constants are the UPPER_CASE names assigned between the two ruled `# ----` lines (nanoGPT's
-style; the article's values as defaults), optionally followed by the profiles:
-
-    QUICK = {"STEPS": 300}      # the quick profile: ./run.sh's default and the tests
-    DRY_RUN = {"STEPS": 2}      # --dry-run: one pass through every code path, seconds
-
+style), optionally followed by the profiles `QUICK = {"STEPS": 300}` and `DRY_RUN = {"STEPS": 2}`.
 The comment beside a constant is its `--help` text and may end with a range tag that every value
-must satisfy (block, profile or `--set`): alternatives joined by "or", each a comma-separated list
-of conditions ("> 0", ">= 0", "< 1", "<= 1", a bare number; "nonempty" for strings). Floats must
-be finite, tag or not.
+must satisfy: alternatives joined by "or", each a comma-separated list of conditions ("> 0",
+">= 0", "< 1", "<= 1", a bare number; "nonempty" for strings). Floats must be finite, tag or not.
 
     DROPOUT = 0.2          # dropout probability {>= 0, < 1}
     MAX_ITERATIONS = 300   # -1 runs until Ctrl+C {-1 or > 0}
 
-`resolve_layers()` takes each value from the last of: the block's default, the chosen `Variants`
-entry, the profile, `--set NAME=VALUE`; it records each value's layer and checks types and tags.
-`settings_from()` builds the script's typed settings dataclass from the constants.
+A value comes from the last of: the default, the chosen `Variants` entry, the profile, `--set NAME=VALUE`.
 """
 
 from __future__ import annotations

@@ -59,19 +59,15 @@ def flatten_metrics(metrics: dict[str, Any], prefix: str = "") -> list[tuple[str
         if isinstance(value, dict):
             rows.extend(flatten_metrics(value, f"{name}."))
         elif isinstance(value, list):
-            if len(value) <= 10 and all(not isinstance(v, (list, dict)) for v in value):
-                rows.append((name, ", ".join(_show(v) for v in value)))
-            else:
-                rows.append((name, f"[{len(value)} values]"))
+            short = len(value) <= 10 and all(not isinstance(v, (list, dict)) for v in value)
+            rows.append((name, ", ".join(_show(v) for v in value) if short else f"[{len(value)} values]"))
         else:
             rows.append((name, _show(value)))
     return rows
 
 
 def _show(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def _artifact_html(rel: str, caption: str) -> str:
@@ -263,10 +259,8 @@ def _run_html(record_path: Path, root: Path) -> str:
     for artifact in record.get("artifacts") or []:
         target = folder / artifact["path"]
         rel = os.path.relpath(target, root).replace(os.sep, "/")
-        if target.exists():
-            figures.append(_artifact_html(rel, artifact.get("caption", "")))
-        else:
-            figures.append(f'<p class="missing">missing: {html.escape(rel)}</p>')
+        figures.append(_artifact_html(rel, artifact.get("caption", "")) if target.exists()
+                       else f'<p class="missing">missing: {html.escape(rel)}</p>')
     parts.append(f'<div class="artifacts">{"".join(figures)}</div>')
     rows = flatten_metrics(record.get("metrics") or {})
     if rows:  # the raw figures fold away below the pictures; the claims above say what they mean

@@ -3,12 +3,10 @@
     python -m lab.pipeline                     # all five, quick profile
     python -m lab.pipeline sphere_mapping      # one (or several) by name
     python -m lab.pipeline --full              # the article-scale constants
-    RAY_ADDRESS=head:6379 python -m lab.pipeline --full   # the experiments as tasks on a Ray cluster
+    RAY_ADDRESS=head:6379 python -m lab.pipeline --full   # one Ray task per experiment
 
-The experiments (lab.paths.declared_experiments) list their scripts in `<folder>/pipeline.py` as
-`SCRIPTS`, [module, *extra_args] each (`--quick` appended unless --full). Each experiment is one
-lab.executor cell: run here in order, or one Ray task each with --cluster or $RAY_ADDRESS (a retried
-task's scripts resume from their checkpoints).
+Each experiment lists its scripts in `<folder>/pipeline.py` as `SCRIPTS` ([module, *extra_args];
+`--quick` appended unless --full). A retried Ray task's scripts resume from their checkpoints.
 """
 
 from __future__ import annotations

@@ -1,17 +1,11 @@
 """The one way this project reads a file a user can hand over: weights, checkpoints, saved arrays.
 
-torch's formats are pickles, which can call any importable function while loading (`os.system`).
-None of these readers can run code:
-
-- `load_torch(path, what)`: torch's weights-only unpickler (tensors and an allow-list of types).
-- `load_torch(path, what, stand_ins=True)`: the same, for files that also name classes this project
-  does not need (a Lightning `last.ckpt`): each becomes an inert `StandIn` that only stores what it
-  is given; names from modules that run programs or code (`os`, `builtins`, ...) are refused.
-- `load_torchscript_tensors(path, what)`: a TorchScript archive's tensors (OpenAI's CLIP), read the
-  same way; never `torch.jit.load`, which runs the archive's code (and TorchScript can write files).
-- `load_npz(path, what)`: numpy `.npz` arrays with `allow_pickle=False`.
-
-A refused file is an `UnsafeFileError`, a damaged one a `LabError` (`IncompleteFileError` when cut short).
+torch's formats are pickles, which can call any importable function while loading (`os.system`);
+none of these readers can run code. `load_torch` uses torch's weights-only unpickler; with
+`stand_ins=True` (a Lightning `last.ckpt`) every other class it names becomes an inert `StandIn`,
+except names from modules that run code (`os`, `builtins`...), which refuse the file.
+`load_torchscript_tensors` reads a TorchScript archive (CLIP) the same way, never with
+`torch.jit.load`, which runs the archive's code. `load_npz` uses `allow_pickle=False`.
 """
 
 from __future__ import annotations
@@ -212,27 +206,24 @@ def _check_exists(path: Path | str, what: str) -> Path:
     if not path.is_file():
         raise LabError(f"no {what} at {path}: file not found")
     if path.stat().st_size == 0:
-        raise IncompleteFileError(f"cannot read {what} {path}: the file is empty (a write or a download was "
-                                  "cut short)")
+        raise IncompleteFileError(f"cannot read {what} {path}: the file is empty (a write or a download was cut short)")
     return path
 
 
 def _first_line(error: BaseException) -> str:
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     for line in lines:  # torch wraps the unpickler's reason in a paragraph of advice
-        if line.startswith(("Unsupported", "Trying to", "Can only", "Could not", "Unsupported operand")):
+        if line.startswith(("Unsupported", "Trying to", "Can only", "Could not")):
             return line[:200]
     return (lines[0] if lines else type(error).__name__)[:200]
 
 
 def _cut_short(error: BaseException) -> bool:
-    text = str(error)
-    return isinstance(error, EOFError) or any(mark in text for mark in (
-        "truncated", "unexpected EOF", "central directory", "Ran out of input", "pickle data was truncated"))
+    return isinstance(error, EOFError) or any(mark in str(error) for mark in (
+        "truncated", "unexpected EOF", "central directory", "Ran out of input"))
 
 
-def load_torch(path: Path | str, what: str = "checkpoint", *, stand_ins: bool = False,
-               map_location: Any = "cpu") -> Any:
+def load_torch(path: Path | str, what: str = "checkpoint", *, stand_ins: bool = False, map_location: Any = "cpu") -> Any:
     """A torch file's content, built without running anything it names; `what` names it in messages."""
     import torch
 
@@ -250,8 +241,7 @@ def load_torch(path: Path | str, what: str = "checkpoint", *, stand_ins: bool = 
             if _is_torchscript(archive):
                 raise LabError(f"{what} {path} is a TorchScript archive, not a torch.save file; save its state_dict "
                                "with torch.save instead")
-            prefix = _zip_prefix(archive, path, what)
-            names = _globals_in(io.BytesIO(archive.read(f"{prefix}/data.pkl")))
+            names = _globals_in(io.BytesIO(archive.read(f"{_zip_prefix(archive, path, what)}/data.pkl")))
     else:
         with open(path, "rb") as handle:  # the non-zip format: magic, protocol, system info, then the data
             names = _globals_in(handle, pickles=4)
@@ -339,9 +329,8 @@ def load_torchscript_tensors(path: Path | str, what: str = "TorchScript archive"
     with zipfile.ZipFile(path) as archive:
         if not _is_torchscript(archive):
             raise LabError(f"{what} {path} is not a TorchScript archive (no constants.pkl)")
-        prefix = _zip_prefix(archive, path, what)
-        unknown = [name for name in _globals_in(io.BytesIO(archive.read(f"{prefix}/data.pkl")))
-                   if name not in _allowed_globals()]
+        names = _globals_in(io.BytesIO(archive.read(f"{_zip_prefix(archive, path, what)}/data.pkl")))
+    unknown = [name for name in names if name not in _allowed_globals()]
     outside = [name for name in unknown if not name.startswith("__torch__.")]
     if _payload_names(outside):
         raise _refuse(path, what, _payload_names(outside))
@@ -417,8 +406,7 @@ def settings_from_checkpoint(cls: type, values: Any, path: Path | str, script: s
         raise LabError(f"{path} is not a checkpoint of {script} ({detail}); give a checkpoint that {script} "
                        "wrote, or rerun the script that makes it")
     try:
-        return cls(**{name: converters[name](value) if name in converters else value
-                      for name, value in values.items()})
+        return cls(**{name: converters[name](value) if name in converters else value for name, value in values.items()})
     except (TypeError, ValueError) as error:
         raise LabError(f"{path} is not a checkpoint of {script}: its settings do not fit {cls.__name__} "
                        f"({error})") from None

@@ -1,11 +1,8 @@
-"""Training curves a person can watch while a run goes: TensorBoard event files and a CSV.
+"""Training curves: `run.log_scalars(step, loss=0.31)` writes `scalars.csv` and TensorBoard event files
+(TensorBoard's own writer, no TensorFlow or torch) into the run's folder: `tensorboard --logdir outputs`.
 
-    run.log_scalars(step, loss=0.31, lr=1e-3)      # in the training loop, per step or epoch
-
-writes `scalars.csv` (step, name, value, wall_time) and TensorBoard event files (TensorBoard's own
-writer, no TensorFlow or torch) into the run's folder: `tensorboard --logdir outputs`. A resumed run's
-first call drops the CSV rows from its step on and writes a "session start" marker there, which makes
-TensorBoard discard the older events from that step (as SummaryWriter(purge_step=...) does).
+A resumed run's first call drops the CSV rows from its step on and writes a "session start" marker
+there, which makes TensorBoard discard the older events (as SummaryWriter(purge_step=...) does).
 """
 
 from __future__ import annotations

@@ -78,7 +78,6 @@ def _out_of_room(error: Exception, tmp: Path) -> int | None:
     writers that hide the errno (torch.save's RuntimeError) the limit and the free space decide."""
     import errno
     import resource
-
     code = disk_full_errno(error)
     if code is not None:
         return code
@@ -103,7 +102,6 @@ def _link_previous(path: Path) -> None:
         os.link(path, staging)
     except OSError:  # a filesystem without hard links: a copy does the same job
         import shutil
-
         shutil.copyfile(path, staging)
     os.replace(staging, previous)
 
@@ -122,7 +120,6 @@ def atomic_write_text(path: Path | str, text: str) -> Path:
 def save_checkpoint(path: Path | str, checkpoint: dict[str, Any]) -> Path:
     """torch.save of the checkpoint dict, atomically; the one it replaces is kept as the fallback."""
     import torch
-
     return atomic_write(path, lambda tmp: torch.save(checkpoint, tmp), keep_previous=True)
 
 
@@ -134,7 +131,6 @@ def read_checkpoint_file(path: Path | str, read: Callable[[Path], Any]) -> Any:
         return read(path)
     except LabError as error:
         from lab.safe_load import UnsafeFileError
-
         if isinstance(error, UnsafeFileError) or "--fresh" in str(error) or not str(error).startswith("cannot read"):
             raise
         raise LabError(f"{error}. Delete it or rerun with --fresh.") from None
@@ -147,14 +143,12 @@ def read_checkpoint_file(path: Path | str, read: Callable[[Path], Any]) -> Any:
 def load_checkpoint(path: Path | str, map_location: str = "cpu") -> dict[str, Any]:
     """A torch checkpoint through `lab.safe_load.load_torch` (nothing the file names runs)."""
     from lab.safe_load import load_torch
-
     return read_checkpoint_file(path, lambda p: load_torch(p, "checkpoint", map_location=map_location))
 
 
 def rng_state() -> dict[str, Any]:
     """The global generators' states as plain containers and tensors (torch.load weights_only safe)."""
     import numpy as np
-
     kind, keys, position, has_gauss, cached = np.random.get_state()
     state: dict[str, Any] = {
         "python": [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]],
@@ -163,7 +157,6 @@ def rng_state() -> dict[str, Any]:
     }
     if "torch" in sys.modules:
         import torch
-
         state["torch"] = torch.get_rng_state()
         if torch.cuda.is_available() and torch.cuda.is_initialized():
             state["cuda"] = torch.cuda.get_rng_state_all()
@@ -175,7 +168,6 @@ def set_rng_state(state: dict[str, Any] | None) -> None:
     if not state:
         return
     import numpy as np
-
     if "python" in state:
         version, internal, gauss = state["python"]
         random.setstate((version, tuple(internal), gauss))
@@ -185,7 +177,6 @@ def set_rng_state(state: dict[str, Any] | None) -> None:
                              saved["has_gauss"], saved["cached"]))
     if "torch" in state and "torch" in sys.modules:
         import torch
-
         torch.set_rng_state(torch.as_tensor(state["torch"], dtype=torch.uint8).cpu())
         if "cuda" in state and torch.cuda.is_available():
             torch.cuda.set_rng_state_all([torch.as_tensor(s, dtype=torch.uint8).cpu() for s in state["cuda"]])
@@ -211,7 +202,6 @@ def lock_folder(folder: Path | str) -> None:
     """Hold `folder/.lock` (an flock, dropped by the kernel however the process ends) for the rest
     of this process; another process holding it is an error. Stale temporaries are then removed."""
     import fcntl
-
     folder = Path(folder).resolve()
     if folder in _HELD_LOCKS:
         return
@@ -238,7 +228,6 @@ def cache_lock(folder: Path | str, what: str) -> Iterator[None]:
     """Hold `folder/.cache.lock` while a shared cache (the gan judge) is read or built; unlike
     `lock_folder`, a second run waits for the first to build it, then reads it."""
     import fcntl
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / ".cache.lock", "a+") as handle:

@@ -49,7 +49,6 @@ def disk_full_message(code: int, target: Path | str | None, kept: str) -> str:
     where = f" while writing {target}" if target else ""
     if code == errno.EFBIG:
         import resource
-
         limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
         shown = "" if limit == resource.RLIM_INFINITY else f" of {limit} bytes (ulimit -f)"
         return f"file too large: the file-size limit{shown} was reached{where}; {kept}, raise the limit and rerun"

@@ -40,7 +40,6 @@ def _pad_even(array: np.ndarray) -> np.ndarray:
 def write_video(frames: Iterable[Frame], path: Path | str, fps: float = 24.0) -> int:
     """Write the frames to an H.264 mp4 that browsers play; returns the number of frames."""
     import imageio_ffmpeg
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     writer, count, size = None, 0, None
@@ -69,7 +68,6 @@ def write_video(frames: Iterable[Frame], path: Path | str, fps: float = 24.0) ->
 
 def count_video_frames(path: Path | str) -> int:
     import imageio_ffmpeg
-
     frames, _seconds = imageio_ffmpeg.count_frames_and_secs(str(path))
     return frames
 

@@ -15,7 +15,6 @@ def declared_experiments(root: Path = REPO_ROOT) -> tuple[str, ...]:
     """The packages pyproject.toml installs (`[tool.setuptools] packages`, in the gallery's order) that
     have a `<package>/pipeline.py`: a new experiment adds itself there; lab names none of them."""
     import tomllib
-
     pyproject = root / "pyproject.toml"
     try:
         packages = tomllib.loads(pyproject.read_text(encoding="utf-8"))["tool"]["setuptools"]["packages"]

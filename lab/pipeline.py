@@ -39,7 +39,6 @@ def _die_with_parent() -> None:
     """Die with the Ray worker (Linux), so a retried task does not find the script still holding its folder."""
     import ctypes
     import signal
-
     ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 

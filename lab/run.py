@@ -99,7 +99,6 @@ def _torch_provenance(torch: Any) -> dict[str, Any]:
 
 def _numba_provenance(numba: Any) -> dict[str, Any]:
     from llvmlite import binding
-
     host = binding.get_host_cpu_name()
     return {"target_cpu": numba.config.CPU_NAME or host, "host_cpu": host,
             "threads": numba.get_num_threads(), "threading_layer": numba.config.THREADING_LAYER}
@@ -197,15 +196,12 @@ def seed_everything(seed: int, framework: str | None = None) -> None:
     """Seed Python, NumPy and the framework the script uses (and any other already imported)."""
     random.seed(seed)
     import numpy as np
-
     np.random.seed(seed % 2**32)
     if framework == "torch" or "torch" in sys.modules:
         import torch
-
         torch.manual_seed(seed)
     if framework == "tensorflow" or "tensorflow" in sys.modules:
         import tensorflow as tf
-
         tf.random.set_seed(seed)
 
 
@@ -215,7 +211,6 @@ def resolve_device(requested: str, framework: str | None) -> str:
     requested = (requested or "auto").strip().lower()
     if framework == "torch":
         import torch
-
         if requested == "auto":
             return "cuda" if torch.cuda.is_available() else "cpu"
         try:
@@ -236,7 +231,6 @@ def resolve_device(requested: str, framework: str | None) -> str:
         return requested
     if framework == "tensorflow":
         import tensorflow as tf
-
         gpus = tf.config.list_physical_devices("GPU")
         if requested == "auto":
             return "gpu" if gpus else "cpu"
@@ -262,7 +256,6 @@ def apply_torch_threads(threads: int, framework: str | None, device: str) -> Non
         raise LabError(f"TORCH_THREADS must be 0 (torch's default) or a positive count, got {threads!r}")
     if device == "cpu":
         import torch
-
         torch.set_num_threads(threads)
 
 

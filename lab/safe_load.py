@@ -79,7 +79,6 @@ def _stand_in_for(full_name: str) -> type[StandIn]:
 
 def _weights_only_unpickler():
     from torch import _weights_only_unpickler
-
     return _weights_only_unpickler
 
 
@@ -147,7 +146,6 @@ def _globals_in(stream: Any, pickles: int = 1) -> list[str]:
 def _as_torch_reads_it(module: str, name: str = "") -> str:
     """A GLOBAL's full name after the Python 2 renames torch's unpickler applies (its lookup key)."""
     from torch._utils import IMPORT_MAPPING, NAME_MAPPING
-
     if (module, name) in NAME_MAPPING:
         module, name = NAME_MAPPING[(module, name)]
     elif module in IMPORT_MAPPING:
@@ -158,7 +156,6 @@ def _as_torch_reads_it(module: str, name: str = "") -> str:
 def _python3_module(full_name: str) -> str:
     """The module a name refers to once Python's own Python 2 renames apply (`commands` is `subprocess`)."""
     import _compat_pickle
-
     module = full_name.rpartition(".")[0]
     return _compat_pickle.IMPORT_MAPPING.get(module, module)
 
@@ -226,7 +223,6 @@ def _cut_short(error: BaseException) -> bool:
 def load_torch(path: Path | str, what: str = "checkpoint", *, stand_ins: bool = False, map_location: Any = "cpu") -> Any:
     """A torch file's content, built without running anything it names; `what` names it in messages."""
     import torch
-
     path = _check_exists(path, what)
     with open(path, "rb") as handle:
         is_zip = handle.read(4) == ZIP_MAGIC
@@ -272,7 +268,6 @@ def load_torch(path: Path | str, what: str = "checkpoint", *, stand_ins: bool = 
 def _read_zip(path: Path, what: str) -> Any:
     """A torch zip file's data.pkl through the stand-in unpickler (the caller allows the stand-ins)."""
     import torch
-
     with zipfile.ZipFile(path) as archive:
         prefix = _zip_prefix(archive, path, what)
         records = set(archive.namelist())
@@ -322,7 +317,6 @@ def is_torchscript_archive(path: Path | str) -> bool:
 def load_torchscript_tensors(path: Path | str, what: str = "TorchScript archive") -> dict[str, Any]:
     """Every tensor a TorchScript archive's modules hold, named as `state_dict()` does, without torch.jit.load."""
     import torch
-
     path = _check_exists(path, what)
     if not zipfile.is_zipfile(path):
         raise LabError(f"{what} {path} is not a TorchScript archive (not a zip file)")
@@ -364,7 +358,6 @@ def load_torchscript_tensors(path: Path | str, what: str = "TorchScript archive"
 def load_npz(path: Path | str, what: str = "checkpoint") -> dict[str, Any]:
     """The arrays of a numpy .npz file, with allow_pickle=False (an object array is refused)."""
     import numpy as np
-
     path = _check_exists(path, what)
     with open(path, "rb") as handle:
         magic = handle.read(4)

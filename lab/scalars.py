@@ -40,7 +40,6 @@ class ScalarLog:
         _tensorboard_without_tensorflow()
         from tensorboard.compat.proto import event_pb2
         from tensorboard.summary.writer.event_file_writer import EventFileWriter
-
         self.folder.mkdir(parents=True, exist_ok=True)
         kept: list[list[str]] = []
         if self.csv_path.is_file():
@@ -62,7 +61,6 @@ class ScalarLog:
     def log(self, step: int, **values: float) -> None:
         """Record each named value at `step` (tensors and numpy scalars are turned into floats)."""
         from tensorboard.compat.proto import event_pb2, summary_pb2
-
         step = int(step)
         numbers = {name: float(value.item() if hasattr(value, "item") else value) for name, value in values.items()}
         with self._lock:

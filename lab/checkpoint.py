@@ -74,8 +74,7 @@ def atomic_write(path: Path | str, write: Callable[[Path], None], keep_previous:
 
 
 def _out_of_room(error: Exception, tmp: Path) -> int | None:
-    """ENOSPC or EFBIG when `error` comes from a full disk or the file-size limit, else None; for
-    writers that hide the errno (torch.save's RuntimeError) the limit and the free space decide."""
+    """ENOSPC or EFBIG for a full disk or file-size limit (judged by the file when the writer hides the errno)."""
     import errno
     import resource
     code = disk_full_errno(error)
@@ -124,8 +123,7 @@ def save_checkpoint(path: Path | str, checkpoint: dict[str, Any]) -> Path:
 
 
 def read_checkpoint_file(path: Path | str, read: Callable[[Path], Any]) -> Any:
-    """`read(path)` (a lab.safe_load reader) with one clear error for a damaged file, whatever the
-    format, that names the way out (--fresh)."""
+    """`read(path)` (a lab.safe_load reader), a damaged file's error naming the way out (--fresh)."""
     path = Path(path)
     try:
         return read(path)
@@ -199,8 +197,7 @@ _HELD_LOCKS: dict[Path, Any] = {}
 
 
 def lock_folder(folder: Path | str) -> None:
-    """Hold `folder/.lock` (an flock, dropped by the kernel however the process ends) for the rest
-    of this process; another process holding it is an error. Stale temporaries are then removed."""
+    """Hold `folder/.lock` (an flock: the kernel drops it however the process ends) or fail at once."""
     import fcntl
     folder = Path(folder).resolve()
     if folder in _HELD_LOCKS:
@@ -225,8 +222,7 @@ def lock_folder(folder: Path | str) -> None:
 
 @contextlib.contextmanager
 def cache_lock(folder: Path | str, what: str) -> Iterator[None]:
-    """Hold `folder/.cache.lock` while a shared cache (the gan judge) is read or built; unlike
-    `lock_folder`, a second run waits for the first to build it, then reads it."""
+    """Hold `folder/.cache.lock` while a shared cache is read or built; a second run waits, then reads it."""
     import fcntl
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
@@ -255,8 +251,7 @@ def load_cache(path: Path | str, what: str, load: Callable[[Path], Any] | None =
 def first_readable(path: Path, load: Callable[[Path], Any],
                    check: Callable[[Any, Path], str | None] = lambda loaded, candidate: None,
                    ) -> tuple[Any, Path, list[str]]:
-    """The first of `path` and its previous copy that `load` reads and `check` finds no problem
-    with: (what was loaded or None, the file it came from, the problems met on the way)."""
+    """(loaded or None, its file, the problems met): the first of `path` and its previous copy that passes."""
     problems = []
     for candidate in (path, previous_path(path)):
         if not candidate.is_file():
@@ -388,9 +383,8 @@ def load_state_dict_strict(module: Any, state_dict: dict[str, Any], what: str) -
 
 
 class InterruptGuard:
-    """Turn the first Ctrl+C or SIGTERM (timeout, docker stop, preemption) inside a training loop
-    into `guard.requested`: the loop breaks and saves; `exit_on_lab_error` then exits 143 for
-    SIGTERM. A second signal aborts without saving. Outside the main thread it does nothing."""
+    """Turn the first Ctrl+C or SIGTERM (timeout, preemption) in a training loop into `guard.requested`
+    (the loop saves and stops); a second one aborts. Outside the main thread it does nothing."""
 
     def __init__(self) -> None:
         self.requested, self.signal_name = False, ""

@@ -86,8 +86,7 @@ def constant_docs(namespace: dict[str, Any]) -> dict[str, ConstantDoc] | None:
 
 
 def collect_constants(namespace: dict[str, Any]) -> dict[str, Any]:
-    """The script's constants in written order, then the implicit ones; without a ruled block (a
-    test's dict), every UPPER_CASE plain-data global."""
+    """The block's constants in written order (without one, every UPPER_CASE plain global), then the implicit ones."""
     docs = constant_docs(namespace)
     constants = {name: value for name, value in namespace.items()
                  if name.isupper() and not name.startswith("_") and name not in PROFILE_DICTS
@@ -102,8 +101,7 @@ def _type_name(value: Any) -> str:
 
 
 def parse_value(name: str, text: str, default: Any) -> Any:
-    """Turn the text of `--set NAME=TEXT` into a value of the default's type (a bool takes
-    true/false/1/0/yes/no, containers a Python literal; a default of None takes anything)."""
+    """Turn the text of `--set NAME=TEXT` into a value of the default's type (containers: a Python literal)."""
     expected = _type_name(default)
     if isinstance(default, bool):
         lowered = text.strip().lower()
@@ -235,8 +233,7 @@ def _check_same_type(name: str, value: Any, default: Any, where: str) -> None:
 
 def resolve_layers(namespace: dict[str, Any], overrides: list[str] | tuple[str, ...] = (), profile: str = "full",
                    variants: Variants | None = None) -> Resolved:
-    """The script's constants: the default, beaten by the variant (the one the selector names after
-    the profile and `--set`), beaten by the profile ("quick", "dry_run"), beaten by `--set`."""
+    """The script's constants: the default, beaten by the variant, the profile ("quick", "dry_run"), `--set`."""
     defaults = collect_constants(namespace)
     if profile not in _PROFILE_LAYERS:
         raise LabError(f"unknown profile {profile!r}; valid: {', '.join(_PROFILE_LAYERS)}")
@@ -306,8 +303,8 @@ def constant_name(setting: str) -> str:
 
 
 def settings_from(settings_class: type, cfg: Any, prefix: str = "", **computed: Any) -> Any:
-    """The script's typed settings dataclass, each field from the constant of its name (`LR_STEP` sets
-    `lr_step`), `<PREFIX><FIELD>` first when given; `computed` gives fields no constant holds."""
+    """The settings dataclass, each field from its constant (`LR_STEP` sets `lr_step`; `<PREFIX>LR_STEP` first),
+    or from `computed`."""
     values = cfg if isinstance(cfg, Mapping) else vars(cfg)
     names = {field.name for field in dataclasses.fields(settings_class)}
     unknown = sorted(set(computed) - names)

@@ -17,8 +17,7 @@ class LabError(Exception):
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM (timeout, docker stop, preemption) outside a training loop; a KeyboardInterrupt, so
-    whatever cleans up after Ctrl+C cleans up after it too."""
+    """SIGTERM outside a training loop; a KeyboardInterrupt, so what cleans up after Ctrl+C cleans up after it."""
 
 
 # Set by a training loop's InterruptGuard on SIGTERM: the loop saves and stops, the script ends its

@@ -27,23 +27,17 @@ VIDEO_SUFFIXES = {".mp4", ".webm"}
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1200px; color: #222; background: #fafafa; }
-h1 { margin-bottom: 0.2rem; } h2 { border-bottom: 2px solid #444; margin-top: 2.5rem; }
-nav a { margin-right: 1rem; }
+h1 { margin-bottom: 0.2rem; } h2 { border-bottom: 2px solid #444; margin-top: 2.5rem; } nav a { margin-right: 1rem; }
 .run { background: white; border: 1px solid #ddd; border-radius: 6px; padding: 1rem; margin: 1rem 0; }
-.meta { color: #666; font-size: 0.9rem; }
-.artifacts { display: flex; flex-wrap: wrap; gap: 1rem; }
-figure { margin: 0; max-width: 560px; }
+.meta { color: #666; font-size: 0.9rem; } .missing { color: #999; font-style: italic; }
+.artifacts { display: flex; flex-wrap: wrap; gap: 1rem; } figure { margin: 0; max-width: 560px; }
 figure img, figure video { min-width: 192px; max-width: 100%; max-height: 420px; border: 1px solid #ccc; background: #fff; }
 figcaption { font-size: 0.85rem; color: #444; }
 table { border-collapse: collapse; font-size: 0.85rem; margin: 0.5rem 0; }
 td, th { border: 1px solid #ddd; padding: 2px 8px; text-align: left; }
-.missing { color: #999; font-style: italic; }
-table.claims { font-size: 0.9rem; width: 100%; }
-table.claims th { background: #eee; }
-td.verdict { font-weight: 600; white-space: nowrap; }
-td.reproduced { background: #d4f4d4; color: #145214; }
-td.not-reproduced { background: #f8d4d4; color: #7a1010; }
-td.not-run { background: #eee; color: #666; }
+table.claims { font-size: 0.9rem; width: 100%; } table.claims th { background: #eee; }
+td.verdict { font-weight: 600; white-space: nowrap; } td.not-run { background: #eee; color: #666; }
+td.reproduced { background: #d4f4d4; color: #145214; } td.not-reproduced { background: #f8d4d4; color: #7a1010; }
 .machine { background: #eef3fb; border: 1px solid #c8d6ee; border-radius: 6px; padding: 0.3rem 1rem; margin: 0.8rem 0;
            font-size: 0.85rem; }
 .machine ul { margin: 0.2rem 0; padding-left: 1.2rem; } .machine p { margin: 0.2rem 0; }

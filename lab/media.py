@@ -48,11 +48,9 @@ def write_video(frames: Iterable[Frame], path: Path | str, fps: float = 24.0) ->
             array = _pad_even(as_rgb_array(frame))
             if writer is None:
                 size = (array.shape[1], array.shape[0])
-                writer = imageio_ffmpeg.write_frames(
-                    str(path), size, fps=fps, codec="libx264", pix_fmt_out="yuv420p",
-                    macro_block_size=1, quality=7, ffmpeg_log_level="error",
-                    output_params=["-movflags", "+faststart"],
-                )
+                writer = imageio_ffmpeg.write_frames(str(path), size, fps=fps, codec="libx264", pix_fmt_out="yuv420p",
+                                                     macro_block_size=1, quality=7, ffmpeg_log_level="error",
+                                                     output_params=["-movflags", "+faststart"])
                 writer.send(None)  # start the generator
             if (array.shape[1], array.shape[0]) != size:
                 raise ValueError(f"frame {count} is {array.shape[1]}x{array.shape[0]}, expected {size[0]}x{size[1]}")

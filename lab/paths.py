@@ -48,9 +48,8 @@ _PATH_SETTING = re.compile(r"(^|_)(DIR|FILE|PATH|IMAGE|PICTURE|CHECKPOINT|WEIGHT
 
 
 def check_path_settings(constants: dict[str, object]) -> None:
-    """Refuse, naming the setting, a path-valued constant the filesystem cannot look up (too long, a
-    loop of links, a NUL byte, no permission); a missing file is left to the script (PICTURE=astronaut
-    is a name). Relative paths are tried from here and from the repository root, as the scripts do."""
+    """Refuse a path-valued constant the filesystem cannot look up (too long, a NUL byte, no permission...);
+    a missing file is left to the script (PICTURE=astronaut is a name)."""
     for name, value in constants.items():
         if not isinstance(value, str) or not value or not _PATH_SETTING.search(name):
             continue

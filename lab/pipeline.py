@@ -103,16 +103,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: unknown experiment(s) {', '.join(unknown)}; valid: {', '.join(EXPERIMENTS)}", file=sys.stderr)
         return 2
 
-    root = outputs_root()
-    profile = "full" if args.full else "quick"
-    timings_path = root / f"timings_{profile}.json"
+    root, experiments = outputs_root(), args.experiments or EXPERIMENTS
+    timings_path = root / f"timings_{'full' if args.full else 'quick'}.json"
     timings = read_timings(timings_path)
     cluster = cluster_address(args.cluster)
     cells = [Cell(experiment, "lab.pipeline:run_experiment",
                   {"experiment": experiment, "full": args.full, "outputs": str(root.resolve()),
                    "nested_cluster": not cluster},
                   resources={"num_cpus": 1, "num_gpus": args.gpus})
-             for experiment in args.experiments or EXPERIMENTS]
+             for experiment in experiments]
     failed = []
     try:
         outcomes = run_cells(cells, cluster=cluster, desc="experiments")
@@ -120,19 +119,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     for outcome in outcomes:
-        if not outcome.ok:
-            timings[outcome.name] = "failed"
-            failed.append(f"{outcome.name} ({outcome.error})")
-            continue
-        timings[outcome.name] = outcome.result["seconds"]
-        failed += outcome.result["failed"]
+        timings[outcome.name] = outcome.result["seconds"] if outcome.ok else "failed"
+        failed += outcome.result["failed"] if outcome.ok else [f"{outcome.name} ({outcome.error})"]
 
     print("\n== timings (s)")
-    for experiment in args.experiments or EXPERIMENTS:
+    for experiment in experiments:
         print(f"  {experiment:<18} {timings[experiment]}")
     root.mkdir(parents=True, exist_ok=True)
     atomic_write_text(timings_path, json.dumps(timings, indent=2) + "\n")
-    print_summary(root, args.experiments or EXPERIMENTS)
+    print_summary(root, experiments)
     print(f"gallery: {build_gallery(root)}")
     if failed:
         print(f"failed: {', '.join(failed)}", file=sys.stderr)

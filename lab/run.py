@@ -135,8 +135,7 @@ def _numpy_provenance() -> dict[str, Any]:
 
 
 def machine_provenance() -> dict[str, Any]:
-    """What decides the numbers on this host: CPU, vector extensions, the instruction set and threads
-    of each framework the script has already imported (lab imports none), the GPU, the environment."""
+    """What decides the numbers here: CPU, instruction sets and threads of the frameworks loaded, GPU, environment."""
     info: dict[str, Any] = {
         "cpu": _cpu_model(), "machine": platform.machine(), "system": platform.platform(terse=True),
         "logical_cpus": os.cpu_count(),
@@ -206,8 +205,7 @@ def seed_everything(seed: int, framework: str | None = None) -> None:
 
 
 def resolve_device(requested: str, framework: str | None) -> str:
-    """"auto" picks CUDA (or a TensorFlow GPU) when there is one, else the CPU; any other choice
-    must be a device this machine has, or the run stops here."""
+    """"auto" picks CUDA (or a TensorFlow GPU) when there is one, else the CPU; else a device this machine has."""
     requested = (requested or "auto").strip().lower()
     if framework == "torch":
         import torch

@@ -99,8 +99,7 @@ def _stand_in_unpickler_class():
 
 
 class _StandInPickleModule:
-    """A pickle module for torch.load whose `load` (the non-zip format's headers) and `Unpickler` are
-    both the restricted unpickler."""
+    """A pickle module for torch.load whose `load` (non-zip headers) and `Unpickler` are the restricted one."""
 
     UnpicklingError = pickle.UnpicklingError
     __name__ = "lab.safe_load"
@@ -384,8 +383,7 @@ def load_npz(path: Path | str, what: str = "checkpoint") -> dict[str, Any]:
 
 
 def settings_from_checkpoint(cls: type, values: Any, path: Path | str, script: str, **converters: Any) -> Any:
-    """The settings dataclass `cls` from a checkpoint's dict, refusing one of another script;
-    `converters` turn stored values back into the field's type (a list into a tuple, ...)."""
+    """The settings dataclass `cls` from a checkpoint's dict (refusing another script's); `converters` per field."""
     known = {field.name: field for field in dataclasses.fields(cls)}
     if not isinstance(values, dict):
         raise LabError(f"{path} is not a checkpoint of {script}: it stores no settings of {cls.__name__}")

@@ -18,9 +18,7 @@ from typing import Any
 
 
 def _tensorboard_without_tensorflow() -> None:
-    """Make TensorBoard's writer use its own file layer: `tensorboard.compat.tf` imports TensorFlow
-    (installed for beauty_predictor) unless `tensorboard.compat.notf` exists, which is slow and, in a
-    torch process, a crash."""
+    """Without `tensorboard.compat.notf` TensorBoard imports TensorFlow: slow, and a crash in a torch process."""
     sys.modules.setdefault("tensorboard.compat.notf", types.ModuleType("tensorboard.compat.notf"))
 
 

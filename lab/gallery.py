@@ -276,7 +276,7 @@ NOT_EXPERIMENTS = {"robustness"}
 
 
 def _experiments(root: Path) -> list[str]:
-    """The five, then any other folder under outputs/ (a run of an experiment not listed yet)."""
+    """The declared experiments, then any other folder under outputs/ (an experiment not declared yet)."""
     others = sorted(p.name for p in root.iterdir()
                     if p.is_dir() and p.name not in EXPERIMENTS and p.name not in NOT_EXPERIMENTS) if root.is_dir() else []
     return [*EXPERIMENTS, *others]

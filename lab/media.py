@@ -66,8 +66,7 @@ def write_video(frames: Iterable[Frame], path: Path | str, fps: float = 24.0) ->
 
 def count_video_frames(path: Path | str) -> int:
     import imageio_ffmpeg
-    frames, _seconds = imageio_ffmpeg.count_frames_and_secs(str(path))
-    return frames
+    return imageio_ffmpeg.count_frames_and_secs(str(path))[0]  # (frames, seconds)
 
 
 def write_gif(frames: Iterable[Frame], path: Path | str, fps: float = 10.0, max_side: int | None = None) -> int:

@@ -2,7 +2,8 @@
 
 A checkpoint is one dict (nanoGPT's layout: "model", "optimizer", "step", "constants", "rng", ...),
 written atomically (a temporary file renamed over the old one); the one before stays as
-`<stem>.prev<suffix>`, the fallback when the last is unreadable. Training scripts resume with:
+`<stem>.prev<suffix>`, the fallback when the last is unreadable. Training scripts resume once the
+model is built (its initialisation draws random numbers; resume() puts the generators back after it):
 
     ckpt = resume(run, "model.pt", architecture=ARCHITECTURE, steps=cfg.STEPS, data=fingerprint)
     if ckpt.state is not None:

@@ -1,29 +1,16 @@
 """Checkpoints that survive crashes and Ctrl+C, and resume on the next run.
 
-A checkpoint is one dict (nanoGPT's layout): {"model": state_dict, "optimizer": state_dict,
-"step": int, "constants": dict, "data": fingerprint, "rng": states, ...}. It is written to a
-temporary file in the same folder and then renamed over the old one: a rename within one
-filesystem is atomic, so a crash or Ctrl+C mid-write leaves the previous checkpoint whole. The
-checkpoint before the last stays beside it as `<stem>.prev<suffix>`, the fallback when the last
-one cannot be read.
+A checkpoint is one dict (nanoGPT's layout: "model", "optimizer", "step", "constants", "rng", ...),
+written atomically (a temporary file renamed over the old one); the one before stays as
+`<stem>.prev<suffix>`, the fallback when the last is unreadable. Training scripts resume once the
+model is built (its initialisation draws random numbers; resume() puts the generators back after it):
 
-Every training script resumes the same way, with `resume()`, called once the model and optimiser
-are built (their initialisation draws random numbers; resume() then puts the generators back as
-they were at the checkpoint):
-
-    model, optimizer = build(cfg)
     ckpt = resume(run, "model.pt", architecture=ARCHITECTURE, steps=cfg.STEPS, data=fingerprint)
     if ckpt.state is not None:
-        model.load_state_dict(ckpt.state["model"])      # and the optimiser, the losses so far...
+        model.load_state_dict(ckpt.state["model"])
     for step in range(ckpt.step, cfg.STEPS):
         ...
         save_checkpoint(ckpt.path, {"model": model.state_dict(), **ckpt.meta(step + 1)})
-
-It takes the folder's lock (one run per checkpoint folder), refuses a checkpoint made with other
-architecture constants, on other data, or with more steps done than this run plans, falls back to
-the previous checkpoint when the last is unreadable, and puts back the global random generators
-as they were when the checkpoint was saved, so an interrupted run ends where an uninterrupted one
-would.
 """
 
 from __future__ import annotations
@@ -61,11 +48,9 @@ def previous_path(path: Path | str) -> Path:
 def atomic_write(path: Path | str, write: Callable[[Path], None], keep_previous: bool = False) -> Path:
     """Call `write(tmp_path)`, then move the temporary file onto `path` in one rename.
 
-    The temporary file keeps the target's suffix, since some writers insist on it (keras
-    `model.save` wants ".keras", `np.savez` appends ".npz" to any other name). The file gets the
-    permissions of the process's umask, as an ordinary open() would give (mkstemp makes 0600).
-    With `keep_previous`, the file being replaced stays as `previous_path(path)`: it is linked
-    there before the rename, so at every moment `path` holds a whole file."""
+    The temporary file keeps the target's suffix (keras wants ".keras", np.savez appends ".npz")
+    and gets the umask's permissions (mkstemp makes 0600). `keep_previous` links the replaced file
+    to `previous_path(path)` before the rename, so `path` always holds a whole file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}")
@@ -90,13 +75,9 @@ def atomic_write(path: Path | str, write: Callable[[Path], None], keep_previous:
 
 
 def _out_of_room(error: Exception, tmp: Path) -> int | None:
-    """ENOSPC or EFBIG when `error` comes from a full disk or the file-size limit, else None.
-
-    Some writers hide the errno (torch.save raises "RuntimeError: ... file write failed"), so when
-    the error has none, the file-size limit and the free space left are looked at instead."""
+    """ENOSPC or EFBIG for a full disk or file-size limit (judged by the file when the writer hides the errno)."""
     import errno
     import resource
-
     code = disk_full_errno(error)
     if code is not None:
         return code
@@ -121,19 +102,15 @@ def _link_previous(path: Path) -> None:
         os.link(path, staging)
     except OSError:  # a filesystem without hard links: a copy does the same job
         import shutil
-
         shutil.copyfile(path, staging)
     os.replace(staging, previous)
 
 
-def remove_stale_temporaries(folder: Path | str) -> list[Path]:
+def remove_stale_temporaries(folder: Path | str) -> None:
     """Delete the temporary files a killed writer left in `folder` (call it holding the folder's lock)."""
-    removed = []
     for candidate in Path(folder).glob(".*.tmp*"):
         if candidate.is_file():
             candidate.unlink(missing_ok=True)
-            removed.append(candidate)
-    return removed
 
 
 def atomic_write_text(path: Path | str, text: str) -> Path:
@@ -143,21 +120,16 @@ def atomic_write_text(path: Path | str, text: str) -> Path:
 def save_checkpoint(path: Path | str, checkpoint: dict[str, Any]) -> Path:
     """torch.save of the checkpoint dict, atomically; the one it replaces is kept as the fallback."""
     import torch
-
     return atomic_write(path, lambda tmp: torch.save(checkpoint, tmp), keep_previous=True)
 
 
 def read_checkpoint_file(path: Path | str, read: Callable[[Path], Any]) -> Any:
-    """`read(path)` with one clear error for a missing, empty (a write cut short), truncated or
-    foreign file, whatever the format: torch's here, Keras weights in .npz in beauty_predictor.
-    `read` goes through lab.safe_load, which names a missing or empty file; a damaged one gets the
-    way out (--fresh) added here."""
+    """`read(path)` (a lab.safe_load reader), a damaged file's error naming the way out (--fresh)."""
     path = Path(path)
     try:
         return read(path)
     except LabError as error:
         from lab.safe_load import UnsafeFileError
-
         if isinstance(error, UnsafeFileError) or "--fresh" in str(error) or not str(error).startswith("cannot read"):
             raise
         raise LabError(f"{error}. Delete it or rerun with --fresh.") from None
@@ -168,21 +140,14 @@ def read_checkpoint_file(path: Path | str, read: Callable[[Path], Any]) -> Any:
 
 
 def load_checkpoint(path: Path | str, map_location: str = "cpu") -> dict[str, Any]:
-    """A torch checkpoint through `lab.safe_load.load_torch`: plain tensors and containers; a file
-    that names anything else is refused, and nothing from it runs."""
+    """A torch checkpoint through `lab.safe_load.load_torch` (nothing the file names runs)."""
     from lab.safe_load import load_torch
-
     return read_checkpoint_file(path, lambda p: load_torch(p, "checkpoint", map_location=map_location))
-
-
-# -----------------------------------------------------------------------------
-# Random generators: saved with each checkpoint, put back on resume.
 
 
 def rng_state() -> dict[str, Any]:
     """The global generators' states as plain containers and tensors (torch.load weights_only safe)."""
     import numpy as np
-
     kind, keys, position, has_gauss, cached = np.random.get_state()
     state: dict[str, Any] = {
         "python": [random.getstate()[0], list(random.getstate()[1]), random.getstate()[2]],
@@ -191,7 +156,6 @@ def rng_state() -> dict[str, Any]:
     }
     if "torch" in sys.modules:
         import torch
-
         state["torch"] = torch.get_rng_state()
         if torch.cuda.is_available() and torch.cuda.is_initialized():
             state["cuda"] = torch.cuda.get_rng_state_all()
@@ -203,7 +167,6 @@ def set_rng_state(state: dict[str, Any] | None) -> None:
     if not state:
         return
     import numpy as np
-
     if "python" in state:
         version, internal, gauss = state["python"]
         random.setstate((version, tuple(internal), gauss))
@@ -213,7 +176,6 @@ def set_rng_state(state: dict[str, Any] | None) -> None:
                              saved["has_gauss"], saved["cached"]))
     if "torch" in state and "torch" in sys.modules:
         import torch
-
         torch.set_rng_state(torch.as_tensor(state["torch"], dtype=torch.uint8).cpu())
         if "cuda" in state and torch.cuda.is_available():
             torch.cuda.set_rng_state_all([torch.as_tensor(s, dtype=torch.uint8).cpu() for s in state["cuda"]])
@@ -232,20 +194,12 @@ def fingerprint_files(paths: Iterable[Path | str]) -> str:
     return digest.hexdigest()[:16]
 
 
-# -----------------------------------------------------------------------------
-# One run per checkpoint folder.
-
 _HELD_LOCKS: dict[Path, Any] = {}
 
 
 def lock_folder(folder: Path | str) -> None:
-    """Hold `folder/.lock` for the rest of this process; another process holding it is an error.
-
-    The lock is an flock: the kernel drops it when its process ends, however it ends, so the lock
-    of a killed run is taken over at once. The same process may ask again (tests call main() many
-    times). Holding the lock, stale temporary files of killed writers are removed."""
+    """Hold `folder/.lock` (an flock: the kernel drops it however the process ends) or fail at once."""
     import fcntl
-
     folder = Path(folder).resolve()
     if folder in _HELD_LOCKS:
         return
@@ -269,12 +223,8 @@ def lock_folder(folder: Path | str) -> None:
 
 @contextlib.contextmanager
 def cache_lock(folder: Path | str, what: str) -> Iterator[None]:
-    """Hold `folder/.cache.lock` while a cache that several runs share (the gan judge) is read or built.
-
-    Unlike `lock_folder`, a second run waits (with a notice) instead of stopping: the first one
-    builds the cache, the second then reads it instead of building it again side by side."""
+    """Hold `folder/.cache.lock` while a shared cache is read or built; a second run waits, then reads it."""
     import fcntl
-
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / ".cache.lock", "a+") as handle:
@@ -290,10 +240,7 @@ def cache_lock(folder: Path | str, what: str) -> Iterator[None]:
 
 
 def load_cache(path: Path | str, what: str, load: Callable[[Path], Any] | None = None) -> Any:
-    """A cache file that the project can rebuild: the file, else its previous copy, else None.
-
-    An unreadable file is not the user's problem to fix (--fresh does not rebuild a shared cache),
-    so it is reported as a notice and the caller rebuilds the cache."""
+    """A rebuildable cache file, else its previous copy, else None (a notice, and the caller rebuilds)."""
     path = Path(path)
     loaded, used, problems = first_readable(path, load or load_checkpoint)
     if problems:
@@ -305,8 +252,7 @@ def load_cache(path: Path | str, what: str, load: Callable[[Path], Any] | None =
 def first_readable(path: Path, load: Callable[[Path], Any],
                    check: Callable[[Any, Path], str | None] = lambda loaded, candidate: None,
                    ) -> tuple[Any, Path, list[str]]:
-    """The first of `path` and its previous copy that `load` reads and `check` finds no problem
-    with: (what was loaded or None, the file it came from, the problems met on the way)."""
+    """(loaded or None, its file, the problems met): the first of `path` and its previous copy that passes."""
     problems = []
     for candidate in (path, previous_path(path)):
         if not candidate.is_file():
@@ -314,21 +260,15 @@ def first_readable(path: Path, load: Callable[[Path], Any],
         try:
             loaded = load(candidate)
         except LabError as error:
-            problems.append(str(error))
-            continue
+            problem = str(error)
         except Exception as error:  # a loader of another format: its own message
-            problems.append(f"cannot read checkpoint {candidate}: {error}")
-            continue
-        problem = check(loaded, candidate)
-        if problem:
-            problems.append(problem)
-            continue
-        return loaded, candidate, problems
+            problem = f"cannot read checkpoint {candidate}: {error}"
+        else:
+            problem = check(loaded, candidate)
+            if not problem:
+                return loaded, candidate, problems
+        problems.append(problem)
     return None, path, problems
-
-
-# -----------------------------------------------------------------------------
-# Resume.
 
 
 @dataclass
@@ -348,36 +288,21 @@ class Resumed:
         return self.steps is not None and self.step >= self.steps
 
     def meta(self, step: int) -> dict[str, Any]:
-        """What every checkpoint records besides the weights: steps done, constants, typed settings,
-        data, generators."""
+        """What every checkpoint records besides the weights."""
         meta = {"step": int(step), "constants": self.constants, "data": self.data, "rng": rng_state()}
         if self.settings is not None:
             meta["settings"] = self.settings
         return meta
 
 
-def resume(
-    run: Any,
-    name: str,
-    *,
-    architecture: Iterable[str] = (),
-    settings: Any = None,
-    steps: int | None = None,
-    data: str | None = None,
-    map_location: Any = "cpu",
-    loader: Callable[[Path], dict[str, Any]] | None = None,
-    restore_rng: bool = True,
-    steps_name: str = "STEPS",
-) -> Resumed:
-    """Load `name` from the run's checkpoint folder, or start fresh; see the module's docstring.
+def resume(run: Any, name: str, *, architecture: Iterable[str] = (), settings: Any = None, steps: int | None = None,
+           data: str | None = None, map_location: Any = "cpu", loader: Callable[[Path], dict[str, Any]] | None = None,
+           restore_rng: bool = True, steps_name: str = "STEPS") -> Resumed:
+    """Load `name` from the run's (locked) checkpoint folder and put back the random generators, or start fresh.
 
-    `architecture`: constants that must match the checkpoint's; `settings`: the run's typed settings
-    dataclass, stored in every checkpoint (`meta`) and refused when the checkpoint's differ (the
-    reader rebuilds the model from them: `Settings(**state["settings"])`); `steps`: the steps this run plans
-    (a checkpoint with more done is refused, never rewound); `data`: a fingerprint of the data
-    (`fingerprint_files`) that must match; `loader`: reads a path into the checkpoint dict (default
-    torch's `load_checkpoint`), for checkpoints in other formats; `steps_name`: the constant that
-    sets `steps`, for the messages (EPOCHS, ITERATIONS...)."""
+    `architecture`, `settings` (a dataclass, stored by `meta`) and `data` (`fingerprint_files`) must
+    match the checkpoint's; more than `steps` done is refused, never rewound; `loader` reads other
+    formats; `steps_name` names the constant in messages (EPOCHS...)."""
     path = run.checkpoint_path(name)  # takes the folder's lock
     settings_dict = None if settings is None else dataclasses.asdict(settings)
     fresh = Resumed(path, None, 0, steps, dict(run.constants), data, settings_dict)
@@ -415,18 +340,12 @@ def resume(
 
 
 def check_compatible(saved: dict[str, Any], current: dict[str, Any], names: Iterable[str], path: Path | str) -> None:
-    """Refuse to resume a checkpoint whose architecture/data constants differ from this run's."""
-    differences = [
-        f"{name}: checkpoint has {saved.get(name)!r}, this run has {current.get(name)!r}"
-        for name in names
-        if saved.get(name) != current.get(name)
-    ]
+    """Refuse to resume a checkpoint whose values of `names` differ from this run's, naming each."""
+    differences = [f"{name}: checkpoint has {saved.get(name)!r}, this run has {current.get(name)!r}"
+                   for name in names if saved.get(name) != current.get(name)]
     if differences:
-        raise LabError(
-            f"checkpoint {path} was made with other settings ("
-            + "; ".join(differences)
-            + "). Rerun with --fresh to start over, or restore those settings to resume."
-        )
+        raise LabError(f"checkpoint {path} was made with other settings (" + "; ".join(differences)
+                       + "). Rerun with --fresh to start over, or restore those settings to resume.")
 
 
 def _plain(value: Any) -> Any:
@@ -444,11 +363,7 @@ def check_settings(saved: dict[str, Any] | None, current: dict[str, Any], path: 
         raise LabError(f"checkpoint {path} holds no settings (it was made by an older version of this script). "
                        "Rerun with --fresh to start over.")
     saved, current = _plain(saved), _plain(current)
-    differences = [f"{name}: checkpoint has {saved.get(name)!r}, this run has {current.get(name)!r}"
-                   for name in sorted(set(saved) | set(current)) if saved.get(name) != current.get(name)]
-    if differences:
-        raise LabError(f"checkpoint {path} was made with other settings (" + "; ".join(differences)
-                       + "). Rerun with --fresh to start over, or restore those settings to resume.")
+    check_compatible(saved, current, sorted(set(saved) | set(current)), path)
 
 
 def load_state_dict_strict(module: Any, state_dict: dict[str, Any], what: str) -> None:
@@ -456,42 +371,24 @@ def load_state_dict_strict(module: Any, state_dict: dict[str, Any], what: str) -
     own = module.state_dict()
     missing = sorted(set(own) - set(state_dict))
     unexpected = sorted(set(state_dict) - set(own))
-    wrong_shape = sorted(
-        f"{k} {tuple(state_dict[k].shape)} vs {tuple(own[k].shape)}"
-        for k in set(own) & set(state_dict)
-        if hasattr(state_dict[k], "shape") and tuple(state_dict[k].shape) != tuple(own[k].shape)
-    )
+    wrong_shape = sorted(f"{k} {tuple(state_dict[k].shape)} vs {tuple(own[k].shape)}" for k in set(own) & set(state_dict)
+                         if hasattr(state_dict[k], "shape") and tuple(state_dict[k].shape) != tuple(own[k].shape))
     if missing or unexpected or wrong_shape:
 
         def listing(keys: list[str]) -> str:
             return ", ".join(keys[:12]) + (f" ... ({len(keys)} in all)" if len(keys) > 12 else "") or "none"
 
-        raise LabError(
-            f"{what} does not match this architecture. missing keys: {listing(missing)}; "
-            f"unexpected keys: {listing(unexpected)}; wrong shapes: {listing(wrong_shape)}"
-        )
+        raise LabError(f"{what} does not match this architecture. missing keys: {listing(missing)}; "
+                       f"unexpected keys: {listing(unexpected)}; wrong shapes: {listing(wrong_shape)}")
     module.load_state_dict(state_dict, strict=True)
 
 
 class InterruptGuard:
-    """Turn the first Ctrl+C or SIGTERM inside a training loop into a request to save and stop.
-
-        with InterruptGuard() as guard:
-            for step in range(start, steps):
-                ...
-                if guard.requested:
-                    break
-        save_checkpoint(...)
-
-    SIGTERM is what `timeout`, `docker stop`, systemd and a cluster's preemption send: it is handled
-    as Ctrl+C is, and `exit_on_lab_error` then ends the process with status 143, so a preempted job
-    resumes where it stopped. A second signal aborts without saving (exit 130 or 143). Outside the main
-    thread (where Python allows no signal handlers) the guard does nothing.
-    """
+    """Turn the first Ctrl+C or SIGTERM (timeout, preemption) in a training loop into `guard.requested`
+    (the loop saves and stops); a second one aborts. Outside the main thread it does nothing."""
 
     def __init__(self) -> None:
-        self.requested = False
-        self.signal_name = ""
+        self.requested, self.signal_name = False, ""
         self._previous: dict[int, Any] = {}
 
     def _handle(self, signum: int, frame: Any) -> None:

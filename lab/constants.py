@@ -1,32 +1,15 @@
 """The constants block at the top of each script, and its overrides from the command line.
 
-A script keeps its settings as plain UPPER_CASE module globals in one ruled, commented block
-(nanoGPT's style), with the article's values as defaults. Two dicts may follow the block:
+The constants are the UPPER_CASE names assigned between the two ruled `# ----` lines (nanoGPT's
+style), optionally followed by the profiles `QUICK = {"STEPS": 300}` and `DRY_RUN = {"STEPS": 2}`.
+The comment beside a constant is its `--help` text and may end with a range tag that every value
+must satisfy: alternatives joined by "or", each a comma-separated list of conditions ("> 0",
+">= 0", "< 1", "<= 1", a bare number; "nonempty" for strings). Floats must be finite, tag or not.
 
-    QUICK = {"STEPS": 300}      # the quick profile: ./run.sh's default and the tests
-    DRY_RUN = {"STEPS": 2}      # --dry-run: one pass through every code path, seconds
-
-Only the names assigned between the two ruled `# ----` lines are constants: `--set` of anything
-else (an import, a list the script builds below the block) is refused. The comment written beside
-a constant is its documentation (`--help` prints it), and may end with a range tag in braces that
-every value of it must satisfy, whether it comes from the block, a profile or `--set`:
-
-    STEPS = 10_000         # optimisation steps (article: 10^4) {> 0}
     DROPOUT = 0.2          # dropout probability {>= 0, < 1}
     MAX_ITERATIONS = 300   # -1 runs until Ctrl+C {-1 or > 0}
-    PHOTOS_DIR = "photos"  # a folder of images {nonempty}
 
-A tag is alternatives joined by "or", each a comma-separated list of conditions that must all hold
-("> 0", ">= 0", "< 1", "<= 1", or a bare number for equality); "nonempty" asks a string for some
-non-blank text. Every float must be finite, tag or not.
-
-`resolve_layers()` gives every constant its value from four layers, each beating the one before:
-the block's default, the chosen variant (a script's `Variants` table, picked by one constant such
-as VARIANT), the profile (`--quick`, `--dry-run`), and `--set NAME=VALUE`. So an explicit `--set`
-always wins, even when it repeats the default. It records which layer each value came from
-(`--help` and run.json show it), checks each override against the default's type and every value
-against its tag. `settings_from()` then builds the script's typed settings dataclass, each field
-from the constant of its name upper-cased: the one path from a constant to a setting.
+A value comes from the last of: the default, the chosen `Variants` entry, the profile, `--set NAME=VALUE`.
 """
 
 from __future__ import annotations
@@ -51,8 +34,7 @@ _RULE = re.compile(r"^#\s*-{20,}\s*$")
 _TAG = re.compile(r"\{([^{}]*)\}\s*$")
 _OPERATORS = {">=": operator.ge, "<=": operator.le, ">": operator.gt, "<": operator.lt, "==": operator.eq}
 
-# Every script accepts RUN_NAME, block or not: it separates the checkpoint and output folders of
-# runs that must not share them (two runs at once, or two settings kept side by side).
+# Every script accepts RUN_NAME, block or not: runs that must not share folders get their own.
 IMPLICIT = {"RUN_NAME": ("", "a name that gives this run its own checkpoint and output folders "
                              "(empty: the profile's shared ones) {name}")}
 
@@ -71,8 +53,7 @@ def _block_docs(source: str) -> dict[str, ConstantDoc] | None:
     rules = [i + 1 for i, line in enumerate(lines) if _RULE.match(line.strip())]  # 1-based
     if len(rules) < 2:
         return None
-    first, last = rules[0], rules[1]
-    comments: dict[int, str] = {}
+    first, last, comments = rules[0], rules[1], {}
     try:
         for token in tokenize.generate_tokens(io.StringIO(source).readline):
             if token.type == tokenize.COMMENT:
@@ -89,8 +70,7 @@ def _block_docs(source: str) -> dict[str, ConstantDoc] | None:
                 text = " ".join(comments[i] for i in range(node.lineno, (node.end_lineno or node.lineno) + 1)
                                 if i in comments)
                 match = _TAG.search(text)
-                tag = match.group(1).strip() if match else ""
-                docs[target.id] = ConstantDoc(_TAG.sub("", text).strip(), tag)
+                docs[target.id] = ConstantDoc(_TAG.sub("", text).strip(), match.group(1).strip() if match else "")
     return docs
 
 
@@ -106,20 +86,11 @@ def constant_docs(namespace: dict[str, Any]) -> dict[str, ConstantDoc] | None:
 
 
 def collect_constants(namespace: dict[str, Any]) -> dict[str, Any]:
-    """The script's constants in the order they were written, then the implicit ones.
-
-    With a ruled block, the names assigned in it; without one (a test's dict), every UPPER_CASE
-    plain-data global."""
+    """The block's constants in written order (without one, every UPPER_CASE plain global), then the implicit ones."""
     docs = constant_docs(namespace)
-    constants = {
-        name: value
-        for name, value in namespace.items()
-        if name.isupper()
-        and not name.startswith("_")
-        and name not in PROFILE_DICTS
-        and isinstance(value, _PLAIN_TYPES)
-        and (docs is None or name in docs)
-    }
+    constants = {name: value for name, value in namespace.items()
+                 if name.isupper() and not name.startswith("_") and name not in PROFILE_DICTS
+                 and isinstance(value, _PLAIN_TYPES) and (docs is None or name in docs)}
     for name, (default, _) in IMPLICIT.items():
         constants.setdefault(name, default)
     return constants
@@ -130,12 +101,7 @@ def _type_name(value: Any) -> str:
 
 
 def parse_value(name: str, text: str, default: Any) -> Any:
-    """Turn the text of `--set NAME=TEXT` into a value of the same type as the default.
-
-    Rules: a bool takes true/false/1/0/yes/no; an int must be a whole number; a float takes any
-    number (an int given for a float is fine); a str takes the text as it is; a list, tuple or
-    dict takes a Python literal; a default of None takes any literal, or the text as a string.
-    """
+    """Turn the text of `--set NAME=TEXT` into a value of the default's type (containers: a Python literal)."""
     expected = _type_name(default)
     if isinstance(default, bool):
         lowered = text.strip().lower()
@@ -168,8 +134,7 @@ def parse_value(name: str, text: str, default: Any) -> Any:
 
 
 def _items_like(name: str, items: list | tuple, default: list | tuple) -> list:
-    """The items of a list/tuple override, checked against the type the default's items share
-    (an int is fine where floats are expected); a default of mixed or no items checks nothing."""
+    """The items of a list/tuple override, checked against the type the default's items share."""
     kinds = {type(item) for item in default}
     if len(kinds) != 1 or (kind := kinds.pop()) not in (bool, int, float, str):
         return list(items)
@@ -205,12 +170,7 @@ def check_range(name: str, value: Any, tag: str) -> None:
         return
     alternatives = [part.split(",") for part in tag.split(" or ")]
     if not any(all(_condition_holds(c, value) for c in conditions) for conditions in alternatives):
-        if tag == "name":
-            rule = "letters, digits, '.', '_' and '-' only"
-        elif tag == "nonempty":
-            rule = "not empty"
-        else:
-            rule = tag
+        rule = {"name": "letters, digits, '.', '_' and '-' only", "nonempty": "not empty"}.get(tag, tag)
         raise LabError(f"{name}={value!r} is out of range: it must be {rule}")
 
 
@@ -231,10 +191,8 @@ def range_tags(namespace: dict[str, Any]) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class Variants:
-    """A table of named setups, chosen by one constant: `Variants("VARIANT", {"wide": {"WIDTHS": (8, 32, 16)}})`.
-
-    Each variant is a set of constant values that replaces the block's defaults; a profile and
-    `--set` still beat it (see resolve_layers)."""
+    """Named sets of constant values, chosen by one constant, beaten by the profile and `--set`:
+    `Variants("VARIANT", {"wide": {"WIDTHS": (8, 32, 16)}})`."""
 
     selector: str
     table: Mapping[str, Mapping[str, Any]]
@@ -266,26 +224,16 @@ def _parse_overrides(overrides, defaults: dict[str, Any]) -> dict[str, Any]:
 
 def _check_same_type(name: str, value: Any, default: Any, where: str) -> None:
     """A table's value must be of its default's type (an int for a float is fine), as --set's are."""
-    if default is None or isinstance(value, type(default)):
-        return
-    if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
-        return
-    if isinstance(default, (list, tuple)) and isinstance(value, (list, tuple)):
+    if (default is None or isinstance(value, type(default))
+            or isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool)
+            or isinstance(default, (list, tuple)) and isinstance(value, (list, tuple))):
         return
     raise LabError(f"{where} gives {name}={value!r} (a {_type_name(value)}), but {name} is a {_type_name(default)}")
 
 
-def resolve_layers(
-    namespace: dict[str, Any],
-    overrides: list[str] | tuple[str, ...] = (),
-    profile: str = "full",
-    variants: Variants | None = None,
-) -> Resolved:
-    """The script's constants: the block's default, beaten by the chosen variant, beaten by the
-    profile ("quick", "dry_run"), beaten by `--set`. An explicit `--set` always wins.
-
-    The variant is the one the selector constant names after the profile and `--set` (so
-    `--set VARIANT=wide --set DROPOUT=0.2` trains the wide variant with dropout 0.2)."""
+def resolve_layers(namespace: dict[str, Any], overrides: list[str] | tuple[str, ...] = (), profile: str = "full",
+                   variants: Variants | None = None) -> Resolved:
+    """The script's constants: the default, beaten by the variant, the profile ("quick", "dry_run"), `--set`."""
     defaults = collect_constants(namespace)
     if profile not in _PROFILE_LAYERS:
         raise LabError(f"unknown profile {profile!r}; valid: {', '.join(_PROFILE_LAYERS)}")
@@ -323,18 +271,15 @@ def resolve_layers(
     return Resolved(values, sources)
 
 
-def resolve_constants(
-    namespace: dict[str, Any], overrides: list[str] | tuple[str, ...] = (), profile: str = "full",
-    variants: Variants | None = None,
-) -> dict[str, Any]:
+def resolve_constants(namespace: dict[str, Any], overrides: list[str] | tuple[str, ...] = (), profile: str = "full",
+                      variants: Variants | None = None) -> dict[str, Any]:
     """The script's constants after the variant, the profile ("full", "quick" or "dry_run") and the overrides."""
     return resolve_layers(namespace, overrides, profile, variants).values
 
 
 def describe_constants(namespace: dict[str, Any], resolved: Resolved | None = None,
                        variants: Variants | None = None) -> str:
-    """The `--help` listing: each constant with its value, type, range, the comment beside it and,
-    given `resolved` (the command line's --quick/--set/variant applied), the layer its value came from."""
+    """The `--help` listing: each constant's value, type, range, comment and (given `resolved`) layer."""
     docs = constant_docs(namespace) or {}
     tags = range_tags(namespace)
     rows = []
@@ -342,8 +287,7 @@ def describe_constants(namespace: dict[str, Any], resolved: Resolved | None = No
         value = resolved.values[name] if resolved is not None else default
         source = f"  from {resolved.sources[name]}" if resolved is not None else ""
         comment = _TAG.sub("", IMPLICIT[name][1]).strip() if name in IMPLICIT else docs.get(name, ConstantDoc()).comment
-        tag = tags.get(name, "")
-        rule = f" [{tag}]" if tag else ""
+        rule = f" [{tags[name]}]" if tags.get(name) else ""
         rows.append(f"  {name} = {value!r}  ({_type_name(value)}){rule}{source}" + (f"\n      {comment}" if comment else ""))
     if variants is not None:
         rows.append(f"  {variants.selector} names one of: {', '.join(variants.table)}")
@@ -359,13 +303,8 @@ def constant_name(setting: str) -> str:
 
 
 def settings_from(settings_class: type, cfg: Any, prefix: str = "", **computed: Any) -> Any:
-    """The script's typed settings dataclass, each field read from the constant of its name.
-
-    The one path from a constant to a setting: `LR_STEP` in the block (after the variant, the
-    profile and --set) becomes `settings.lr_step`. With a `prefix`, `<PREFIX><FIELD>` is read where
-    the block has one (a second model's own recipe: DENOISING_LEARNING_RATE), else `<FIELD>`.
-    `computed` gives fields no constant holds (an image shape read from the data); a field with
-    neither keeps the dataclass's default."""
+    """The settings dataclass, each field from its constant (`LR_STEP` sets `lr_step`; `<PREFIX>LR_STEP` first),
+    or from `computed`."""
     values = cfg if isinstance(cfg, Mapping) else vars(cfg)
     names = {field.name for field in dataclasses.fields(settings_class)}
     unknown = sorted(set(computed) - names)

@@ -17,13 +17,11 @@ class LabError(Exception):
 
 
 class Terminated(KeyboardInterrupt):
-    """SIGTERM (timeout, docker stop, systemd, a cluster's preemption) outside a training loop.
-
-    A KeyboardInterrupt, so that every place that cleans up after Ctrl+C cleans up after it too."""
+    """SIGTERM outside a training loop; a KeyboardInterrupt, so what cleans up after Ctrl+C cleans up after it."""
 
 
-# Set by a training loop's InterruptGuard when SIGTERM arrives: the loop saves and stops as for
-# Ctrl+C, the script ends its run, and `exit_on_lab_error` then exits with 143 (128 + SIGTERM).
+# Set by a training loop's InterruptGuard on SIGTERM: the loop saves and stops, the script ends its
+# run, and `exit_on_lab_error` then exits with 143 (128 + SIGTERM).
 _termination = {"requested": False}
 
 
@@ -31,11 +29,6 @@ def request_termination() -> None:
     _termination["requested"] = True
 
 
-def termination_requested() -> bool:
-    return _termination["requested"]
-
-
-# errno values that mean the disk (or the user's quota, or the file-size limit) is full.
 DISK_FULL_ERRNOS = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
 
 
@@ -55,7 +48,6 @@ def disk_full_message(code: int, target: Path | str | None, kept: str) -> str:
     where = f" while writing {target}" if target else ""
     if code == errno.EFBIG:
         import resource
-
         limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
         shown = "" if limit == resource.RLIM_INFINITY else f" of {limit} bytes (ulimit -f)"
         return f"file too large: the file-size limit{shown} was reached{where}; {kept}, raise the limit and rerun"
@@ -66,7 +58,7 @@ def disk_full_message(code: int, target: Path | str | None, kept: str) -> str:
 @contextlib.contextmanager
 def _signals_handled() -> Iterator[None]:
     """SIGTERM raises Terminated; SIGXFSZ (a write past `ulimit -f`) is ignored, so the write fails
-    with EFBIG and is reported, instead of the kernel killing the process with a core dump."""
+    with EFBIG and is reported instead of the kernel killing the process."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
@@ -86,13 +78,9 @@ def _signals_handled() -> Iterator[None]:
 def exit_on_lab_error(main):
     """Decorate a script's `main` so a LabError prints `error: ...` and exits with status 2.
 
-    Ctrl+C outside a training loop's InterruptGuard (loading data, drawing plots) ends the run
-    with one line and status 130, the shell's code for SIGINT; SIGTERM the same way with 143. The
-    checkpoints written so far are whole, so a rerun resumes. Inside an InterruptGuard, SIGTERM
-    saves and stops the loop as Ctrl+C does; the script ends its run and exits with 143. A disk
-    that fills up (or a file-size limit) during a write is one line too. Any other exception keeps
-    its traceback: that is a bug, and the traceback is what a developer needs to fix it.
-    """
+    Ctrl+C and SIGTERM end the run with one line and status 130 or 143 (after an InterruptGuard's
+    save for SIGTERM inside a training loop); so does a full disk. Any other exception is a bug and
+    keeps its traceback."""
 
     @functools.wraps(main)
     def wrapper(*args, **kwargs):
@@ -116,7 +104,7 @@ def exit_on_lab_error(main):
                 kept = "the checkpoints written so far are whole"
                 print(f"error: {disk_full_message(code, error.filename, kept)}", file=sys.stderr)
                 raise SystemExit(2) from None
-        if termination_requested():
+        if _termination["requested"]:
             print("stopped by SIGTERM after saving; rerun to resume", file=sys.stderr)
             raise SystemExit(143)
         return result

@@ -1,20 +1,10 @@
-"""outputs/index.html: a reproduction summary, then one section per experiment, from every run.json.
+"""outputs/index.html from every run.json: the machines, a reproduction summary, then one section per experiment.
 
-The page opens with the reproduction summary: one row per article claim, grouped by experiment,
-with the figure this run measured, the full profile's figure (from the experiment's README) and a
-verdict (reproduced / not reproduced / not run). Each script records its claims in its run.json
-(`run.add_claim(...)`, list "claims"); the gallery only gathers them. An experiment may declare
-the claims its pipeline checks in `<folder>/pipeline.py` as `CLAIMS` (claim sentences, or
-(claim, full-profile figure) pairs): a declared claim that no run.json records shows as "not run",
-and so does an experiment that has not run at all.
-
-When `python -m lab.robustness` has run, a section after the summary says which claims held in every
-environment it tried, with the spread of their figures. Under the title, a box names the machine(s) the runs were measured on (CPU, the instruction set
-torch and numba dispatched to, threads, GPU, numerics environment variables: run.json's "machine").
-Each experiment's section opens with its claims, then one box per run: its pictures first (images
-and GIFs inline, mp4 videos playing inline, .html files (plotly) linked), then its raw metrics as a
-table folded in a <details>.
-Links are relative, so the outputs folder can be zipped and shared as it is.
+The summary has one row per article claim (`run.add_claim(...)` in run.json, and the `CLAIMS` an
+experiment's pipeline.py declares, "not run" until recorded): this run's figure, the full profile's
+and a verdict. lab.robustness's verdicts follow when it has run. Each experiment's section shows its
+claims, then one box per run: pictures, videos and links, then its metrics folded away. Links are
+relative, so the outputs folder can be zipped and shared as it is.
 
     python -m lab.gallery            # rebuild outputs/index.html
 """
@@ -37,23 +27,17 @@ VIDEO_SUFFIXES = {".mp4", ".webm"}
 
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 1200px; color: #222; background: #fafafa; }
-h1 { margin-bottom: 0.2rem; } h2 { border-bottom: 2px solid #444; margin-top: 2.5rem; }
-nav a { margin-right: 1rem; }
+h1 { margin-bottom: 0.2rem; } h2 { border-bottom: 2px solid #444; margin-top: 2.5rem; } nav a { margin-right: 1rem; }
 .run { background: white; border: 1px solid #ddd; border-radius: 6px; padding: 1rem; margin: 1rem 0; }
-.meta { color: #666; font-size: 0.9rem; }
-.artifacts { display: flex; flex-wrap: wrap; gap: 1rem; }
-figure { margin: 0; max-width: 560px; }
+.meta { color: #666; font-size: 0.9rem; } .missing { color: #999; font-style: italic; }
+.artifacts { display: flex; flex-wrap: wrap; gap: 1rem; } figure { margin: 0; max-width: 560px; }
 figure img, figure video { min-width: 192px; max-width: 100%; max-height: 420px; border: 1px solid #ccc; background: #fff; }
 figcaption { font-size: 0.85rem; color: #444; }
 table { border-collapse: collapse; font-size: 0.85rem; margin: 0.5rem 0; }
 td, th { border: 1px solid #ddd; padding: 2px 8px; text-align: left; }
-.missing { color: #999; font-style: italic; }
-table.claims { font-size: 0.9rem; width: 100%; }
-table.claims th { background: #eee; }
-td.verdict { font-weight: 600; white-space: nowrap; }
-td.reproduced { background: #d4f4d4; color: #145214; }
-td.not-reproduced { background: #f8d4d4; color: #7a1010; }
-td.not-run { background: #eee; color: #666; }
+table.claims { font-size: 0.9rem; width: 100%; } table.claims th { background: #eee; }
+td.verdict { font-weight: 600; white-space: nowrap; } td.not-run { background: #eee; color: #666; }
+td.reproduced { background: #d4f4d4; color: #145214; } td.not-reproduced { background: #f8d4d4; color: #7a1010; }
 .machine { background: #eef3fb; border: 1px solid #c8d6ee; border-radius: 6px; padding: 0.3rem 1rem; margin: 0.8rem 0;
            font-size: 0.85rem; }
 .machine ul { margin: 0.2rem 0; padding-left: 1.2rem; } .machine p { margin: 0.2rem 0; }
@@ -69,19 +53,15 @@ def flatten_metrics(metrics: dict[str, Any], prefix: str = "") -> list[tuple[str
         if isinstance(value, dict):
             rows.extend(flatten_metrics(value, f"{name}."))
         elif isinstance(value, list):
-            if len(value) <= 10 and all(not isinstance(v, (list, dict)) for v in value):
-                rows.append((name, ", ".join(_show(v) for v in value)))
-            else:
-                rows.append((name, f"[{len(value)} values]"))
+            short = len(value) <= 10 and all(not isinstance(v, (list, dict)) for v in value)
+            rows.append((name, ", ".join(_show(v) for v in value) if short else f"[{len(value)} values]"))
         else:
             rows.append((name, _show(value)))
     return rows
 
 
 def _show(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
 
 
 def _artifact_html(rel: str, caption: str) -> str:
@@ -122,16 +102,13 @@ def declared_claims(experiment: str) -> list[tuple[str, str]]:
         entries = list(getattr(importlib.import_module(f"{experiment}.pipeline"), "CLAIMS", []))
     except Exception as error:  # a broken pipeline.py shows in the table rather than hiding the page
         return [(f"cannot read {experiment}/pipeline.py CLAIMS: {error}", "")]
-    pairs = []
-    for entry in entries:
-        claim, full = (entry, "") if isinstance(entry, str) else (entry[0], entry[1] if len(entry) > 1 else "")
-        pairs.append((str(claim), str(full)))
-    return pairs
+    return [(str(entry), "") if isinstance(entry, str) else (str(entry[0]), str(entry[1]) if len(entry) > 1 else "")
+            for entry in entries]
 
 
 def gather_claims(experiment: str, records: list[Path], root: Path) -> list[dict[str, Any]]:
-    """One row per claim: those the experiment's run.json files record (in run order), then the
-    declared claims none of them recorded, as "not run"; a row "not run" when there is nothing."""
+    """One row per claim the run.json files record (in run order), then the declared claims none
+    recorded, as "not run"; one "not run" row when there is nothing."""
     rows: list[dict[str, Any]] = []
     for record_path in records:
         record = _read_record(record_path)
@@ -140,24 +117,18 @@ def gather_claims(experiment: str, records: list[Path], root: Path) -> list[dict
             if not isinstance(claim, dict) or not claim.get("claim"):
                 continue
             reproduced = claim.get("reproduced")
-            rows.append({
-                "claim": str(claim["claim"]),
-                "measured": str(claim.get("measured", "")),
-                "full_profile": str(claim.get("full_profile", "")),
-                "verdict": VERDICTS.get(reproduced if isinstance(reproduced, bool) else None),
-                # The run's folder names the variant too (improver_article, gan_digits_diversity).
-                "source": os.path.relpath(record_path.parent, root / experiment).replace(os.sep, "/"),
-                "anchor": _run_anchor(record_path, root),
-            })
+            rows.append({"claim": str(claim["claim"]), "measured": str(claim.get("measured", "")),
+                         "full_profile": str(claim.get("full_profile", "")),
+                         "verdict": VERDICTS.get(reproduced if isinstance(reproduced, bool) else None),
+                         # The run's folder names the variant too (improver_article, gan_digits_diversity).
+                         "source": os.path.relpath(record_path.parent, root / experiment).replace(os.sep, "/"),
+                         "anchor": _run_anchor(record_path, root)})
     recorded = {row["claim"] for row in rows}
-    for claim, full in declared_claims(experiment):
-        if claim not in recorded:
-            rows.append({"claim": claim, "measured": "", "full_profile": full, "verdict": "not run",
-                         "source": "", "anchor": ""})
-    if not rows:
-        message = "no claims recorded" if records else "experiment not run"
-        rows.append({"claim": message, "measured": "", "full_profile": "", "verdict": "not run",
-                     "source": "", "anchor": ""})
+    unrun = [(claim, full) for claim, full in declared_claims(experiment) if claim not in recorded]
+    if not rows and not unrun:
+        unrun = [("no claims recorded" if records else "experiment not run", "")]
+    rows += [{"claim": claim, "measured": "", "full_profile": full, "verdict": "not run", "source": "", "anchor": ""}
+             for claim, full in unrun]
     return rows
 
 
@@ -197,8 +168,7 @@ def experiment_claims_html(experiment: str, rows: list[dict[str, Any]]) -> str:
 
 
 def machine_summary(machine: dict[str, Any] | None) -> str:
-    """One line: the CPU, the instruction sets the frameworks dispatched to, threads, GPU, and the
-    numerics environment variables that were set (lab.run.machine_provenance's record)."""
+    """lab.run.machine_provenance's record in one line."""
     if not isinstance(machine, dict):
         return "machine not recorded"
     torch_info, numba_info, tf_info = (machine.get(k) if isinstance(machine.get(k), dict) else {}
@@ -224,8 +194,7 @@ def machine_summary(machine: dict[str, Any] | None) -> str:
 
 
 def machines_html(root: Path, experiments: list[str]) -> str:
-    """The box under the title: each distinct machine line among the runs shown, with its run count,
-    so a page from another machine (or another environment) says so at once."""
+    """The box under the title: each distinct machine line among the runs, with its run count."""
     counts: dict[str, int] = {}
     versions: dict[str, str] = {}
     for experiment in experiments:
@@ -245,8 +214,7 @@ def machines_html(root: Path, experiments: list[str]) -> str:
 
 
 def robustness_html(root: Path) -> str:
-    """lab.robustness's verdict per claim, when it has been run: does it hold in every environment,
-    and the spread of its figures; the full claim x environment table is linked."""
+    """lab.robustness's verdict per claim, when it has run: holds everywhere, and its figures' spread."""
     report_path = root / "robustness" / "robustness.json"
     report = _read_record(report_path) if report_path.is_file() else None
     if not report or not isinstance(report.get("claims"), list):
@@ -276,23 +244,17 @@ def _run_html(record_path: Path, root: Path) -> str:
         return f'<div class="run"><p class="missing">unreadable {html.escape(str(record_path))}</p></div>'
     folder = record_path.parent
     title = f"{record.get('script', folder.name)} <span class='meta'>({html.escape(os.path.relpath(folder, root))})</span>"
-    meta = " &middot; ".join(
-        html.escape(str(item))
-        for item in (
-            f"profile {record.get('profile')}", record.get("status"), f"{record.get('wall_time_s', 0):.1f} s",
-            f"seed {record.get('seed')}", f"device {record.get('device')}", record.get("started_at"),
-        )
-    )
+    meta = " &middot; ".join(html.escape(str(item)) for item in (
+        f"profile {record.get('profile')}", record.get("status"), f"{record.get('wall_time_s', 0):.1f} s",
+        f"seed {record.get('seed')}", f"device {record.get('device')}", record.get("started_at")))
     parts = [f'<div class="run" id="{_run_anchor(record_path, root)}"><h3>{title}</h3><p class="meta">{meta}</p>',
              f'<p class="meta machine-line">{html.escape(machine_summary(record.get("machine")))}</p>']
     figures = []
     for artifact in record.get("artifacts") or []:
         target = folder / artifact["path"]
         rel = os.path.relpath(target, root).replace(os.sep, "/")
-        if target.exists():
-            figures.append(_artifact_html(rel, artifact.get("caption", "")))
-        else:
-            figures.append(f'<p class="missing">missing: {html.escape(rel)}</p>')
+        figures.append(_artifact_html(rel, artifact.get("caption", "")) if target.exists()
+                       else f'<p class="missing">missing: {html.escape(rel)}</p>')
     parts.append(f'<div class="artifacts">{"".join(figures)}</div>')
     rows = flatten_metrics(record.get("metrics") or {})
     if rows:  # the raw figures fold away below the pictures; the claims above say what they mean
@@ -314,7 +276,7 @@ NOT_EXPERIMENTS = {"robustness"}
 
 
 def _experiments(root: Path) -> list[str]:
-    """The five, then any other folder under outputs/ (a run of an experiment not listed yet)."""
+    """The declared experiments, then any other folder under outputs/ (an experiment not declared yet)."""
     others = sorted(p.name for p in root.iterdir()
                     if p.is_dir() and p.name not in EXPERIMENTS and p.name not in NOT_EXPERIMENTS) if root.is_dir() else []
     return [*EXPERIMENTS, *others]
@@ -352,13 +314,10 @@ def build_gallery(root: Path | None = None) -> Path:
     robustness = robustness_html(root)
     nav = " ".join(f'<a href="#{name}">{name}</a>'
                    for name in ("summary", *(["robustness"] if robustness else []), *EXPERIMENTS, *others))
-    page = (
-        "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>"
-        "<title>generative-lab results</title>"
-        f"<style>{_STYLE}</style></head><body><h1>generative-lab results</h1>"
-        f"<nav>{nav}</nav>{machines_html(root, [*EXPERIMENTS, *others])}{summary_html(claims)}"
-        f"{robustness}{''.join(sections)}</body></html>\n"
-    )
+    page = ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>generative-lab results</title>"
+            f"<style>{_STYLE}</style></head><body><h1>generative-lab results</h1>"
+            f"<nav>{nav}</nav>{machines_html(root, [*EXPERIMENTS, *others])}{summary_html(claims)}"
+            f"{robustness}{''.join(sections)}</body></html>\n")
     return atomic_write_text(root / "index.html", page)
 
 

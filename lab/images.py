@@ -16,12 +16,10 @@ class ImageTooLarge(LabError):
 
 
 def _wide_to_rgb(image: Image.Image) -> Image.Image:
-    """16-bit, 32-bit and float greyscale scaled into 0-255, not clipped.
+    """16-bit, 32-bit and float greyscale scaled into 0-255 (Pillow's convert("RGB") clips them at 255).
 
-    Pillow's convert("RGB") clips these modes at 255, so a 16-bit picture (0-65535) turns almost
-    white. 16-bit modes scale by 65535/255; 32-bit integers are read as 16-bit data when they fit
-    (PNG's 16-bit greyscale opens as "I" in some Pillow versions), else by their maximum; floats
-    in [0, 1] are fractions of white, larger ones already 0-255."""
+    32-bit integers that fit are 16-bit data (PNG's 16-bit greyscale opens as "I" in some Pillow
+    versions); floats in [0, 1] are fractions of white, larger ones already 0-255."""
     values = np.asarray(image, dtype=np.float64)
     if image.mode.startswith("I;16"):
         scale = 65535.0
@@ -37,12 +35,8 @@ def _wide_to_rgb(image: Image.Image) -> Image.Image:
 def read_rgb(path: Path | str, what: str = "image", flatten_on_white: bool = True) -> Image.Image:
     """Open `path` as a fully loaded RGB image; `what` names it in the error ("PICTURE", ...).
 
-    Grayscale (8- and 16-bit, integer and float), palette and CMYK images are converted; values
-    are scaled into 0-255, never clipped. Transparent ones (RGBA, LA, palette with
-    transparency) are composited on white by default, since the colour under a fully transparent
-    pixel is arbitrary (often black) and would otherwise show; `flatten_on_white=False` keeps
-    the stored colours and drops the alpha channel instead.
-    """
+    Transparent images are composited on white (the colour under a transparent pixel is arbitrary,
+    often black); `flatten_on_white=False` drops the alpha channel instead."""
     path = Path(path)
     try:
         with Image.open(path) as image:
@@ -61,12 +55,9 @@ def read_rgb(path: Path | str, what: str = "image", flatten_on_white: bool = Tru
                        "give a smaller image") from None
     except MemoryError:
         raise ImageTooLarge(f"{what} {shown(path)} is too large to load into memory; give a smaller image") from None
-    except OSError as error:
-        if error.errno is not None:  # the file cannot be opened: too long a name, permissions, a folder
+    except (OSError, ValueError) as error:
+        if isinstance(error, OSError) and error.errno is not None:  # too long a name, permissions, a folder
             raise LabError(f"{what} {shown(path)} cannot be opened ({error.strerror}); give the path of a "
                            "readable PNG or JPEG file") from None
-        raise LabError(f"{what} {shown(path)} cannot be read: it is not an image Pillow can read ({error}); "
-                       "give a PNG or JPEG file") from None
-    except ValueError as error:
         raise LabError(f"{what} {shown(path)} cannot be read: it is not an image Pillow can read ({error}); "
                        "give a PNG or JPEG file") from None

@@ -1,8 +1,5 @@
-"""Frames to video (H.264 mp4 through imageio-ffmpeg's bundled ffmpeg) and to GIF (Pillow).
-
-The ffmpeg binary ships inside the imageio-ffmpeg wheel, so video works on a fresh machine
-without a system ffmpeg - the wall that the popular VQGAN+CLIP notebooks kept hitting.
-"""
+"""Frames to video (H.264 mp4 through the ffmpeg bundled in the imageio-ffmpeg wheel, so no system
+ffmpeg is needed - the wall the popular VQGAN+CLIP notebooks kept hitting) and to GIF (Pillow)."""
 
 from __future__ import annotations
 
@@ -43,22 +40,17 @@ def _pad_even(array: np.ndarray) -> np.ndarray:
 def write_video(frames: Iterable[Frame], path: Path | str, fps: float = 24.0) -> int:
     """Write the frames to an H.264 mp4 that browsers play; returns the number of frames."""
     import imageio_ffmpeg
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    writer = None
-    count = 0
-    size = None
+    writer, count, size = None, 0, None
     try:
         for frame in frames:
             array = _pad_even(as_rgb_array(frame))
             if writer is None:
                 size = (array.shape[1], array.shape[0])
-                writer = imageio_ffmpeg.write_frames(
-                    str(path), size, fps=fps, codec="libx264", pix_fmt_out="yuv420p",
-                    macro_block_size=1, quality=7, ffmpeg_log_level="error",
-                    output_params=["-movflags", "+faststart"],
-                )
+                writer = imageio_ffmpeg.write_frames(str(path), size, fps=fps, codec="libx264", pix_fmt_out="yuv420p",
+                                                     macro_block_size=1, quality=7, ffmpeg_log_level="error",
+                                                     output_params=["-movflags", "+faststart"])
                 writer.send(None)  # start the generator
             if (array.shape[1], array.shape[0]) != size:
                 raise ValueError(f"frame {count} is {array.shape[1]}x{array.shape[0]}, expected {size[0]}x{size[1]}")
@@ -74,9 +66,7 @@ def write_video(frames: Iterable[Frame], path: Path | str, fps: float = 24.0) ->
 
 def count_video_frames(path: Path | str) -> int:
     import imageio_ffmpeg
-
-    frames, _seconds = imageio_ffmpeg.count_frames_and_secs(str(path))
-    return frames
+    return imageio_ffmpeg.count_frames_and_secs(str(path))[0]  # (frames, seconds)
 
 
 def write_gif(frames: Iterable[Frame], path: Path | str, fps: float = 10.0, max_side: int | None = None) -> int:

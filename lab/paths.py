@@ -12,12 +12,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def declared_experiments(root: Path = REPO_ROOT) -> tuple[str, ...]:
-    """The experiments, declared once: the packages pyproject.toml installs (`[tool.setuptools]
-    packages`, in the order of README's table and of the gallery) that list their scripts in a
-    `<package>/pipeline.py`. lab names none of its tenants; a new experiment adds itself to that
-    list and writes its pipeline.py."""
+    """The packages pyproject.toml installs (`[tool.setuptools] packages`, in the gallery's order) that
+    have a `<package>/pipeline.py`: a new experiment adds itself there; lab names none of them."""
     import tomllib
-
     pyproject = root / "pyproject.toml"
     try:
         packages = tomllib.loads(pyproject.read_text(encoding="utf-8"))["tool"]["setuptools"]["packages"]
@@ -51,12 +48,8 @@ _PATH_SETTING = re.compile(r"(^|_)(DIR|FILE|PATH|IMAGE|PICTURE|CHECKPOINT|WEIGHT
 
 
 def check_path_settings(constants: dict[str, object]) -> None:
-    """Refuse, naming the setting, a path-valued constant that the filesystem cannot look up.
-
-    A missing file is left to the script (some of these also take a name: PICTURE=astronaut,
-    MODEL=small), but a name too long for the filesystem, a loop of links, a NUL byte or a folder
-    that may not be entered would otherwise end in a traceback from wherever the path is first used.
-    Relative paths are looked up from here and from the repository root, as the scripts do."""
+    """Refuse a path-valued constant the filesystem cannot look up (too long, a NUL byte, no permission...);
+    a missing file is left to the script (PICTURE=astronaut is a name)."""
     for name, value in constants.items():
         if not isinstance(value, str) or not value or not _PATH_SETTING.search(name):
             continue

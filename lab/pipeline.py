@@ -3,14 +3,10 @@
     python -m lab.pipeline                     # all five, quick profile
     python -m lab.pipeline sphere_mapping      # one (or several) by name
     python -m lab.pipeline --full              # the article-scale constants
-    RAY_ADDRESS=head:6379 python -m lab.pipeline --full   # the experiments as tasks on a Ray cluster
+    RAY_ADDRESS=head:6379 python -m lab.pipeline --full   # one Ray task per experiment
 
-The experiments are those pyproject.toml declares (lab.paths.declared_experiments). Each lists its
-scripts in `<folder>/pipeline.py` as `SCRIPTS`, a list of [module, *extra_args]; `--quick` is
-appended unless --full. The experiments do not depend on each other: each is one cell of
-lab.executor, run here in order, or with a cluster address (--cluster, else $RAY_ADDRESS) as one
-Ray task each, spread over the nodes (each script resumes from its checkpoints when a lost task is
-retried). On a cluster the scripts inside a task run locally (no nested fan-out).
+Each experiment lists its scripts in `<folder>/pipeline.py` as `SCRIPTS` ([module, *extra_args];
+`--quick` appended unless --full). A retried Ray task's scripts resume from their checkpoints.
 """
 
 from __future__ import annotations
@@ -40,18 +36,15 @@ def experiment_scripts(experiment: str) -> list[list[str]] | None:
 
 
 def _die_with_parent() -> None:
-    """In a script started by a Ray task: die when the task's worker dies (Linux), so that the
-    retried task does not find the script still holding its checkpoint folder."""
+    """Die with the Ray worker (Linux), so a retried task does not find the script still holding its folder."""
     import ctypes
     import signal
-
     ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
 def run_experiment(experiment: str, full: bool, outputs: str = "", nested_cluster: bool = True) -> dict:
-    """One experiment's scripts in order, each a subprocess; a failed script skips the rest of its
-    experiment. `outputs`: the outputs root (on a cluster, a folder every node sees); `nested_cluster`
-    False: on a cluster's worker, its scripts run locally even when RAY_ADDRESS is set there too."""
+    """One experiment's scripts in order, each a subprocess; a failed script skips the rest. `outputs`:
+    a root every node sees; `nested_cluster` False: on a worker, the scripts ignore RAY_ADDRESS."""
     scripts = experiment_scripts(experiment)
     if scripts is None:
         print(f"== {experiment}: not built yet, skipped")
@@ -110,16 +103,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: unknown experiment(s) {', '.join(unknown)}; valid: {', '.join(EXPERIMENTS)}", file=sys.stderr)
         return 2
 
-    root = outputs_root()
-    profile = "full" if args.full else "quick"
-    timings_path = root / f"timings_{profile}.json"
+    root, experiments = outputs_root(), args.experiments or EXPERIMENTS
+    timings_path = root / f"timings_{'full' if args.full else 'quick'}.json"
     timings = read_timings(timings_path)
     cluster = cluster_address(args.cluster)
     cells = [Cell(experiment, "lab.pipeline:run_experiment",
                   {"experiment": experiment, "full": args.full, "outputs": str(root.resolve()),
                    "nested_cluster": not cluster},
                   resources={"num_cpus": 1, "num_gpus": args.gpus})
-             for experiment in args.experiments or EXPERIMENTS]
+             for experiment in experiments]
     failed = []
     try:
         outcomes = run_cells(cells, cluster=cluster, desc="experiments")
@@ -127,20 +119,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     for outcome in outcomes:
-        if not outcome.ok:
-            timings[outcome.name] = "failed"
-            failed.append(f"{outcome.name} ({outcome.error})")
-            continue
-        timings[outcome.name] = outcome.result["seconds"]
-        failed += outcome.result["failed"]
+        timings[outcome.name] = outcome.result["seconds"] if outcome.ok else "failed"
+        failed += outcome.result["failed"] if outcome.ok else [f"{outcome.name} ({outcome.error})"]
 
     print("\n== timings (s)")
-    for experiment in args.experiments or EXPERIMENTS:
-        seconds = timings[experiment]
-        print(f"  {experiment:<18} {seconds}")
+    for experiment in experiments:
+        print(f"  {experiment:<18} {timings[experiment]}")
     root.mkdir(parents=True, exist_ok=True)
     atomic_write_text(timings_path, json.dumps(timings, indent=2) + "\n")
-    print_summary(root, args.experiments or EXPERIMENTS)
+    print_summary(root, experiments)
     print(f"gallery: {build_gallery(root)}")
     if failed:
         print(f"failed: {', '.join(failed)}", file=sys.stderr)

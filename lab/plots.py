@@ -8,16 +8,11 @@ from typing import Any
 
 
 def save_figure(fig: Any, path: Path | str, dpi: int = 100) -> Path | str:
-    """Lay out, write and close a matplotlib figure (closing frees its memory in long runs).
-
-    Returns `path`, so a plotting function can end with `return save_figure(fig, path)`.
-    """
+    """Lay out, write and close a matplotlib figure (freeing its memory); returns `path`."""
     if "matplotlib.pyplot" not in sys.modules:
         import matplotlib
-
         matplotlib.use("Agg")  # no display is needed, or assumed
     import matplotlib.pyplot as plt
-
     fig.tight_layout()
     fig.savefig(path, dpi=dpi)
     plt.close(fig)

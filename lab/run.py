@@ -7,17 +7,14 @@
     run.finish({"coverage": 0.97})       # writes run.json for the gallery
 
 Command line shared by all scripts: --quick, --dry-run, --set NAME=VALUE (repeatable), --fresh
-(ignore existing checkpoints and start over). `--help` lists every constant with its value, type,
-range and the comment written beside it in the script.
-
-A script runs the same way as `python -m <experiment>.<script>` from the repository root and as
-`python <script>.py` from inside its folder: the script is named by its file, and the outputs
-folder is the repository's either way.
+(ignore existing checkpoints); `--help` lists every constant with its value, type, range and comment.
+`python -m <experiment>.<script>` and `python <script>.py` run the same way, into the same outputs.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime as dt
 import importlib.metadata
 import json
@@ -41,36 +38,23 @@ from lab.scalars import ScalarLog
 
 # Distributions whose versions go into run.json when their module is loaded.
 _TRACKED = {
-    "numpy": "numpy",
-    "torch": "torch",
-    "torchvision": "torchvision",
-    "tensorflow": "tensorflow-cpu",
-    "keras": "keras",
-    "open_clip": "open-clip-torch",
-    "scipy": "scipy",
-    "sklearn": "scikit-learn",
-    "skimage": "scikit-image",
-    "numba": "numba",
-    "llvmlite": "llvmlite",
-    "threadpoolctl": "threadpoolctl",
+    "numpy": "numpy", "torch": "torch", "torchvision": "torchvision", "tensorflow": "tensorflow-cpu",
+    "keras": "keras", "open_clip": "open-clip-torch", "scipy": "scipy", "sklearn": "scikit-learn",
+    "skimage": "scikit-image", "numba": "numba", "llvmlite": "llvmlite", "threadpoolctl": "threadpoolctl",
 }
 
 
 def library_versions() -> dict[str, str]:
     versions = {"python": platform.python_version()}
     for module, dist in _TRACKED.items():
-        if module in sys.modules:
-            for name in (dist, module):
-                try:
-                    versions[dist] = importlib.metadata.version(name)
-                    break
-                except importlib.metadata.PackageNotFoundError:
-                    continue
+        for name in (dist, module) if module in sys.modules else ():
+            with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+                versions[dist] = importlib.metadata.version(name)
+                break
     return versions
 
 
-# Environment variables that change which kernels run or how many threads run them; run.json
-# records those that are set, so two machines' (or two environments') figures can be compared.
+# Environment variables that change which kernels run or on how many threads (run.json records them).
 NUMERICS_ENVIRONMENT = (
     "ATEN_CPU_CAPABILITY", "NUMBA_CPU_NAME", "NUMBA_CPU_FEATURES", "NUMBA_NUM_THREADS", "NUMBA_OPT",
     "TF_ENABLE_ONEDNN_OPTS", "TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS",
@@ -80,46 +64,41 @@ NUMERICS_ENVIRONMENT = (
 )
 
 
-def _cpu_model() -> str:
+def _cpuinfo(prefixes: tuple[str, ...]) -> str | None:
+    """The value of the first /proc/cpuinfo line starting with one of `prefixes`, else None."""
     try:
         for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+            if line.startswith(prefixes):
+                return line.split(":", 1)[1]
     except OSError:
         pass
-    return platform.processor() or platform.machine()
+    return None
+
+
+def _cpu_model() -> str:
+    model = _cpuinfo(("model name",))
+    return model.strip() if model is not None else platform.processor() or platform.machine()
 
 
 def _cpu_vector_extensions() -> list[str]:
     """The host's SIMD families (avx, avx2, avx512f, amx...), from /proc/cpuinfo's flags."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text(errors="replace").splitlines():
-            if line.startswith(("flags", "Features")):
-                flags = line.split(":", 1)[1].split()
-                return sorted(f for f in flags if f.startswith(("avx", "amx", "fma", "sse4", "neon", "asimd", "sve")))
-    except OSError:
-        pass
-    return []
+    flags = (_cpuinfo(("flags", "Features")) or "").split()
+    return sorted(f for f in flags if f.startswith(("avx", "amx", "fma", "sse4", "neon", "asimd", "sve")))
 
 
 def _torch_provenance(torch: Any) -> dict[str, Any]:
     info: dict[str, Any] = {
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "threads": torch.get_num_threads(),
-        "interop_threads": torch.get_num_interop_threads(),
-        "mkldnn": bool(torch.backends.mkldnn.is_available()),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(), "threads": torch.get_num_threads(),
+        "interop_threads": torch.get_num_interop_threads(), "mkldnn": bool(torch.backends.mkldnn.is_available()),
         "deterministic_algorithms": bool(torch.are_deterministic_algorithms_enabled()),
     }
     if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-        info["gpu_count"] = torch.cuda.device_count()
-        info["cuda"] = torch.version.cuda
+        info.update(gpu=torch.cuda.get_device_name(0), gpu_count=torch.cuda.device_count(), cuda=torch.version.cuda)
     return info
 
 
 def _numba_provenance(numba: Any) -> dict[str, Any]:
     from llvmlite import binding
-
     host = binding.get_host_cpu_name()
     return {"target_cpu": numba.config.CPU_NAME or host, "host_cpu": host,
             "threads": numba.get_num_threads(), "threading_layer": numba.config.THREADING_LAYER}
@@ -137,40 +116,28 @@ def _tensorflow_provenance(tf: Any) -> dict[str, Any]:
 
 
 def _numpy_provenance() -> dict[str, Any]:
-    """numpy's SIMD baseline and the dispatched extensions this CPU runs, and the BLAS/OpenMP pools
-    (OpenBLAS picks its kernels by CPU too: its "architecture")."""
+    """numpy's SIMD baseline and dispatched extensions, and the BLAS/OpenMP pools (OpenBLAS's kernels)."""
     info: dict[str, Any] = {}
     try:
         from numpy._core import _multiarray_umath as umath
     except ImportError:  # numpy 1.x
-        try:
-            from numpy.core import _multiarray_umath as umath
-        except ImportError:
-            umath = None
-    if umath is not None and hasattr(umath, "__cpu_features__"):
+        from numpy.core import _multiarray_umath as umath
+    if hasattr(umath, "__cpu_features__"):
         info["simd_baseline"] = list(umath.__cpu_baseline__)
         info["simd_dispatched"] = [f for f in umath.__cpu_dispatch__ if umath.__cpu_features__.get(f)]
     try:
         from threadpoolctl import threadpool_info
     except ImportError:
         return info
-    info["threadpools"] = [
-        {key: pool[key] for key in ("internal_api", "version", "num_threads", "architecture", "threading_layer")
-         if pool.get(key) is not None}
-        for pool in threadpool_info()
-    ]
+    keys = ("internal_api", "version", "num_threads", "architecture", "threading_layer")
+    info["threadpools"] = [{key: pool[key] for key in keys if pool.get(key) is not None} for pool in threadpool_info()]
     return info
 
 
 def machine_provenance() -> dict[str, Any]:
-    """What decides the numbers on this host: CPU model and vector extensions, the instruction set
-    each loaded framework dispatches to (torch's ATen capability, numba's target CPU, TensorFlow's
-    oneDNN), thread counts, the GPU, and the environment variables that change these. Frameworks
-    are only read when the script has already imported them: lab imports none of them."""
+    """What decides the numbers here: CPU, instruction sets and threads of the frameworks loaded, GPU, environment."""
     info: dict[str, Any] = {
-        "cpu": _cpu_model(),
-        "machine": platform.machine(),
-        "system": platform.platform(terse=True),
+        "cpu": _cpu_model(), "machine": platform.machine(), "system": platform.platform(terse=True),
         "logical_cpus": os.cpu_count(),
         "usable_cpus": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
         "vector_extensions": _cpu_vector_extensions(),
@@ -189,10 +156,8 @@ def machine_provenance() -> dict[str, Any]:
 
 
 def environment_overrides(constants: dict[str, Any]) -> list[str]:
-    """`--set` overrides asked for by the environment, for the constants this script has:
-    LAB_SEED_OFFSET=k shifts SEED by k (not a drawn one, SEED=-1), LAB_TORCH_THREADS=n sets
-    TORCH_THREADS. lab.robustness reruns every script this way (`LAB_SEED_OFFSET=10 ./run.sh` by
-    hand) without knowing each one's constants."""
+    """`--set` overrides from the environment (how lab.robustness reruns every script): LAB_SEED_OFFSET=k
+    shifts SEED by k (not a drawn one, SEED=-1), LAB_TORCH_THREADS=n sets TORCH_THREADS."""
     overrides = []
     for variable, constant in (("LAB_SEED_OFFSET", "SEED"), ("LAB_TORCH_THREADS", "TORCH_THREADS")):
         text = os.environ.get(variable, "").strip()
@@ -230,26 +195,20 @@ def seed_everything(seed: int, framework: str | None = None) -> None:
     """Seed Python, NumPy and the framework the script uses (and any other already imported)."""
     random.seed(seed)
     import numpy as np
-
     np.random.seed(seed % 2**32)
     if framework == "torch" or "torch" in sys.modules:
         import torch
-
         torch.manual_seed(seed)
     if framework == "tensorflow" or "tensorflow" in sys.modules:
         import tensorflow as tf
-
         tf.random.set_seed(seed)
 
 
 def resolve_device(requested: str, framework: str | None) -> str:
-    """"auto" picks CUDA (or a TensorFlow GPU) when there is one, else the CPU; any other choice
-    must be a device this machine has, or the run stops here instead of deep inside the first
-    tensor moved there."""
+    """"auto" picks CUDA (or a TensorFlow GPU) when there is one, else the CPU; else a device this machine has."""
     requested = (requested or "auto").strip().lower()
     if framework == "torch":
         import torch
-
         if requested == "auto":
             return "cuda" if torch.cuda.is_available() else "cpu"
         try:
@@ -257,12 +216,8 @@ def resolve_device(requested: str, framework: str | None) -> str:
         except (RuntimeError, ValueError):
             raise LabError(f"DEVICE {requested!r} is not a torch device; use auto, cpu or cuda") from None
         xpu = getattr(torch, "xpu", None)
-        present = {
-            "cpu": True,
-            "cuda": torch.cuda.is_available(),
-            "mps": torch.backends.mps.is_available(),
-            "xpu": xpu is not None and xpu.is_available(),
-        }
+        present = {"cpu": True, "cuda": torch.cuda.is_available(), "mps": torch.backends.mps.is_available(),
+                   "xpu": xpu is not None and xpu.is_available()}
         if device.type not in present:  # meta, hpu, privateuseone...: nothing this project can train on
             raise LabError(f"DEVICE {requested!r} is not a device these scripts run on; use auto, cpu or cuda")
         if not present[device.type]:
@@ -274,7 +229,6 @@ def resolve_device(requested: str, framework: str | None) -> str:
         return requested
     if framework == "tensorflow":
         import tensorflow as tf
-
         gpus = tf.config.list_physical_devices("GPU")
         if requested == "auto":
             return "gpu" if gpus else "cpu"
@@ -292,15 +246,14 @@ def resolve_device(requested: str, framework: str | None) -> str:
 
 
 def apply_torch_threads(threads: int, framework: str | None, device: str) -> None:
-    """TORCH_THREADS (0: torch's default) for the CPU. Small networks on a busy 2-core machine run
-    far faster on one thread than on two, whose OpenMP workers spin-wait for each other."""
+    """TORCH_THREADS (0: torch's default) for the CPU: small networks on a busy machine run faster
+    on one thread than on two, whose OpenMP workers spin-wait for each other."""
     if framework != "torch" or not threads:
         return
     if not isinstance(threads, int) or threads < 0:
         raise LabError(f"TORCH_THREADS must be 0 (torch's default) or a positive count, got {threads!r}")
     if device == "cpu":
         import torch
-
         torch.set_num_threads(threads)
 
 
@@ -327,13 +280,6 @@ class Run:
     def cfg(self) -> SimpleNamespace:
         return SimpleNamespace(**self.constants)
 
-    @property
-    def quick(self) -> bool:
-        return self.profile != "full"
-
-    @property
-    def experiment_dir(self) -> Path:
-        return outputs_root() / self.experiment
 
     def path(self, *parts: str) -> Path:
         """A file in this run's output folder; its parent folders are created."""
@@ -358,8 +304,7 @@ class Run:
         self._scalars.log(step, **values)
 
     def add_claim(self, claim: str, measured: str, reproduced: bool | None, full_profile: str = "") -> None:
-        """One of the article's claims, the figure this run measured, and whether it reproduced it
-        (None: not run here). The gallery's summary table gathers these from every run.json."""
+        """An article claim, the figure this run measured, and whether it reproduced it (None: not run)."""
         entry = {"claim": claim, "measured": measured,
                  "reproduced": None if reproduced is None else bool(reproduced), "full_profile": full_profile}
         self.claims = [c for c in self.claims if c["claim"] != claim] + [entry]
@@ -376,21 +321,13 @@ class Run:
         if metrics:
             self.metrics.update(metrics)
         record = {
-            "experiment": self.experiment,
-            "script": self.script,
-            "profile": self.profile,
-            "status": status,
+            "experiment": self.experiment, "script": self.script, "profile": self.profile, "status": status,
             "started_at": dt.datetime.fromtimestamp(self.started).isoformat(timespec="seconds"),
-            "wall_time_s": round(time.time() - self.started, 2),
-            "seed": self.seed,
-            "device": self.device,
-            "constants": self.constants,
-            "constant_sources": self.sources,
+            "wall_time_s": round(time.time() - self.started, 2), "seed": self.seed, "device": self.device,
+            "constants": self.constants, "constant_sources": self.sources,
             "machine": machine_provenance(),  # first: it may load threadpoolctl, whose version goes below
             "versions": library_versions(),
-            "metrics": self.metrics,
-            "claims": self.claims,
-            "artifacts": self.artifacts,
+            "metrics": self.metrics, "claims": self.claims, "artifacts": self.artifacts,
         }
         if self._scalars is not None:
             self._scalars.close()
@@ -407,8 +344,7 @@ def checkpoint_folder(experiment: str, profile: str, constants: dict[str, Any]) 
 
 
 def lock_checkpoints(folder: Path) -> None:
-    """Take the checkpoint folder's lock (see lab.checkpoint.lock_folder), with a clear error when
-    the folder cannot be written."""
+    """lab.checkpoint.lock_folder, with a clear error when the folder cannot be written."""
     try:
         lock_folder(folder)
     except OSError as error:
@@ -430,12 +366,10 @@ def build_parser(namespace: dict[str, Any], prog: str, resolved: Resolved | None
     """The shared command line; its --help lists the constants as this command line resolves them."""
     listing = describe_constants(namespace, resolved, variants)
     parser = argparse.ArgumentParser(
-        prog=prog,
-        description=(namespace.get("__doc__") or "").strip().split("\n\n")[0],
+        prog=prog, description=(namespace.get("__doc__") or "").strip().split("\n\n")[0],
         epilog=("constants (override with --set NAME=VALUE; --set beats the profile, which beats the variant, "
                 f"which beats the default):\n{listing}"),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-        add_help=resolved is not None,
+        formatter_class=argparse.RawDescriptionHelpFormatter, add_help=resolved is not None,
     )
     parser.add_argument("--quick", action="store_true", help="the quick profile (the script's QUICK dict)")
     parser.add_argument("--dry-run", action="store_true", help="a seconds-long pass through every code path")
@@ -456,30 +390,17 @@ def ensure_writable(folder: Path) -> None:
                        "writable, or set LAB_OUTPUT_ROOT to a folder you can write to") from None
 
 
-def start_run(
-    experiment: str,
-    namespace: dict[str, Any],
-    argv: list[str] | None = None,
-    framework: str | None = None,
-    subdir: str | Callable[[SimpleNamespace], str] | None = None,
-    variants: Variants | None = None,
-    checkpoints: bool = False,
-) -> Run:
+def start_run(experiment: str, namespace: dict[str, Any], argv: list[str] | None = None, framework: str | None = None,
+              subdir: str | Callable[[SimpleNamespace], str] | None = None, variants: Variants | None = None,
+              checkpoints: bool = False) -> Run:
     """Parse the command line, resolve constants, seed, pick the device, make the output folder.
 
-    `namespace` is the script's globals(); its constants are read, never modified, so a test can
-    call a script's main() many times. `subdir` replaces the default folder name (the script's);
-    it may be a function of the resolved constants (`lambda cfg: f"improver_{cfg.VARIANT}"`),
-    resolved here once, before the folder exists. A RUN_NAME gives the folder a suffix. `variants`
-    is the script's table of named setups (lab.constants.Variants), a layer between the block's
-    defaults and the profile. `checkpoints=True` (every script that resumes or reads checkpoints)
-    takes the checkpoint folder's lock first of all, so a second run on it stops within a second,
-    before any work.
-    """
+    `namespace` is the script's globals() (read, never modified). `subdir` replaces the folder name
+    (the script's), maybe as a function of the constants; RUN_NAME adds a suffix. `variants`: see
+    lab.constants.Variants. `checkpoints=True` locks the checkpoint folder before any work."""
     script = _script_name(namespace)
     prog = f"python -m {experiment}.{script}"
-    # Read the command line once without --help to resolve it, so that --help shows the values
-    # (and their sources) this very command line would run with.
+    # Resolved once without --help, so that --help shows the values this command line would run with.
     known, _ = build_parser(namespace, prog).parse_known_args(argv)
     profile = "dry_run" if known.dry_run else "quick" if known.quick else "full"
     resolved = resolve_layers(namespace, known.overrides, profile, variants)
@@ -495,7 +416,7 @@ def start_run(
         folder = f"{folder}-{constants['RUN_NAME']}"
     out_dir = outputs_root() / experiment / folder
     ensure_writable(out_dir)
-    if checkpoints:  # before any work (torch, data, models), so a second run on the folder stops at once
+    if checkpoints:
         lock_checkpoints(checkpoint_folder(experiment, profile, constants))
 
     seed = int(constants.get("SEED", 0))

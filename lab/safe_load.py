@@ -1,29 +1,11 @@
 """The one way this project reads a file a user can hand over: weights, checkpoints, saved arrays.
 
-People download `.ckpt` and `.pt` files from strangers, and both of torch's formats are pickles,
-which can name any importable function and call it while loading (`os.system`, ...). Every load
-of such a file in the project goes through this module, and none of its readers can run code:
-
-- `load_torch(path, what)`: a torch file (zip or the older non-zip format) holding tensors and
-  plain containers: torch's own weights-only unpickler (`torch.load(weights_only=True)`), which
-  builds only tensors and a fixed allow-list of types and calls nothing else.
-- `load_torch(path, what, stand_ins=True)`: the same unpickler, for files that also name classes
-  this project does not need (an official Lightning `last.ckpt` pickles Lightning's callbacks and
-  hyper-parameter records). Every such name becomes a `StandIn`, an inert class defined here: the
-  name is never imported, and building, calling or filling a stand-in only stores the values it is
-  given. Names from modules that run programs or code (`os`, `subprocess`, `builtins`, ...) are
-  refused instead, so such a file fails with a message saying what it asked for.
-- `load_torchscript_tensors(path, what)`: the tensors of a TorchScript archive (OpenAI's CLIP),
-  read from its pickled module state in the same way. `torch.jit.load` is never used: it compiles
-  the archive's TorchScript code and runs its `__setstate__` methods, and TorchScript can create
-  and write files (`torch.from_file(..., shared=True)`), so a TorchScript file can act on the
-  machine when loaded.
-- `load_npz(path, what)`: numpy `.npz` arrays with `allow_pickle=False`.
-
-A refused file is a one-line `UnsafeFileError` (a `LabError`) naming the file and what it asked
-for; a damaged or cut-short one a `LabError` (`IncompleteFileError` when it ends too early).
-`settings_from_checkpoint` rebuilds a settings dataclass from a checkpoint's dict, refusing one
-made by another script.
+torch's formats are pickles, which can call any importable function while loading (`os.system`);
+none of these readers can run code. `load_torch` uses torch's weights-only unpickler; with
+`stand_ins=True` (a Lightning `last.ckpt`) every other class it names becomes an inert `StandIn`,
+except names from modules that run code (`os`, `builtins`...), which refuse the file.
+`load_torchscript_tensors` reads a TorchScript archive (CLIP) the same way, never with
+`torch.jit.load`, which runs the archive's code. `load_npz` uses `allow_pickle=False`.
 """
 
 from __future__ import annotations
@@ -42,8 +24,7 @@ from lab.errors import LabError
 
 ZIP_MAGIC = b"PK\x03\x04"
 
-# Modules whose names in a weights file can only be a payload: a checkpoint never needs them, so
-# naming one refuses the file instead of giving it a stand-in (the stand-in would be inert anyway).
+# Modules whose names in a weights file can only be a payload: the file is refused, not given stand-ins.
 PAYLOAD_MODULES = frozenset({
     "builtins", "__builtin__", "os", "posix", "nt", "sys", "subprocess", "shutil", "importlib", "runpy",
     "pickle", "_pickle", "marshal", "ctypes", "socket", "pty", "code", "codeop", "webbrowser",
@@ -63,14 +44,9 @@ class IncompleteFileError(LabError):
     """A file ends too early: a download or a write was cut short."""
 
 
-# -----------------------------------------------------------------------------------------------
-# Stand-ins
-
-
 class StandIn:
-    """Takes the place of a class or function a checkpoint names that is not a tensor or a plain
-    container. The name is never imported: building, calling or filling a stand-in only stores
-    what it is given, so nothing from the file runs."""
+    """Takes the place of a class or function a checkpoint names (never imported): building,
+    calling or filling it only stores what it is given."""
 
     origin = "?"
 
@@ -103,13 +79,11 @@ def _stand_in_for(full_name: str) -> type[StandIn]:
 
 def _weights_only_unpickler():
     from torch import _weights_only_unpickler
-
     return _weights_only_unpickler
 
 
 def _stand_in_unpickler_class():
-    """torch's weights-only unpickler, letting SETITEM(S)/APPEND(S) reach stand-ins (whose methods
-    only store the values); every other rule of it (no import, calls only of allowed names) holds."""
+    """torch's weights-only unpickler, with SETITEM(S)/APPEND(S) allowed on stand-ins too."""
     base = _weights_only_unpickler().Unpickler
 
     class StandInUnpickler(base):
@@ -125,8 +99,7 @@ def _stand_in_unpickler_class():
 
 
 class _StandInPickleModule:
-    """A pickle module for torch.load whose `load` and `Unpickler` are both the restricted unpickler
-    (torch's non-zip format calls `pickle_module.load` for its header pickles)."""
+    """A pickle module for torch.load whose `load` (non-zip headers) and `Unpickler` are the restricted one."""
 
     UnpicklingError = pickle.UnpicklingError
     __name__ = "lab.safe_load"
@@ -138,12 +111,9 @@ class _StandInPickleModule:
         return self.Unpickler(file, **kwargs).load()
 
 
-# -----------------------------------------------------------------------------------------------
-# What a pickle names (read statically: pickletools only decodes opcodes, it builds nothing)
-
-
 def _globals_in(stream: Any, pickles: int = 1) -> list[str]:
-    """The importable names the next `pickles` pickles in `stream` ask for, in order of first use."""
+    """The importable names the next `pickles` pickles in `stream` ask for, in order of first use
+    (read statically: pickletools decodes opcodes and builds nothing)."""
     names: list[str] = []
     for _ in range(pickles):
         strings: list[Any] = []  # what was pushed last, and the memo, to name a STACK_GLOBAL's target
@@ -175,7 +145,6 @@ def _globals_in(stream: Any, pickles: int = 1) -> list[str]:
 def _as_torch_reads_it(module: str, name: str = "") -> str:
     """A GLOBAL's full name after the Python 2 renames torch's unpickler applies (its lookup key)."""
     from torch._utils import IMPORT_MAPPING, NAME_MAPPING
-
     if (module, name) in NAME_MAPPING:
         module, name = NAME_MAPPING[(module, name)]
     elif module in IMPORT_MAPPING:
@@ -186,7 +155,6 @@ def _as_torch_reads_it(module: str, name: str = "") -> str:
 def _python3_module(full_name: str) -> str:
     """The module a name refers to once Python's own Python 2 renames apply (`commands` is `subprocess`)."""
     import _compat_pickle
-
     module = full_name.rpartition(".")[0]
     return _compat_pickle.IMPORT_MAPPING.get(module, module)
 
@@ -229,40 +197,31 @@ def _refuse(path: Path, what: str, names: list[str]) -> UnsafeFileError:
                            "never needs (nothing from it was run); use the file from its official source")
 
 
-# -----------------------------------------------------------------------------------------------
-# Readers
-
-
 def _check_exists(path: Path | str, what: str) -> Path:
     path = Path(path)
     if not path.is_file():
         raise LabError(f"no {what} at {path}: file not found")
     if path.stat().st_size == 0:
-        raise IncompleteFileError(f"cannot read {what} {path}: the file is empty (a write or a download was "
-                                  "cut short)")
+        raise IncompleteFileError(f"cannot read {what} {path}: the file is empty (a write or a download was cut short)")
     return path
 
 
 def _first_line(error: BaseException) -> str:
     lines = [line.strip() for line in str(error).splitlines() if line.strip()]
     for line in lines:  # torch wraps the unpickler's reason in a paragraph of advice
-        if line.startswith(("Unsupported", "Trying to", "Can only", "Could not", "Unsupported operand")):
+        if line.startswith(("Unsupported", "Trying to", "Can only", "Could not")):
             return line[:200]
     return (lines[0] if lines else type(error).__name__)[:200]
 
 
 def _cut_short(error: BaseException) -> bool:
-    text = str(error)
-    return isinstance(error, EOFError) or any(mark in text for mark in (
-        "truncated", "unexpected EOF", "central directory", "Ran out of input", "pickle data was truncated"))
+    return isinstance(error, EOFError) or any(mark in str(error) for mark in (
+        "truncated", "unexpected EOF", "central directory", "Ran out of input"))
 
 
-def load_torch(path: Path | str, what: str = "checkpoint", *, stand_ins: bool = False,
-               map_location: Any = "cpu") -> Any:
-    """A torch file's content, built without running anything the file names; see the module's
-    docstring. `what` names the file in messages ("VQGAN checkpoint", "CLIP weights")."""
+def load_torch(path: Path | str, what: str = "checkpoint", *, stand_ins: bool = False, map_location: Any = "cpu") -> Any:
+    """A torch file's content, built without running anything it names; `what` names it in messages."""
     import torch
-
     path = _check_exists(path, what)
     with open(path, "rb") as handle:
         is_zip = handle.read(4) == ZIP_MAGIC
@@ -277,8 +236,7 @@ def load_torch(path: Path | str, what: str = "checkpoint", *, stand_ins: bool = 
             if _is_torchscript(archive):
                 raise LabError(f"{what} {path} is a TorchScript archive, not a torch.save file; save its state_dict "
                                "with torch.save instead")
-            prefix = _zip_prefix(archive, path, what)
-            names = _globals_in(io.BytesIO(archive.read(f"{prefix}/data.pkl")))
+            names = _globals_in(io.BytesIO(archive.read(f"{_zip_prefix(archive, path, what)}/data.pkl")))
     else:
         with open(path, "rb") as handle:  # the non-zip format: magic, protocol, system info, then the data
             names = _globals_in(handle, pickles=4)
@@ -293,8 +251,6 @@ def load_torch(path: Path | str, what: str = "checkpoint", *, stand_ins: bool = 
         with torch.serialization.safe_globals(replacements), torch.sparse.check_sparse_tensor_invariants(True):
             if is_zip:
                 return _read_zip(path, what)
-            # The non-zip format (checked above: neither zip, TorchScript nor tar), through torch's
-            # reader with a pickle module whose load and Unpickler both are the restricted unpickler.
             return torch.load(path, map_location="cpu", weights_only=False, pickle_module=_StandInPickleModule())
     except LabError:
         raise
@@ -309,10 +265,8 @@ def load_torch(path: Path | str, what: str = "checkpoint", *, stand_ins: bool = 
 
 
 def _read_zip(path: Path, what: str) -> Any:
-    """The data.pkl of a torch zip file through the stand-in unpickler, its storages read from the
-    zip's records (the caller has put the stand-ins in torch's allowed names)."""
+    """A torch zip file's data.pkl through the stand-in unpickler (the caller allows the stand-ins)."""
     import torch
-
     with zipfile.ZipFile(path) as archive:
         prefix = _zip_prefix(archive, path, what)
         records = set(archive.namelist())
@@ -360,19 +314,16 @@ def is_torchscript_archive(path: Path | str) -> bool:
 
 
 def load_torchscript_tensors(path: Path | str, what: str = "TorchScript archive") -> dict[str, Any]:
-    """Every tensor a TorchScript archive's modules hold, by dotted attribute name, as
-    `module.state_dict()` names them - without torch.jit.load, which runs the archive's code."""
+    """Every tensor a TorchScript archive's modules hold, named as `state_dict()` does, without torch.jit.load."""
     import torch
-
     path = _check_exists(path, what)
     if not zipfile.is_zipfile(path):
         raise LabError(f"{what} {path} is not a TorchScript archive (not a zip file)")
     with zipfile.ZipFile(path) as archive:
         if not _is_torchscript(archive):
             raise LabError(f"{what} {path} is not a TorchScript archive (no constants.pkl)")
-        prefix = _zip_prefix(archive, path, what)
-        unknown = [name for name in _globals_in(io.BytesIO(archive.read(f"{prefix}/data.pkl")))
-                   if name not in _allowed_globals()]
+        names = _globals_in(io.BytesIO(archive.read(f"{_zip_prefix(archive, path, what)}/data.pkl")))
+    unknown = [name for name in names if name not in _allowed_globals()]
     outside = [name for name in unknown if not name.startswith("__torch__.")]
     if _payload_names(outside):
         raise _refuse(path, what, _payload_names(outside))
@@ -406,12 +357,10 @@ def load_torchscript_tensors(path: Path | str, what: str = "TorchScript archive"
 def load_npz(path: Path | str, what: str = "checkpoint") -> dict[str, Any]:
     """The arrays of a numpy .npz file, with allow_pickle=False (an object array is refused)."""
     import numpy as np
-
     path = _check_exists(path, what)
     with open(path, "rb") as handle:
         magic = handle.read(4)
-    if magic != ZIP_MAGIC and not magic.startswith(b"\x93NUM"):
-        # np.load takes any other file for a pickle and refuses it as one: say what it is instead
+    if magic != ZIP_MAGIC and not magic.startswith(b"\x93NUM"):  # np.load would call it a pickle
         raise LabError(f"cannot read {what} {path}: the file is damaged or incomplete (not an .npz archive)")
     try:
         saved = np.load(path, allow_pickle=False)
@@ -433,14 +382,8 @@ def load_npz(path: Path | str, what: str = "checkpoint") -> dict[str, Any]:
         raise LabError(f"cannot read {what} {path}: the file is damaged ({_first_line(error)})") from None
 
 
-# -----------------------------------------------------------------------------------------------
-# Settings stored in a checkpoint
-
-
 def settings_from_checkpoint(cls: type, values: Any, path: Path | str, script: str, **converters: Any) -> Any:
-    """Build the settings dataclass `cls` from the dict a checkpoint stored, refusing a dict that
-    does not fit it (unknown or missing fields: a checkpoint of another script or experiment).
-    `converters` turn stored values back into the field's type (a list into a tuple, ...)."""
+    """The settings dataclass `cls` from a checkpoint's dict (refusing another script's); `converters` per field."""
     known = {field.name: field for field in dataclasses.fields(cls)}
     if not isinstance(values, dict):
         raise LabError(f"{path} is not a checkpoint of {script}: it stores no settings of {cls.__name__}")
@@ -454,8 +397,7 @@ def settings_from_checkpoint(cls: type, values: Any, path: Path | str, script: s
         raise LabError(f"{path} is not a checkpoint of {script} ({detail}); give a checkpoint that {script} "
                        "wrote, or rerun the script that makes it")
     try:
-        return cls(**{name: converters[name](value) if name in converters else value
-                      for name, value in values.items()})
+        return cls(**{name: converters[name](value) if name in converters else value for name, value in values.items()})
     except (TypeError, ValueError) as error:
         raise LabError(f"{path} is not a checkpoint of {script}: its settings do not fit {cls.__name__} "
                        f"({error})") from None

@@ -1,16 +1,8 @@
-"""Training curves a person can watch while a run goes: TensorBoard event files and a CSV.
+"""Training curves: `run.log_scalars(step, loss=0.31)` writes `scalars.csv` and TensorBoard event files
+(TensorBoard's own writer, no TensorFlow or torch) into the run's folder: `tensorboard --logdir outputs`.
 
-    run.log_scalars(step, loss=0.31, lr=1e-3)      # in the training loop, per step or epoch
-
-writes `scalars.csv` (columns step, name, value, wall_time: one row per value) and TensorBoard
-event files into the run's folder, so `tensorboard --logdir outputs` shows every experiment's
-curves live. The event files are written with TensorBoard's own writer and protocol buffers,
-without importing TensorFlow or torch.
-
-A resumed run goes on where its checkpoint stopped, which may be before the last rows logged by
-the interrupted process: the first call drops the CSV's rows at and after its step, and writes
-TensorBoard's "session start" marker at that step, which makes TensorBoard discard the older
-events from that step on (the same as torch's SummaryWriter(purge_step=...)).
+A resumed run's first call drops the CSV rows from its step on and writes a "session start" marker
+there, which makes TensorBoard discard the older events (as SummaryWriter(purge_step=...) does).
 """
 
 from __future__ import annotations
@@ -26,13 +18,7 @@ from typing import Any
 
 
 def _tensorboard_without_tensorflow() -> None:
-    """Make TensorBoard's writer use its own file layer instead of importing TensorFlow.
-
-    TensorBoard reaches files through `tensorboard.compat.tf`, which imports TensorFlow when it is
-    installed (it is, for beauty_predictor) unless a module `tensorboard.compat.notf` exists:
-    measured, the first event written took 55.6 s on a loaded 2-core machine with TensorFlow's
-    import, 2.0 s without. In a torch process TensorFlow's import is also the crash that the
-    README warns of, so the stub is the only safe choice here."""
+    """Without `tensorboard.compat.notf` TensorBoard imports TensorFlow: slow, and a crash in a torch process."""
     sys.modules.setdefault("tensorboard.compat.notf", types.ModuleType("tensorboard.compat.notf"))
 
 
@@ -52,7 +38,6 @@ class ScalarLog:
         _tensorboard_without_tensorflow()
         from tensorboard.compat.proto import event_pb2
         from tensorboard.summary.writer.event_file_writer import EventFileWriter
-
         self.folder.mkdir(parents=True, exist_ok=True)
         kept: list[list[str]] = []
         if self.csv_path.is_file():
@@ -74,7 +59,6 @@ class ScalarLog:
     def log(self, step: int, **values: float) -> None:
         """Record each named value at `step` (tensors and numpy scalars are turned into floats)."""
         from tensorboard.compat.proto import event_pb2, summary_pb2
-
         step = int(step)
         numbers = {name: float(value.item() if hasattr(value, "item") else value) for name, value in values.items()}
         with self._lock:

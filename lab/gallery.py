@@ -226,7 +226,7 @@ def robustness_html(root: Path) -> str:
         if not isinstance(row, dict):
             continue
         holds = row.get("holds_everywhere") is True
-        shown = "yes" if holds else f"no ({row.get('reproduced_in', 0)}/{environments})"
+        shown = ("yes" if holds else "no") + f" ({row.get('reproduced_in', 0)}/{row.get('ran_in', environments)})"
         rows.append(f'<tr><td>{html.escape(str(row.get("experiment", "")))}</td><td>{html.escape(str(row.get("claim", "")))}</td>'
                     f'<td class="verdict {"reproduced" if holds else "not-reproduced"}">{html.escape(shown)}</td>'
                     f'<td>{html.escape(str(row.get("range", "")))}</td></tr>')

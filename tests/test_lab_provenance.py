@@ -122,7 +122,7 @@ def test_robustness_table_ranges_and_what_holds_everywhere(lab_outputs, monkeypa
     section = page[page.index('<section id="robustness">'):]
     assert page.index('id="summary"') < page.index('id="robustness"')
     assert '<a href="#robustness">' in page.split("</nav>")[0]
-    assert "<td>wraps</td><td class=\"verdict reproduced\">yes</td><td>coverage 0.71 [0.69-0.75]" in section
+    assert "<td>wraps</td><td class=\"verdict reproduced\">yes (3/3)</td><td>coverage 0.71 [0.69-0.75]" in section
     assert "<td>closes</td><td class=\"verdict not-reproduced\">no (1/3)</td>" in section
 
     # Each environment's result was kept as it ended: a rerun measures nothing again...

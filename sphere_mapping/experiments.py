@@ -183,7 +183,7 @@ def group_cells(run, cfg, missing: list[dict]) -> list[Cell]:
             "curves": str(run.path("groups", name).resolve()), "jobs": plain, "steps": cfg.STEPS,
             "grid_side": cfg.GRID_SIDE, "view_side": cfg.VIEW_SIDE, "checkpoint_every": cfg.CHECKPOINT_EVERY,
             "log_every": cfg.LOG_EVERY, "device": str(run.device), "torch_threads": torch.get_num_threads(),
-            "position": position}))
+            "position": position}, resources={"num_cpus": 1, "num_gpus": int(str(run.device).startswith("cuda"))}))
     return cells
 
 
@@ -235,9 +235,8 @@ def summarise(results: list[dict], variants: list[str], goal_coverage: float, go
         row.update({f"{outcome.replace(' ', '_')}_seeds": shapes.count(outcome) for outcome in OUTCOMES})
         for name in METRICS:
             values = np.array([r[name] for r in own], dtype=np.float64)
-            row[f"{name}_median"] = float(np.median(values))
-            row[f"{name}_min"] = float(values.min())
-            row[f"{name}_max"] = float(values.max())
+            row.update({f"{name}_median": float(np.median(values)), f"{name}_min": float(values.min()),
+                        f"{name}_max": float(values.max())})
         rows.append(row)
     return rows
 
@@ -292,16 +291,9 @@ def plot_views(results: list[dict], variants: list[str], cfg, path):
     figure = plt.figure(figsize=(8, 4 * len(variants)))
     for row, variant in enumerate(variants):
         first = min((r for r in results if r["variant"] == variant), key=lambda r: r["seed"])
-        vectors = np.asarray(first["view"])
-        for column, azim in enumerate((figures.CAMERA["azim"], figures.CAMERA["azim"] + 180.0)):
-            axis = figure.add_subplot(len(variants), 2, 2 * row + column + 1, projection="3d")
-            elev, az = np.radians(figures.CAMERA["elev"]), np.radians(azim)
-            order = np.argsort(vectors @ np.array([np.cos(elev) * np.cos(az), np.cos(elev) * np.sin(az), np.sin(elev)]))
-            axis.scatter(*vectors[order].T, c=colours[order], s=3, linewidths=0, depthshade=False)
-            axis.view_init(elev=figures.CAMERA["elev"], azim=azim)
-            figures.sphere_axis(axis, "")
-            axis.set_title(f"{variant}, seed {first['seed']}: coverage {first['coverage']:.3f}, "
-                           f"hole {first['largest_hole_deg']:.1f} deg", fontsize=8)
+        figures.sphere_views(figure, len(variants), row, np.asarray(first["view"]), colours, 3, fontsize=8,
+                             title=f"{variant}, seed {first['seed']}: coverage {first['coverage']:.3f}, "
+                                   f"hole {first['largest_hole_deg']:.1f} deg")
     return save_figure(figure, path, dpi=90)
 
 

@@ -147,15 +147,22 @@ def towards_viewer(azim: float) -> np.ndarray:
     return np.array([np.cos(elev) * np.cos(az), np.cos(elev) * np.sin(az), np.sin(elev)])
 
 
-def png_sphere_views(vectors: np.ndarray, colours: np.ndarray, path: Path, title: str, size: float = 4) -> Path:
-    """Two opposite views of the mapped points (front and back), so a missing cap shows on one."""
-    figure = plt.figure(figsize=(10, 5))
+def sphere_views(figure, rows: int, row: int, vectors: np.ndarray, colours: np.ndarray, size: float,
+                 title: str = "", fontsize: float = 10) -> None:
+    """Two opposite views of the mapped points (front and back, so a missing cap shows on one) in
+    row `row` of a rows x 2 figure; `title` over each (default: its azimuth)."""
     for column, azim in enumerate((CAMERA["azim"], CAMERA["azim"] + 180.0)):
-        axis = figure.add_subplot(1, 2, column + 1, projection="3d")
+        axis = figure.add_subplot(rows, 2, 2 * row + column + 1, projection="3d")
         order = np.argsort(vectors @ towards_viewer(azim))
         axis.scatter(*vectors[order].T, c=colours[order], s=size, linewidths=0, depthshade=False)
         axis.view_init(elev=CAMERA["elev"], azim=azim)
-        sphere_axis(axis, f"azimuth {azim:.0f} deg")
+        sphere_axis(axis, "")
+        axis.set_title(title or f"azimuth {azim:.0f} deg", fontsize=fontsize)
+
+
+def png_sphere_views(vectors: np.ndarray, colours: np.ndarray, path: Path, title: str, size: float = 4) -> Path:
+    figure = plt.figure(figsize=(10, 5))
+    sphere_views(figure, 1, 0, vectors, colours, size)
     figure.suptitle(title)
     return save_figure(figure, path, dpi=100)
 

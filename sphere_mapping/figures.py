@@ -71,9 +71,6 @@ def picture_points(side: int) -> np.ndarray:
     return np.stack([x.reshape(-1), y.reshape(-1)], axis=1)
 
 
-# ----------------------------------------------------------------------------- plotly pages
-
-
 def write_plotly(figure, path: Path) -> Path:
     figure.write_html(str(path), include_plotlyjs="directory", full_html=True)
     return path
@@ -106,9 +103,6 @@ def plotly_sphere(vectors: np.ndarray, colours: list[str], path: Path, title: st
     figure.update_layout(title=title, scene={"aspectmode": "cube", "xaxis": {"range": [-1.05, 1.05]},
                                              "yaxis": {"range": [-1.05, 1.05]}, "zaxis": {"range": [-1.05, 1.05]}})
     return write_plotly(figure, path)
-
-
-# ----------------------------------------------------------------------------- matplotlib PNGs
 
 
 def png_loss(losses: np.ndarray, path: Path) -> Path:

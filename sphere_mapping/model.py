@@ -204,8 +204,6 @@ class Trainer:
         self._lr_epoch = None
         self.lr = torch.zeros(self.count, 1, device=self.device)
 
-    # ------------------------------------------------------------------ parameters
-
     def views(self, theta: torch.Tensor | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Each layer's stacked weight (M, out, in) and bias (M, out, 1), views into `theta` (default: the trainer's)."""
         theta = self.theta if theta is None else theta
@@ -218,8 +216,6 @@ class Trainer:
         for number, (weight, bias) in enumerate(self.views(), start=1):
             state[f"fc{number}.weight"], state[f"fc{number}.bias"] = weight[index].clone(), bias[index, :, 0].clone()
         return state
-
-    # ------------------------------------------------------------------ the network
 
     def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None,
                 theta: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
@@ -256,8 +252,6 @@ class Trainer:
             if index > 0:
                 grads = torch.bmm(weights[index].transpose(1, 2), grads)
         return torch.cat([part.reshape(self.count, -1) for part in reversed(parts)], dim=1)
-
-    # ------------------------------------------------------------------ the losses
 
     def losses_and_grad(self, u: torch.Tensor, orders: torch.Tensor, directions: torch.Tensor | None,
                         compiled: bool = False):
@@ -318,8 +312,6 @@ class Trainer:
             grad_first.scatter_add_(2, nearest.unsqueeze(1).expand(m, 3, self.targets), pulls)
         return total, du
 
-    # ------------------------------------------------------------------ one step
-
     def draw(self) -> dict[str, torch.Tensor]:
         """This step's random inputs of every member (kernels.draw_step) on the device: x, orders,
         directions and dropout's keep factors."""
@@ -375,8 +367,6 @@ class Trainer:
         else:
             self.theta.clamp_(min=-self.clamp, max=self.clamp)
         self.step += 1
-
-    # ------------------------------------------------------------------ evaluation and state
 
     @torch.no_grad()
     def evaluate(self, points: torch.Tensor, chunk: int = 20_000) -> torch.Tensor:

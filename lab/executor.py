@@ -7,7 +7,8 @@
 
 A cell names its function by module path ("package.module:function") and passes plain arguments,
 so any node of a cluster can import and call it. Locally (no cluster address) the cells run one
-after another in this process, exactly as a plain loop would. With an address (the `RAY_ADDRESS`
+after another in this process, exactly as a plain loop would, or `workers` at a time in threads
+(for cells whose work releases the GIL: compiled kernels, torch). With an address (the `RAY_ADDRESS`
 environment variable, Ray's own convention, or a script's `--set CLUSTER=...`) each cell becomes a
 Ray task asking for its `resources` (`num_gpus=1` for a GPU cell), so cells spread over the nodes.
 
@@ -31,6 +32,7 @@ import socket
 import time
 import traceback
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,10 +89,11 @@ def call_cell(function: str, kwargs: dict[str, Any]) -> Any:
 
 
 def run_cells(cells: Iterable[Cell], *, cluster: str = "", max_retries: int = MAX_RETRIES,
-              desc: str = "cells") -> list[CellOutcome]:
+              desc: str = "cells", workers: int = 1) -> list[CellOutcome]:
     """Run every cell and return their outcomes in the cells' order; never stops at a failed cell.
 
-    `cluster` "" runs them here, one after another; an address ("ray://host:10001", "host:6379",
+    `cluster` "" runs them here, one after another (`workers` > 1: that many at a time, in
+    threads; the outcomes are the same, in the same order); an address ("ray://host:10001", "host:6379",
     "auto", or "local" for a private Ray on this machine) submits each as a Ray task."""
     cells = list(cells)
     names = [cell.name for cell in cells]
@@ -102,6 +105,8 @@ def run_cells(cells: Iterable[Cell], *, cluster: str = "", max_retries: int = MA
         return []
     if cluster:
         return _run_on_ray(cells, cluster, max_retries, desc)
+    if workers > 1 and len(cells) > 1:
+        return _run_in_threads(cells, desc, min(workers, len(cells)))
     return _run_here(cells, desc)
 
 
@@ -139,24 +144,44 @@ def _error_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {error}{where}"
 
 
+def _call_here(cell: Cell) -> CellOutcome:
+    started = time.time()
+    try:
+        outcome = CellOutcome(cell.name, True, call_cell(cell.function, cell.kwargs))
+    except Exception as error:
+        outcome = CellOutcome(cell.name, False, error=_error_line(error))
+    outcome.seconds = time.time() - started
+    return outcome
+
+
 def _run_here(cells: list[Cell], desc: str) -> list[CellOutcome]:
-    """Today's behaviour: each cell in this process, in order (Ctrl+C stops the whole set)."""
+    """Each cell in this process, in order (Ctrl+C stops the whole set)."""
     progress = _ProgressLine(len(cells), desc)
     outcomes = []
     try:
         for cell in cells:
             progress.show(running=1)
-            started = time.time()
-            try:
-                outcome = CellOutcome(cell.name, True, call_cell(cell.function, cell.kwargs))
-            except Exception as error:
-                outcome = CellOutcome(cell.name, False, error=_error_line(error))
-            outcome.seconds = time.time() - started
-            outcomes.append(outcome)
-            progress.finished(outcome, running=0)
+            outcomes.append(_call_here(cell))
+            progress.finished(outcomes[-1], running=0)
     finally:
         progress.close()
     return outcomes
+
+
+def _run_in_threads(cells: list[Cell], desc: str, workers: int) -> list[CellOutcome]:
+    """`workers` cells at a time in this process's threads; outcomes in the cells' order."""
+    progress = _ProgressLine(len(cells), desc)
+    outcomes: list[CellOutcome | None] = [None] * len(cells)
+    try:
+        with ThreadPoolExecutor(workers) as pool:
+            futures = {pool.submit(_call_here, cell): index for index, cell in enumerate(cells)}
+            progress.show(running=workers)
+            for done, future in enumerate(as_completed(futures), start=1):
+                outcomes[futures[future]] = future.result()
+                progress.finished(future.result(), running=min(workers, len(cells) - done))
+    finally:
+        progress.close()
+    return [outcome for outcome in outcomes if outcome is not None]
 
 
 def _import_ray():

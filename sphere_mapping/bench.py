@@ -2,21 +2,13 @@
 
 Run: python -m sphere_mapping.bench [--quick] [--set DEVICE=cpu] [--set TABLE_SEEDS=0]
 
-1. One run: model.Trainer with one member (compiled forward/backward and draws, kernels.py; one
-   (1, P) parameter tensor, Adam and the clamp as a few in-place calls) against, in the same
-   process and alternating with it, a baseline written the way the article's listing does it:
-   NumPy points and np.random.shuffle each step, two separate forward passes with nn.Dropout,
-   nn.CosineSimilarity, torch.optim.Adam, a Python loop clamping each parameter, loss.item()
-   every step. Medians of REPEATS runs of each; goal: >= 3x.
-2. The table: TABLE_VARIANTS x TABLE_SEEDS runs of TABLE_STEPS steps, as experiments.py trains
-   them (runs of the same shapes stacked into one model, WORKERS groups side by side); training
-   only, no metrics.
-   goal: the full table (4 variants x 10 seeds x 10^4 steps) in <= 3 minutes on 2 cores.
-3. With ARTICLE_SEEDS > 0: the article's own loop trained for STEPS on that many seeds, each
-   map sorted into a shape (metrics.classify_outcome on a 100x100 grid's map): the share of
-   seeds that draw the missing corner with the article's code, to set beside train.py's.
-Wall times are printed with the process's CPU time beside them: on a shared machine the wall
-time grows with the other processes' load, the CPU time much less.
+1. One run: model.Trainer with one member against the article's listing as written (NumPy points,
+   np.random.shuffle, nn.Dropout, nn.CosineSimilarity, torch.optim.Adam, a Python clamp loop,
+   loss.item() every step), alternating in one process; medians of REPEATS; goal: >= 3x.
+2. The table: TABLE_VARIANTS x TABLE_SEEDS runs of TABLE_STEPS steps trained as experiments.py
+   does (stacked by shapes, WORKERS groups side by side), no metrics; goal: 4 x 10 x 10^4 in <= 3 min.
+3. With ARTICLE_SEEDS > 0: the article's own loop on that many seeds, each map sorted into a shape.
+CPU times are printed beside wall times: on a shared machine the wall time grows with the load.
 """
 
 import statistics
@@ -71,10 +63,8 @@ def sync(device: str) -> None:
 
 
 def article_loop(steps: int, device: str, seed: int | None = None) -> tuple[float, float, ArticleNetwork]:
-    """The article's loop, step for step; returns (wall seconds, CPU seconds, the trained network).
-
-    With a seed, torch's and NumPy's global generators are seeded first (the article seeds none).
-    """
+    """The article's loop, step for step; returns (wall s, CPU s, the network). `seed` seeds torch
+    and NumPy first (the article seeds none)."""
     if seed is not None:
         torch.manual_seed(seed)
         np.random.seed(seed)

@@ -3,21 +3,23 @@
 Run: python -m sphere_mapping.experiments [--quick] [--set VARIANTS="['article','wide_uniformity']"]
      [--set OVERRIDES="{'learning_rate': 0.02, 'lr_step': 2000}"]
 
-For every variant (variants.py) and seed, train for STEPS steps and measure the map of a
-GRID_SIDE^2 grid of the square (metrics.py): coverage, uniformity, largest hole, and where the
-hole's rim sits in the square. All runs of the same shapes train at once as one stacked model
-(model.Trainer; member k is exactly the single run with its seed). Goal: a variant
-with coverage >= 0.99 and largest hole <= 5 degrees on most seeds, while the article's variant
-keeps its "missing corner". Writes a table (results.md, results.csv; with the shapes each variant
-drew, metrics.classify_outcome), a plot of the metrics per variant and seed, and front/back
-views of each variant's first seed. The article's share of shapes, its claim, is train.py's (32
-seeds in the quick profile too); the quick profile here runs the closing variant only. Finished runs are cached
-per (variant, seed, settings, steps); a group in training is checkpointed every CHECKPOINT_EVERY.
+Every variant (variants.py) and seed trains for STEPS steps; the map of a GRID_SIDE^2 grid is
+measured (metrics.py). Goal: coverage >= 0.99 and largest hole <= 5 degrees on most seeds. Writes
+results.md / results.csv, a plot of the metrics, and views of each variant's first seed.
+
+Runs of the same shapes train as one stacked model (model.Trainer), a group, split so that every
+worker has one. Each group is a cell of lab.executor (`group_cell`): WORKERS at a time in threads
+here, or one Ray task each with a cluster address (RAY_ADDRESS or --set CLUSTER=...). A cell keeps
+its checkpoint (every CHECKPOINT_EVERY steps, and its results at the end) in its own folder, so a
+rerun or a retried task goes on from there; finished runs are cached per (variant, seed, settings).
 """
 
 import hashlib
 import json
+import shutil
+from contextlib import nullcontext
 from pathlib import Path
+from types import SimpleNamespace
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -25,12 +27,14 @@ import torch
 from tqdm import tqdm
 
 from lab import LabError, exit_on_lab_error, start_run
-from lab.checkpoint import InterruptGuard, atomic_write_text, resume, save_checkpoint
+from lab.checkpoint import InterruptGuard, atomic_write_text, lock_folder, resume, save_checkpoint
+from lab.executor import Cell, cluster_address, failure_summary, run_cells
 from lab.paths import read_text_file
 from lab.plots import save_figure
+from lab.scalars import ScalarLog
 from sphere_mapping import figures
 from sphere_mapping.metrics import OUTCOMES, UNIFORM_SPHERE_UNIFORMITY, classify_outcome, sphere_metrics
-from sphere_mapping.model import TRAINER_VERSION, Trainer, side_by_side, square_grid
+from sphere_mapping.model import TRAINER_VERSION, SphereSettings, Trainer, square_grid
 from sphere_mapping.variants import DESCRIPTIONS, check_variant, settings_for
 
 # -----------------------------------------------------------------------------
@@ -46,7 +50,8 @@ VIEW_SIDE = 60            # the views show the map of a VIEW_SIDE^2 grid {>= 2}
 CHECKPOINT_EVERY = 2000   # steps between checkpoints of the group in training {> 0}
 LOG_EVERY = 100           # steps between loss points in scalars.csv / TensorBoard {> 0}
 TORCH_THREADS = 1         # torch threads on CPU: one is fastest for this tiny net {>= 0}
-WORKERS = 2               # stacked groups trained side by side, one thread each (2: one per core here) {> 0}
+WORKERS = 2               # stacked groups trained side by side here, one thread each (2: one per core here) {> 0}
+CLUSTER = ""              # a Ray cluster's address ("host:6379", "auto"); "" reads $RAY_ADDRESS, unset: run here
 SEED = 0                  # the first seed (seeds SEED .. SEED+SEEDS-1) {>= 0}
 DEVICE = "auto"           # "auto" (CUDA if available), "cpu" or "cuda"
 # The quick table runs the variant that closes most seeds (7/10 in the full search), so that "it can be
@@ -56,6 +61,10 @@ DRY_RUN = {"STEPS": 20, "SEEDS": 2, "GRID_SIDE": 30, "CHECKPOINT_EVERY": 10}
 # -----------------------------------------------------------------------------
 
 METRICS = ("coverage", "uniformity", "largest_hole_deg", "rim_on_border")
+GROUPS_FOLDER = "groups"  # in the checkpoint folder: one folder per group (cell)
+CHECKPOINT_FILE = "group.pt"
+# Ctrl+C here: run_all's guard, which the cells running in this process read (a Ray task has its own).
+_GUARD_HERE: dict[str, InterruptGuard] = {}
 
 
 def plan(cfg) -> list[dict]:
@@ -73,15 +82,21 @@ def plan(cfg) -> list[dict]:
     return jobs
 
 
-def train_group(run, cfg, jobs: list[dict], guard: InterruptGuard, position: int = 0) -> tuple[Trainer, torch.Tensor, bool]:
-    """Train the jobs (same shapes) as one stacked model; resumes its own checkpoint.
+def group_cell(folder: str, curves: str, jobs: list[dict], steps: int, grid_side: int, view_side: int,
+               checkpoint_every: int, log_every: int, device: str, torch_threads: int, position: int = 0):
+    """One cell: train the jobs (plain dicts, the same shapes) as one stacked model, resuming the
+    checkpoint in `folder`, and measure each; None when stopped by Ctrl+C (the checkpoint is kept)."""
+    torch.set_num_threads(torch_threads)  # OpenMP's count is per thread: a new one would spin on every core
+    trainer = Trainer([SphereSettings(**job["settings"]) for job in jobs], [job["seed"] for job in jobs], device)
 
-    Returns the trainer, each member's mean loss over the last 100 steps, and False when
-    stopped by Ctrl+C (`guard`, installed by the main thread). `position`: its progress bar's line.
-    """
-    trainer = Trainer([job["settings"] for job in jobs], [job["seed"] for job in jobs], run.device)
-    digest = hashlib.sha1(("\n".join(job["key"] for job in jobs)).encode()).hexdigest()[:12]
-    ckpt = resume(run, f"group-{digest}.pt", steps=cfg.STEPS, map_location="cpu")
+    def checkpoint_path(name: str) -> Path:
+        lock_folder(folder)  # one process per cell
+        return Path(folder) / name
+
+    ckpt = resume(SimpleNamespace(constants={}, fresh=False, checkpoint_path=checkpoint_path), CHECKPOINT_FILE,
+                  steps=steps, map_location="cpu")
+    if ckpt.finished and "results" in ckpt.state:
+        return ckpt.state["results"]
     tail = torch.zeros(trainer.count, device=trainer.device)  # loss summed over the last 100 steps
     if ckpt.state is not None:
         trainer.load_state_dict(ckpt.state["trainer"])
@@ -89,38 +104,45 @@ def train_group(run, cfg, jobs: list[dict], guard: InterruptGuard, position: int
     variants = sorted({job["variant"] for job in jobs})
     columns = {v: [i for i, job in enumerate(jobs) if job["variant"] == v] for v in variants}
     interval = torch.zeros(trainer.count, device=trainer.device)
+    log = ScalarLog(Path(curves))
 
-    def save():
-        save_checkpoint(ckpt.path, {"trainer": trainer.state_dict(), "tail": tail.cpu(), **ckpt.meta(trainer.step)})
+    def save(**results):
+        save_checkpoint(ckpt.path, {"trainer": trainer.state_dict(), "tail": tail.cpu(), **ckpt.meta(trainer.step),
+                                    **results})
 
-    label = "+".join(variants)
-    with tqdm(total=cfg.STEPS, initial=trainer.step, position=position,
-              desc=f"{trainer.count} runs of {label} (median loss)") as bar:
-        while trainer.step < cfg.STEPS:
+    here = _GUARD_HERE.get("guard")
+    with (nullcontext(here) if here else InterruptGuard()) as guard, \
+            tqdm(total=steps, initial=trainer.step, position=position,
+                 desc=f"{trainer.count} runs of {'+'.join(variants)} (median loss)") as bar:
+        while trainer.step < steps and not guard.requested:
             losses = trainer.train_step()
             interval += losses
-            if trainer.step > cfg.STEPS - 100:
+            if trainer.step > steps - 100:
                 tail += losses
             bar.update(1)
-            if trainer.step % cfg.LOG_EVERY == 0:
-                means = (interval / cfg.LOG_EVERY).cpu()
+            if trainer.step % log_every == 0:
+                means = (interval / log_every).cpu()
                 interval.zero_()
                 medians = {f"loss_{v}": float(means[c].median()) for v, c in columns.items()}
-                run.log_scalars(trainer.step, **medians)
+                log.log(trainer.step, **medians)
                 bar.set_postfix({v[-12:]: f"{m:.3g}" for v, m in medians.items()})
-            if trainer.step % cfg.CHECKPOINT_EVERY == 0:
+            if trainer.step % checkpoint_every == 0:
                 save()
-            if guard.requested:
-                break
-    save()
-    return trainer, tail / min(100, cfg.STEPS), not guard.requested
+    log.close()
+    if trainer.step < steps:
+        save()
+        return None
+    results = measure_group(trainer, jobs, tail / min(100, steps), grid_side, view_side)
+    save(results=results)
+    return results
 
 
-def measure_group(cfg, trainer: Trainer, jobs: list[dict], final_losses: torch.Tensor) -> list[dict]:
-    """Each member's metrics on the GRID_SIDE^2 grid, where its hole sits, and its view grid."""
-    grid = square_grid(cfg.GRID_SIDE, trainer.device)
+def measure_group(trainer: Trainer, jobs: list[dict], final_losses: torch.Tensor, grid_side: int,
+                  view_side: int) -> list[dict]:
+    """Each member's metrics on the grid_side^2 grid, where its hole sits, and its view grid."""
+    grid = square_grid(grid_side, trainer.device)
     maps = trainer.evaluate(grid).cpu().numpy()
-    views = trainer.evaluate(square_grid(cfg.VIEW_SIDE, trainer.device)).cpu().numpy()
+    views = trainer.evaluate(square_grid(view_side, trainer.device)).cpu().numpy()
     square = grid.cpu().numpy()
     results = []
     for index, job in enumerate(tqdm(jobs, desc="metrics (coverage, hole)", leave=False)):
@@ -141,44 +163,58 @@ def read_cache(path: Path) -> dict:
     return cache if isinstance(cache, dict) else {}
 
 
-def run_all(run, cfg, jobs: list[dict]) -> tuple[list[dict], bool]:
-    """Every job's result: cached ones read, the others trained, grouped by shapes."""
-    cache_path = run.checkpoint_path("experiments_cache.json")
-    cache = read_cache(cache_path) if cache_path.is_file() and not run.fresh else {}
-    missing = [job for job in jobs if job["key"] not in cache]
+def group_cells(run, cfg, missing: list[dict]) -> list[Cell]:
+    """The jobs to train as cells: one per group of shapes, halved until every worker has one (a
+    member's numbers do not depend on its group)."""
     by_shape: dict[tuple, list[dict]] = {}
     for job in missing:
         by_shape.setdefault(job["settings"].shape_key, []).append(job)
-    # Fewer shape groups than workers (the quick profile's one variant) would leave cores idle:
-    # split the groups in halves until every worker has one (a member's numbers do not depend
-    # on its group).
-    split = list(by_shape.values())
-    while split and len(split) < cfg.WORKERS and max(len(group) for group in split) > 1:
-        largest = max(split, key=len)
-        split.remove(largest)
-        split += [largest[: len(largest) // 2], largest[len(largest) // 2 :]]
-    groups = {index: group for index, group in enumerate(split)}
-    workers = max(1, min(cfg.WORKERS, len(groups)))
-    print(f"{len(jobs)} runs: {len(jobs) - len(missing)} cached, {len(missing)} to train in {len(groups)} stacked "
-          f"group(s), {workers} at a time")
+    groups = list(by_shape.values())
+    while groups and len(groups) < cfg.WORKERS and max(len(group) for group in groups) > 1:
+        largest = max(groups, key=len)
+        groups.remove(largest)
+        groups += [largest[: len(largest) // 2], largest[len(largest) // 2 :]]
+    cells = []
+    for position, jobs in enumerate(groups, start=1):
+        name = "group-" + hashlib.sha1(("\n".join(job["key"] for job in jobs)).encode()).hexdigest()[:12]
+        plain = [{**job, "settings": job["settings"].to_dict()} for job in jobs]
+        cells.append(Cell(name, "sphere_mapping.experiments:group_cell", {
+            "folder": str((run.checkpoint_dir / GROUPS_FOLDER / name).resolve()),
+            "curves": str(run.path("groups", name).resolve()), "jobs": plain, "steps": cfg.STEPS,
+            "grid_side": cfg.GRID_SIDE, "view_side": cfg.VIEW_SIDE, "checkpoint_every": cfg.CHECKPOINT_EVERY,
+            "log_every": cfg.LOG_EVERY, "device": str(run.device), "torch_threads": torch.get_num_threads(),
+            "position": position}, resources={"num_cpus": 1, "num_gpus": int(str(run.device).startswith("cuda"))}))
+    return cells
 
-    def train_and_measure(group: tuple[int, list[dict]]):
-        position, members = group
-        if guard.requested:  # Ctrl+C before this group's turn: leave it untouched
-            return None
-        trainer, final_losses, completed = train_group(run, cfg, members, guard, position)
-        return measure_group(cfg, trainer, members, final_losses) if completed else None
 
-    completed = True
+def run_all(run, cfg, jobs: list[dict]) -> tuple[list[dict], bool]:
+    """Every job's result: cached ones read, the others trained as cells (group_cell)."""
+    cache_path = run.checkpoint_path("experiments_cache.json")
+    cache = read_cache(cache_path) if cache_path.is_file() and not run.fresh else {}
+    missing = [job for job in jobs if job["key"] not in cache]
+    cells = group_cells(run, cfg, missing)
+    if run.fresh:
+        for cell in cells:
+            shutil.rmtree(cell.kwargs["folder"], ignore_errors=True)
+    cluster = cluster_address(cfg.CLUSTER)
+    workers = max(1, min(cfg.WORKERS, len(cells)))
+    print(f"{len(jobs)} runs: {len(jobs) - len(missing)} cached, {len(missing)} to train in {len(cells)} stacked "
+          f"group(s), " + (f"on the Ray cluster at {cluster}" if cluster else f"{workers} at a time"))
     with InterruptGuard() as guard:
-        for (_, members), measured in side_by_side(train_and_measure, list(enumerate(groups.values())), workers):
-            if measured is None:
-                completed = False
-                continue
-            for job, result in zip(members, measured, strict=True):
-                cache[job["key"]] = result
-            atomic_write_text(cache_path, json.dumps(cache))  # each finished group survives a Ctrl+C
-    if not completed:
+        _GUARD_HERE["guard"] = guard
+        try:
+            outcomes = run_cells(cells, cluster=cluster, workers=workers, desc="groups")
+        finally:
+            _GUARD_HERE.clear()
+    for cell, outcome in zip(cells, outcomes, strict=True):
+        for job, result in zip(cell.kwargs["jobs"], outcome.result or [], strict=False):
+            cache[job["key"]] = result
+    atomic_write_text(cache_path, json.dumps(cache))
+    failures = failure_summary(outcomes)
+    if failures:
+        raise LabError(f"{len(failures.splitlines())} of {len(cells)} groups failed:\n{failures}\n"
+                       "rerun to retry them; the finished runs are kept")
+    if guard.requested or not all(outcome.result is not None for outcome in outcomes):
         return [cache[job["key"]] for job in jobs if job["key"] in cache], False
     results = [cache[job["key"]] for job in jobs]
     for result in results:
@@ -199,9 +235,8 @@ def summarise(results: list[dict], variants: list[str], goal_coverage: float, go
         row.update({f"{outcome.replace(' ', '_')}_seeds": shapes.count(outcome) for outcome in OUTCOMES})
         for name in METRICS:
             values = np.array([r[name] for r in own], dtype=np.float64)
-            row[f"{name}_median"] = float(np.median(values))
-            row[f"{name}_min"] = float(values.min())
-            row[f"{name}_max"] = float(values.max())
+            row.update({f"{name}_median": float(np.median(values)), f"{name}_min": float(values.min()),
+                        f"{name}_max": float(values.max())})
         rows.append(row)
     return rows
 
@@ -256,16 +291,9 @@ def plot_views(results: list[dict], variants: list[str], cfg, path):
     figure = plt.figure(figsize=(8, 4 * len(variants)))
     for row, variant in enumerate(variants):
         first = min((r for r in results if r["variant"] == variant), key=lambda r: r["seed"])
-        vectors = np.asarray(first["view"])
-        for column, azim in enumerate((figures.CAMERA["azim"], figures.CAMERA["azim"] + 180.0)):
-            axis = figure.add_subplot(len(variants), 2, 2 * row + column + 1, projection="3d")
-            elev, az = np.radians(figures.CAMERA["elev"]), np.radians(azim)
-            order = np.argsort(vectors @ np.array([np.cos(elev) * np.cos(az), np.cos(elev) * np.sin(az), np.sin(elev)]))
-            axis.scatter(*vectors[order].T, c=colours[order], s=3, linewidths=0, depthshade=False)
-            axis.view_init(elev=figures.CAMERA["elev"], azim=azim)
-            figures.sphere_axis(axis, "")
-            axis.set_title(f"{variant}, seed {first['seed']}: coverage {first['coverage']:.3f}, "
-                           f"hole {first['largest_hole_deg']:.1f} deg", fontsize=8)
+        figures.sphere_views(figure, len(variants), row, np.asarray(first["view"]), colours, 3, fontsize=8,
+                             title=f"{variant}, seed {first['seed']}: coverage {first['coverage']:.3f}, "
+                                   f"hole {first['largest_hole_deg']:.1f} deg")
     return save_figure(figure, path, dpi=90)
 
 

@@ -1,8 +1,6 @@
 """Pictures of the map: plotly pages (interactive, as the article) and matplotlib PNGs (gallery).
 
-The plotly pages work offline: `write_plotly` writes plotly.js once as `plotly.min.js` next to
-the pages of a folder (plotly's include_plotlyjs="directory") and each page loads it by a
-relative link, so a zipped outputs/ folder still opens without internet.
+The plotly pages work offline: plotly.min.js is written once next to them and linked relatively.
 """
 
 from __future__ import annotations
@@ -21,10 +19,7 @@ CAMERA = {"elev": 20.0, "azim": 35.0}  # the fixed matplotlib camera of every 3D
 
 
 def position_colours(points: np.ndarray) -> np.ndarray:
-    """The article's colouring of square points: red = 100 x + 120, green = 100 y + 120, blue 0.
-
-    Returned as floats in [0, 1], one RGB row per point.
-    """
+    """The article's colouring of square points: red = 100 x + 120, green = 100 y + 120, blue 0 (RGB in [0, 1])."""
     points = np.asarray(points, dtype=np.float64)
     red = np.clip(points[:, 0] * 100.0 + 120.0, 0, 255)
     green = np.clip(points[:, 1] * 100.0 + 120.0, 0, 255)
@@ -37,12 +32,8 @@ def hex_colours(rgb: np.ndarray) -> list[str]:
 
 
 def load_picture(spec: str, size: int) -> tuple[np.ndarray, str]:
-    """The picture to paint, as a size x size x 3 float array in [0, 1], and a line describing it.
-
-    `spec` is either the name of an image bundled with scikit-image (astronaut, chelsea, coffee,
-    rocket, ...) or a path to an image file. Grayscale, palette and RGBA pictures are converted to
-    RGB (alpha is dropped); the article resized its picture to 100 x 100.
-    """
+    """The picture to paint (size x size x 3 in [0, 1]) and a line describing it. `spec`: a path to
+    an image file or a scikit-image picture name (astronaut, chelsea, ...); converted to RGB, alpha dropped."""
     path = Path(spec).expanduser()
     if path.is_file():
         image = read_rgb(path, "PICTURE", flatten_on_white=False)  # alpha dropped, colours kept
@@ -73,17 +64,11 @@ def load_picture(spec: str, size: int) -> tuple[np.ndarray, str]:
 
 
 def picture_points(side: int) -> np.ndarray:
-    """Square coordinates of a side x side picture's pixels, row by row.
-
-    As in the article's meshgrid, pixel (row r, column c) sits at x = c / (side-1) - 0.5,
-    y = r / (side-1) - 0.5, and the 2D plot shows y downwards (like the picture).
-    """
+    """Square coordinates of a side x side picture's pixels, row by row (the article's meshgrid):
+    pixel (r, c) at x = c / (side-1) - 0.5, y = r / (side-1) - 0.5; the plots show y downwards."""
     axis = np.linspace(-0.5, 0.5, side)
     y, x = np.meshgrid(axis, axis, indexing="ij")
     return np.stack([x.reshape(-1), y.reshape(-1)], axis=1)
-
-
-# ----------------------------------------------------------------------------- plotly pages
 
 
 def write_plotly(figure, path: Path) -> Path:
@@ -120,9 +105,6 @@ def plotly_sphere(vectors: np.ndarray, colours: list[str], path: Path, title: st
     return write_plotly(figure, path)
 
 
-# ----------------------------------------------------------------------------- matplotlib PNGs
-
-
 def png_loss(losses: np.ndarray, path: Path) -> Path:
     figure, axis = plt.subplots(figsize=(7, 4))
     axis.plot(np.arange(len(losses)), np.clip(losses, 1e-12, None), linewidth=0.6)
@@ -132,48 +114,49 @@ def png_loss(losses: np.ndarray, path: Path) -> Path:
         axis.plot(np.arange(window - 1, len(losses)), np.median(kernel, axis=1), color="black",
                   linewidth=1.2, label=f"running median ({window} steps)")
         axis.legend()
-    axis.set_yscale("log")
-    axis.set_xlabel("step")
-    axis.set_ylabel("loss: sum over splits of (sum of paired cosines)^2")
-    axis.set_title("training loss")
+    axis.set(yscale="log", xlabel="step", ylabel="loss: sum over splits of (sum of paired cosines)^2",
+             title="training loss")
     return save_figure(figure, path, dpi=110)
 
 
 def png_square(points: np.ndarray, colours: np.ndarray, path: Path, title: str, flip_y: bool = False) -> Path:
     figure, axis = plt.subplots(figsize=(5, 5))
     axis.scatter(points[:, 0], points[:, 1], c=colours, s=6, linewidths=0)
-    axis.set_aspect("equal")
+    axis.set(aspect="equal", xlabel="x", ylabel="y", title=title)
     if flip_y:
         axis.invert_yaxis()
-    axis.set_xlabel("x")
-    axis.set_ylabel("y")
-    axis.set_title(title)
     return save_figure(figure, path, dpi=110)
 
 
 def sphere_axis(axis, title: str) -> None:
-    axis.set_xlim(-1, 1)
-    axis.set_ylim(-1, 1)
-    axis.set_zlim(-1, 1)
+    axis.set(xlim=(-1, 1), ylim=(-1, 1), zlim=(-1, 1), xticks=[-1, 0, 1], yticks=[-1, 0, 1], zticks=[-1, 0, 1])
     axis.set_box_aspect((1, 1, 1))
-    axis.set_xticks([-1, 0, 1])
-    axis.set_yticks([-1, 0, 1])
-    axis.set_zticks([-1, 0, 1])
     axis.set_title(title, fontsize=10)
 
 
-def png_sphere_views(vectors: np.ndarray, colours: np.ndarray, path: Path, title: str, size: float = 4) -> Path:
-    """Two opposite views of the mapped points (front and back), so a missing cap shows on one."""
-    figure = plt.figure(figsize=(10, 5))
+def towards_viewer(azim: float) -> np.ndarray:
+    """The unit vector towards the camera at CAMERA's elevation and this azimuth: sorting points by
+    it draws far ones first (matplotlib does not depth-sort)."""
+    elev, az = np.radians(CAMERA["elev"]), np.radians(azim)
+    return np.array([np.cos(elev) * np.cos(az), np.cos(elev) * np.sin(az), np.sin(elev)])
+
+
+def sphere_views(figure, rows: int, row: int, vectors: np.ndarray, colours: np.ndarray, size: float,
+                 title: str = "", fontsize: float = 10) -> None:
+    """Two opposite views of the mapped points (front and back, so a missing cap shows on one) in
+    row `row` of a rows x 2 figure; `title` over each (default: its azimuth)."""
     for column, azim in enumerate((CAMERA["azim"], CAMERA["azim"] + 180.0)):
-        axis = figure.add_subplot(1, 2, column + 1, projection="3d")
-        # Draw far points first so nearer ones cover them (matplotlib does not depth-sort).
-        elev, az = np.radians(CAMERA["elev"]), np.radians(azim)
-        towards_viewer = np.array([np.cos(elev) * np.cos(az), np.cos(elev) * np.sin(az), np.sin(elev)])
-        order = np.argsort(vectors @ towards_viewer)
+        axis = figure.add_subplot(rows, 2, 2 * row + column + 1, projection="3d")
+        order = np.argsort(vectors @ towards_viewer(azim))
         axis.scatter(*vectors[order].T, c=colours[order], s=size, linewidths=0, depthshade=False)
         axis.view_init(elev=CAMERA["elev"], azim=azim)
-        sphere_axis(axis, f"azimuth {azim:.0f} deg")
+        sphere_axis(axis, "")
+        axis.set_title(title or f"azimuth {azim:.0f} deg", fontsize=fontsize)
+
+
+def png_sphere_views(vectors: np.ndarray, colours: np.ndarray, path: Path, title: str, size: float = 4) -> Path:
+    figure = plt.figure(figsize=(10, 5))
+    sphere_views(figure, 1, 0, vectors, colours, size)
     figure.suptitle(title)
     return save_figure(figure, path, dpi=100)
 
@@ -184,11 +167,10 @@ def animation_frames(snapshots: list[tuple[int, np.ndarray]], colours: np.ndarra
     axis = figure.add_subplot(projection="3d")
     axis.view_init(**CAMERA)
     sphere_axis(axis, "")
-    elev, az = np.radians(CAMERA["elev"]), np.radians(CAMERA["azim"])
-    towards_viewer = np.array([np.cos(elev) * np.cos(az), np.cos(elev) * np.sin(az), np.sin(elev)])
+    viewer = towards_viewer(CAMERA["azim"])
     scatter = None
     for step, vectors in snapshots:
-        order = np.argsort(vectors @ towards_viewer)
+        order = np.argsort(vectors @ viewer)
         if scatter is not None:
             scatter.remove()
         scatter = axis.scatter(*vectors[order].T, c=colours[order], s=5, linewidths=0, depthshade=False)
@@ -209,9 +191,7 @@ def png_hole_in_square(grid: np.ndarray, rim: dict, path: Path) -> Path:
     band = 0.5 - 0.05
     axis.add_patch(plt.Rectangle((-band, -band), 2 * band, 2 * band, fill=False, linestyle="--", color="gray",
                                  label="inner edge of the border band"))
-    axis.set_aspect("equal")
-    axis.set_xlabel("x")
-    axis.set_ylabel("y")
+    axis.set(aspect="equal", xlabel="x", ylabel="y")
     axis.legend(loc="upper right", fontsize=8)
     axis.set_title(f"largest hole {rim['hole_deg']:.1f} deg: {100 * rim['rim_on_border']:.0f}% of its rim from the\n"
                    f"square's border band ({100 * rim['border_area']:.0f}% of the area)", fontsize=10)
@@ -223,13 +203,9 @@ OUTCOME_COLOURS = {"missing corner": "tab:blue", "ribbon": "tab:orange", "other"
 
 def png_seed_spheres(maps: np.ndarray, colours: np.ndarray, rows: list[dict], centres: np.ndarray, pictured: int,
                      path: Path, title: str) -> Path:
-    """Small multiples: every seed's map (maps[k], coloured as the article), each turned so that
-    its largest hole (centre centres[k]) sits at the top, tilted 40 degrees towards the viewer;
-    the pictured seed's title in red.
-
-    Drawn as 2D orthographic projections (near points over far ones, the far ones paler): 32
-    matplotlib 3D axes take ten times longer to draw.
-    """
+    """Small multiples: every seed's map, turned so that its largest hole (centres[k]) sits at the
+    top, tilted 40 degrees towards the viewer; the pictured seed's title in red. 2D orthographic
+    projections (far points paler): 32 matplotlib 3D axes take ten times longer to draw."""
     from scipy.spatial.transform import Rotation
 
     columns = min(8, len(rows))
@@ -249,9 +225,7 @@ def png_seed_spheres(maps: np.ndarray, colours: np.ndarray, rows: list[dict], ce
         axis.plot(np.cos(angles), np.sin(angles), color="lightgray", linewidth=0.6)
         axis.scatter(turned[order] @ right, turned[order] @ up, c=1.0 - shade * (1.0 - colours[order]), s=2,
                      linewidths=0)
-        axis.set_xlim(-1.05, 1.05)
-        axis.set_ylim(-1.05, 1.05)
-        axis.set_aspect("equal")
+        axis.set(xlim=(-1.05, 1.05), ylim=(-1.05, 1.05), aspect="equal")
         chosen = row["seed"] == pictured
         axis.set_title(f"seed {row['seed']}{' (pictured)' if chosen else ''}: {row['outcome']}\n"
                        f"coverage {row['coverage']:.2f}, hole {row['largest_hole_deg']:.0f} deg", fontsize=7,
@@ -273,8 +247,7 @@ def png_outcomes(rows: list[dict], path: Path, title: str) -> Path:
                    label=[f"{o} ({len(v)})" for o, v in zip(OUTCOMES, stacked, strict=True)])
     for axis in (histogram, scatter):
         axis.axvline(SHEET_MIN_COVERAGE, color="black", linestyle="--", linewidth=1)
-    histogram.set_xlabel("coverage (share of 5-degree cells reached)")
-    histogram.set_ylabel("seeds")
+    histogram.set(xlabel="coverage (share of 5-degree cells reached)", ylabel="seeds")
     histogram.legend(fontsize=8)
     histogram.set_title(f"dashed: {SHEET_MIN_COVERAGE} (ribbon below, sheet above)", fontsize=9)
     for outcome in OUTCOMES:
@@ -283,9 +256,7 @@ def png_outcomes(rows: list[dict], path: Path, title: str) -> Path:
                         color=OUTCOME_COLOURS[outcome], label=outcome)
     for hole in CORNER_HOLE_DEG:
         scatter.axhline(hole, color="black", linestyle="--", linewidth=1)
-    scatter.set_xlim(0.0, 1.0)
-    scatter.set_xlabel("coverage")
-    scatter.set_ylabel("largest hole, degrees")
+    scatter.set(xlim=(0.0, 1.0), xlabel="coverage", ylabel="largest hole, degrees")
     scatter.set_title(f"missing corner: coverage >= {SHEET_MIN_COVERAGE}, hole {CORNER_HOLE_DEG[0]:g}-"
                       f"{CORNER_HOLE_DEG[1]:g} deg", fontsize=9)
     scatter.legend(fontsize=8)

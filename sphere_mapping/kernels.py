@@ -1,22 +1,15 @@
 """Compiled (numba) CPU kernels for model.Trainer: each member's random draws, forward and backward.
 
-Why: the net is 2-4-12-6-3, so with torch a step is ~40 kernel calls over small arrays whose
-intermediate results make several round trips through memory. Written as loops over each
-member's points (points innermost, so the compiler vectorises them), one call does what those
-calls did, with the activations kept in per-member buffers. Measured on this 2-core CPU
-(README, "Benchmark"): the forward and backward of 10 stacked article runs 3.1 ms -> 1.2 ms.
+With torch a step of the 2-4-12-6-3 net is ~40 kernel calls over small arrays; loops over each
+member's points (points innermost, so they vectorise) do it in one call per pass (README, "Benchmark").
 
-Randomness. Every member has its own SplitMix64 stream (Steele, Lea & Flood 2014, "Fast
-splittable pseudorandom number generators"): a 64-bit state that advances by the golden-ratio
-increment and is hashed into each output. One 64-bit state per member is all a checkpoint needs,
-and a member's draws depend only on its own seed and settings, never on who shares the batch:
-member k of a stacked run is the single run with member k's seed.
+Randomness: one SplitMix64 stream per member (Steele, Lea & Flood 2014), a 64-bit state advanced by
+the golden-ratio increment and hashed into each output. A member's draws depend only on its own seed
+and settings, so member k of a stacked run is the single run with member k's seed.
 
-Layout (as model.Trainer): parameters theta (M, P) in nn.Linear order (fc1.weight (w1, 2),
-fc1.bias, fc2.weight (w2, w1), ..., the output layer's bias); activations feature-major, every
-layer's rows of a member one after another in a flat (M, rows * points) buffer; the layers
-themselves are rows of a small integer table (FAN_IN ... KEEP_ROW below), so the kernels loop
-over layers and serve any depth.
+Layout (as model.Trainer): theta (M, P) in nn.Linear order; activations feature-major, every layer's
+rows of a member in one flat (M, rows * points) buffer; the layers are rows of an integer table
+(FAN_IN ... KEEP_ROW below), so the kernels serve any depth.
 """
 
 from __future__ import annotations
@@ -49,9 +42,8 @@ def seed_states(seeds) -> np.ndarray:
 
 @njit(cache=True, nogil=True)
 def _fill_uniforms(state, out, low, high):
-    """out[i] = uniform in [low, high) from the stream's i+1-th output after `state`; returns the
-    advanced state. SplitMix64's i-th state is state + i * GOLDEN, so the loop has no carried
-    dependency and the compiler vectorises it."""
+    """out[i] = uniform in [low, high) from the stream's i+1-th output; returns the advanced state.
+    The i-th state is state + i * GOLDEN: no carried dependency, so the loop vectorises."""
     span = np.float32(high - low)
     for i in range(out.size):
         out[i] = np.float32(_mix(state + np.uint64(i + 1) * GOLDEN) >> S40) * TO_UNIT * span + np.float32(low)
@@ -67,8 +59,7 @@ def uniforms(states, out):
 
 @njit(cache=True, nogil=True)
 def _fill_keep(state, flat, cut, value):
-    """Dropout factors: flat[i] = value where a 16-bit draw is >= cut, else 0. Each 64-bit output
-    gives four draws, one to each quarter of `flat` (the noise is most of what a step draws)."""
+    """Dropout factors: flat[i] = value where a 16-bit draw is >= cut, else 0; four draws per output."""
     quarter = (flat.size + 3) // 4
     zero = np.float32(0.0)
     for i in range(quarter):
@@ -114,16 +105,10 @@ def _draw_member(m, states, points, permute, cover, threshold, scale, x, orders,
 
 @njit(cache=True, nogil=True)
 def draw_step(states, points, permute, cover, threshold, scale, x, orders, directions, keep):
-    """One training step's draws for every member, in a fixed order per member.
-
-    Per member m: `points` uniform points of [-0.5, 0.5]^2 into x[m] (their x coordinates, then
-    their y; repeated for every split: each split sees the same points with its own dropout); if
-    permute[m], one uniform permutation of the points per split into orders[m] (Fisher-Yates); if
-    cover[m], as many uniform unit vectors as directions has columns (z uniform in [-1, 1], by
-    Archimedes, and a uniform longitude); if threshold[m] > 0, the dropout factors keep[m]
-    (scale[m] where a 16-bit draw is >= threshold[m], i.e. with probability 1 - threshold/2^16,
-    else 0).
-    """
+    """One training step's draws for every member, in a fixed order per member: `points` uniform
+    points of the square into x[m] (repeated per split); if permute[m], a permutation per split
+    (Fisher-Yates); if cover[m], uniform unit vectors (z uniform in [-1, 1], by Archimedes, and a
+    uniform longitude); if threshold[m] > 0, the dropout factors keep[m] (scale[m] or 0)."""
     for m in range(x.shape[0]):
         _draw_member(m, states, points, permute, cover, threshold, scale, x, orders, directions, keep)
 
@@ -165,11 +150,9 @@ def _layer_grads(grads, inputs, weight_grad, bias_grad):
             weight_grad[j, i] = total
 
 
-# Columns of the layer table (model.Trainer builds it from model.HIDDEN_LAYERS and the widths), one
-# row per linear layer, the output layer last: its fan-in and width, where its weight and bias
-# start in a member's row of theta, the first row of its input and of its output in the
-# activations (rows 0-1: the points), whether a ReLU follows it, and its first row of dropout
-# factors in `keep` (-1: no dropout after it).
+# Columns of the layer table (model._layer_table), one row per linear layer, the output layer last:
+# fan-in, width, where weight and bias start in theta's row, first input and output row in the
+# activations (rows 0-1: the points), ReLU after it, first row of its dropout factors (-1: none).
 FAN_IN, WIDTH, WEIGHT, BIAS, INPUT_ROW, OUTPUT_ROW, RELU, KEEP_ROW = range(8)
 
 
@@ -196,12 +179,8 @@ def _has_factor(layer, use_keep):
 # member of a batch would no longer be, bit for bit, the single run with its seed.
 @njit(cache=True, nogil=True, inline="always")
 def _forward_member(m, theta, table, x, keep, use_keep, acts, factors, norm, u):
-    """Member m's map of its points x[m] (2, n) to unit vectors u[m] (3, n), with dropout.
-
-    Layer by layer (table's rows): h = W h + b; where a ReLU or dropout follows, h *= f with
-    f = [h > 0] (ReLU) * keep (dropout), kept in `factors` for the backward pass; after the
-    output layer, u = o / |o| (F.normalize, eps 1e-12). acts keeps every layer's input.
-    """
+    """Member m's map of x[m] (2, n) to unit vectors u[m] (3, n): per layer h = W h + b, then
+    h *= f with f = [h > 0] (ReLU) * keep (dropout) kept for backward; u = o / |o| (F.normalize)."""
     n, last = x.shape[2], table.shape[0] - 1
     _rows(acts[m], 0, 2, n)[:] = x[m]
     for index in range(last + 1):
@@ -239,12 +218,8 @@ def forward(theta, table, x, keep, use_keep, acts, factors, norm, u):
 
 @njit(cache=True, nogil=True, fastmath=True, inline="always")
 def _backward_member(m, theta, table, use_keep, acts, factors, norm, u, du, grads, grad):
-    """grad[m] = d(member m's loss)/d(theta[m]), given du[m] = d(loss)/du[m] (3, n).
-
-    The chain rule through forward's steps, in reverse (du is overwritten with d/do):
-    do = (du - u (u . du)) / |o|; then, from the output layer down, each layer's gradient times
-    its factor (ReLU and dropout), its weight and bias gradients, and the gradient to its input.
-    """
+    """grad[m] = d(member m's loss)/d(theta[m]) from du[m] (3, n), overwritten with d/do =
+    (du - u (u . du)) / |o|; then per layer, top down: times its factor, its gradients, to its input."""
     n, last = du.shape[2], table.shape[0] - 1
     out, grads_out, lengths = u[m], du[m], norm[m]
     for p in range(n):
@@ -275,12 +250,8 @@ def backward(theta, table, use_keep, acts, factors, norm, u, du, grads, grad):
 
 @njit(cache=True, nogil=True, inline="always")
 def _article_member(m, u, orders, weight, total, du):
-    """The article's loss of member m and its gradient, written into total[m] and du[m] (zeroed).
-
-    Per split s, the points are paired by the permutation orders[m, s] (first half with second
-    half) and S_s = sum_i cos(a_i, b_i) = sum_i a_i . b_i (unit vectors); loss = w sum_s S_s^2,
-    so d/da_i = 2 w S_s b_i and d/db_i = 2 w S_s a_i; an odd point left over gets no gradient.
-    """
+    """The article's loss of member m into total[m], its gradient into du[m]: per split, pairs
+    from orders[m, s], S_s = sum_i a_i . b_i, loss = w sum_s S_s^2, d/da_i = 2 w S_s b_i."""
     splits, points = orders.shape[1], orders.shape[2]
     half = points // 2
     du[m] = 0.0
@@ -313,12 +284,8 @@ def article_losses(u, orders, weight, total, du):
 
 @njit(cache=True, nogil=True, fastmath=True)
 def nearest_points(directions, u, use, best, nearest):
-    """For members with use[m]: best[m, t] = max_p directions[m, :, t] . u[m, :, p] and nearest[m, t]
-    its first arg max (the covering loss's nearest mapped point to each direction).
-
-    Points outside, directions inside: the inner loop is a branch-free compare-and-select over
-    contiguous directions, which the compiler vectorises (a max per direction does not).
-    """
+    """For members with use[m]: best[m, t] = max_p directions[m, :, t] . u[m, :, p], nearest[m, t]
+    its first arg max. Directions innermost: a branch-free select that vectorises."""
     for m in range(u.shape[0]):
         if not use[m]:
             continue
@@ -337,10 +304,8 @@ def nearest_points(directions, u, use, best, nearest):
 
 @njit(cache=True, nogil=True, fastmath=True, inline="always")
 def _exp_nonpositive(x):
-    """exp(x) for x <= 0 in float32 multiply-adds only, so a loop of it vectorises (libm's exp
-    does not here): exp(x) = (e^(x/64))^64, e^(x/64) by its Taylor polynomial to degree 7.
-    Relative error below 1e-5 for x >= -24 (the uniformity loss at t = 6: 5.4e-6 measured); x is clamped to
-    [-80, 0], where e^-80 ~ 2e-35 is as good as 0 next to the pairs that matter."""
+    """exp(x) for x <= 0 in multiply-adds only, so a loop of it vectorises (libm's does not):
+    (e^(x/64))^64 by a degree-7 Taylor polynomial; relative error < 1e-5 for x >= -24, x clamped to [-80, 0]."""
     r = max(min(x, np.float32(0.0)), np.float32(-80.0)) * np.float32(1.0 / 64.0)
     p = np.float32(1.0 / 5040.0)
     p = p * r + np.float32(1.0 / 720.0)
@@ -357,14 +322,9 @@ def _exp_nonpositive(x):
 
 @njit(cache=True, nogil=True, fastmath=True)
 def uniformity_losses(u, temperature, weight, total, du):
-    """Wang & Isola's uniformity loss of each member with weight[m] > 0 on its points u[m] (3, n),
-    contiguous: total[m] += w log( mean over pairs i != j of exp(-t |u_i - u_j|^2) ), and its
-    gradient added to du[m] (3, n).
-
-    For unit vectors |u_i - u_j|^2 = 2 - 2 u_i.u_j, so E_ij = exp(2t (u_i.u_j - 1)); with
-    Z = sum_{i != j} E_ij, d/du_i = (4 t w / Z) sum_{j != i} E_ij u_j. Each pair is computed once
-    (i < j) and counted for both points.
-    """
+    """Wang & Isola's uniformity loss of members with weight[m] > 0: total[m] += w log(mean over
+    i != j of E_ij), E_ij = exp(2t (u_i.u_j - 1)) for unit vectors; du[m] += (4 t w / Z) sum_j E_ij u_j
+    with Z = sum E_ij. Each pair is computed once (i < j) and counted for both points."""
     for m in range(u.shape[0]):
         if weight[m] == 0:
             continue

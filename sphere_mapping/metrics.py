@@ -1,22 +1,13 @@
-"""How much of the sphere the square's map covers, and how evenly.
+"""How much of the sphere the square's map (an (n, 3) array of unit vectors) covers, and how evenly.
 
-All three metrics take an (n, 3) array of unit vectors: the map of a 200x200 grid of the square
-(40 000 points), evaluated without dropout.
-
-- coverage: the fraction of 2000 evenly spread sphere cells (the centres of a Fibonacci
-  lattice, Gonzalez 2010) that have a mapped point within 5 degrees. 1.0 means no region of
-  the sphere at least ~10 degrees across is left empty.
-- uniformity: log E[exp(-2 |u - v|^2)] over pairs of distinct mapped points (Wang & Isola
-  2020, "Understanding contrastive representation learning through alignment and uniformity").
-  Lower is more uniform. For the uniform distribution on the sphere, cos(angle) between two
-  points is uniform on [-1, 1] (Archimedes), so E = (1 - e^-8) / 8 and the value is -2.0797;
-  a map squeezed into a hemisphere scores higher, a collapsed one 0.
-- largest hole: the angular radius (degrees) of the largest spherical cap that contains no
-  mapped point - the article's "missing corner". Every maximal empty cap touches three points,
-  so it is the circumscribed cap of a facet of the points' convex hull (the spherical Delaunay
-  triangulation); a facet whose plane n.x = d has outward normal n leaves empty the cap
-  n.x > d, of angular radius arccos(d). When the origin lies outside the hull (all points in
-  one hemisphere) some d is negative and the hole is wider than 90 degrees.
+- coverage: the fraction of 2000 Fibonacci-lattice cells (Gonzalez 2010) with a mapped point
+  within 5 degrees.
+- uniformity: log E[exp(-2 |u - v|^2)] over distinct pairs (Wang & Isola 2020); lower is more
+  uniform. The uniform sphere scores log((1 - e^-8) / 8) = -2.0797 (cos of the angle between two
+  points is uniform on [-1, 1], by Archimedes); a collapsed map 0.
+- largest hole: the angular radius of the largest empty spherical cap (the article's "missing
+  corner"). A maximal empty cap touches three points, so it is cut off by a facet n.x = d of the
+  points' convex hull: radius arccos(d), wider than 90 degrees when d < 0.
 """
 
 from __future__ import annotations
@@ -34,11 +25,7 @@ UNIFORM_SPHERE_UNIFORMITY = math.log((1.0 - math.exp(-4.0 * UNIFORMITY_TEMPERATU
 
 
 def fibonacci_sphere(count: int) -> np.ndarray:
-    """`count` nearly evenly spread unit vectors: the spherical Fibonacci lattice.
-
-    Point i sits at height z = 1 - (2i + 1) / count (equal-area bands, by Archimedes' theorem)
-    and longitude i times the golden angle, pi (3 - sqrt 5).
-    """
+    """The spherical Fibonacci lattice: z = 1 - (2i + 1) / count, longitude i times the golden angle."""
     index = np.arange(count, dtype=np.float64)
     z = 1.0 - (2.0 * index + 1.0) / count
     radius = np.sqrt(np.clip(1.0 - z * z, 0.0, None))
@@ -66,11 +53,7 @@ def coverage(points, cells: int = COVERAGE_CELLS, radius_deg: float = COVERAGE_R
 
 
 def uniformity(points, temperature: float = UNIFORMITY_TEMPERATURE, max_points: int = 4000, seed: int = 0) -> float:
-    """log E[exp(-t |u - v|^2)] over distinct pairs; large sets are subsampled to `max_points`.
-
-    4000 points give ~8 million pairs, enough for three decimals; the subsample is fixed by
-    `seed` so the metric is deterministic.
-    """
+    """log E[exp(-t |u - v|^2)] over distinct pairs; a fixed subsample of `max_points` (enough for three decimals)."""
     import torch  # its exp is ~10x faster than NumPy's on 16 million pairs
 
     array = _as_unit_vectors(points)
@@ -119,14 +102,9 @@ BORDER_BAND = 0.05  # a square point is "on the border" within this distance of 
 
 
 def hole_rim(square_points, vectors, margin_deg: float = 1.0, hole: tuple[float, np.ndarray] | None = None) -> dict:
-    """Where the largest hole sits in the square: the square points that map onto its rim.
-
-    The rim points are those whose images lie within `margin_deg` of the empty cap's edge. A
-    continuous map of the square onto the sphere must close its border onto itself somewhere;
-    if the hole is that unclosed seam, its rim comes from the square's border (the outer
-    BORDER_BAND, 19% of the area), far more often than area alone would give. `hole`: the
-    (radius, centre) of `largest_hole(vectors)`, when already known.
-    """
+    """Where the largest hole sits in the square: the points whose images lie within `margin_deg`
+    of the empty cap's edge. If the hole is the square's unclosed border seam, its rim comes from
+    the border band far more often than its area gives. `hole`: largest_hole(vectors), if known."""
     square_points = np.asarray(square_points, dtype=np.float64)
     radius, centre = largest_hole(vectors) if hole is None else hole
     angles = np.degrees(np.arccos(np.clip(_as_unit_vectors(vectors) @ centre, -1.0, 1.0)))
@@ -158,12 +136,10 @@ def sphere_metrics(points, square_points=None) -> dict[str, float]:
 
 # ----------------------------------------------------------------------------- what a seed drew
 
-# The article's setup draws one of two shapes, depending on the seed (README, "Seeds"): a curled
-# sheet that reaches much of the sphere and leaves one large cap open (the article's "sphere with
-# a missing corner"), or a thin ribbon that reaches little of it. On the 100x100 grid's map of 64
-# seeds their coverages fall in two modes, 0.08-0.16 (ribbons) and 0.31-0.73 (sheets, holes of
-# 48-76 deg), with no seed between (outcomes.png); the threshold sits in that gap, so a numeric
-# environment that moves a seed's coverage by a few hundredths cannot move it across.
+# The article's setup draws one of two shapes, by seed: a curled sheet leaving one large cap open
+# (the "sphere with a missing corner") or a thin ribbon. On 64 seeds' 100x100 maps coverages fall in
+# two modes, 0.08-0.16 (ribbons) and 0.31-0.73 (sheets), with no seed between (outcomes.png): the
+# threshold sits in that gap.
 SHEET_MIN_COVERAGE = 0.23    # a missing corner reaches at least this share of the sphere, a ribbon less
 CORNER_HOLE_DEG = (20.0, 90.0)  # ... and a missing corner leaves one empty cap of this angular radius
 OUTCOMES = ("missing corner", "ribbon", "other")

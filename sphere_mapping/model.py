@@ -1,39 +1,28 @@
 """The article's square-to-sphere network, its losses, and a trainer for many runs at once.
 
-Article 003 (Zhang Chuncheng, 2022, "a small example of a self-learning generative model"): a
-tiny MLP takes a point of the square [-0.5, 0.5]^2 and returns a 3D unit vector. Its only loss
-splits a batch of random points into two random halves, pairs them up, and squares the sum of
-the pairs' cosine similarities; minimising it pushes the halves apart, and the square wraps into
-a sphere "with a missing corner".
+Article 003 (Zhang Chuncheng, 2022, "a small example of a self-learning generative model"): a tiny
+MLP maps a point of the square [-0.5, 0.5]^2 to a 3D unit vector. Its loss splits a batch into two
+random halves, pairs them, and squares the sum of the pairs' cosines; minimising it wraps the
+square into a sphere "with a missing corner". The listing lost its commas: `nn.Linear(24)` is
+`nn.Linear(2, 4)`, then (4, 12), (12, 6), (6, 3); one ReLU, dropout 0.2 after it and after 12 -> 6.
 
-The article's listing lost its commas: `nn.Linear(24)` is `nn.Linear(2, 4)`, `nn.Linear(412)`
-is `nn.Linear(4, 12)`, `nn.Linear(126)` is `nn.Linear(12, 6)` and `nn.Linear(63)` is
-`nn.Linear(6, 3)`. There is no activation between the first two layers (so they compose into
-one affine map 2 -> 12), one ReLU, then dropout 0.2 after the ReLU and after the 12 -> 6 layer.
-
-How it is computed. The net is 2-4-12-6-3: a training step is a few hundred thousand
-multiply-adds, so per-call overhead, not arithmetic, sets its time. `Trainer` therefore trains M
-independent runs (seeds, variants) as one stacked model: every parameter of every member lives
-in one (M, P) tensor, layers are batched matrix products in a feature-major layout (points along
-the last axis, which CPU GEMMs handle 3-5x faster than points along rows at these widths), the
-forward and backward passes are written out by hand (about 40 kernel calls per step, no autograd
-graph), and Adam and the clamp are a handful of in-place calls on the whole stack. Each member
-keeps its own torch.Generator and draws its own points, permutations, dropout masks and covering
-directions, so member k of a batch follows exactly the run a one-member Trainer with the same
-seed follows (tests/test_sphere_mapping.py checks both this and the hand-written gradients
-against autograd).
+A step is a few hundred thousand multiply-adds, so per-call overhead sets its time: `Trainer`
+trains M independent runs as one stacked model (parameters in one (M, P) tensor, feature-major
+batched layers, forward and backward by hand, Adam and the clamp in place). Each member draws its
+own randomness, so member k is exactly the one-member run with its seed (the tests check this and
+the hand-written gradients against autograd).
 """
 
 from __future__ import annotations
 
 import math
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 import torch
 
 from lab import LabError
+from lab.executor import Cell, failure_summary, run_cells
 from lab.safe_load import settings_from_checkpoint
 from sphere_mapping import kernels
 
@@ -46,22 +35,16 @@ class Layer:
     dropout: bool = False  # then dropout, at the member's `dropout` rate
 
 
-# The network, described once: one Linear layer per hidden width (SphereSettings.widths, in order,
-# from the square's 2 coordinates), each followed by what its entry here says, then Linear(last
-# width, 3) and F.normalize. The article's: nothing after the first layer, ReLU then dropout after
-# the second, dropout after the third. The compiled passes (kernels.py's layer table), the torch
-# passes and the tests' reference are all built from it: a deeper net is one more entry here (and
-# its width in SphereSettings.widths).
+# The network, described once: one Linear layer per width of SphereSettings.widths, each followed by
+# its entry here, then Linear(last width, 3) and F.normalize (the article's: nothing, ReLU + dropout,
+# dropout). Every pass is built from it: a deeper net is one more entry here (and one more width).
 HIDDEN_LAYERS = (Layer(), Layer(relu=True, dropout=True), Layer(dropout=True))
 
 
 @dataclass(frozen=True)
 class SphereSettings:
-    """One training run's network, loss and optimiser; the defaults are the article's values.
-
-    This is the one place where the hyperparameters have their defaults: the scripts' constants
-    (train.py) and the variants (variants.py) are overrides of it, and checkpoints store it.
-    """
+    """One training run's network, loss and optimiser: the one place of the defaults (the article's);
+    train.py's constants and variants.py override it, checkpoints store it."""
 
     widths: tuple[int, int, int] = (4, 12, 6)  # hidden widths: Linear 2->4->12 (ReLU) ->6->3 (article)
     dropout: float = 0.2               # after the ReLU and after the 12->6 layer (article: p=0.2)
@@ -126,8 +109,7 @@ def with_overrides(base: SphereSettings, overrides: dict, what: str = "settings"
 
 
 def _layer_table(widths: tuple[int, ...]) -> np.ndarray:
-    """The net of HIDDEN_LAYERS with these widths as kernels.py's table (columns kernels.FAN_IN ...
-    KEEP_ROW), the output layer last; parameters in nn.Linear order (weight (out, in), then bias)."""
+    """The net of HIDDEN_LAYERS with these widths as kernels.py's table; parameters in nn.Linear order."""
     sizes, rows = (2, *widths, 3), []
     parameter, activation, keep = 0, 0, 0
     for fan_in, width, layer in zip(sizes[:-1], sizes[1:], (*HIDDEN_LAYERS, Layer()), strict=True):
@@ -149,11 +131,9 @@ def square_grid(side: int, device: str | torch.device = "cpu") -> torch.Tensor:
 class Trainer:
     """M independent runs of the article's training as one stacked model (M = 1: a single run).
 
-    `members` are the runs' settings (all with the same `shape_key`), `seeds` their seeds. Each
-    step does, per member, exactly what the article's loop does: draw `points_per_step` uniform
-    points, push them through the net `splits` times (own dropout masks), take the loss, one
-    Adam step (lr from StepLR), clamp every parameter. Members never interact: the loss is a sum
-    over members, so each member's gradient is its own loss's.
+    `members`: the runs' settings (one `shape_key`), `seeds` their seeds. A step does per member what
+    the article's loop does: draw points, `splits` passes with own dropout, the loss, one Adam step at
+    StepLR's rate, the clamp. The loss is a sum over members, so each gradient is its own loss's.
     """
 
     ADAM_BETAS = (0.9, 0.999)  # torch.optim.Adam's defaults, as the article uses them
@@ -186,15 +166,13 @@ class Trainer:
         shared_clamp = {m.clamp for m in members}
         self.clamp_value = shared_clamp.pop() if len(shared_clamp) == 1 else None  # a float clamp is one cheap call
 
-        # Randomness: one SplitMix64 stream per member (kernels.py), drawn on the CPU in a fixed
-        # order per member, so each member's draws depend only on its own seed and settings.
+        # One SplitMix64 stream per member (kernels.py), drawn on the CPU.
         n = self.points * self.splits
         self.states = kernels.seed_states(self.seeds)
         self.permute = np.array([m.article_weight > 0 for m in members])  # the article's loss pairs a permutation
         self.cover = np.array([m.cover_weight > 0 for m in members])      # the covering loss's directions
-        # Dropout keeps a value when a 16-bit draw is >= round(2^16 p), i.e. with probability
-        # 1 - round(2^16 p) / 2^16 (0.2 -> 0.199997), and scales the kept ones by the inverse, so
-        # the mean is kept exactly as nn.Dropout's. 16 bits: four draws per 64-bit output.
+        # Dropout keeps a value when a 16-bit draw is >= round(2^16 p) and scales it by the inverse of
+        # that probability, so the mean is kept exactly as nn.Dropout's.
         dropped = [round(m.dropout * 2**16) for m in members]
         self.threshold = np.array(dropped, dtype=np.uint64)
         self.keep_scale = np.array([2**16 / (2**16 - d) for d in dropped], dtype=np.float32)
@@ -204,8 +182,7 @@ class Trainer:
             "directions": np.zeros((self.count, 3, self.targets if self.uses["cover"] else 0), np.float32),
             "keep": np.ones((self.count, self.keep_rows, n if self.any_dropout else 1), np.float32),
         }
-        # The CPU path's activations, ReLU/dropout factors and gradients (kernels.forward /
-        # backward), every layer's rows in one flat buffer per member, allocated once.
+        # The compiled passes' activations, factors and gradients, one flat buffer per member.
         rows = 2 + sum(self.widths)
         self.buffers = {name: np.zeros((self.count, rows * n), np.float32) for name in ("acts", "factors", "grads")}
         self.buffers["u"] = np.zeros((self.count, 3, n), np.float32)
@@ -227,8 +204,6 @@ class Trainer:
         self._lr_epoch = None
         self.lr = torch.zeros(self.count, 1, device=self.device)
 
-    # ------------------------------------------------------------------ parameters
-
     def views(self, theta: torch.Tensor | None = None) -> list[tuple[torch.Tensor, torch.Tensor]]:
         """Each layer's stacked weight (M, out, in) and bias (M, out, 1), views into `theta` (default: the trainer's)."""
         theta = self.theta if theta is None else theta
@@ -242,16 +217,10 @@ class Trainer:
             state[f"fc{number}.weight"], state[f"fc{number}.bias"] = weight[index].clone(), bias[index, :, 0].clone()
         return state
 
-    # ------------------------------------------------------------------ the network
-
     def forward(self, x: torch.Tensor, keep: torch.Tensor | None = None,
                 theta: torch.Tensor | None = None) -> tuple[torch.Tensor, dict]:
-        """Map points x (M, 2, n) to unit vectors (M, 3, n), the layers of HIDDEN_LAYERS in turn.
-
-        keep: dropout's factors (M, keep_rows, n) as draw() returns them (None: no dropout); theta:
-        other parameters than the trainer's (autograd's leaf in the tests). Feature-major: a layer
-        is W (M, out, in) @ h (M, in, n) + b. Returns the output and what backward() needs.
-        """
+        """Map points x (M, 2, n) to unit vectors (M, 3, n), and what backward() needs. keep: dropout's
+        factors from draw() (None: none); theta: other parameters (autograd's leaf in the tests)."""
         h, inputs, factors = x, [], []
         for (weight, bias), layer in zip(self.views(theta), self.table.tolist(), strict=True):
             relu, first_keep = layer[kernels.RELU], layer[kernels.KEEP_ROW]
@@ -284,17 +253,10 @@ class Trainer:
                 grads = torch.bmm(weights[index].transpose(1, 2), grads)
         return torch.cat([part.reshape(self.count, -1) for part in reversed(parts)], dim=1)
 
-    # ------------------------------------------------------------------ the losses
-
     def losses_and_grad(self, u: torch.Tensor, orders: torch.Tensor, directions: torch.Tensor | None,
                         compiled: bool = False):
-        """Each member's weighted loss (M,) and d(sum of losses)/du (M, 3, n).
-
-        u: (M, 3, splits * points); orders: (M, splits, points) a random permutation per split;
-        directions: (M, 3, targets) random unit vectors for the covering loss. compiled (CPU only):
-        the article's and the uniformity loss and the nearest points from kernels.py instead of
-        gather/scatter, bmm, exp and max.
-        """
+        """Each member's weighted loss (M,) and d(sum of losses)/du (M, 3, n). orders: a permutation
+        per split; directions: the covering loss's. compiled (CPU only): kernels.py's loss loops."""
         m, n, s = self.count, self.points, self.splits
         total = u.new_zeros(m)
         du = torch.zeros_like(u)
@@ -319,7 +281,6 @@ class Trainer:
             first_split = u[:, :, :n]                                  # (M, 3, points)
             grad_first = du[:, :, :n]
         if self.uses["uniformity"] and compiled:
-            # kernels.uniformity_losses: the same loss, each pair once, a vectorised exp
             uniformity, grads = torch.zeros(m), torch.zeros(m, 3, n)
             kernels.uniformity_losses(first_split.contiguous().numpy(), self.temperatures, self.uniformity_weights,
                                       uniformity.numpy(), grads.numpy())
@@ -351,15 +312,9 @@ class Trainer:
             grad_first.scatter_add_(2, nearest.unsqueeze(1).expand(m, 3, self.targets), pulls)
         return total, du
 
-    # ------------------------------------------------------------------ one step
-
     def draw(self) -> dict[str, torch.Tensor]:
-        """This step's random inputs of every member (kernels.draw_step), as tensors on the device.
-
-        x (M, 2, splits * points): the step's points, repeated per split; orders (M, splits, points):
-        a permutation per split; directions (M, 3, targets): covering directions; keep
-        (M, hidden + bottleneck, splits * points): dropout's factors (0 or 1 / (1 - p)).
-        """
+        """This step's random inputs of every member (kernels.draw_step) on the device: x, orders,
+        directions and dropout's keep factors."""
         b = self.batch
         kernels.draw_step(self.states, self.points, self.permute, self.cover, self.threshold, self.keep_scale,
                           b["x"], b["orders"], b["directions"], b["keep"])
@@ -381,12 +336,8 @@ class Trainer:
         return total
 
     def loss_and_gradient(self, batch: dict[str, torch.Tensor], compiled: bool | None = None):
-        """Each member's loss (M,) and the gradient (M, P) of their sum for one step's draws.
-
-        compiled (default: on the CPU) runs the forward and backward passes as kernels.py's
-        compiled loops; otherwise as the torch calls of forward() / backward() (any device).
-        The losses themselves are losses_and_grad's either way.
-        """
+        """Each member's loss (M,) and the gradient (M, P) of their sum for one step's draws; compiled
+        (default on the CPU): kernels.py's passes, else forward() / backward() (any device)."""
         compiled = self.device.type == "cpu" if compiled is None else compiled
         directions = batch["directions"] if self.uses["cover"] else None
         if not compiled:
@@ -403,8 +354,7 @@ class Trainer:
         return total, torch.from_numpy(grad)
 
     def apply_gradient(self, grad: torch.Tensor) -> None:
-        """One optimiser step of every member: torch.optim.Adam's update (default betas and eps, no
-        weight decay) at StepLR's learning rate, then the article's clamp; counts the step."""
+        """torch.optim.Adam's update (default betas and eps) at StepLR's rate, then the article's clamp."""
         beta1, beta2 = self.ADAM_BETAS
         count = self.step + 1
         lr = self._learning_rates()
@@ -418,8 +368,6 @@ class Trainer:
             self.theta.clamp_(min=-self.clamp, max=self.clamp)
         self.step += 1
 
-    # ------------------------------------------------------------------ evaluation and state
-
     @torch.no_grad()
     def evaluate(self, points: torch.Tensor, chunk: int = 20_000) -> torch.Tensor:
         """The map without dropout (the article's network.eval(...)) of points (n, 2): (M, n, 3)."""
@@ -432,11 +380,8 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate_with_dropout(self, points: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-        """The map with dropout on (what the article's training-batch figure shows): (M, n, 3).
-
-        The masks come from `generator`, not the members' own streams, so drawing a figure never
-        moves a training stream.
-        """
+        """The map with dropout on (the article's training-batch figure): (M, n, 3); masks from
+        `generator`, so a figure never moves a training stream."""
         points = points.to(self.device, self.theta.dtype)
         p = self.dropout.view(-1, 1, 1).cpu()
         draws = torch.rand(self.count, self.keep_rows, len(points), generator=generator)
@@ -464,46 +409,34 @@ class Trainer:
         self._lr_epoch = None
 
 
-def side_by_side(work, items: list, workers: int):
-    """Yield (item, work(item)) for every item as each finishes, `workers` of them at a time in threads.
-
-    The compiled kernels and torch's calls release the GIL, so on 2 cores two stacked groups take
-    about the time of one. Each thread first takes the caller's torch thread count: OpenMP's count
-    is per thread, and a new thread would otherwise use every core and spin against the others
-    (measured: two groups side by side 1.1x faster than in turn before this, 1.7x after).
-    """
-    threads = torch.get_num_threads()
-
-    def run(item):
-        torch.set_num_threads(threads)
-        return item, work(item)
-
-    with ThreadPoolExecutor(max(1, workers)) as pool:
-        for future in as_completed([pool.submit(run, item) for item in items]):
-            yield future.result()
+def train_group(members: list[SphereSettings], seeds: list[int], steps: int, device: str | torch.device = "cpu",
+                progress=None, torch_threads: int = 0) -> Trainer:
+    """Train the runs (one shape_key) as one stacked Trainer; `progress(trainer, losses)` after each step."""
+    if torch_threads:
+        torch.set_num_threads(torch_threads)  # OpenMP's count is per thread: a new one would spin on every core
+    trainer = Trainer(members, seeds, device)
+    for _ in range(steps):
+        losses = trainer.train_step()
+        if progress is not None:
+            progress(trainer, losses)
+    return trainer
 
 
 def train_many(members: list[SphereSettings], seeds: list[int], steps: int, device: str | torch.device = "cpu",
                progress=None, workers: int = 1) -> list[Trainer]:
-    """Train every (settings, seed) pair for `steps` steps, members with the same shapes stacked.
-
-    Returns one Trainer per group of shapes (in order of first appearance); `progress(trainer,
-    losses)` is called after each step (a tqdm update, a log), with the step's losses (M,) on the
-    device. workers > 1 trains that many groups side by side (side_by_side).
-    """
+    """Train every (settings, seed) pair for `steps` steps, members with the same shapes stacked: one
+    Trainer per group (in order of first appearance, its members' `indices`); `workers` groups at a
+    time in threads (lab.executor, here only: `progress` is any callable)."""
     groups: dict[tuple, list[int]] = {}
     for index, member in enumerate(members):
         groups.setdefault(member.shape_key, []).append(index)
-
-    def train_group(key: tuple) -> Trainer:
-        indices = groups[key]
-        trainer = Trainer([members[i] for i in indices], [seeds[i] for i in indices], device)
-        trainer.indices = indices
-        for _ in range(steps):
-            losses = trainer.train_step()
-            if progress is not None:
-                progress(trainer, losses)
-        return trainer
-
-    trained = dict(side_by_side(train_group, list(groups), workers))
-    return [trained[key] for key in groups]
+    cells = [Cell(f"group{number}", "sphere_mapping.model:train_group",
+                  {"members": [members[i] for i in indices], "seeds": [seeds[i] for i in indices], "steps": steps,
+                   "device": device, "progress": progress, "torch_threads": torch.get_num_threads()})
+             for number, indices in enumerate(groups.values())]
+    outcomes = run_cells(cells, workers=workers, desc="groups")
+    if failures := failure_summary(outcomes):
+        raise LabError(f"training failed:\n{failures}")
+    for outcome, indices in zip(outcomes, groups.values(), strict=True):
+        outcome.result.indices = indices
+    return [outcome.result for outcome in outcomes]

@@ -3,15 +3,11 @@
 Run: python -m sphere_mapping.train [--quick] [--set VARIANT=wide_cover] [--set PICTURE=path.jpg]
      [--set SEEDS=1 --set SEED=7]   (one given seed instead of the rule's pick)
 
-Article 003: 1000 random points of the square per step, two random half-splits, the loss
-sum_splits (sum_i cos(a_i, b_i))^2, Adam lr 0.05, StepLR(1000, 0.8), parameters clamped to
-[-2, 2], 10^4 steps. Which shape a seed draws is chaotic (the same seed draws a ribbon on one
-CPU and the missing corner on another), so SEEDS seeds are trained together as one stacked
-model and each is classified (metrics.classify_outcome): the claim is the share of seeds that
-draw the article's "sphere with a missing corner", with its Wilson interval. The figures show
-the seed a stated rule picks (PICTURE_OUTCOME): the loss curve (log y), the square's points
-coloured by position, the same points on the sphere, a picture painted onto it, the sphere
-forming, where the largest hole sits in the square; and every seed's sphere side by side.
+Article 003: 1000 points per step, two random half-splits, loss sum_splits (sum_i cos(a_i, b_i))^2,
+Adam lr 0.05, StepLR(1000, 0.8), parameters clamped to [-2, 2], 10^4 steps. Which shape a seed draws
+is chaotic (it can flip with the CPU), so SEEDS seeds train as one stacked model and each is
+classified: the claim is the share that draws the "sphere with a missing corner" (Wilson interval).
+The figures show the seed a stated rule picks (PICTURE_OUTCOME), and every seed's sphere.
 """
 
 from concurrent.futures import ThreadPoolExecutor
@@ -83,11 +79,9 @@ DRY_RUN = {"STEPS": 30, "SEEDS": 3, "ANIMATION_FRAMES": 4, "GRID_SIDE": 40, "OUT
 ARCHITECTURE = ["VARIANT", "SEED", "SEEDS", "WORKERS", *(constant_name(name) for name in SETTING_NAMES)]
 BORDER_AREA = 1.0 - (1.0 - 2 * BORDER_BAND) ** 2  # share of the square in its border band (0.19)
 
-# The article says its square wrapped into "a sphere with a missing corner"; its own loop, run over
-# seeds, draws that on some and folds into a ribbon on the others, and so does this trainer. The
-# claim is that share, with its 95% Wilson interval: "most" holds when more than MOST of the seeds
-# draw the corner and ribbons are most of the rest. Measured (README, "The article, reproduced"):
-# 22-27 of 32 seeds across numeric environments, so the verdict has a margin of 6 seeds or more.
+# The article's loop, over seeds, draws the missing corner on some and a ribbon on others, as this
+# trainer does: "most" holds when more than MOST of the seeds draw the corner and ribbons are most
+# of the rest (README: 22-27 of 32 seeds across numeric environments).
 MOST_CLAIM = "most of the article's seeds draw the sphere with a missing corner, the rest fold into ribbons"
 MOST = 0.5
 ARTICLE_LOOP_SHARE = "4/10 corner, 5/10 ribbon (seeds 0-9, an independent restatement of the article's loop)"
@@ -95,19 +89,14 @@ DROPOUT_SPHERE_COVERAGE = 0.8  # the noisy training batch "forms a sphere": the 
 
 
 def configure(argv) -> tuple:
-    """The run and its settings: the block's defaults, beaten by the VARIANT's values, beaten by
-    --quick / --dry-run, beaten by --set (lab.constants.resolve_layers), then one SphereSettings."""
+    """The run and its SphereSettings: defaults < VARIANT < --quick / --dry-run < --set."""
     run = start_run("sphere_mapping", globals(), argv, framework="torch", variants=variant_constants(),
                     checkpoints=True)
     return run, settings_from(SphereSettings, run.cfg)
 
 
 def snapshot_steps(steps: int, frames: int) -> list[int]:
-    """Steps at which the animation samples the map: 0, then log-spaced up to `steps`.
-
-    The sphere forms in the first few hundred steps and then only settles, so log spacing gives
-    the forming its share of the frames.
-    """
+    """Steps at which the animation samples the map: 0, then log-spaced (the sphere forms early)."""
     if frames < 2 or steps < 1:
         return [steps]
     spaced = np.unique(np.round(np.geomspace(1, steps, frames - 1)).astype(int))
@@ -115,20 +104,15 @@ def snapshot_steps(steps: int, frames: int) -> list[int]:
 
 
 class SeedStack:
-    """SEEDS runs of one setup as WORKERS stacked Trainers, stepped side by side in lock-step.
-
-    Each group is one model.Trainer (its members are the single runs with their seeds, bit for
-    bit, whatever the grouping); one thread per group steps them together, so two groups on two
-    cores take about the time of one. Lock-step keeps every group at the same step, so one
-    checkpoint holds them all.
-    """
+    """SEEDS runs of one setup as WORKERS stacked Trainers, one thread each, in lock-step (so one
+    checkpoint holds them all); each member is its single run, whatever the grouping."""
 
     def __init__(self, settings: SphereSettings, seeds: list[int], workers: int, device):
         self.settings, self.seeds = settings, list(seeds)
         chunks = np.array_split(np.array(self.seeds), max(1, min(workers, len(self.seeds))))
         self.groups = [Trainer([settings] * len(chunk), chunk.tolist(), device) for chunk in chunks]
         self.device = self.groups[0].device
-        # OpenMP's thread count is per thread: each worker takes the caller's (model.side_by_side).
+        # OpenMP's thread count is per thread: each worker takes the caller's (else all cores, spinning).
         threads = torch.get_num_threads()
         self.pool = (ThreadPoolExecutor(len(self.groups), initializer=torch.set_num_threads, initargs=(threads,))
                      if len(self.groups) > 1 else None)
@@ -227,9 +211,8 @@ def train(run, cfg, stack: SeedStack, ckpt, losses: torch.Tensor, snapshots: lis
 
 
 def measure_seeds(cfg, stack: SeedStack) -> tuple[list[dict], np.ndarray]:
-    """Each seed's coverage, largest hole and rim on border (OUTCOME_GRID_SIDE^2 grid's map), the
-    shape it drew (metrics.classify_outcome), and its coverage with dropout on; also the centre of
-    each seed's largest hole (for the small multiples)."""
+    """Each seed's metrics on the OUTCOME_GRID_SIDE^2 grid, its shape, its coverage with dropout on;
+    and the centre of each seed's largest hole."""
     grid = square_grid(cfg.OUTCOME_GRID_SIDE, stack.device)
     square = grid.cpu().numpy()
     maps = stack.evaluate(grid).cpu().numpy()
@@ -265,13 +248,9 @@ def check_outcome(wanted: str) -> str:
 
 
 def pick_seed(rows: list[dict], wanted: str) -> tuple[dict, str]:
-    """The rule for the pictured seed: of the seeds that drew `wanted` (all seeds for "any", or
-    when none did), the one whose coverage is nearest their median coverage (ties: the lower seed).
-
-    Coverage, not the hole, because how much of the sphere a sheet reaches is what tells a
-    typical "sphere with a missing corner" from a thin, folded one (their holes are alike, 50-75
-    deg). Returns the seed's row and the rule as said in captions.
-    """
+    """The pictured seed: of those that drew `wanted` (all for "any", or if none did), the one whose
+    coverage is nearest their median (ties: the lower seed); coverage, not the hole, tells a typical
+    sheet from a thin folded one. Returns its row and the rule as said in captions."""
     pool = [row for row in rows if wanted == "any" or row["outcome"] == wanted]
     what = "all seeds" if wanted == "any" else f"the {len(pool)}/{len(rows)} seeds that drew a {wanted}"
     if not pool:
@@ -290,16 +269,14 @@ def write_seeds_table(run, rows: list[dict]) -> None:
 
 
 def measure(run, cfg, trainer: Trainer, seed: int) -> tuple[dict, np.ndarray, dict]:
-    """Coverage, uniformity and largest hole of the pictured seed's GRID_SIDE^2 grid's map, dropout
-    off and on, and where the largest hole sits in the square."""
+    """The pictured seed's metrics on the GRID_SIDE^2 grid, dropout off and on, and its hole's rim."""
     grid = square_grid(cfg.GRID_SIDE, run.device)
     vectors = trainer.evaluate(grid)[0].cpu().numpy()
     square = grid.cpu().numpy()
     metrics = sphere_metrics(vectors, square)
     rim_mask = metrics.pop("rim_mask")
     metrics["max_unit_norm_error"] = float(np.abs(np.linalg.norm(vectors, axis=1) - 1.0).max())
-    # The article's first 3D figure shows `output`, the last training batch: dropout still on.
-    # The same metrics for that noisy map show how much of its "sphere" is dropout noise.
+    # The article's first 3D figure shows the last training batch, dropout on: how much is noise.
     generator = torch.Generator(device=trainer.device).manual_seed(seed)
     noisy = trainer.evaluate_with_dropout(grid, generator)[0].cpu().numpy()
     metrics.update({f"dropout_on_{name}": value for name, value in sphere_metrics(noisy).items()})
@@ -314,8 +291,7 @@ def measure(run, cfg, trainer: Trainer, seed: int) -> tuple[dict, np.ndarray, di
 
 def draw(run, cfg, trainer: Trainer, seed: int, rule: str, losses: np.ndarray, snapshots, picture, picture_note,
          rim) -> None:
-    """Every figure of the pictured seed: loss, square, sphere (dropout off and on), the painted
-    picture, the hole, the GIF."""
+    """Every figure of the pictured seed: loss, square, sphere, painted picture, hole, GIF."""
     add = run.add_artifact
     rng = np.random.default_rng(seed)
     square_points = rng.random((cfg.SCATTER_POINTS, 2)) - 0.5  # as the article's last batch
@@ -368,8 +344,7 @@ def draw(run, cfg, trainer: Trainer, seed: int, rule: str, losses: np.ndarray, s
 
 
 def draw_seeds(run, cfg, stack: SeedStack, rows: list[dict], centres: np.ndarray, pictured: int) -> None:
-    """Every seed's sphere side by side (each turned so that its largest hole faces the camera),
-    and the histogram of the metrics that sort the seeds into shapes."""
+    """Every seed's sphere side by side (its hole facing the camera) and the shapes' histogram."""
     view_grid = square_grid(cfg.VIEW_SIDE, stack.device)
     maps = stack.evaluate(view_grid).cpu().numpy()
     colours = figures.position_colours(view_grid.cpu().numpy())

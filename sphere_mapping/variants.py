@@ -1,15 +1,11 @@
 """The training setups compared in experiments.py; "article" is the published one.
 
-Each variant is a set of overrides of model.SphereSettings (whose defaults are the article's).
-Why the others exist: the article's loss, (sum of paired cosines)^2, only sees the mean of the
-map - for random pairs E[cos] = |mean|^2 - so any map whose points average to the origin is a
-minimum, including ones that leave a whole cap of the sphere empty (the "missing corner").
-The uniformity loss of Wang & Isola (2020) is minimised only by the uniform distribution, so it
-pulls points into every empty cap; the covering loss pulls points into holes directly; the
-wider net gives the piecewise-linear map more pieces to fold the square's border away.
-
-The variants without the article's loss use 256 points and one pass per step: their losses
-only ever used 256 points of one pass (the article's 1000 x 2 were computed and thrown away).
+Each variant overrides model.SphereSettings (whose defaults are the article's). The article's
+loss, (sum of paired cosines)^2, only sees the map's mean (for random pairs E[cos] = |mean|^2), so
+a map that leaves a whole cap empty can be a minimum. Wang & Isola's (2020) uniformity loss is
+minimised only by the uniform distribution; the covering loss pulls points into holes directly;
+a wider net has more ReLU pieces to fold the square's border away. Without the article's loss,
+256 points and one pass per step are all the losses use.
 """
 
 from __future__ import annotations
@@ -27,12 +23,9 @@ _WIDE = {"widths": (8, 32, 16)}
 VARIANTS: dict[str, dict] = {
     # The article, exactly: 2-4-12-6-3, dropout 0.2, split-halves loss only.
     "article": {},
-    # The article's net and schedule; the loss replaced by the uniformity loss. Adding uniformity
-    # to the article's loss does not work: the split-halves loss (~10^5 at the start, ~300 at
-    # best) drowns it.
+    # The article's net; the uniformity loss instead of the article's (added to it, it is drowned).
     "uniformity": {**_UNIFORMITY},
-    # As "uniformity", plus the covering loss (model.Trainer.losses_and_grad): 512 random
-    # directions pull their nearest mapped point, so holes are pushed on directly.
+    # As "uniformity", plus the covering loss: 512 random directions pull their nearest mapped point.
     "uniformity_cover": {**_UNIFORMITY, "cover_weight": 10.0},
     # As "uniformity_cover" with a wider net (2-8-32-16-3): more ReLU pieces to fold the seam.
     "wide_cover": {**_UNIFORMITY, "cover_weight": 10.0, **_WIDE},
@@ -79,7 +72,6 @@ def settings_for(name: str, overrides: dict | None = None) -> SphereSettings:
 
 
 def variant_constants() -> Variants:
-    """The variants as a layer of train.py's constants: each setting under its constant's name
-    (`lr_step` as `LR_STEP`), between the block's defaults and --quick / --set."""
+    """The variants as a layer of train.py's constants (`lr_step` as `LR_STEP`), under --quick / --set."""
     return Variants("VARIANT", {name: {constant_name(setting): value for setting, value in overrides.items()}
                                 for name, overrides in VARIANTS.items()})

@@ -53,6 +53,29 @@ def test_cells_run_here_in_order_and_a_failed_cell_does_not_stop_the_others(tmp_
     assert "failed=1" in capsys.readouterr().err  # the progress line counts the failed cell
 
 
+MEETING = threading.Barrier(2, timeout=20)
+
+
+def meeting_cell(name: str) -> str:
+    """Returns only when a second cell meets it: two of them finish only if they run at once."""
+    MEETING.wait()
+    return name
+
+
+def test_cells_run_here_in_threads_equal_cells_run_in_turn(tmp_path, capsys):
+    cells = walk_cells(tmp_path / "threads", 3, steps=12)
+    cells.insert(1, Cell("broken", "tests.cluster_cells:failing_cell", {"message": "bad input file x.png"}))
+    in_threads = run_cells(cells, workers=2)
+    in_turn = run_cells(walk_cells(tmp_path / "turn", 3, steps=12))
+    assert [o.name for o in in_threads] == ["walk0", "broken", "walk1", "walk2"]
+    assert [o.ok for o in in_threads] == [True, False, True, True]
+    assert "ValueError: bad input file x.png" in in_threads[1].error
+    assert [o.result["value"] for o in in_threads if o.ok] == [o.result["value"] for o in in_turn]
+    assert "failed=1" in capsys.readouterr().err
+    meeting = [Cell(f"meet{i}", "tests.test_lab_executor:meeting_cell", {"name": f"meet{i}"}) for i in range(2)]
+    assert [o.result for o in run_cells(meeting, workers=2)] == ["meet0", "meet1"]  # both at once
+
+
 def test_a_bad_cell_function_or_repeated_name_is_refused_before_anything_runs(tmp_path):
     with pytest.raises(LabError, match="cannot import the cell function 'tests.cluster_cells:nothing'"):
         run_cells(walk_cells(tmp_path, 1) + [Cell("x", "tests.cluster_cells:nothing")])

@@ -553,3 +553,22 @@ def test_one_variant_is_split_over_the_workers_with_the_same_numbers(lab_outputs
     tables = [(lab_outputs / "sphere_mapping" / f"experiments-{name}" / "results.csv").read_text()
               for name in ("split", "whole")]
     assert tables[0] == tables[1]
+
+
+def test_a_group_cell_rerun_resumes_from_its_own_folder(lab_outputs, capsys):
+    """Each group is a lab.executor cell with its checkpoint (and, when done, its results) in its own
+    folder: with the results cache gone, a rerun (or Ray retrying the cell) trains nothing again."""
+    from sphere_mapping import experiments
+
+    common = ["--dry-run", "--set", "VARIANTS=['article']", "--set", "SEEDS=2", "--set", "WORKERS=1"]
+    experiments.main(common)
+    folder = lab_outputs / "sphere_mapping" / "experiments"
+    first = (folder / "results.csv").read_text()
+    cache = next(lab_outputs.rglob("experiments_cache.json"))
+    groups = list((cache.parent / experiments.GROUPS_FOLDER).iterdir())
+    assert len(groups) == 1 and (groups[0] / experiments.CHECKPOINT_FILE).is_file()
+    cache.unlink()
+    capsys.readouterr()
+    experiments.main(common)
+    assert "at step 20 of 20" in capsys.readouterr().out
+    assert (folder / "results.csv").read_text() == first

@@ -2,28 +2,19 @@
 
 Run: python -m pen_cap_vae.bench [--quick] [--set REPEATS=7] [--set TORCH_THREADS=2]
 
-Prints medians of REPEATS timings and ratios measured in the same process:
-- a VAE training step (all pictures at IMAGE_HEIGHT x IMAGE_WIDTH) of this package's model against
-  the article's straightforward formulation (the gate as y_ * (1 - g) + y * g in four element-wise
-  ops, torch.distributions Normal/rsample/kl_divergence) on the same weights;
-- a recoder iteration (forward, backward, Adam step, decoding the code to a frame) bare, with the
-  EEG recording, with frame writing, and with the EEG plots amortised over one EEG_WINDOW;
-- the EEG recording vectorised against the article's per-probe loop.
-- the VAE step with train.py's MIXED_PRECISION (bfloat16 autocast) and CHANNELS_LAST options, alone
-  and together, against float32 NCHW on the same weights;
-- the recoder iteration with test.py's MIXED_PRECISION (bfloat16 autocast) against float32.
-The recoder iteration is pen_cap_vae.date's, the one test.py runs, on random codes.
-On a GPU the timings synchronise the device. The two options are meant for GPUs (tensor cores, NHWC
-kernels); on a CPU they are measured too, so the figures say what they cost there.
+Medians of REPEATS timings, in one process, on the same weights: a VAE training step against the
+article's formulation (four-op gate, torch.distributions) and with train.py's MIXED_PRECISION and
+CHANNELS_LAST; a recoder iteration (pen_cap_vae.date's, decode included) bare, with the EEG, frame
+writing, the amortised EEG plots and bf16 autocast; the EEG recording against the article's loop.
 """
 
 from __future__ import annotations
 
-import contextlib
 import statistics
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import torch
@@ -57,21 +48,10 @@ DRY_RUN = {"REPEATS": 2, "IMAGE_HEIGHT": 30, "IMAGE_WIDTH": 50, "LAYERS": 2, "CH
 # -----------------------------------------------------------------------------
 
 
-def _article_gate(layer_out, previous):
-    # The article's gate, written out: y_ * (1 - g) + y * g with g = sigmoid(gate half).
+def _article_gate(layer_out, previous):  # y_ * (1 - g) + y * g in four element-wise ops
     candidate, gate = torch.chunk(layer_out, 2, dim=1)
     gate = gate.sigmoid()
     return candidate * (1.0 - gate) + previous * gate
-
-
-@contextlib.contextmanager
-def article_style_gate():
-    saved = model_module.gated_residual
-    model_module.gated_residual = _article_gate
-    try:
-        yield
-    finally:
-        model_module.gated_residual = saved
 
 
 def article_style_loss(vae: GaussianAutoencoder, x: torch.Tensor) -> torch.Tensor:
@@ -114,7 +94,7 @@ def main(argv=None):
     pictures = torch.rand(cfg.PICTURES, 3, cfg.IMAGE_HEIGHT, cfg.IMAGE_WIDTH, device=device)
 
     def article_vae_step():
-        with article_style_gate():
+        with mock.patch.object(model_module, "gated_residual", _article_gate):
             loss = article_style_loss(vae, pictures)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -10,14 +10,19 @@ import torch
 from PIL import Image
 
 from lab import LabError
+from lab.checkpoint import fingerprint_files
 from lab.images import read_rgb
+from pen_cap_vae.model import VAESettings
 from pen_cap_vae.pictures import list_pictures, pictures_dir
 
 DRAW_COMMAND = "python -m pen_cap_vae.draw_pictures"
 
 
-def load_pictures(setting: str, height: int, width: int, patch: int = 10) -> tuple[torch.Tensor, list[Path]]:
-    """(N, 3, height, width) float pictures in [0, 1] and their paths; N >= 2."""
+def load_pictures(setting: str, settings: VAESettings, device,
+                  *also_fingerprinted: Path) -> tuple[torch.Tensor, list[Path], str]:
+    """(N >= 2, 3, H, W) pictures in [0, 1] at the VAE's size on `device`, their paths, and the
+    fingerprint a resume checks (of the pictures and `also_fingerprinted`)."""
+    height, width, patch = settings.image_height, settings.image_width, settings.patch
     if height % patch or width % patch:
         raise LabError(f"IMAGE_HEIGHT and IMAGE_WIDTH ({height}x{width}) must be multiples of PATCH={patch}: "
                        "the encoder's first convolution has stride PATCH")
@@ -41,7 +46,8 @@ def load_pictures(setting: str, height: int, width: int, patch: int = 10) -> tup
             print(f"note: {path.name} is {image.width}x{image.height}; resized to {width}x{height}")
             image = image.resize((width, height), Image.Resampling.BICUBIC)
         arrays.append(np.asarray(image, dtype=np.float32) / 255.0)
-    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous(), paths
+    pictures = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+    return pictures.to(device), paths, fingerprint_files([*paths, *also_fingerprinted])
 
 
 def to_uint8_image(picture: torch.Tensor) -> np.ndarray:

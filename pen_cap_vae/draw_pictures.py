@@ -1,9 +1,7 @@
 """Draw the three pictures of the "date": pen and cap apart, the cap approaching, the cap on the pen.
 
-The article's author trained on three photographs that are not published; this script paints
-stand-ins deterministically (pen_cap_vae.pictures: same pixels on every machine): a shaded ballpoint
-pen and its cap lying on a wooden-looking table, lit from the upper left, with soft shadows. Pictures already in the
-folder are kept (put your own three there instead; any size, they are resized when loaded).
+The article's photographs are not published; pen_cap_vae.pictures paints stand-ins, the same pixels on
+every machine. Pictures already in the folder are kept (put your own there; they are resized when loaded).
 
 Run: python -m pen_cap_vae.draw_pictures [--set OVERWRITE=true]
 """

@@ -10,14 +10,10 @@ import torch
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy.fft import dct
 
-# The article's grid of probe positions: layer < 20, channel < 16, row < 36, column < 64.
-ARTICLE_GRID = (20, 16, 36, 64)
-
 
 def draw_probes(count: int, layers: int, channels: int, rows: int, columns: int,
                 generator: torch.Generator | None = None) -> np.ndarray:
-    """(count, 4) integer probes (layer p, channel q, row m, column n), drawn uniformly as the
-    article's (torch.rand(20) * 36).long() ...; rows and columns span the actual code grid."""
+    """(count, 4) probes (layer p, channel q, row m, column n), drawn as the article's (torch.rand(20) * 36).long()."""
     probes = [(torch.rand(count, generator=generator) * limit).long() for limit in (layers, channels, rows, columns)]
     return torch.stack(probes, dim=1).numpy()
 
@@ -65,8 +61,7 @@ class EEGRecorder:
 
 
 def log_spectrum(signals: np.ndarray) -> np.ndarray:
-    """The article's 0.5 * log(DCT-II(signal)^2) along time, i.e. log |DCT coefficient|.
-    A coefficient of exactly 0 would give -inf; it is floored at 1e-300 instead."""
+    """The article's 0.5 * log(DCT-II(signal)^2) along time; an exact 0 is floored at 1e-300, not -inf."""
     coefficients = dct(signals, type=2, axis=-1)
     return 0.5 * np.log(np.maximum(coefficients**2, 1e-300))
 
@@ -98,8 +93,7 @@ def spectral_exponent(signals: np.ndarray) -> np.ndarray:
 
 
 class EEGPlotter:
-    """The article's two plots per probe per window, on two reused figures (drawing a new figure
-    per plot costs several times more)."""
+    """The article's two plots per probe per window, on two reused figures (new ones cost several times more)."""
 
     def __init__(self, dpi: int):
         self.dpi = dpi

@@ -2,12 +2,10 @@
 
 Run: python -m pen_cap_vae.test [--quick] [--set CYCLES=2] [--fresh]   (after python -m pen_cap_vae.train)
 
-The loop is pen_cap_vae.date's (the article's recoder, loss and moving average of the code). Each
-iteration's code is decoded to a frame; twenty hidden units are recorded as an "EEG" and every
-EEG_WINDOW iterations their traces and smoothed DCT log spectra are plotted, named as in the
-article. Beyond the article: the date track (pen_cap_vae.track: each frame's likeness to each
-picture and where the cap is, per phase in run.json, plotted over s(t)) and the EEG's 1/f^alpha
-exponent. Rerunning continues an interrupted date: frames, EEG windows and the track carry on.
+Each iteration of pen_cap_vae.date's loop is decoded to a frame; 20 hidden units are recorded as an
+"EEG" whose traces and smoothed DCT log spectra are plotted every EEG_WINDOW iterations, named as in
+the article. Beyond the article: the date track (pen_cap_vae.track, per phase in run.json) and the
+EEG's 1/f^alpha exponent. Rerunning continues an interrupted date (frames, EEG windows, track).
 """
 
 from __future__ import annotations
@@ -22,28 +20,14 @@ import torch
 from tqdm import tqdm
 
 from lab import LabError, exit_on_lab_error, start_run
-from lab.checkpoint import (
-    InterruptGuard,
-    fingerprint_files,
-    load_checkpoint,
-    load_state_dict_strict,
-    resume,
-    save_checkpoint,
-)
+from lab.checkpoint import InterruptGuard, load_checkpoint, load_state_dict_strict, resume, save_checkpoint
 from lab.plots import save_figure
 from lab.safe_load import settings_from_checkpoint
 from pen_cap_vae.data import load_pictures
 from pen_cap_vae.date import Date, FrameSink
 from pen_cap_vae.eeg import EEGPlotter, EEGRecorder, draw_probes, log_spectrum, smooth_spectrum, spectral_exponent
 from pen_cap_vae.model import VAE_CHECKPOINT_NAME, RecoderSettings, VAESettings
-from pen_cap_vae.track import (
-    DIP_THRESHOLD,
-    NEAREST_MARGIN,
-    DateTrack,
-    bare_table_likeness,
-    phase_bounds,
-    summarise,
-)
+from pen_cap_vae.track import DIP_THRESHOLD, NEAREST_MARGIN, DateTrack, bare_table_likeness, phase_bounds, summarise
 
 # -----------------------------------------------------------------------------
 # Constants. The article's values are the defaults; edit them here or use --set.
@@ -229,7 +213,6 @@ def run_date(run, cfg, session: Session, vae, ckpt) -> bool:
 
 
 def plot_date(path, session: Session, cycle: int, switch: int) -> None:
-    """The date track over the iterations: likeness to each picture, the cap's position, s(t)."""
     similar, cap = np.asarray(session.track.likeness), np.asarray(session.track.cap)
     distinct = np.asarray(session.track.distinctive)
     iterations = np.arange(len(similar))
@@ -281,24 +264,17 @@ def plot_exponents(path, exponents: np.ndarray, window: int) -> None:
     save_figure(fig, path, dpi=100)
 
 
-def _picture(part: dict) -> str:
-    """A nearest picture as the claims print it: its number, or "none" for a tie (track.nearest)."""
-    return str(part["nearest_picture"]) if part["nearest_picture"] is not None else "none"
-
-
 def add_claims(run, summary: dict, pictures: int, table: dict | None = None) -> None:
-    """The article's date, as the frames show it: nearest picture 1 while pulled to it, then the
-    last picture on the plateau, and three dips of likeness at the culmination's pulses. The
-    culmination's nearest picture, as a whole and between and after the pulses, is reported in the
-    first claim's text (it is not part of its verdict: see the README's "The date track")."""
+    """The article's date as the frames show it: picture 1 in the approach, the last on the plateau
+    (the culmination's nearest pictures are in the text only), three dips at the pulses."""
     phases = summary["phases"]
-    order = " -> ".join(f"{name} {_picture(phases[name])}" for name in phases)
+    order = " -> ".join(f"{name} {phases[name]['nearest_picture'] or 'none'}" for name in phases)
     shown = phases.get("approach", {}).get("nearest_picture") == 1 and \
         phases.get("plateau", {}).get("nearest_picture") == pictures
     likeness = "; ".join(f"{name} " + "/".join(f"{v:.2f}" for v in phases[name]["distinctive_likeness"])
                          for name in ("approach", "plateau", "culmination") if name in phases)
     parts = summary.get("culmination_parts", {})
-    outside = "; ".join(f"{name.replace('_', ' ')} {_picture(parts[name])} ("
+    outside = "; ".join(f"{name.replace('_', ' ')} {parts[name]['nearest_picture'] or 'none'} ("
                         + "/".join(f"{v:.2f}" for v in parts[name]["distinctive_likeness"]) + ")"
                         for name in ("between_pulses", "after_pulses") if name in parts)
     run.add_claim("the date has an approach (frames like picture 1) and a plateau (like the last picture)",
@@ -363,9 +339,8 @@ def main(argv=None):
     cfg = run.cfg
     check_constants(cfg)
     vae, settings, vae_path = load_vae(run, cfg)
-    pictures, paths = load_pictures(cfg.PICTURES_DIR, settings.image_height, settings.image_width, settings.patch)
-    session, ckpt = open_session(run, cfg, vae, settings, pictures.to(run.device),
-                                 fingerprint_files([*paths, vae_path]))
+    pictures, _, fingerprint = load_pictures(cfg.PICTURES_DIR, settings, run.device, vae_path)
+    session, ckpt = open_session(run, cfg, vae, settings, pictures, fingerprint)
     interrupted = run_date(run, cfg, session, vae, ckpt)
     report(run, cfg, session, interrupted)
 

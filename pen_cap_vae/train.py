@@ -2,11 +2,9 @@
 
 Run: python -m pen_cap_vae.train [--quick] [--set STEPS=5000] [--fresh]
 
-The article gives the architecture and the loss but not the optimiser, learning rate or number of
-steps; the choices below are ours (Adam at 5e-4 with a cosine decay, gradient clipping against loss
-spikes, the whole batch of pictures every step). Rerunning resumes from the checkpoint (the same
-architecture and pictures; the random generators too, so a resumed run gives the numbers of an
-uninterrupted one); Ctrl+C saves and stops; a NaN/inf loss stops with the last good checkpoint kept.
+The optimiser, its schedule and the number of steps are ours (the article gives none). Rerunning
+resumes from the checkpoint, random generators included, so it gives the uninterrupted numbers;
+Ctrl+C saves and stops; a NaN/inf loss stops with the last good checkpoint kept.
 """
 
 from __future__ import annotations
@@ -21,7 +19,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from lab import LabError, exit_on_lab_error, start_run
-from lab.checkpoint import InterruptGuard, fingerprint_files, load_checkpoint, resume, save_checkpoint
+from lab.checkpoint import InterruptGuard, load_checkpoint, resume, save_checkpoint
 from lab.plots import save_figure
 from lab.schedules import cosine_factor
 from pen_cap_vae.data import load_pictures, to_uint8_image
@@ -75,8 +73,8 @@ def check_constants(cfg) -> None:
 class Training:
     """The model, its optimiser and the history a checkpoint carries."""
 
-    def __init__(self, run, cfg, pictures: torch.Tensor):
-        self.settings = settings_from(cfg)
+    def __init__(self, run, cfg, settings: VAESettings, pictures: torch.Tensor):
+        self.settings = settings
         self.model = self.settings.build().to(run.device)
         self.pictures = pictures
         if cfg.CHANNELS_LAST:
@@ -86,9 +84,7 @@ class Training:
         self.optimizer = torch.optim.Adam([{"params": networks},
                                            {"params": [self.model.sigma], "lr": cfg.SIGMA_LEARNING_RATE}],
                                           lr=cfg.LEARNING_RATE)
-        self.losses: list[float] = []
-        self.gradient_norms: list[float] = []
-        self.step = 0
+        self.losses, self.gradient_norms, self.step = [], [], 0
 
     def load(self, state: dict, step: int) -> None:
         self.model.load_state_dict(state["model"])
@@ -100,13 +96,6 @@ class Training:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "settings": asdict(self.settings), "losses": self.losses, "gradient_norms": self.gradient_norms,
                 **meta}
-
-
-def load_data(run, cfg):
-    """The pictures on the run's device, their paths, and a fingerprint of the files (resume checks it)."""
-    pictures, paths = load_pictures(cfg.PICTURES_DIR, cfg.IMAGE_HEIGHT, cfg.IMAGE_WIDTH, cfg.PATCH)
-    print(f"training on {len(paths)} pictures: {', '.join(p.name for p in paths)}")
-    return pictures.to(run.device), paths, fingerprint_files(paths)
 
 
 def train(run, cfg, training: Training, ckpt) -> bool:
@@ -152,20 +141,14 @@ def plot_losses(path, losses: list[float], pixels: int) -> None:
     save_figure(fig, path, dpi=100)
 
 
-def save_reconstructions(path, pictures: torch.Tensor, reconstructions: torch.Tensor) -> None:
-    """Originals in the top row, reconstructions below."""
-    top = np.concatenate([to_uint8_image(p) for p in pictures], axis=1)
-    bottom = np.concatenate([to_uint8_image(p) for p in reconstructions], axis=1)
-    Image.fromarray(np.concatenate([top, bottom], axis=0)).save(path)
-
-
 def report(run, training: Training, paths, interrupted: bool) -> None:
     """Reconstructions, the loss curve, PSNR per picture, the claim, run.json."""
     model, pictures = training.model.eval(), training.pictures
     with torch.no_grad():
         reconstructions = model(pictures).clamp(0.0, 1.0)
     scores = {p.name: round(psnr(pictures[i], reconstructions[i]), 2) for i, p in enumerate(paths)}
-    save_reconstructions(run.path("reconstructions.png"), pictures.cpu(), reconstructions.cpu())
+    rows = [np.concatenate([to_uint8_image(p) for p in batch.cpu()], axis=1) for batch in (pictures, reconstructions)]
+    Image.fromarray(np.concatenate(rows, axis=0)).save(run.path("reconstructions.png"))
     run.add_artifact(run.path("reconstructions.png"), "originals (top) and the VAE's reconstructions (bottom)")
     pixels = pictures[0].numel()
     if training.losses:
@@ -188,8 +171,10 @@ def main(argv=None):
     run = start_run("pen_cap_vae", globals(), argv, framework="torch", checkpoints=True)
     cfg = run.cfg
     check_constants(cfg)
-    pictures, paths, fingerprint = load_data(run, cfg)
-    training = Training(run, cfg, pictures)
+    settings = settings_from(cfg)
+    pictures, paths, fingerprint = load_pictures(cfg.PICTURES_DIR, settings, run.device)
+    print(f"training on {len(paths)} pictures: {', '.join(p.name for p in paths)}")
+    training = Training(run, cfg, settings, pictures)
     ckpt = resume(run, VAE_CHECKPOINT_NAME, architecture=ARCHITECTURE, steps=cfg.STEPS, data=fingerprint,
                   map_location=run.device)
     if ckpt.state is not None:

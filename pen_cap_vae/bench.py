@@ -2,11 +2,9 @@
 
 Run: python -m pen_cap_vae.bench [--quick] [--set REPEATS=7] [--set TORCH_THREADS=2]
 
-Medians of REPEATS timings, in one process, on the same weights: a VAE training step against the
-article's formulation (four-op gate, torch.distributions) and with train.py's MIXED_PRECISION and
-CHANNELS_LAST; a recoder iteration (pen_cap_vae.date's, decode included) bare, with the EEG, frame
-writing, the amortised EEG plots and bf16 autocast; the EEG recording against the article's loop.
-"""
+Medians of REPEATS timings on the same weights: a VAE step against the article's formulation and with
+train.py's MIXED_PRECISION and CHANNELS_LAST; a recoder iteration bare, with the EEG, frame writing,
+the amortised EEG plots and bf16 autocast; the EEG recording against the article's loop."""
 
 from __future__ import annotations
 
@@ -87,8 +85,6 @@ def main(argv=None):
     device = run.device
     print(f"torch threads: {torch.get_num_threads()}; sizes {cfg.PICTURES}x{cfg.IMAGE_HEIGHT}x{cfg.IMAGE_WIDTH}, "
           f"VAE {cfg.LAYERS}x{cfg.CHANNELS}, recoder {cfg.RECODER_LAYERS}x{cfg.RECODER_CHANNELS}")
-    metrics = {}
-
     vae = VAESettings(cfg.IMAGE_HEIGHT, cfg.IMAGE_WIDTH, 10, cfg.LAYERS, cfg.CHANNELS).build().to(device)
     optimizer = torch.optim.Adam(vae.parameters(), lr=1e-5)
     pictures = torch.rand(cfg.PICTURES, 3, cfg.IMAGE_HEIGHT, cfg.IMAGE_WIDTH, device=device)
@@ -103,9 +99,8 @@ def main(argv=None):
     vae.train()
     ours = median_seconds(lambda: vae_step(vae, optimizer, pictures), cfg.REPEATS, device)
     article = median_seconds(article_vae_step, cfg.REPEATS, device)
-    metrics["vae_step_s"] = round(ours, 4)
-    metrics["vae_step_article_style_s"] = round(article, 4)
-    metrics["vae_speedup_vs_article_style"] = round(article / ours, 3)
+    metrics = {"vae_step_s": round(ours, 4), "vae_step_article_style_s": round(article, 4),
+               "vae_speedup_vs_article_style": round(article / ours, 3)}
     print(f"VAE training step: {ours:.4f} s (article-style code {article:.4f} s, ratio {article / ours:.2f}x)")
 
     # train.py's options, on the same weights: bfloat16 autocast and the channels-last layout.
@@ -117,8 +112,7 @@ def main(argv=None):
         seconds = median_seconds(lambda b=batch, m=mixed: vae_step(vae, optimizer, b, mixed_precision=m),
                                  cfg.REPEATS, device)
         vae.to(memory_format=torch.contiguous_format)
-        metrics[f"vae_step_{name}_s"] = round(seconds, 4)
-        metrics[f"vae_speedup_{name}"] = round(ours / seconds, 3)
+        metrics.update({f"vae_step_{name}_s": round(seconds, 4), f"vae_speedup_{name}": round(ours / seconds, 3)})
         print(f"VAE training step with {name.replace('_', ' ')}: {seconds:.4f} s ({ours / seconds:.2f}x float32 NCHW)")
 
     vae.eval()
@@ -171,8 +165,7 @@ def main(argv=None):
     bare = timings["bare"]
     metrics["recoder_speedup_bf16_autocast"] = round(bare / timings["bare_bf16_autocast"], 3)
     everything = timings["eeg_and_frames"] + plots_per_iteration
-    for name, seconds in timings.items():
-        metrics[f"recoder_iteration_{name}_s"] = round(seconds, 5)
+    metrics.update({f"recoder_iteration_{name}_s": round(seconds, 5) for name, seconds in timings.items()})
     metrics["eeg_plots_per_window_s"] = round(plots_per_window, 3)
     metrics["extras_overhead_percent"] = round(100.0 * (everything / bare - 1.0), 2)
     print(f"recoder iteration (forward, backward, step, decode): {bare:.4f} s bare; "
@@ -195,8 +188,7 @@ def main(argv=None):
 
     ours_eeg = median_seconds(lambda: recorder.record(recorder.read(hidden)), cfg.REPEATS * 20, device)
     article_eeg_s = median_seconds(article_eeg, cfg.REPEATS * 20, device)
-    metrics["eeg_record_s"] = round(ours_eeg, 6)
-    metrics["eeg_record_article_style_s"] = round(article_eeg_s, 6)
+    metrics.update(eeg_record_s=round(ours_eeg, 6), eeg_record_article_style_s=round(article_eeg_s, 6))
     print(f"EEG recording of 20 probes: {ours_eeg * 1e6:.0f} us (article-style loop {article_eeg_s * 1e6:.0f} us)")
     run.finish(metrics)
 

@@ -35,8 +35,7 @@ def load_pictures(setting: str, settings: VAESettings, device,
         raise LabError(f"the pictures folder {folder} holds {len(paths)} picture(s) but the date needs at least 2; "
                        f"draw them with {DRAW_COMMAND} or put your own there")
     images = [read_rgb(path, "picture") for path in paths]
-    sizes = {image.size for image in images}
-    if len(sizes) > 1:
+    if len({image.size for image in images}) > 1:
         listing = ", ".join(f"{path.name} {image.width}x{image.height}" for path, image in zip(paths, images, strict=True))
         raise LabError(f"the pictures in {folder} have different sizes ({listing}); the date morphs one into "
                        "another, so crop or resize them to one size (any size: they are then resized together)")
@@ -48,8 +47,3 @@ def load_pictures(setting: str, settings: VAESettings, device,
         arrays.append(np.asarray(image, dtype=np.float32) / 255.0)
     pictures = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
     return pictures.to(device), paths, fingerprint_files([*paths, *also_fingerprinted])
-
-
-def to_uint8_image(picture: torch.Tensor) -> np.ndarray:
-    """(3, H, W) float picture -> (H, W, 3) uint8 array, clipped to [0, 1]."""
-    return (picture.detach().clamp(0.0, 1.0).permute(1, 2, 0).cpu().numpy() * 255.0 + 0.5).astype(np.uint8)

@@ -1,10 +1,8 @@
 """Draw the three pictures of the "date": pen and cap apart, the cap approaching, the cap on the pen.
 
-The article's photographs are not published; pen_cap_vae.pictures paints stand-ins, the same pixels on
-every machine. Pictures already in the folder are kept (put your own there; they are resized when loaded).
-
 Run: python -m pen_cap_vae.draw_pictures [--set OVERWRITE=true]
-"""
+
+The article's photographs are not published: these are painted stand-ins. Pictures already there are kept."""
 
 from __future__ import annotations
 

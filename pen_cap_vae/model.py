@@ -1,11 +1,6 @@
-"""The article's models (article 000, Habr, in Russian): a convolutional sigma-VAE (10x10 stride-10
-convolution, GroupNorm + GLU, gated residual 3x3 layers, a 1x1 convolution to the code; a second
-encoder gives the code's std; the decoder mirrors it) and the "recoder" that animates its code.
-
-Module and parameter names are the article's (`encoder.cnn1`, `decoder.cnn5`, `sigma`, ...), so a
-state_dict saved by the article's code loads with strict=True. Widths and depth are arguments (the
-article's values are the defaults) so that the quick profile can run a smaller model.
-"""
+"""The article's models (article 000, Habr, in Russian): a convolutional sigma-VAE with gated residual
+layers and the "recoder" that animates its code, with their losses. Module and parameter names are the
+article's (`encoder.cnn1`, `decoder.cnn5`, `sigma`, ...), so its state_dicts load with strict=True."""
 
 from __future__ import annotations
 
@@ -22,8 +17,7 @@ _CLIP_WINDOW = 500               # gradient norms AutoClip takes its percentile 
 
 @dataclass(frozen=True)
 class VAESettings:
-    """What shapes the sigma-VAE; stored in train.py's checkpoint, test.py rebuilds the model from it
-    (as nanoGPT's sample.py does)."""
+    """What shapes the sigma-VAE; in train.py's checkpoint, test.py rebuilds the model from it (nanoGPT's way)."""
 
     image_height: int = 360
     image_width: int = 640
@@ -50,8 +44,7 @@ class RecoderSettings:
 
 
 def gated_residual(layer_out: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
-    """The article's gate y = candidate * (1 - g) + previous * g, g = sigmoid(gate half), as one
-    fused torch.lerp instead of four element-wise ops."""
+    """The article's gate candidate * (1 - g) + previous * g as one fused torch.lerp (not four element-wise ops)."""
     candidate, gate = torch.chunk(layer_out, 2, dim=1)
     # Under bfloat16 autocast `previous` may still be float32; lerp needs one dtype.
     return torch.lerp(candidate, previous.to(candidate.dtype), torch.sigmoid(gate))
@@ -103,9 +96,8 @@ def output_variance(sigma: torch.Tensor) -> torch.Tensor:
 
 def sigma_vae_loss(pictures: torch.Tensor, reconstruction: torch.Tensor, code_mean: torch.Tensor,
                    code_std: torch.Tensor, variance: torch.Tensor) -> torch.Tensor:
-    """The article's sigma-VAE loss: Gaussian likelihood + KL, each summed per picture and averaged over
-    the batch, + 0.5 log(variance) H W C. The article hard-codes H W C = 360 * 640 * 3; the real size
-    keeps the terms balanced for smaller pictures (the quick profile)."""
+    """The article's sigma-VAE loss, with the real H W C in the log-variance term where the article
+    hard-codes 360 * 640 * 3 (so the terms stay balanced for the quick profile's smaller pictures)."""
     pixels = pictures[0].numel()
     likelihood = ((reconstruction - pictures) ** 2 / (2.0 * variance)).mean(dim=0).sum()
     # KL(N(mean, std^2) || N(0, 1)) in closed form: the article's kl_divergence.
@@ -114,10 +106,8 @@ def sigma_vae_loss(pictures: torch.Tensor, reconstruction: torch.Tensor, code_me
 
 
 class GaussianAutoencoder(nn.Module):
-    """The article's sigma-VAE: forward() gives (noisy reconstruction, loss) in training mode, the
-    decoded code mean in eval mode. sigma_mode "optimal" is the analytic variance (the batch's MSE,
-    no noise) of Rybkin et al. 2021, "Simple and Effective VAE Training with Calibrated Decoders";
-    `sigma` exists in both modes so the state_dict keys stay the article's."""
+    """The article's sigma-VAE: (noisy reconstruction, loss) in training mode, the decoded mean in eval
+    mode. sigma_mode "optimal": the batch's MSE as the variance (Rybkin et al. 2021, calibrated decoders)."""
 
     def __init__(self, layers: int = 20, channels: int = 128, code_channels: int = 8, patch: int = 10,
                  sigma_mode: str = "learned"):
@@ -162,8 +152,7 @@ def l2norm(x: torch.Tensor) -> torch.Tensor:
 
 
 class Recoder(nn.Module):
-    """The article's recoder: a 1x1 convolution in, gated 3x3 layers each followed by channel-wise
-    L2 normalisation (their outputs are returned as `h` for the EEG), a 1x1 convolution out."""
+    """The article's recoder; forward(x, return_h=True) also returns the hidden layers (the EEG's)."""
 
     def __init__(self, layers: int = 20, channels: int = 64, code_channels: int = 8):
         super().__init__()
@@ -182,21 +171,17 @@ class Recoder(nn.Module):
 
 
 def corrloss(y: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The article's corrloss: z = 1 - Pearson correlation of y and x, r = the squared difference of
-    their log summed squared deviations plus that of their means."""
+    """The article's corrloss: z = 1 - the correlation of y and x, r = a mismatch of their spread and mean."""
     dx, dy = x - x.mean(), y - y.mean()
-    zx = (dx * dx + 1e-16).sum()
-    zy = (dy * dy + 1e-16).sum()
+    zx, zy = (dx * dx + 1e-16).sum(), (dy * dy + 1e-16).sum()
     z = 1.0 - (dx * dy / (zx * zy).sqrt()).sum()
     r = (zx.log() - zy.log()) ** 2 + (x.mean() - y.mean()) ** 2
     return z, r
 
 
 def date_schedule(iteration: int, cycle: int = 5300) -> dict[str, float]:
-    """The article's iteration-dependent schedule of the "date" at t = (i mod cycle + 1) / cycle:
-    s1 and s2 are steep logistic steps (base 2, slope 150) at t = 0.1 and t = 0.9 that make the
-    plateau, s_ three Lorentzian pulses of half-width 0.01 at t = 0.90, 0.93, 0.96 (the
-    culmination), and s = (s1 + s2 - 1) * 0.16 + s_ / 0.8."""
+    """The article's schedule s(t) of the date: logistic steps s1, s2 make the plateau, the Lorentzian
+    pulses s_ the culmination."""
     t = float(iteration % cycle + 1) / cycle
     s1 = 1.0 - 1.0 / (2.0 ** (150.0 * (t - 0.1)) + 1.0)
     s2 = 1.0 - 1.0 / (2.0 ** (150.0 * (0.9 - t)) + 1.0)
@@ -205,10 +190,7 @@ def date_schedule(iteration: int, cycle: int = 5300) -> dict[str, float]:
 
 
 def recoder_loss(y: torch.Tensor, x1: torch.Tensor, target: torch.Tensor, s: float):
-    """The article's recoder loss: loss1 = corrloss(y, x1) (stay like the current code),
-    loss2, r = corrloss(y, target) (move towards the target picture's code), and
-    loss = loss1 * (loss1 - s).detach() + loss2 * loss2.detach() * (1 - 0.8 s) + 0.25 r.
-    Returns (loss, loss1, loss2, r)."""
+    """The article's recoder loss: stay like the current code x1 (less so as s rises), move towards the target's."""
     loss1, _ = corrloss(y, x1)
     loss2, r = corrloss(y, target)
     loss = loss1 * (loss1 - s).detach() + loss2 * loss2.detach() * (1.0 - 0.8 * s) + 0.25 * r
@@ -224,10 +206,8 @@ def psnr(reference: torch.Tensor, estimate: torch.Tensor, peak: float = 1.0) -> 
 def vae_step(model: GaussianAutoencoder, optimizer: torch.optim.Optimizer, pictures: torch.Tensor,
              gradient_norms: list[float] | None = None, clip_percentile: float = 0.0,
              mixed_precision: bool = False) -> float:
-    """One optimisation step on the whole batch; returns the loss. `clip_percentile` > 0 clips the
-    gradient to that percentile of the recent norms (`gradient_norms`, appended to): AutoClip,
-    Seetharaman et al. 2020; without it the full-size loss spikes once sigma has shrunk (the
-    likelihood grows as 1/sigma^2). `mixed_precision`: bfloat16 autocast (no loss scaling needed)."""
+    """One optimisation step on the whole batch; returns the loss. `clip_percentile` > 0: AutoClip
+    (Seetharaman et al. 2020) against the loss spikes once sigma has shrunk (the likelihood grows as 1/sigma^2)."""
     model.train()
     with torch.autocast(pictures.device.type, dtype=torch.bfloat16, enabled=mixed_precision):
         _, loss = model(pictures)

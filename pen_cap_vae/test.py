@@ -2,11 +2,9 @@
 
 Run: python -m pen_cap_vae.test [--quick] [--set CYCLES=2] [--fresh]   (after python -m pen_cap_vae.train)
 
-Each iteration of pen_cap_vae.date's loop is decoded to a frame; 20 hidden units are recorded as an
-"EEG" whose traces and smoothed DCT log spectra are plotted every EEG_WINDOW iterations, named as in
-the article. Beyond the article: the date track (pen_cap_vae.track, per phase in run.json) and the
-EEG's 1/f^alpha exponent. Rerunning continues an interrupted date (frames, EEG windows, track).
-"""
+Each iteration's code is decoded to a frame; the recoder's "EEG" is plotted every EEG_WINDOW iterations,
+named as in the article. Beyond the article: the date track (pen_cap_vae.track) and the EEG's 1/f^alpha
+exponent. Rerunning continues an interrupted date."""
 
 from __future__ import annotations
 
@@ -138,10 +136,8 @@ def open_session(run, cfg, vae, settings: VAESettings, pictures: torch.Tensor, f
             shutil.rmtree(run.out_dir / folder, ignore_errors=True)
         date = Date.start(RecoderSettings(cfg.RECODER_LAYERS, cfg.RECODER_CHANNELS, settings.code_channels),
                           cfg.LEARNING_RATE, vae, pictures, cfg.CYCLE_LENGTH, cfg.SWITCH_ITERATION)
-        rows, columns = date.first_code.shape[2:]
-        recorder = EEGRecorder(draw_probes(cfg.EEG_PROBES, cfg.RECODER_LAYERS, cfg.EEG_PROBE_CHANNELS, rows, columns),
-                               cfg.EEG_MEAN_DECAY, cfg.EEG_VAR_DECAY)
-        return Session(date, recorder, track), ckpt
+        probes = draw_probes(cfg.EEG_PROBES, cfg.RECODER_LAYERS, cfg.EEG_PROBE_CHANNELS, *date.first_code.shape[2:])
+        return Session(date, EEGRecorder(probes, cfg.EEG_MEAN_DECAY, cfg.EEG_VAR_DECAY), track), ckpt
     state = ckpt.state
     date = Date.from_state(state, cfg.LEARNING_RATE, cfg.CYCLE_LENGTH, cfg.SWITCH_ITERATION)
     recorder = EEGRecorder(state["eeg"]["probes"].numpy(), cfg.EEG_MEAN_DECAY, cfg.EEG_VAR_DECAY)
@@ -300,13 +296,12 @@ def add_claims(run, summary: dict, pictures: int, table: dict | None = None) -> 
 
 def report(run, cfg, session: Session, interrupted: bool) -> None:
     """The date track plot and summary, the EEG exponents, the claims, run.json."""
-    width = session.track.pictures.shape[2]
     metrics = {"iterations": session.step}
     if session.track.likeness:
         plot_date(run.path("date.png"), session, cfg.CYCLE_LENGTH, cfg.SWITCH_ITERATION)
         run.add_artifact(run.path("date.png"), "the date track: likeness of each frame to each picture, "
                                                "the cap's position, s(t) below")
-        summary = summarise(session.track, cfg.CYCLE_LENGTH, cfg.SWITCH_ITERATION, width)
+        summary = summarise(session.track, cfg.CYCLE_LENGTH, cfg.SWITCH_ITERATION, session.track.pictures.shape[2])
         metrics.update(summary)
         metrics["cap_positions_of_pictures"] = [round(p, 4) for p in session.track.locator.picture_positions]
         table = bare_table_likeness(session.track.pictures)

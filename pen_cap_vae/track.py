@@ -1,20 +1,16 @@
 """The date track: what a person sees in each frame of the date, measured in pixels.
 
-Per frame: its likeness (Pearson correlation of the pixels) to each picture, over the whole frame and
-over the "distinctive" pixels where the pictures differ (the table and the barrel are the same in all
-three, and over the whole frame the decoder's noise drowns the cap), and where the cap's open end is:
-the drawn cap of picture 1 is matched along the pen's axis by normalised cross-correlation (skimage's
-match_template). Pictures whose cap the template does not find get a likeness-only track.
-
-The phases of one cycle (t = (i mod cycle + 1) / cycle): "start" until s1's step at t = 0.1,
-"approach" to SWITCH_ITERATION (pulled to picture 1), "plateau" to t = 0.88 (pulled to the last
-picture), "culmination" (pulses at t = 0.90, 0.93, 0.96), which is also split into before, at,
-between and after the pulses, so that the frames between them are measured on their own.
+Per frame: its likeness (pixel correlation) to each picture, over the whole frame and over the
+"distinctive" pixels where the pictures differ (elsewhere the decoder's noise drowns the cap), and
+where the cap's open end is, by matching the drawn cap along the pen's axis (skimage's match_template).
+The phases of a cycle: "start" (t < 0.1), "approach" (to SWITCH_ITERATION, pulled to picture 1),
+"plateau" (to t = 0.88, pulled to the last picture), "culmination" (the pulses at t = 0.90, 0.93, 0.96).
 """
 
 from __future__ import annotations
 
 import numpy as np
+import torch
 from scipy.fft import rfft, rfftfreq
 from skimage.feature import match_template
 
@@ -95,11 +91,10 @@ class CapLocator:
         margin = SPAN_MARGIN * width
         self.span = (max(0, int(min(self.picture_positions) * width - margin)),
                      min(width, int(max(self.picture_positions) * width + margin) + self.template.shape[1]))
-        self.reason = ""
-        weakest = min(score for _, score in (found[0], found[-1]))
-        if weakest < self.MIN_SCORE:
-            self.reason = (f"the drawn cap's template is not found in these pictures (best correlation "
-                           f"{weakest:.2f} < {self.MIN_SCORE}): the date track has the likeness only, no cap position")
+        weakest = min(found[0][1], found[-1][1])
+        self.reason = "" if weakest >= self.MIN_SCORE else (
+            f"the drawn cap's template is not found in these pictures (best correlation {weakest:.2f} < "
+            f"{self.MIN_SCORE}): the date track has the likeness only, no cap position")
 
     @property
     def available(self) -> bool:
@@ -128,10 +123,7 @@ class DateTrack:
         self.pictures = pictures
         self.locator = CapLocator(pictures)
         self.mask = distinctive_pixels(pictures)
-        self.likeness: list[list[float]] = []
-        self.distinctive: list[list[float]] = []
-        self.cap: list[float] = []
-        self.cap_score: list[float] = []
+        self.likeness, self.distinctive, self.cap, self.cap_score = [], [], [], []
 
     def add(self, frame: np.ndarray) -> None:
         self.likeness.append(likeness(frame, self.pictures).tolist())
@@ -141,8 +133,6 @@ class DateTrack:
         self.cap_score.append(score)
 
     def state(self) -> dict:
-        import torch
-
         shape = (-1, len(self.pictures))
         return {"likeness": torch.tensor(self.likeness, dtype=torch.float64).reshape(shape),
                 "distinctive": torch.tensor(self.distinctive, dtype=torch.float64).reshape(shape),

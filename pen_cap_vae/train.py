@@ -2,10 +2,8 @@
 
 Run: python -m pen_cap_vae.train [--quick] [--set STEPS=5000] [--fresh]
 
-The optimiser, its schedule and the number of steps are ours (the article gives none). Rerunning
-resumes from the checkpoint, random generators included, so it gives the uninterrupted numbers;
-Ctrl+C saves and stops; a NaN/inf loss stops with the last good checkpoint kept.
-"""
+The optimiser, its schedule and the number of steps are ours (the article gives none). Rerunning resumes
+(with the random generators: the uninterrupted numbers); Ctrl+C saves; a NaN loss keeps the last good checkpoint."""
 
 from __future__ import annotations
 
@@ -20,9 +18,10 @@ from tqdm import tqdm
 
 from lab import LabError, exit_on_lab_error, start_run
 from lab.checkpoint import InterruptGuard, load_checkpoint, resume, save_checkpoint
+from lab.constants import settings_from
 from lab.plots import save_figure
 from lab.schedules import cosine_factor
-from pen_cap_vae.data import load_pictures, to_uint8_image
+from pen_cap_vae.data import load_pictures
 from pen_cap_vae.model import VAE_CHECKPOINT_NAME, VAESettings, output_variance, psnr, vae_step
 
 # -----------------------------------------------------------------------------
@@ -56,11 +55,6 @@ DRY_RUN = {"IMAGE_HEIGHT": 30, "IMAGE_WIDTH": 50, "LAYERS": 2, "CHANNELS": 16, "
 # The constants a checkpoint must share with this run to be resumed: those of VAESettings.
 ARCHITECTURE = ["IMAGE_HEIGHT", "IMAGE_WIDTH", "PATCH", "LAYERS", "CHANNELS", "CODE_CHANNELS", "SIGMA_MODE"]
 RECONSTRUCTION_GOAL_DB = 28.0  # the bar for "a person sees the pen and the cap"
-
-
-def settings_from(cfg) -> VAESettings:
-    return VAESettings(cfg.IMAGE_HEIGHT, cfg.IMAGE_WIDTH, cfg.PATCH, cfg.LAYERS, cfg.CHANNELS, cfg.CODE_CHANNELS,
-                       cfg.SIGMA_MODE)
 
 
 def check_constants(cfg) -> None:
@@ -147,8 +141,9 @@ def report(run, training: Training, paths, interrupted: bool) -> None:
     with torch.no_grad():
         reconstructions = model(pictures).clamp(0.0, 1.0)
     scores = {p.name: round(psnr(pictures[i], reconstructions[i]), 2) for i, p in enumerate(paths)}
-    rows = [np.concatenate([to_uint8_image(p) for p in batch.cpu()], axis=1) for batch in (pictures, reconstructions)]
-    Image.fromarray(np.concatenate(rows, axis=0)).save(run.path("reconstructions.png"))
+    grid = torch.cat([torch.cat(list(batch), dim=2) for batch in (pictures, reconstructions)], dim=1).clamp(0.0, 1.0)
+    image = (grid.permute(1, 2, 0).cpu().numpy() * 255.0 + 0.5).astype(np.uint8)  # originals above
+    Image.fromarray(image).save(run.path("reconstructions.png"))
     run.add_artifact(run.path("reconstructions.png"), "originals (top) and the VAE's reconstructions (bottom)")
     pixels = pictures[0].numel()
     if training.losses:
@@ -171,7 +166,7 @@ def main(argv=None):
     run = start_run("pen_cap_vae", globals(), argv, framework="torch", checkpoints=True)
     cfg = run.cfg
     check_constants(cfg)
-    settings = settings_from(cfg)
+    settings = settings_from(VAESettings, cfg)
     pictures, paths, fingerprint = load_pictures(cfg.PICTURES_DIR, settings, run.device)
     print(f"training on {len(paths)} pictures: {', '.join(p.name for p in paths)}")
     training = Training(run, cfg, settings, pictures)

@@ -1,10 +1,8 @@
-"""Benchmark: seconds per VAE training step and per recoder iteration, with and without the extras.
+"""Benchmark: medians of REPEATS timings of a VAE step (against the article's formulation, with train.py's
+MIXED_PRECISION and CHANNELS_LAST) and a recoder iteration (bare, with the EEG, frames, plots, bf16).
 
 Run: python -m pen_cap_vae.bench [--quick] [--set REPEATS=7] [--set TORCH_THREADS=2]
-
-Medians of REPEATS timings on the same weights: a VAE step against the article's formulation and with
-train.py's MIXED_PRECISION and CHANNELS_LAST; a recoder iteration bare, with the EEG, frame writing,
-the amortised EEG plots and bf16 autocast; the EEG recording against the article's loop."""
+"""
 
 from __future__ import annotations
 

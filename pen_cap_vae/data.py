@@ -20,8 +20,7 @@ DRAW_COMMAND = "python -m pen_cap_vae.draw_pictures"
 
 def load_pictures(setting: str, settings: VAESettings, device,
                   *also_fingerprinted: Path) -> tuple[torch.Tensor, list[Path], str]:
-    """(N >= 2, 3, H, W) pictures in [0, 1] at the VAE's size on `device`, their paths, and the
-    fingerprint a resume checks (of the pictures and `also_fingerprinted`)."""
+    """The (N >= 2, 3, H, W) pictures on `device`, their paths, and the fingerprint a resume checks."""
     height, width, patch = settings.image_height, settings.image_width, settings.patch
     if height % patch or width % patch:
         raise LabError(f"IMAGE_HEIGHT and IMAGE_WIDTH ({height}x{width}) must be multiples of PATCH={patch}: "

@@ -1,7 +1,5 @@
-"""The date's loop (article 000's test.py), run by pen_cap_vae.test and pen_cap_vae.bench: the recoder
-maps the code x1 to y = tanh(recoder(x1)) * max|code| * 1.1, is trained with the article's
-iteration-dependent loss (towards picture 1's code until the switch, the last picture's after), then
-x1 <- 0.5 x1 + 0.5 y (the article's moving average)."""
+"""The date's loop (article 000's test.py), for pen_cap_vae.test and .bench: the recoder moves the code x1
+towards picture 1's code until the switch, the last picture's after, through the article's moving average."""
 
 from __future__ import annotations
 
@@ -32,10 +30,8 @@ class Date:
     def start(cls, settings: RecoderSettings, learning_rate: float, vae: GaussianAutoencoder,
               pictures: torch.Tensor, cycle: int, switch: int) -> Date:
         """A fresh date: the first and last pictures' sampled codes (the article's inp_code, inp_code2), x1 ~ N(0, 1)."""
-        with torch.no_grad():
-            first_code, last_code = vae.encode(pictures[:1]), vae.encode(pictures[-1:])
-            x1 = torch.randn_like(first_code)
-        return cls(settings, learning_rate, first_code, last_code, x1, cycle, switch)
+        first_code, last_code = vae.encode(pictures[:1]), vae.encode(pictures[-1:])  # encode() is no_grad
+        return cls(settings, learning_rate, first_code, last_code, torch.randn_like(first_code), cycle, switch)
 
     def iterate(self, i: int, mixed_precision: bool = False) -> tuple[float, float, list[torch.Tensor]]:
         """Iteration i of the date: (s(t), the loss, the recoder's hidden layers for the EEG)."""
@@ -68,8 +64,7 @@ class Date:
 
 
 class FrameSink:
-    """Frames are written as JPEGs and handed to `consume` (the date track) in order, in one background
-    thread (PIL's encoder and scipy's FFT release the GIL); `flush()` waits for them."""
+    """Writes frames and hands them to `consume` in order, in a background thread (PIL and scipy release the GIL)."""
 
     def __init__(self, quality: int, consume=None):
         self.quality, self.consume = quality, consume

@@ -62,8 +62,7 @@ def log_spectrum(signals: np.ndarray) -> np.ndarray:
 
 
 def smooth_spectrum(spectrum: np.ndarray, width: int = 100, positions: int = 900) -> np.ndarray:
-    """The article's smoothing: position j is the window-weighted sum of bins j..j+width-1, for
-    j < positions (so position j is centred on frequency bin j + width/2)."""
+    """The article's smoothing: position j < positions weighs bins j..j+width-1 (centred on j + width/2)."""
     if spectrum.shape[-1] < width + positions - 1:
         raise ValueError(f"a window of {spectrum.shape[-1]} bins is too short for {positions} positions "
                          f"of a {width}-wide window (needs {width + positions - 1})")
@@ -74,8 +73,7 @@ def smooth_spectrum(spectrum: np.ndarray, width: int = 100, positions: int = 900
 
 
 def spectral_exponent(signals: np.ndarray) -> np.ndarray:
-    """Per signal, alpha of a 1/f^alpha power spectrum: minus the least-squares slope of
-    log power against log frequency over the DCT bins 1..N-1 (bin 0, the mean, is left out)."""
+    """Per signal, alpha of a 1/f^alpha spectrum: the log-log slope over the DCT bins but the mean's."""
     log_power = 2.0 * log_spectrum(signals)[..., 1:]
     log_frequency = np.log(np.arange(1, signals.shape[-1]))
     centred = log_frequency - log_frequency.mean()

@@ -96,8 +96,7 @@ def output_variance(sigma: torch.Tensor) -> torch.Tensor:
 
 def sigma_vae_loss(pictures: torch.Tensor, reconstruction: torch.Tensor, code_mean: torch.Tensor,
                    code_std: torch.Tensor, variance: torch.Tensor) -> torch.Tensor:
-    """The article's sigma-VAE loss, with the real H W C in the log-variance term where the article
-    hard-codes 360 * 640 * 3 (so the terms stay balanced for the quick profile's smaller pictures)."""
+    """The article's sigma-VAE loss, with the real H W C where it hard-codes 360 * 640 * 3 (smaller pictures)."""
     pixels = pictures[0].numel()
     likelihood = ((reconstruction - pictures) ** 2 / (2.0 * variance)).mean(dim=0).sum()
     # KL(N(mean, std^2) || N(0, 1)) in closed form: the article's kl_divergence.
@@ -146,11 +145,6 @@ class GaussianAutoencoder(nn.Module):
         return mean + std * torch.randn_like(std)
 
 
-def l2norm(x: torch.Tensor) -> torch.Tensor:
-    """The article's l2norm: every position's channel vector divided by its length."""
-    return x / torch.linalg.vector_norm(x, dim=1, keepdim=True)
-
-
 class Recoder(nn.Module):
     """The article's recoder; forward(x, return_h=True) also returns the hidden layers (the EEG's)."""
 
@@ -164,10 +158,10 @@ class Recoder(nn.Module):
         y = self.cnn_in(x)
         hidden = []
         for conv in self.cnn:
-            y = l2norm(gated_residual(conv(y), y))
+            y = gated_residual(conv(y), y)
+            y = y / torch.linalg.vector_norm(y, dim=1, keepdim=True)  # the article's l2norm over the channels
             hidden.append(y)
-        out = self.cnn_out(y)
-        return (out, hidden) if return_h else out
+        return (self.cnn_out(y), hidden) if return_h else self.cnn_out(y)
 
 
 def corrloss(y: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -180,8 +174,7 @@ def corrloss(y: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
 
 
 def date_schedule(iteration: int, cycle: int = 5300) -> dict[str, float]:
-    """The article's schedule s(t) of the date: logistic steps s1, s2 make the plateau, the Lorentzian
-    pulses s_ the culmination."""
+    """The article's s(t): logistic steps s1, s2 make the plateau, the Lorentzian pulses s_ the culmination."""
     t = float(iteration % cycle + 1) / cycle
     s1 = 1.0 - 1.0 / (2.0 ** (150.0 * (t - 0.1)) + 1.0)
     s2 = 1.0 - 1.0 / (2.0 ** (150.0 * (0.9 - t)) + 1.0)
@@ -198,7 +191,6 @@ def recoder_loss(y: torch.Tensor, x1: torch.Tensor, target: torch.Tensor, s: flo
 
 
 def psnr(reference: torch.Tensor, estimate: torch.Tensor, peak: float = 1.0) -> float:
-    """Peak signal-to-noise ratio in dB of pictures in [0, peak]."""
     mse = float(((reference - estimate) ** 2).mean())
     return math.inf if mse == 0 else 10.0 * math.log10(peak * peak / mse)
 

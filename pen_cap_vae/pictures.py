@@ -61,8 +61,7 @@ def _shadow(canvas: np.ndarray, boxes: list[tuple[float, float, float, float]], 
 
 
 def cap_box(cap_open: float, height: int, width: int) -> tuple[int, int, int, int]:
-    """(left, top, right, bottom) in pixels of the cap drawn with its open end at `cap_open` (a
-    fraction of the width): the tube, the rounded end and the clip above it."""
+    """(left, top, right, bottom) pixels of the cap (tube, end, clip) drawn with its open end at `cap_open`."""
     radius = _PEN_RADIUS * _CAP_RADIUS * height
     left = cap_open * width
     right = left + _CAP_LENGTH * width + 0.5 * radius

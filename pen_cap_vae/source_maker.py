@@ -1,7 +1,6 @@
 """Assemble the date's frames into the animation (article 000: "collect it in source_maker.py").
 
 Run: python -m pen_cap_vae.source_maker [--quick] [--set FPS=30]   (after python -m pen_cap_vae.test)
-
 Writes animation.mp4 (needs imageio-ffmpeg) and a preview GIF of every GIF_EVERY-th frame."""
 
 from __future__ import annotations

@@ -2,9 +2,8 @@
 
 Run: python -m pen_cap_vae.test [--quick] [--set CYCLES=2] [--fresh]   (after python -m pen_cap_vae.train)
 
-Each iteration's code is decoded to a frame; the recoder's "EEG" is plotted every EEG_WINDOW iterations,
-named as in the article. Beyond the article: the date track (pen_cap_vae.track) and the EEG's 1/f^alpha
-exponent. Rerunning continues an interrupted date."""
+Each iteration's code is decoded to a frame; the "EEG" is plotted every EEG_WINDOW iterations. Beyond the
+article: the date track (pen_cap_vae.track) and the EEG's 1/f^alpha exponent. Rerunning resumes."""
 
 from __future__ import annotations
 
@@ -209,10 +208,9 @@ def run_date(run, cfg, session: Session, vae, ckpt) -> bool:
 
 
 def plot_date(path, session: Session, cycle: int, switch: int) -> None:
-    similar, cap = np.asarray(session.track.likeness), np.asarray(session.track.cap)
-    distinct = np.asarray(session.track.distinctive)
-    iterations = np.arange(len(similar))
-    has_cap = np.isfinite(cap).any()
+    track = session.track
+    similar, distinct, cap = np.asarray(track.likeness), np.asarray(track.distinctive), np.asarray(track.cap)
+    iterations, has_cap = np.arange(len(similar)), np.isfinite(cap).any()
     rows = 3 if has_cap else 2
     fig, axes = plt.subplots(rows, 1, figsize=(11, 2.6 * rows + 1), sharex=True,
                              gridspec_kw={"height_ratios": [2, 1.4, 1][:rows]})
@@ -231,7 +229,7 @@ def plot_date(path, session: Session, cycle: int, switch: int) -> None:
     axes[0].legend(loc="lower left", ncol=4, fontsize=8)
     if has_cap:
         axes[1].plot(iterations, cap, lw=0.8, color="tab:blue")
-        for k, position in enumerate(session.track.locator.picture_positions):
+        for k, position in enumerate(track.locator.picture_positions):
             axes[1].axhline(position, color="grey", ls="--", lw=0.8)
             axes[1].text(0, position, f" picture {k + 1}", va="bottom", fontsize=7, color="grey")
         axes[1].set_ylabel("cap's open end\n(fraction of width)")
@@ -261,8 +259,7 @@ def plot_exponents(path, exponents: np.ndarray, window: int) -> None:
 
 
 def add_claims(run, summary: dict, pictures: int, table: dict | None = None) -> None:
-    """The article's date as the frames show it: picture 1 in the approach, the last on the plateau
-    (the culmination's nearest pictures are in the text only), three dips at the pulses."""
+    """The article's date as the frames show it: picture 1, then the last one, then three dips."""
     phases = summary["phases"]
     order = " -> ".join(f"{name} {phases[name]['nearest_picture'] or 'none'}" for name in phases)
     shown = phases.get("approach", {}).get("nearest_picture") == 1 and \

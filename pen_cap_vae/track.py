@@ -1,11 +1,8 @@
 """The date track: what a person sees in each frame of the date, measured in pixels.
 
-Per frame: its likeness (pixel correlation) to each picture, over the whole frame and over the
-"distinctive" pixels where the pictures differ (elsewhere the decoder's noise drowns the cap), and
-where the cap's open end is, by matching the drawn cap along the pen's axis (skimage's match_template).
-The phases of a cycle: "start" (t < 0.1), "approach" (to SWITCH_ITERATION, pulled to picture 1),
-"plateau" (to t = 0.88, pulled to the last picture), "culmination" (the pulses at t = 0.90, 0.93, 0.96).
-"""
+Per frame: its likeness to each picture, over the whole frame and over the "distinctive" pixels where
+the pictures differ (elsewhere the decoder's noise drowns the cap), and where the drawn cap is. Phases:
+"start" (t < 0.1), "approach" (to the switch), "plateau" (to t = 0.88), "culmination" (the pulses)."""
 
 from __future__ import annotations
 
@@ -32,8 +29,7 @@ def distinctive_pixels(pictures: np.ndarray) -> np.ndarray:
 
 
 def likeness(frame: np.ndarray, pictures: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-    """Pearson correlation of one (H, W, 3) frame with each of (K, H, W, 3) pictures, over all pixels
-    or over the (H, W) `mask`'s."""
+    """Pearson correlation of an (H, W, 3) frame with each of (K, H, W, 3) pictures, over `mask` if given."""
     if mask is not None:
         frame, pictures = frame[mask], pictures[:, mask]
     centred = frame.reshape(-1) - frame.mean()
@@ -52,8 +48,7 @@ def shrink(frame: np.ndarray, factor: int) -> np.ndarray:
 
 
 def bare_table_likeness(pictures: np.ndarray) -> dict | None:
-    """The likeness to each picture (whole frame, distinctive) of the drawn table without pen and cap:
-    what a frame that shows neither scores. None unless `pictures` are the project's drawn ones."""
+    """What a frame without pen and cap scores (the drawn bare table), or None for pictures not drawn here."""
     height, width = pictures.shape[1:3]
     if len(pictures) != 3:
         return None
@@ -158,8 +153,7 @@ def phase_masks(iterations: int, cycle: int, switch: int) -> dict[str, np.ndarra
 
 
 def dominant_period(track: np.ndarray) -> tuple[float, float]:
-    """(period in iterations, amplitude) of the strongest oscillation of a track, from its
-    spectrum after removing a straight line (the slow drift is not a rhythm)."""
+    """(period, amplitude) of a track's strongest oscillation once the straight-line drift is removed."""
     finite = np.isfinite(track)
     if finite.sum() < 8:
         return float("nan"), float("nan")
@@ -173,9 +167,8 @@ def dominant_period(track: np.ndarray) -> tuple[float, float]:
 
 
 def nearest(distinct: np.ndarray, similar: np.ndarray) -> dict:
-    """What frames show, from their (N, K) distinctive and whole-frame likeness: the nearest picture
-    (1-based; None when it leads by less than NEAREST_MARGIN), its lead, the frames nearest each
-    picture, and the mean likenesses."""
+    """What frames show: the nearest picture (None: a lead under NEAREST_MARGIN), its lead, the frames
+    nearest each picture, the mean likenesses."""
     means = distinct.mean(axis=0)
     order = np.argsort(means)[::-1]
     lead = float(means[order[0]] - means[order[1]]) if len(means) > 1 else float("inf")
@@ -200,8 +193,7 @@ def culmination_parts(iterations: int, cycle: int, switch: int) -> dict[str, np.
 
 
 def summarise(track: DateTrack, cycle: int, switch: int, width: int) -> dict:
-    """Per phase and per culmination part: `nearest`'s figures and the cap's mean position, match and
-    movement (pixels per iteration); the plateau's rhythm; the culmination's dips."""
+    """Per phase and culmination part what the frames show and where the cap is; the rhythm; the dips."""
     similar, distinct = np.asarray(track.likeness), np.asarray(track.distinctive)
     cap = np.asarray(track.cap)
     phases = {}
@@ -230,9 +222,8 @@ def summarise(track: DateTrack, cycle: int, switch: int, width: int) -> dict:
 
 
 def culmination_dips(similar: np.ndarray, cycle: int, switch: int) -> tuple[list[dict], float]:
-    """Per pulse of the first cycle: the lowest likeness to the last picture near it, its dip below the
-    plateau's mean, and its recovery in the gaps half-way to the neighbours. Visible: the dip exceeds
-    DIP_THRESHOLD and 3 plateau stds, and the recovery DIP_THRESHOLD (three pulses, not one break)."""
+    """Per pulse of the first cycle: the likeness to the last picture's dip below the plateau's mean and
+    its recovery half-way to the neighbours; visible when both are large enough (three pulses, not one break)."""
     masks = phase_masks(min(len(similar), cycle), cycle, switch)
     if not masks["plateau"].any():
         return [], float("nan")

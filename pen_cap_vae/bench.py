@@ -62,18 +62,22 @@ def article_style_loss(vae: GaussianAutoencoder, x: torch.Tensor) -> torch.Tenso
     return loss + variance.log() * x[0].numel() * 0.5
 
 
-def median_seconds(function, repeats: int, device: str) -> float:
-    function()  # warm-up
-    times = []
+def median_seconds(repeats: int, device: str, *functions) -> list[float]:
+    """Median seconds per call of each function, the calls interleaved so that load from other jobs
+    spreads over all of them alike; a GPU is synchronised around each call."""
+    for function in functions:
+        function()  # warm-up
+    times = [[] for _ in functions]
     for _ in range(repeats):
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        function()
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for function, samples in zip(functions, times, strict=True):
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            function()
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            samples.append(time.perf_counter() - start)
+    return [statistics.median(samples) for samples in times]
 
 
 @exit_on_lab_error
@@ -95,8 +99,8 @@ def main(argv=None):
         optimizer.step()
 
     vae.train()
-    ours = median_seconds(lambda: vae_step(vae, optimizer, pictures), cfg.REPEATS, device)
-    article = median_seconds(article_vae_step, cfg.REPEATS, device)
+    (ours,) = median_seconds(cfg.REPEATS, device, lambda: vae_step(vae, optimizer, pictures))
+    (article,) = median_seconds(cfg.REPEATS, device, article_vae_step)
     metrics = {"vae_step_s": round(ours, 4), "vae_step_article_style_s": round(article, 4),
                "vae_speedup_vs_article_style": round(article / ours, 3)}
     print(f"VAE training step: {ours:.4f} s (article-style code {article:.4f} s, ratio {article / ours:.2f}x)")
@@ -107,8 +111,8 @@ def main(argv=None):
         layout = torch.channels_last if channels_last else torch.contiguous_format
         vae.to(memory_format=layout)
         batch = pictures.contiguous(memory_format=layout)
-        seconds = median_seconds(lambda b=batch, m=mixed: vae_step(vae, optimizer, b, mixed_precision=m),
-                                 cfg.REPEATS, device)
+        (seconds,) = median_seconds(cfg.REPEATS, device,
+                                    lambda b=batch, m=mixed: vae_step(vae, optimizer, b, mixed_precision=m))
         vae.to(memory_format=torch.contiguous_format)
         metrics.update({f"vae_step_{name}_s": round(seconds, 4), f"vae_speedup_{name}": round(ours / seconds, 3)})
         print(f"VAE training step with {name.replace('_', ' ')}: {seconds:.4f} s ({ours / seconds:.2f}x float32 NCHW)")
@@ -138,19 +142,9 @@ def main(argv=None):
 
     variants = {"bare": (False, False), "eeg": (True, False), "frames": (False, True), "eeg_and_frames": (True, True),
                 "bare_bf16_autocast": (False, False, True)}
-    # Interleave the variants, so that load from other jobs spreads over all of them alike.
-    samples = {name: [] for name in variants}
-    for flags in variants.values():
-        iteration(*flags)  # warm-up
-    for _ in range(cfg.REPEATS):
-        for name, flags in variants.items():
-            start = time.perf_counter()
-            iteration(*flags)
-            if device.startswith("cuda"):
-                torch.cuda.synchronize()
-            samples[name].append(time.perf_counter() - start)
+    seconds = median_seconds(cfg.REPEATS, device, *(lambda f=flags: iteration(*f) for flags in variants.values()))
     sink.close()
-    timings = {name: statistics.median(values) for name, values in samples.items()}
+    timings = dict(zip(variants, seconds, strict=True))
 
     plotter = EEGPlotter(cfg.EEG_PLOT_DPI)
     signals = np.random.default_rng(0).standard_normal((20, cfg.EEG_WINDOW))
@@ -162,9 +156,9 @@ def main(argv=None):
     plots_per_iteration = plots_per_window / cfg.EEG_WINDOW
     bare = timings["bare"]
     metrics["recoder_speedup_bf16_autocast"] = round(bare / timings["bare_bf16_autocast"], 3)
-    everything = timings["eeg_and_frames"] + plots_per_iteration
     metrics.update({f"recoder_iteration_{name}_s": round(seconds, 5) for name, seconds in timings.items()})
     metrics["eeg_plots_per_window_s"] = round(plots_per_window, 3)
+    everything = timings["eeg_and_frames"] + plots_per_iteration
     metrics["extras_overhead_percent"] = round(100.0 * (everything / bare - 1.0), 2)
     print(f"recoder iteration (forward, backward, step, decode): {bare:.4f} s bare; "
           + ", ".join(f"{k} {v:.4f} s" for k, v in timings.items() if k != "bare"))
@@ -184,8 +178,8 @@ def main(argv=None):
             var[j] = var[j] * 0.9 + 0.1 * (value - mu[j]) ** 2
         return torch.cat(values, dim=0)
 
-    ours_eeg = median_seconds(lambda: recorder.record(recorder.read(hidden)), cfg.REPEATS * 20, device)
-    article_eeg_s = median_seconds(article_eeg, cfg.REPEATS * 20, device)
+    (ours_eeg,) = median_seconds(cfg.REPEATS * 20, device, lambda: recorder.record(recorder.read(hidden)))
+    (article_eeg_s,) = median_seconds(cfg.REPEATS * 20, device, article_eeg)
     metrics.update(eeg_record_s=round(ours_eeg, 6), eeg_record_article_style_s=round(article_eeg_s, 6))
     print(f"EEG recording of 20 probes: {ours_eeg * 1e6:.0f} us (article-style loop {article_eeg_s * 1e6:.0f} us)")
     run.finish(metrics)

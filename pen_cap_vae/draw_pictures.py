@@ -40,8 +40,7 @@ def main(argv=None):
     pictures = list_pictures(folder)
     sheet = Image.new("RGB", (cfg.WIDTH // 2 * len(pictures), cfg.HEIGHT // 2), "white")
     for i, path in enumerate(pictures):
-        picture = read_rgb(path, "picture")
-        sheet.paste(picture.resize((cfg.WIDTH // 2, cfg.HEIGHT // 2)), (i * cfg.WIDTH // 2, 0))
+        sheet.paste(read_rgb(path, "picture").resize((cfg.WIDTH // 2, cfg.HEIGHT // 2)), (i * cfg.WIDTH // 2, 0))
     sheet.save(run.path("pictures.jpg"), quality=90)
     run.add_artifact(run.path("pictures.jpg"), f"the {len(pictures)} training pictures in {folder}")
     run.finish({"pictures": len(pictures), "painted": len(written)})

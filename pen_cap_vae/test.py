@@ -245,8 +245,7 @@ def plot_date(path, session: Session, cycle: int, switch: int) -> None:
 def plot_exponents(path, exponents: np.ndarray, window: int) -> None:
     fig, ax = plt.subplots(figsize=(8, 4))
     ends = (np.arange(len(exponents)) + 1) * window
-    for probe in range(exponents.shape[1]):
-        ax.plot(ends, exponents[:, probe], ".", color="tab:blue", alpha=0.35)
+    ax.plot(ends, exponents, ".", color="tab:blue", alpha=0.35)  # one series per probe
     ax.plot(ends, np.median(exponents, axis=1), "o-", color="tab:red", label="median of the probes")
     ax.axhspan(1.0, 2.0, color="tab:green", alpha=0.12, label="typical human EEG (alpha 1-2)")
     ax.axhline(0.0, color="grey", lw=0.8)

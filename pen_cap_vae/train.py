@@ -126,8 +126,7 @@ def train(run, cfg, training: Training, ckpt) -> bool:
 
 def plot_losses(path, losses: list[float], pixels: int) -> None:
     fig, ax = plt.subplots(figsize=(7, 4))
-    steps = np.arange(1, len(losses) + 1)
-    ax.plot(steps, np.asarray(losses) / pixels, lw=1)
+    ax.plot(np.arange(1, len(losses) + 1), np.asarray(losses) / pixels, lw=1)
     ax.set_xlabel("step")
     ax.set_ylabel("sigma-VAE loss per picture element")
     ax.set_title("VAE training loss (lower is better; it may go negative as sigma shrinks)")

@@ -29,7 +29,7 @@ class Date:
     @classmethod
     def start(cls, settings: RecoderSettings, learning_rate: float, vae: GaussianAutoencoder,
               pictures: torch.Tensor, cycle: int, switch: int) -> Date:
-        """A fresh date: the first and last pictures' sampled codes (the article's inp_code, inp_code2), x1 ~ N(0, 1)."""
+        """A fresh date: the first and last pictures' codes (the article's inp_code, inp_code2), x1 ~ N(0, 1)."""
         first_code, last_code = vae.encode(pictures[:1]), vae.encode(pictures[-1:])  # encode() is no_grad
         return cls(settings, learning_rate, first_code, last_code, torch.randn_like(first_code), cycle, switch)
 

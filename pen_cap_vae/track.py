@@ -172,8 +172,7 @@ def nearest(distinct: np.ndarray, similar: np.ndarray) -> dict:
     means = distinct.mean(axis=0)
     order = np.argsort(means)[::-1]
     lead = float(means[order[0]] - means[order[1]]) if len(means) > 1 else float("inf")
-    return {"nearest_picture": int(order[0]) + 1 if lead >= NEAREST_MARGIN else None,
-            "nearest_lead": round(lead, 4),
+    return {"nearest_picture": int(order[0]) + 1 if lead >= NEAREST_MARGIN else None, "nearest_lead": round(lead, 4),
             "frames_nearest": np.bincount(distinct.argmax(axis=1), minlength=distinct.shape[1]).tolist(),
             "distinctive_likeness": [round(float(v), 4) for v in means],
             "likeness": [round(float(v), 4) for v in similar.mean(axis=0)]}

@@ -75,9 +75,8 @@ class Training:
             self.model = self.model.to(memory_format=torch.channels_last)
             self.pictures = pictures.contiguous(memory_format=torch.channels_last)
         networks = [p for name, p in self.model.named_parameters() if name != "sigma"]
-        self.optimizer = torch.optim.Adam([{"params": networks},
-                                           {"params": [self.model.sigma], "lr": cfg.SIGMA_LEARNING_RATE}],
-                                          lr=cfg.LEARNING_RATE)
+        groups = [{"params": networks}, {"params": [self.model.sigma], "lr": cfg.SIGMA_LEARNING_RATE}]
+        self.optimizer = torch.optim.Adam(groups, lr=cfg.LEARNING_RATE)
         self.losses, self.gradient_norms, self.step = [], [], 0
 
     def load(self, state: dict, step: int) -> None:

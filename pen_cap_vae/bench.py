@@ -1,29 +1,16 @@
-"""Benchmark: seconds per VAE training step and per recoder iteration, with and without the extras.
+"""Benchmark: medians of REPEATS timings of a VAE step (against the article's formulation, with train.py's
+MIXED_PRECISION and CHANNELS_LAST) and a recoder iteration (bare, with the EEG, frames, plots, bf16).
 
 Run: python -m pen_cap_vae.bench [--quick] [--set REPEATS=7] [--set TORCH_THREADS=2]
-
-Prints medians of REPEATS timings and ratios measured in the same process:
-- a VAE training step (all pictures at IMAGE_HEIGHT x IMAGE_WIDTH) of this package's model against
-  the article's straightforward formulation (the gate as y_ * (1 - g) + y * g in four element-wise
-  ops, torch.distributions Normal/rsample/kl_divergence) on the same weights;
-- a recoder iteration (forward, backward, Adam step, decoding the code to a frame) bare, with the
-  EEG recording, with frame writing, and with the EEG plots amortised over one EEG_WINDOW;
-- the EEG recording vectorised against the article's per-probe loop.
-- the VAE step with train.py's MIXED_PRECISION (bfloat16 autocast) and CHANNELS_LAST options, alone
-  and together, against float32 NCHW on the same weights;
-- the recoder iteration with test.py's MIXED_PRECISION (bfloat16 autocast) against float32.
-The recoder iteration is pen_cap_vae.date's, the one test.py runs, on random codes.
-On a GPU the timings synchronise the device. The two options are meant for GPUs (tensor cores, NHWC
-kernels); on a CPU they are measured too, so the figures say what they cost there.
 """
 
 from __future__ import annotations
 
-import contextlib
 import statistics
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import torch
@@ -57,21 +44,10 @@ DRY_RUN = {"REPEATS": 2, "IMAGE_HEIGHT": 30, "IMAGE_WIDTH": 50, "LAYERS": 2, "CH
 # -----------------------------------------------------------------------------
 
 
-def _article_gate(layer_out, previous):
-    # The article's gate, written out: y_ * (1 - g) + y * g with g = sigmoid(gate half).
+def _article_gate(layer_out, previous):  # y_ * (1 - g) + y * g in four element-wise ops
     candidate, gate = torch.chunk(layer_out, 2, dim=1)
     gate = gate.sigmoid()
     return candidate * (1.0 - gate) + previous * gate
-
-
-@contextlib.contextmanager
-def article_style_gate():
-    saved = model_module.gated_residual
-    model_module.gated_residual = _article_gate
-    try:
-        yield
-    finally:
-        model_module.gated_residual = saved
 
 
 def article_style_loss(vae: GaussianAutoencoder, x: torch.Tensor) -> torch.Tensor:
@@ -86,18 +62,22 @@ def article_style_loss(vae: GaussianAutoencoder, x: torch.Tensor) -> torch.Tenso
     return loss + variance.log() * x[0].numel() * 0.5
 
 
-def median_seconds(function, repeats: int, device: str) -> float:
-    function()  # warm-up
-    times = []
+def median_seconds(repeats: int, device: str, *functions) -> list[float]:
+    """Median seconds per call of each function, the calls interleaved so that load from other jobs
+    spreads over all of them alike; a GPU is synchronised around each call."""
+    for function in functions:
+        function()  # warm-up
+    times = [[] for _ in functions]
     for _ in range(repeats):
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        function()
-        if device.startswith("cuda"):
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for function, samples in zip(functions, times, strict=True):
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            function()
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            samples.append(time.perf_counter() - start)
+    return [statistics.median(samples) for samples in times]
 
 
 @exit_on_lab_error
@@ -107,25 +87,22 @@ def main(argv=None):
     device = run.device
     print(f"torch threads: {torch.get_num_threads()}; sizes {cfg.PICTURES}x{cfg.IMAGE_HEIGHT}x{cfg.IMAGE_WIDTH}, "
           f"VAE {cfg.LAYERS}x{cfg.CHANNELS}, recoder {cfg.RECODER_LAYERS}x{cfg.RECODER_CHANNELS}")
-    metrics = {}
-
     vae = VAESettings(cfg.IMAGE_HEIGHT, cfg.IMAGE_WIDTH, 10, cfg.LAYERS, cfg.CHANNELS).build().to(device)
     optimizer = torch.optim.Adam(vae.parameters(), lr=1e-5)
     pictures = torch.rand(cfg.PICTURES, 3, cfg.IMAGE_HEIGHT, cfg.IMAGE_WIDTH, device=device)
 
     def article_vae_step():
-        with article_style_gate():
+        with mock.patch.object(model_module, "gated_residual", _article_gate):
             loss = article_style_loss(vae, pictures)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
 
     vae.train()
-    ours = median_seconds(lambda: vae_step(vae, optimizer, pictures), cfg.REPEATS, device)
-    article = median_seconds(article_vae_step, cfg.REPEATS, device)
-    metrics["vae_step_s"] = round(ours, 4)
-    metrics["vae_step_article_style_s"] = round(article, 4)
-    metrics["vae_speedup_vs_article_style"] = round(article / ours, 3)
+    (ours,) = median_seconds(cfg.REPEATS, device, lambda: vae_step(vae, optimizer, pictures))
+    (article,) = median_seconds(cfg.REPEATS, device, article_vae_step)
+    metrics = {"vae_step_s": round(ours, 4), "vae_step_article_style_s": round(article, 4),
+               "vae_speedup_vs_article_style": round(article / ours, 3)}
     print(f"VAE training step: {ours:.4f} s (article-style code {article:.4f} s, ratio {article / ours:.2f}x)")
 
     # train.py's options, on the same weights: bfloat16 autocast and the channels-last layout.
@@ -134,11 +111,10 @@ def main(argv=None):
         layout = torch.channels_last if channels_last else torch.contiguous_format
         vae.to(memory_format=layout)
         batch = pictures.contiguous(memory_format=layout)
-        seconds = median_seconds(lambda b=batch, m=mixed: vae_step(vae, optimizer, b, mixed_precision=m),
-                                 cfg.REPEATS, device)
+        (seconds,) = median_seconds(cfg.REPEATS, device,
+                                    lambda b=batch, m=mixed: vae_step(vae, optimizer, b, mixed_precision=m))
         vae.to(memory_format=torch.contiguous_format)
-        metrics[f"vae_step_{name}_s"] = round(seconds, 4)
-        metrics[f"vae_speedup_{name}"] = round(ours / seconds, 3)
+        metrics.update({f"vae_step_{name}_s": round(seconds, 4), f"vae_speedup_{name}": round(ours / seconds, 3)})
         print(f"VAE training step with {name.replace('_', ' ')}: {seconds:.4f} s ({ours / seconds:.2f}x float32 NCHW)")
 
     vae.eval()
@@ -166,19 +142,9 @@ def main(argv=None):
 
     variants = {"bare": (False, False), "eeg": (True, False), "frames": (False, True), "eeg_and_frames": (True, True),
                 "bare_bf16_autocast": (False, False, True)}
-    # Interleave the variants, so that load from other jobs spreads over all of them alike.
-    samples = {name: [] for name in variants}
-    for flags in variants.values():
-        iteration(*flags)  # warm-up
-    for _ in range(cfg.REPEATS):
-        for name, flags in variants.items():
-            start = time.perf_counter()
-            iteration(*flags)
-            if device.startswith("cuda"):
-                torch.cuda.synchronize()
-            samples[name].append(time.perf_counter() - start)
+    seconds = median_seconds(cfg.REPEATS, device, *(lambda f=flags: iteration(*f) for flags in variants.values()))
     sink.close()
-    timings = {name: statistics.median(values) for name, values in samples.items()}
+    timings = dict(zip(variants, seconds, strict=True))
 
     plotter = EEGPlotter(cfg.EEG_PLOT_DPI)
     signals = np.random.default_rng(0).standard_normal((20, cfg.EEG_WINDOW))
@@ -190,10 +156,9 @@ def main(argv=None):
     plots_per_iteration = plots_per_window / cfg.EEG_WINDOW
     bare = timings["bare"]
     metrics["recoder_speedup_bf16_autocast"] = round(bare / timings["bare_bf16_autocast"], 3)
-    everything = timings["eeg_and_frames"] + plots_per_iteration
-    for name, seconds in timings.items():
-        metrics[f"recoder_iteration_{name}_s"] = round(seconds, 5)
+    metrics.update({f"recoder_iteration_{name}_s": round(seconds, 5) for name, seconds in timings.items()})
     metrics["eeg_plots_per_window_s"] = round(plots_per_window, 3)
+    everything = timings["eeg_and_frames"] + plots_per_iteration
     metrics["extras_overhead_percent"] = round(100.0 * (everything / bare - 1.0), 2)
     print(f"recoder iteration (forward, backward, step, decode): {bare:.4f} s bare; "
           + ", ".join(f"{k} {v:.4f} s" for k, v in timings.items() if k != "bare"))
@@ -213,10 +178,9 @@ def main(argv=None):
             var[j] = var[j] * 0.9 + 0.1 * (value - mu[j]) ** 2
         return torch.cat(values, dim=0)
 
-    ours_eeg = median_seconds(lambda: recorder.record(recorder.read(hidden)), cfg.REPEATS * 20, device)
-    article_eeg_s = median_seconds(article_eeg, cfg.REPEATS * 20, device)
-    metrics["eeg_record_s"] = round(ours_eeg, 6)
-    metrics["eeg_record_article_style_s"] = round(article_eeg_s, 6)
+    (ours_eeg,) = median_seconds(cfg.REPEATS * 20, device, lambda: recorder.record(recorder.read(hidden)))
+    (article_eeg_s,) = median_seconds(cfg.REPEATS * 20, device, article_eeg)
+    metrics.update(eeg_record_s=round(ours_eeg, 6), eeg_record_article_style_s=round(article_eeg_s, 6))
     print(f"EEG recording of 20 probes: {ours_eeg * 1e6:.0f} us (article-style loop {article_eeg_s * 1e6:.0f} us)")
     run.finish(metrics)
 

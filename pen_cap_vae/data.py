@@ -10,14 +10,18 @@ import torch
 from PIL import Image
 
 from lab import LabError
+from lab.checkpoint import fingerprint_files
 from lab.images import read_rgb
+from pen_cap_vae.model import VAESettings
 from pen_cap_vae.pictures import list_pictures, pictures_dir
 
 DRAW_COMMAND = "python -m pen_cap_vae.draw_pictures"
 
 
-def load_pictures(setting: str, height: int, width: int, patch: int = 10) -> tuple[torch.Tensor, list[Path]]:
-    """(N, 3, height, width) float pictures in [0, 1] and their paths; N >= 2."""
+def load_pictures(setting: str, settings: VAESettings, device,
+                  *also_fingerprinted: Path) -> tuple[torch.Tensor, list[Path], str]:
+    """The (N >= 2, 3, H, W) pictures on `device`, their paths, and the fingerprint a resume checks."""
+    height, width, patch = settings.image_height, settings.image_width, settings.patch
     if height % patch or width % patch:
         raise LabError(f"IMAGE_HEIGHT and IMAGE_WIDTH ({height}x{width}) must be multiples of PATCH={patch}: "
                        "the encoder's first convolution has stride PATCH")
@@ -30,8 +34,7 @@ def load_pictures(setting: str, height: int, width: int, patch: int = 10) -> tup
         raise LabError(f"the pictures folder {folder} holds {len(paths)} picture(s) but the date needs at least 2; "
                        f"draw them with {DRAW_COMMAND} or put your own there")
     images = [read_rgb(path, "picture") for path in paths]
-    sizes = {image.size for image in images}
-    if len(sizes) > 1:
+    if len({image.size for image in images}) > 1:
         listing = ", ".join(f"{path.name} {image.width}x{image.height}" for path, image in zip(paths, images, strict=True))
         raise LabError(f"the pictures in {folder} have different sizes ({listing}); the date morphs one into "
                        "another, so crop or resize them to one size (any size: they are then resized together)")
@@ -41,9 +44,5 @@ def load_pictures(setting: str, height: int, width: int, patch: int = 10) -> tup
             print(f"note: {path.name} is {image.width}x{image.height}; resized to {width}x{height}")
             image = image.resize((width, height), Image.Resampling.BICUBIC)
         arrays.append(np.asarray(image, dtype=np.float32) / 255.0)
-    return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous(), paths
-
-
-def to_uint8_image(picture: torch.Tensor) -> np.ndarray:
-    """(3, H, W) float picture -> (H, W, 3) uint8 array, clipped to [0, 1]."""
-    return (picture.detach().clamp(0.0, 1.0).permute(1, 2, 0).cpu().numpy() * 255.0 + 0.5).astype(np.uint8)
+    pictures = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
+    return pictures.to(device), paths, fingerprint_files([*paths, *also_fingerprinted])

@@ -1,11 +1,5 @@
-"""The date's loop (article 000, test.py), shared by pen_cap_vae.test and pen_cap_vae.bench.
-
-Every iteration the recoder maps the current code x1 to y = tanh(recoder(x1)) * max|code| * 1.1 and
-is trained with the article's iteration-dependent loss: stay correlated with x1 (less so on the
-plateau and at the three culmination pulses), move towards picture 1's code for the first
-SWITCH_ITERATION iterations of each cycle and towards the last picture's code after; then
-x1 <- 0.5 x1 + 0.5 y (the article's moving average). Each iteration's x1 is decoded to a frame.
-"""
+"""The date's loop (article 000's test.py), for pen_cap_vae.test and .bench: the recoder moves the code x1
+towards picture 1's code until the switch, the last picture's after, through the article's moving average."""
 
 from __future__ import annotations
 
@@ -21,8 +15,7 @@ from pen_cap_vae.model import GaussianAutoencoder, RecoderSettings, date_schedul
 
 
 class Date:
-    """The recoder, its Adam, the moving-average code x1 and the two pictures' codes; `iterate`
-    runs one of the article's iterations. `state()` is everything a resumed date needs."""
+    """The recoder, its Adam, the moving-average code x1 and the two pictures' codes."""
 
     def __init__(self, settings: RecoderSettings, learning_rate: float, first_code: torch.Tensor,
                  last_code: torch.Tensor, x1: torch.Tensor, cycle: int, switch: int):
@@ -36,12 +29,9 @@ class Date:
     @classmethod
     def start(cls, settings: RecoderSettings, learning_rate: float, vae: GaussianAutoencoder,
               pictures: torch.Tensor, cycle: int, switch: int) -> Date:
-        """A fresh date: the codes of the first and the last picture (the article's inp_code and
-        inp_code2, sampled by encode() as in the article) and x1 from N(0, 1), as the article."""
-        with torch.no_grad():
-            first_code, last_code = vae.encode(pictures[:1]), vae.encode(pictures[-1:])
-            x1 = torch.randn_like(first_code)
-        return cls(settings, learning_rate, first_code, last_code, x1, cycle, switch)
+        """A fresh date: the first and last pictures' codes (the article's inp_code, inp_code2), x1 ~ N(0, 1)."""
+        first_code, last_code = vae.encode(pictures[:1]), vae.encode(pictures[-1:])  # encode() is no_grad
+        return cls(settings, learning_rate, first_code, last_code, torch.randn_like(first_code), cycle, switch)
 
     def iterate(self, i: int, mixed_precision: bool = False) -> tuple[float, float, list[torch.Tensor]]:
         """Iteration i of the date: (s(t), the loss, the recoder's hidden layers for the EEG)."""
@@ -67,17 +57,14 @@ class Date:
     def from_state(cls, state: dict, learning_rate: float, cycle: int, switch: int) -> Date:
         settings = settings_from_checkpoint(RecoderSettings, state.get("settings"), "the recoder checkpoint",
                                             "pen_cap_vae.test")
-        date = cls(settings, learning_rate, state["first_code"], state["last_code"],
-                   state["x1"], cycle, switch)
+        date = cls(settings, learning_rate, state["first_code"], state["last_code"], state["x1"], cycle, switch)
         date.recoder.load_state_dict(state["model"])
         date.optimizer.load_state_dict(state["optimizer"])
         return date
 
 
 class FrameSink:
-    """Frames leave the loop here: each is written as a JPEG and handed to `consume` (the date
-    track) in one background thread, in order (PIL's encoder and scipy's FFT release the GIL).
-    `flush()` waits for all of them, before a checkpoint saves what they fed."""
+    """Writes frames and hands them to `consume` in order, in a background thread (PIL and scipy release the GIL)."""
 
     def __init__(self, quality: int, consume=None):
         self.quality, self.consume = quality, consume

@@ -1,26 +1,19 @@
-"""Draw the three pictures of the "date": pen and cap apart, the cap approaching, the cap on the pen.
-
-The article's author trained on three photographs that are not published; this script paints
-stand-ins deterministically (pen_cap_vae.pictures: same pixels on every machine): a shaded ballpoint
-pen and its cap lying on a wooden-looking table, lit from the upper left, with soft shadows. Pictures already in the
-folder are kept (put your own three there instead; any size, they are resized when loaded).
-
-Run: python -m pen_cap_vae.draw_pictures [--set OVERWRITE=true]
-"""
+"""Draw the three pictures of the "date" (stand-ins: the article's photographs are not published);
+pictures already in the folder are kept. Run: python -m pen_cap_vae.draw_pictures [--set OVERWRITE=true]"""
 
 from __future__ import annotations
 
 from PIL import Image
 
-from lab import LabError, exit_on_lab_error, start_run
+from lab import exit_on_lab_error, start_run
 from lab.images import read_rgb
 from pen_cap_vae.pictures import PICTURE_NAMES, draw_picture, list_pictures, pictures_dir
 
 # -----------------------------------------------------------------------------
 # Constants. The article's picture size is the default; edit here or use --set.
 PICTURES_DIR = ""     # where the pictures go; "" means data/pen_cap/ in the repository
-HEIGHT = 360          # picture height in pixels (article: 360)
-WIDTH = 640           # picture width in pixels (article: 640)
+HEIGHT = 360          # picture height in pixels (article: 360) {>= 10}
+WIDTH = 640           # picture width in pixels (article: 640) {>= 10}
 SUPERSAMPLE = 2       # paint at this multiple of the size, then shrink: anti-aliased edges
 OVERWRITE = False     # repaint pictures that already exist
 JPEG_QUALITY = 92     # quality of the written JPEG files
@@ -33,8 +26,6 @@ QUICK = {}            # the pictures are always article-sized; the training resi
 def main(argv=None):
     run = start_run("pen_cap_vae", globals(), argv)
     cfg = run.cfg
-    if cfg.HEIGHT < 10 or cfg.WIDTH < 10:
-        raise LabError(f"HEIGHT and WIDTH must be at least 10 pixels, got {cfg.HEIGHT}x{cfg.WIDTH}")
     folder = pictures_dir(cfg.PICTURES_DIR)
     folder.mkdir(parents=True, exist_ok=True)
     existing = list_pictures(folder)
@@ -49,8 +40,7 @@ def main(argv=None):
     pictures = list_pictures(folder)
     sheet = Image.new("RGB", (cfg.WIDTH // 2 * len(pictures), cfg.HEIGHT // 2), "white")
     for i, path in enumerate(pictures):
-        picture = read_rgb(path, "picture")
-        sheet.paste(picture.resize((cfg.WIDTH // 2, cfg.HEIGHT // 2)), (i * cfg.WIDTH // 2, 0))
+        sheet.paste(read_rgb(path, "picture").resize((cfg.WIDTH // 2, cfg.HEIGHT // 2)), (i * cfg.WIDTH // 2, 0))
     sheet.save(run.path("pictures.jpg"), quality=90)
     run.add_artifact(run.path("pictures.jpg"), f"the {len(pictures)} training pictures in {folder}")
     run.finish({"pictures": len(pictures), "painted": len(written)})

@@ -1,6 +1,5 @@
-"""The recoder's "EEG" (article 000): 20 hidden units recorded at every iteration, normalised by
-running statistics, and every window of iterations their DCT-II log spectrum, smoothed by a
-triangular window. All 20 probes are handled as one vector; nothing loops over time in Python."""
+"""The recoder's "EEG" (article 000): hidden units recorded every iteration, normalised by running
+statistics, and per window their smoothed DCT-II log spectra; all probes are handled as one vector."""
 
 from __future__ import annotations
 
@@ -10,28 +9,20 @@ import torch
 from numpy.lib.stride_tricks import sliding_window_view
 from scipy.fft import dct
 
-# The article's grid of probe positions: layer < 20, channel < 16, row < 36, column < 64.
-ARTICLE_GRID = (20, 16, 36, 64)
 
-
-def draw_probes(count: int, layers: int, channels: int, rows: int, columns: int,
-                generator: torch.Generator | None = None) -> np.ndarray:
-    """(count, 4) integer probes (layer p, channel q, row m, column n), drawn uniformly as the
-    article's (torch.rand(20) * 36).long() ...; rows and columns span the actual code grid."""
-    probes = [(torch.rand(count, generator=generator) * limit).long() for limit in (layers, channels, rows, columns)]
+def draw_probes(count: int, layers: int, channels: int, rows: int, columns: int) -> np.ndarray:
+    """(count, 4) probes (layer p, channel q, row m, column n), drawn as the article's (torch.rand(20) * 36).long()."""
+    probes = [(torch.rand(count) * limit).long() for limit in (layers, channels, rows, columns)]
     return torch.stack(probes, dim=1).numpy()
 
 
 class EEGRecorder:
-    """Records the probes; the normalisation is the article's:
-        value' = (value - mu) / sqrt(var), then mu <- 0.99 mu + 0.01 value,
-        var <- 0.9 var + 0.1 (value - mu)^2 (with the updated mu), from mu = 0, var = 1."""
+    """Records the probes, normalised by running statistics as in the article."""
 
     def __init__(self, probes: np.ndarray, mean_decay: float = 0.99, var_decay: float = 0.9):
         self.probes = np.asarray(probes, dtype=np.int64)
         self.mean_decay, self.var_decay = mean_decay, var_decay
-        self.mu = np.zeros(len(self.probes))
-        self.var = np.ones(len(self.probes))
+        self.mu, self.var = np.zeros(len(self.probes)), np.ones(len(self.probes))
         self.window: list[np.ndarray] = []
 
     def read(self, hidden: list[torch.Tensor]) -> np.ndarray:
@@ -65,31 +56,24 @@ class EEGRecorder:
 
 
 def log_spectrum(signals: np.ndarray) -> np.ndarray:
-    """The article's 0.5 * log(DCT-II(signal)^2) along time, i.e. log |DCT coefficient|.
-    A coefficient of exactly 0 would give -inf; it is floored at 1e-300 instead."""
+    """The article's 0.5 * log(DCT-II(signal)^2) along time; an exact 0 is floored at 1e-300, not -inf."""
     coefficients = dct(signals, type=2, axis=-1)
     return 0.5 * np.log(np.maximum(coefficients**2, 1e-300))
 
 
-def triangular(width: int) -> np.ndarray:
-    """The article's window (1 - |k - width/2| / (width/2)) / width, k = 0..width-1."""
-    half = width / 2.0
-    return (1.0 - np.abs(np.arange(width) - half) / half) / width
-
-
 def smooth_spectrum(spectrum: np.ndarray, width: int = 100, positions: int = 900) -> np.ndarray:
-    """The article's smoothing: position j is the window-weighted sum of bins j..j+width-1, for
-    j < positions (so position j is centred on frequency bin j + width/2)."""
+    """The article's smoothing: position j < positions weighs bins j..j+width-1 (centred on j + width/2)."""
     if spectrum.shape[-1] < width + positions - 1:
         raise ValueError(f"a window of {spectrum.shape[-1]} bins is too short for {positions} positions "
                          f"of a {width}-wide window (needs {width + positions - 1})")
     windows = sliding_window_view(spectrum, width, axis=-1)[..., :positions, :]
-    return windows @ triangular(width)
+    half = width / 2.0
+    triangular = (1.0 - np.abs(np.arange(width) - half) / half) / width  # the article's window
+    return windows @ triangular
 
 
 def spectral_exponent(signals: np.ndarray) -> np.ndarray:
-    """Per signal, alpha of a 1/f^alpha power spectrum: minus the least-squares slope of
-    log power against log frequency over the DCT bins 1..N-1 (bin 0, the mean, is left out)."""
+    """Per signal, alpha of a 1/f^alpha spectrum: the log-log slope over the DCT bins but the mean's."""
     log_power = 2.0 * log_spectrum(signals)[..., 1:]
     log_frequency = np.log(np.arange(1, signals.shape[-1]))
     centred = log_frequency - log_frequency.mean()
@@ -98,8 +82,7 @@ def spectral_exponent(signals: np.ndarray) -> np.ndarray:
 
 
 class EEGPlotter:
-    """The article's two plots per probe per window, on two reused figures (drawing a new figure
-    per plot costs several times more)."""
+    """The article's two plots per probe per window, on two reused figures (new ones cost several times more)."""
 
     def __init__(self, dpi: int):
         self.dpi = dpi

@@ -1,18 +1,6 @@
-"""The article's models: a convolutional sigma-VAE and the "recoder" that animates its latent code.
-
-Article 000 (Habr, in Russian, "the date of a pen and its cap"): an encoder of a 10x10 stride-10
-convolution to 128 channels, GroupNorm(2, 128) and a GLU, then 20 gated residual 3x3 layers with
-GroupNorm, then a 1x1 convolution to an 8-channel code; a second encoder of the same shape gives
-the code's standard deviation through a sigmoid; the decoder mirrors it and ends in a 10x10 stride-10
-transposed convolution to 6 channels, GroupNorm(2, 6) and a GLU (3 colour channels). The loss is the
-sigma-VAE's: the Gaussian likelihood of the pictures under a learned output variance plus the KL
-divergence of the code from N(0, 1).
-
-Module and parameter names are the article's (`encoder.cnn1`, `encoder.gn.3`, `decoder.cnn5`,
-`sigma`, `cnn_in`, ...), so a state_dict saved by the article's code loads with strict=True.
-The widths and depth are arguments (the article's values are the defaults) so that the quick
-profile can run a shallower, narrower model.
-"""
+"""The article's models (article 000, Habr, in Russian): a convolutional sigma-VAE with gated residual
+layers and the "recoder" that animates its code, with their losses. Module and parameter names are the
+article's (`encoder.cnn1`, `decoder.cnn5`, `sigma`, ...), so its state_dicts load with strict=True."""
 
 from __future__ import annotations
 
@@ -29,15 +17,14 @@ _CLIP_WINDOW = 500               # gradient norms AutoClip takes its percentile 
 
 @dataclass(frozen=True)
 class VAESettings:
-    """Everything that shapes the sigma-VAE (the article's values as defaults). train.py stores it in
-    the checkpoint as "settings"; test.py rebuilds the model from it, as nanoGPT's sample.py does."""
+    """What shapes the sigma-VAE; in train.py's checkpoint, test.py rebuilds the model from it (nanoGPT's way)."""
 
-    image_height: int = 360     # pictures are resized to this (article: 360x640)
+    image_height: int = 360
     image_width: int = 640
-    patch: int = 10             # kernel and stride of the first/last convolution (article: 10)
-    layers: int = 20            # gated residual layers per encoder and in the decoder (article: 20)
-    channels: int = 128         # their width before the GLU (article: 128)
-    code_channels: int = 8      # channels of the latent code (article: 8)
+    patch: int = 10
+    layers: int = 20
+    channels: int = 128
+    code_channels: int = 8
     sigma_mode: str = "learned"  # "learned" (article) or "optimal" (Rybkin et al. 2021)
 
     def build(self) -> GaussianAutoencoder:
@@ -46,34 +33,30 @@ class VAESettings:
 
 @dataclass(frozen=True)
 class RecoderSettings:
-    """Everything that shapes the recoder (the article's values as defaults); stored in the date's checkpoint."""
+    """What shapes the recoder; stored in the date's checkpoint."""
 
-    layers: int = 20            # gated layers (article: 20)
-    channels: int = 64          # their width (article: 64)
-    code_channels: int = 8      # the VAE's code channels (article: 8)
+    layers: int = 20
+    channels: int = 64
+    code_channels: int = 8
 
     def build(self) -> Recoder:
         return Recoder(self.layers, self.channels, self.code_channels)
 
 
 def gated_residual(layer_out: torch.Tensor, previous: torch.Tensor) -> torch.Tensor:
-    """The article's gate: split the 2C channels into a candidate and a gate g, then
-    y = candidate * (1 - g) + previous * g with g = sigmoid(gate). torch.lerp computes exactly
-    candidate + g * (previous - candidate) in one fused kernel instead of four element-wise ops."""
+    """The article's gate candidate * (1 - g) + previous * g as one fused torch.lerp (not four element-wise ops)."""
     candidate, gate = torch.chunk(layer_out, 2, dim=1)
-    # Under bfloat16 autocast the convolution's output is bfloat16 while `previous` may still be
-    # the float32 input; lerp needs one dtype, and autocast does not cast its arguments.
+    # Under bfloat16 autocast `previous` may still be float32; lerp needs one dtype.
     return torch.lerp(candidate, previous.to(candidate.dtype), torch.sigmoid(gate))
 
 
 class GaussianEncoder(nn.Module):
     """Picture (N, 3, H, W) -> code (N, code_channels, H/patch, W/patch), as in the article."""
 
-    def __init__(self, layers: int = 20, channels: int = 128, code_channels: int = 8, patch: int = 10,
-                 in_channels: int = 3):
+    def __init__(self, layers: int = 20, channels: int = 128, code_channels: int = 8, patch: int = 10):
         super().__init__()
         self.gn1 = nn.GroupNorm(2, channels)
-        self.cnn1 = nn.Conv2d(in_channels, channels, kernel_size=patch, stride=patch)
+        self.cnn1 = nn.Conv2d(3, channels, kernel_size=patch, stride=patch)
         self.cnn = nn.ModuleList(nn.Conv2d(channels // 2, channels, kernel_size=3, padding=1) for _ in range(layers))
         self.gn = nn.ModuleList(nn.GroupNorm(2, channels) for _ in range(layers))
         self.cnn_out = nn.Conv2d(channels // 2, code_channels, kernel_size=1)
@@ -89,15 +72,14 @@ class GaussianEncoder(nn.Module):
 class GaussianDecoder(nn.Module):
     """Code (N, code_channels, h, w) -> picture (N, 3, h*patch, w*patch), as in the article."""
 
-    def __init__(self, layers: int = 20, channels: int = 128, code_channels: int = 8, patch: int = 10,
-                 out_channels: int = 3):
+    def __init__(self, layers: int = 20, channels: int = 128, code_channels: int = 8, patch: int = 10):
         super().__init__()
         self.cnn_in = nn.Conv2d(code_channels, channels, kernel_size=1)
         self.gn_in = nn.GroupNorm(2, channels)
         self.gn = nn.ModuleList(nn.GroupNorm(2, channels) for _ in range(layers))
         self.cnn = nn.ModuleList(nn.Conv2d(channels // 2, channels, kernel_size=3, padding=1) for _ in range(layers))
-        self.gn5 = nn.GroupNorm(2, 2 * out_channels)
-        self.cnn5 = nn.ConvTranspose2d(channels // 2, 2 * out_channels, kernel_size=patch, stride=patch)
+        self.gn5 = nn.GroupNorm(2, 6)  # 2 x 3 colour channels before the GLU
+        self.cnn5 = nn.ConvTranspose2d(channels // 2, 6, kernel_size=patch, stride=patch)
         self.glu = nn.GLU(dim=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -112,38 +94,19 @@ def output_variance(sigma: torch.Tensor) -> torch.Tensor:
     return torch.sigmoid(sigma) * 2.0 + 1e-6
 
 
-def kl_to_standard_normal(mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-    """KL(N(mean, std^2) || N(0, 1)) element-wise, in closed form (what torch.distributions'
-    kl_divergence computes in the article): 0.5 (mean^2 + std^2 - 1) - log std."""
-    return 0.5 * (mean * mean + std * std - 1.0) - torch.log(std)
-
-
 def sigma_vae_loss(pictures: torch.Tensor, reconstruction: torch.Tensor, code_mean: torch.Tensor,
                    code_std: torch.Tensor, variance: torch.Tensor) -> torch.Tensor:
-    """The article's sigma-VAE loss for a batch of pictures (N, C, H, W):
-
-        sum over pixels of (reconstruction - x)^2 / (2 variance), averaged over the batch
-      + sum over code elements of KL(N(mean, std) || N(0, 1)), averaged over the batch
-      + 0.5 * log(variance) * H * W * C.
-
-    The article hard-codes H * W * C = 360 * 640 * 3; here it is the real size of the pictures, so
-    the balance between the terms stays right when the pictures are smaller (the quick profile).
-    """
+    """The article's sigma-VAE loss, with the real H W C where it hard-codes 360 * 640 * 3 (smaller pictures)."""
     pixels = pictures[0].numel()
     likelihood = ((reconstruction - pictures) ** 2 / (2.0 * variance)).mean(dim=0).sum()
-    divergence = kl_to_standard_normal(code_mean, code_std).mean(dim=0).sum()
+    # KL(N(mean, std^2) || N(0, 1)) in closed form: the article's kl_divergence.
+    divergence = (0.5 * (code_mean * code_mean + code_std * code_std - 1.0) - torch.log(code_std)).mean(dim=0).sum()
     return likelihood + divergence + torch.log(variance).sum() * pixels * 0.5
 
 
 class GaussianAutoencoder(nn.Module):
-    """The article's sigma-VAE. In training mode forward() returns (noisy reconstruction, loss);
-    in eval mode it returns the reconstruction decoded from the code's mean.
-
-    sigma_mode "learned" is the article's learnable `sigma`; "optimal" is the analytic variance of
-    Rybkin, Daniilidis and Levine (2021), "Simple and Effective VAE Training with Calibrated
-    Decoders": variance = mean squared error of the batch, no noise added to the reconstruction.
-    The `sigma` parameter exists in both modes so the state_dict keys stay the article's.
-    """
+    """The article's sigma-VAE: (noisy reconstruction, loss) in training mode, the decoded mean in eval
+    mode. sigma_mode "optimal": the batch's MSE as the variance (Rybkin et al. 2021, calibrated decoders)."""
 
     def __init__(self, layers: int = 20, channels: int = 128, code_channels: int = 8, patch: int = 10,
                  sigma_mode: str = "learned"):
@@ -157,7 +120,6 @@ class GaussianAutoencoder(nn.Module):
         self.sigma = nn.Parameter(torch.randn(1))
 
     def code_distribution(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The code's mean and standard deviation (the second encoder through a sigmoid)."""
         return self.encoder(x), torch.sigmoid(self.encoder_var(x))
 
     def forward(self, x: torch.Tensor):
@@ -183,14 +145,8 @@ class GaussianAutoencoder(nn.Module):
         return mean + std * torch.randn_like(std)
 
 
-def l2norm(x: torch.Tensor) -> torch.Tensor:
-    """Divide every position's channel vector by its Euclidean length (the article's l2norm)."""
-    return x / torch.linalg.vector_norm(x, dim=1, keepdim=True)
-
-
 class Recoder(nn.Module):
-    """The article's recoder: a 1x1 convolution in, gated 3x3 layers each followed by channel-wise
-    L2 normalisation (their outputs are returned as `h` for the EEG), a 1x1 convolution out."""
+    """The article's recoder; forward(x, return_h=True) also returns the hidden layers (the EEG's)."""
 
     def __init__(self, layers: int = 20, channels: int = 64, code_channels: int = 8):
         super().__init__()
@@ -202,29 +158,23 @@ class Recoder(nn.Module):
         y = self.cnn_in(x)
         hidden = []
         for conv in self.cnn:
-            y = l2norm(gated_residual(conv(y), y))
+            y = gated_residual(conv(y), y)
+            y = y / torch.linalg.vector_norm(y, dim=1, keepdim=True)  # the article's l2norm over the channels
             hidden.append(y)
-        out = self.cnn_out(y)
-        return (out, hidden) if return_h else out
+        return (self.cnn_out(y), hidden) if return_h else self.cnn_out(y)
 
 
 def corrloss(y: torch.Tensor, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The article's correlation loss: z = 1 - Pearson correlation of y and x (with 1e-16 added to
-    every squared deviation), r = (log of x's summed squared deviation - log of y's)^2 plus the
-    squared difference of the means."""
+    """The article's corrloss: z = 1 - the correlation of y and x, r = a mismatch of their spread and mean."""
     dx, dy = x - x.mean(), y - y.mean()
-    zx = (dx * dx + 1e-16).sum()
-    zy = (dy * dy + 1e-16).sum()
+    zx, zy = (dx * dx + 1e-16).sum(), (dy * dy + 1e-16).sum()
     z = 1.0 - (dx * dy / (zx * zy).sqrt()).sum()
     r = (zx.log() - zy.log()) ** 2 + (x.mean() - y.mean()) ** 2
     return z, r
 
 
 def date_schedule(iteration: int, cycle: int = 5300) -> dict[str, float]:
-    """The article's iteration-dependent schedule of the "date" at t = (i mod cycle + 1) / cycle:
-    s1 and s2 are steep logistic steps (base 2, slope 150) at t = 0.1 and t = 0.9 that make the
-    plateau, s_ three Lorentzian pulses of half-width 0.01 at t = 0.90, 0.93, 0.96 (the
-    culmination), and s = (s1 + s2 - 1) * 0.16 + s_ / 0.8."""
+    """The article's s(t): logistic steps s1, s2 make the plateau, the Lorentzian pulses s_ the culmination."""
     t = float(iteration % cycle + 1) / cycle
     s1 = 1.0 - 1.0 / (2.0 ** (150.0 * (t - 0.1)) + 1.0)
     s2 = 1.0 - 1.0 / (2.0 ** (150.0 * (0.9 - t)) + 1.0)
@@ -233,28 +183,14 @@ def date_schedule(iteration: int, cycle: int = 5300) -> dict[str, float]:
 
 
 def recoder_loss(y: torch.Tensor, x1: torch.Tensor, target: torch.Tensor, s: float):
-    """The article's recoder loss: loss1 = corrloss(y, x1) (stay like the current code),
-    loss2, r = corrloss(y, target) (move towards the target picture's code), and
-    loss = loss1 * (loss1 - s).detach() + loss2 * loss2.detach() * (1 - 0.8 s) + 0.25 r.
-    Returns (loss, loss1, loss2, r)."""
+    """The article's recoder loss: stay like the current code x1 (less so as s rises), move towards the target's."""
     loss1, _ = corrloss(y, x1)
     loss2, r = corrloss(y, target)
     loss = loss1 * (loss1 - s).detach() + loss2 * loss2.detach() * (1.0 - 0.8 * s) + 0.25 * r
     return loss, loss1, loss2, r
 
 
-def triangular_window(width: int = 100) -> torch.Tensor:
-    """The article's smoothing window: (1 - |k - width/2| / (width/2)) / width for k < width."""
-    half = width / 2.0
-    return (1.0 - (torch.arange(width, dtype=torch.float64) - half).abs() / half) / width
-
-
-def pixel_count(height: int, width: int, channels: int = 3) -> int:
-    return int(height) * int(width) * int(channels)
-
-
 def psnr(reference: torch.Tensor, estimate: torch.Tensor, peak: float = 1.0) -> float:
-    """Peak signal-to-noise ratio in dB of pictures in [0, peak]."""
     mse = float(((reference - estimate) ** 2).mean())
     return math.inf if mse == 0 else 10.0 * math.log10(peak * peak / mse)
 
@@ -262,15 +198,8 @@ def psnr(reference: torch.Tensor, estimate: torch.Tensor, peak: float = 1.0) -> 
 def vae_step(model: GaussianAutoencoder, optimizer: torch.optim.Optimizer, pictures: torch.Tensor,
              gradient_norms: list[float] | None = None, clip_percentile: float = 0.0,
              mixed_precision: bool = False) -> float:
-    """One optimisation step on the whole batch of pictures; returns the loss.
-
-    With `clip_percentile` > 0 the gradient is clipped to that percentile of the norms seen so far
-    (`gradient_norms`, appended to here): AutoClip, Seetharaman et al. 2020. Without it the full-size
-    model's loss spikes every few hundred steps once sigma has shrunk (the likelihood term grows as
-    1/sigma^2), and one such spike undid 700 steps of training in our runs.
-
-    `mixed_precision` runs the forward pass under bfloat16 autocast (no loss scaling needed, unlike
-    float16); autocast keeps the loss's sums and logarithms in float32."""
+    """One optimisation step on the whole batch; returns the loss. `clip_percentile` > 0: AutoClip
+    (Seetharaman et al. 2020) against the loss spikes once sigma has shrunk (the likelihood grows as 1/sigma^2)."""
     model.train()
     with torch.autocast(pictures.device.type, dtype=torch.bfloat16, enabled=mixed_precision):
         _, loss = model(pictures)

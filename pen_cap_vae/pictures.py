@@ -1,9 +1,6 @@
-"""The date's pictures, painted (article 000's three photographs are not published): a shaded
-ballpoint pen and its cap lying on a wooden-looking table, lit from the upper left, with soft
-shadows; the same pixels on every machine. The cap's place in each picture is known (CAP_OPEN_END),
-which the date track (track.py) uses to find the cap in the frames. The script that writes them to
-data/pen_cap/ is draw_pictures.py.
-"""
+"""The date's pictures, painted (the article's photographs are not published): a shaded pen and its
+cap on a wooden table, the same pixels on every machine. The cap's place in each is known
+(CAP_OPEN_END): the date track finds the cap in the frames with it. draw_pictures.py writes them."""
 
 from __future__ import annotations
 
@@ -15,8 +12,7 @@ from PIL import Image, ImageFilter
 from lab.paths import data_root
 
 PICTURE_NAMES = ("1_pen_and_cap_apart.jpg", "2_cap_approaching.jpg", "3_cap_on_pen.jpg")
-# Where the cap's open end sits, as a fraction of the width, in each picture; the pen's tip is at 0.62.
-# The date track (pen_cap_vae.track) reads the cap's position back from these.
+# Where the cap's open end sits, as a fraction of the width, in each picture.
 CAP_OPEN_END = (0.74, 0.655, 0.545)
 _PEN_TIP_X = 0.62
 _AXIS_Y = 0.55          # the pen's axis, as a fraction of the height
@@ -26,12 +22,8 @@ _CAP_RADIUS = 1.18      # the cap's radius, in barrel radii
 _IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
-def default_pictures_dir() -> Path:
-    return data_root() / "pen_cap"
-
-
 def pictures_dir(setting: str) -> Path:
-    return Path(setting) if setting else default_pictures_dir()
+    return Path(setting) if setting else data_root() / "pen_cap"
 
 
 def _table(height: int, width: int, rng: np.random.Generator) -> np.ndarray:
@@ -56,14 +48,9 @@ def _cylinder_shade(offset: np.ndarray, colour: np.ndarray, gloss: float) -> np.
     return np.clip(colour * (0.25 + 0.75 * diffuse[..., None]) + specular[..., None], 0.0, 1.0)
 
 
-def _paint(canvas: np.ndarray, mask: np.ndarray, pixels: np.ndarray) -> None:
-    canvas[mask] = pixels[mask]
-
-
 def _shadow(canvas: np.ndarray, boxes: list[tuple[float, float, float, float]], blur: float) -> np.ndarray:
     """Darken the table under each (x0, x1, yc, radius) box with a blurred soft shadow."""
     height, width, _ = canvas.shape
-    shadow = Image.new("L", (width, height), 0)
     array = np.zeros((height, width), dtype=np.uint8)
     y, x = np.mgrid[0:height, 0:width]
     for x0, x1, yc, radius in boxes:
@@ -74,8 +61,7 @@ def _shadow(canvas: np.ndarray, boxes: list[tuple[float, float, float, float]], 
 
 
 def cap_box(cap_open: float, height: int, width: int) -> tuple[int, int, int, int]:
-    """(left, top, right, bottom) in pixels of the cap drawn with its open end at `cap_open` (a
-    fraction of the width): the tube, the rounded end and the clip above it."""
+    """(left, top, right, bottom) pixels of the cap (tube, end, clip) drawn with its open end at `cap_open`."""
     radius = _PEN_RADIUS * _CAP_RADIUS * height
     left = cap_open * width
     right = left + _CAP_LENGTH * width + 0.5 * radius
@@ -85,8 +71,7 @@ def cap_box(cap_open: float, height: int, width: int) -> tuple[int, int, int, in
 
 
 def draw_table(height: int = 360, width: int = 640, supersample: int = 2) -> Image.Image:
-    """The bare table of the pictures, without the pen, the cap or their shadows: the date track's
-    reference for a frame that shows neither (pen_cap_vae.test reports its likeness to the pictures)."""
+    """The pictures' bare table: the date track's reference for a frame without pen and cap."""
     canvas = _table(height * supersample, width * supersample, np.random.default_rng(1234))
     image = Image.fromarray((np.clip(canvas, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8))
     return image.resize((width, height), Image.Resampling.LANCZOS) if supersample > 1 else image
@@ -94,8 +79,7 @@ def draw_table(height: int = 360, width: int = 640, supersample: int = 2) -> Ima
 
 def draw_picture(index: int, height: int = 360, width: int = 640, supersample: int = 2,
                  cap_open: float | None = None) -> Image.Image:
-    """Picture `index` (0, 1, 2) of the date, as a PIL image of height x width; `cap_open` moves
-    the cap's open end elsewhere (a fraction of the width; the tests shift the cap with it)."""
+    """Picture `index` (0, 1, 2) of the date; `cap_open` moves the cap's open end (fraction of the width)."""
     big_h, big_w = height * supersample, width * supersample
     rng = np.random.default_rng(1234)  # the same grain in all three pictures
     canvas = _table(big_h, big_w, rng)
@@ -113,27 +97,27 @@ def draw_picture(index: int, height: int = 360, width: int = 640, supersample: i
     offset = (y - centre_y) / radius
     # The pen: a blue barrel, a grey grip, a metal cone and the ball.
     barrel = (x >= body_start) & (x < cone_start - 0.12 * big_w) & (np.abs(offset) <= 1.0)
-    _paint(canvas, barrel, _cylinder_shade(offset, np.array([0.12, 0.25, 0.70]), 0.6))
+    canvas[barrel] = _cylinder_shade(offset, np.array([0.12, 0.25, 0.70]), 0.6)[barrel]
     grip = (x >= cone_start - 0.12 * big_w) & (x < cone_start) & (np.abs(offset) <= 0.95)
     ridges = 0.85 + 0.15 * np.cos((x - cone_start) / (0.006 * big_w))
-    _paint(canvas, grip, _cylinder_shade(offset / 0.95, np.array([0.35, 0.36, 0.40]), 0.3) * ridges[..., None])
+    canvas[grip] = (_cylinder_shade(offset / 0.95, np.array([0.35, 0.36, 0.40]), 0.3) * ridges[..., None])[grip]
     cone_radius = radius * 0.95 * np.clip(1.0 - (x - cone_start) / (tip_x - cone_start), 0.12, 1.0)
     cone = (x >= cone_start) & (x <= tip_x) & (np.abs(y - centre_y) <= cone_radius)
-    _paint(canvas, cone, _cylinder_shade((y - centre_y) / cone_radius, np.array([0.78, 0.78, 0.80]), 0.9))
+    canvas[cone] = _cylinder_shade((y - centre_y) / cone_radius, np.array([0.78, 0.78, 0.80]), 0.9)[cone]
     end_cap = (x >= body_start - 0.02 * big_w) & (x < body_start) & (np.abs(offset) <= 0.8)
-    _paint(canvas, end_cap, _cylinder_shade(offset / 0.8, np.array([0.08, 0.15, 0.45]), 0.5))
+    canvas[end_cap] = _cylinder_shade(offset / 0.8, np.array([0.08, 0.15, 0.45]), 0.5)[end_cap]
 
     # The cap: a translucent-looking dark blue tube with a rounded closed end and a metal clip.
     cap_offset = (y - centre_y) / cap_radius
     tube = (x >= cap_open) & (x <= cap_end) & (np.abs(cap_offset) <= 1.0)
     dome = ((x - cap_end) / (0.5 * cap_radius)) ** 2 + cap_offset**2 <= 1.0
     cap_mask = tube | (dome & (x > cap_end))
-    _paint(canvas, cap_mask, _cylinder_shade(cap_offset, np.array([0.05, 0.12, 0.48]), 0.8))
+    canvas[cap_mask] = _cylinder_shade(cap_offset, np.array([0.05, 0.12, 0.48]), 0.8)[cap_mask]
     rim = cap_mask & (x < cap_open + 0.012 * big_w)
-    _paint(canvas, rim, _cylinder_shade(cap_offset, np.array([0.20, 0.30, 0.65]), 0.4))
+    canvas[rim] = _cylinder_shade(cap_offset, np.array([0.20, 0.30, 0.65]), 0.4)[rim]
     clip_offset = (y - (centre_y - cap_radius * 1.05)) / (0.22 * cap_radius)
     clip = (x >= cap_open + 0.35 * cap_length) & (x <= cap_end - 0.02 * big_w) & (np.abs(clip_offset) <= 1.0)
-    _paint(canvas, clip, _cylinder_shade(clip_offset, np.array([0.75, 0.75, 0.78]), 1.0))
+    canvas[clip] = _cylinder_shade(clip_offset, np.array([0.75, 0.75, 0.78]), 1.0)[clip]
 
     image = Image.fromarray((np.clip(canvas, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8))
     return image.resize((width, height), Image.Resampling.LANCZOS) if supersample > 1 else image

@@ -1,11 +1,7 @@
 """Assemble the date's frames into the animation (article 000: "collect it in source_maker.py").
 
 Run: python -m pen_cap_vae.source_maker [--quick] [--set FPS=30]   (after python -m pen_cap_vae.test)
-
-Writes animation.mp4 (H.264 through imageio-ffmpeg's bundled ffmpeg; skipped with a notice where
-imageio-ffmpeg is not installed) and a preview GIF of every GIF_EVERY-th frame, shrunk until the
-file fits GIF_MAX_BYTES.
-"""
+Writes animation.mp4 (needs imageio-ffmpeg) and a preview GIF of every GIF_EVERY-th frame."""
 
 from __future__ import annotations
 
@@ -53,8 +49,7 @@ def write_animation(run, cfg, frames: list[Path]) -> dict:
 
 
 def write_preview(run, cfg, frames: list[Path]) -> dict:
-    """Every GIF_EVERY-th frame as a GIF, its side shrunk (by the square root of the size ratio,
-    since a GIF's bytes grow with its area) until it fits GIF_MAX_BYTES."""
+    """Every GIF_EVERY-th frame as a GIF, its side shrunk by the root of the size ratio (bytes grow with the area)."""
     preview, side = run.path("preview.gif"), cfg.GIF_MAX_SIDE
     kept = frames[:: cfg.GIF_EVERY]
     while True:

@@ -2,13 +2,8 @@
 
 Run: python -m pen_cap_vae.test [--quick] [--set CYCLES=2] [--fresh]   (after python -m pen_cap_vae.train)
 
-The loop is pen_cap_vae.date's (the article's recoder, loss and moving average of the code). Each
-iteration's code is decoded to a frame; twenty hidden units are recorded as an "EEG" and every
-EEG_WINDOW iterations their traces and smoothed DCT log spectra are plotted, named as in the
-article. Beyond the article: the date track (pen_cap_vae.track: each frame's likeness to each
-picture and where the cap is, per phase in run.json, plotted over s(t)) and the EEG's 1/f^alpha
-exponent. Rerunning continues an interrupted date: frames, EEG windows and the track carry on.
-"""
+Each iteration's code is decoded to a frame; the "EEG" is plotted every EEG_WINDOW iterations. Beyond the
+article: the date track (pen_cap_vae.track) and the EEG's 1/f^alpha exponent. Rerunning resumes."""
 
 from __future__ import annotations
 
@@ -22,28 +17,14 @@ import torch
 from tqdm import tqdm
 
 from lab import LabError, exit_on_lab_error, start_run
-from lab.checkpoint import (
-    InterruptGuard,
-    fingerprint_files,
-    load_checkpoint,
-    load_state_dict_strict,
-    resume,
-    save_checkpoint,
-)
+from lab.checkpoint import InterruptGuard, load_checkpoint, load_state_dict_strict, resume, save_checkpoint
 from lab.plots import save_figure
 from lab.safe_load import settings_from_checkpoint
 from pen_cap_vae.data import load_pictures
 from pen_cap_vae.date import Date, FrameSink
 from pen_cap_vae.eeg import EEGPlotter, EEGRecorder, draw_probes, log_spectrum, smooth_spectrum, spectral_exponent
 from pen_cap_vae.model import VAE_CHECKPOINT_NAME, RecoderSettings, VAESettings
-from pen_cap_vae.track import (
-    DIP_THRESHOLD,
-    NEAREST_MARGIN,
-    DateTrack,
-    bare_table_likeness,
-    phase_bounds,
-    summarise,
-)
+from pen_cap_vae.track import DIP_THRESHOLD, NEAREST_MARGIN, DateTrack, bare_table_likeness, phase_bounds, summarise
 
 # -----------------------------------------------------------------------------
 # Constants. The article's values are the defaults; edit them here or use --set.
@@ -154,10 +135,8 @@ def open_session(run, cfg, vae, settings: VAESettings, pictures: torch.Tensor, f
             shutil.rmtree(run.out_dir / folder, ignore_errors=True)
         date = Date.start(RecoderSettings(cfg.RECODER_LAYERS, cfg.RECODER_CHANNELS, settings.code_channels),
                           cfg.LEARNING_RATE, vae, pictures, cfg.CYCLE_LENGTH, cfg.SWITCH_ITERATION)
-        rows, columns = date.first_code.shape[2:]
-        recorder = EEGRecorder(draw_probes(cfg.EEG_PROBES, cfg.RECODER_LAYERS, cfg.EEG_PROBE_CHANNELS, rows, columns),
-                               cfg.EEG_MEAN_DECAY, cfg.EEG_VAR_DECAY)
-        return Session(date, recorder, track), ckpt
+        probes = draw_probes(cfg.EEG_PROBES, cfg.RECODER_LAYERS, cfg.EEG_PROBE_CHANNELS, *date.first_code.shape[2:])
+        return Session(date, EEGRecorder(probes, cfg.EEG_MEAN_DECAY, cfg.EEG_VAR_DECAY), track), ckpt
     state = ckpt.state
     date = Date.from_state(state, cfg.LEARNING_RATE, cfg.CYCLE_LENGTH, cfg.SWITCH_ITERATION)
     recorder = EEGRecorder(state["eeg"]["probes"].numpy(), cfg.EEG_MEAN_DECAY, cfg.EEG_VAR_DECAY)
@@ -229,11 +208,9 @@ def run_date(run, cfg, session: Session, vae, ckpt) -> bool:
 
 
 def plot_date(path, session: Session, cycle: int, switch: int) -> None:
-    """The date track over the iterations: likeness to each picture, the cap's position, s(t)."""
-    similar, cap = np.asarray(session.track.likeness), np.asarray(session.track.cap)
-    distinct = np.asarray(session.track.distinctive)
-    iterations = np.arange(len(similar))
-    has_cap = np.isfinite(cap).any()
+    track = session.track
+    similar, distinct, cap = np.asarray(track.likeness), np.asarray(track.distinctive), np.asarray(track.cap)
+    iterations, has_cap = np.arange(len(similar)), np.isfinite(cap).any()
     rows = 3 if has_cap else 2
     fig, axes = plt.subplots(rows, 1, figsize=(11, 2.6 * rows + 1), sharex=True,
                              gridspec_kw={"height_ratios": [2, 1.4, 1][:rows]})
@@ -252,7 +229,7 @@ def plot_date(path, session: Session, cycle: int, switch: int) -> None:
     axes[0].legend(loc="lower left", ncol=4, fontsize=8)
     if has_cap:
         axes[1].plot(iterations, cap, lw=0.8, color="tab:blue")
-        for k, position in enumerate(session.track.locator.picture_positions):
+        for k, position in enumerate(track.locator.picture_positions):
             axes[1].axhline(position, color="grey", ls="--", lw=0.8)
             axes[1].text(0, position, f" picture {k + 1}", va="bottom", fontsize=7, color="grey")
         axes[1].set_ylabel("cap's open end\n(fraction of width)")
@@ -268,8 +245,7 @@ def plot_date(path, session: Session, cycle: int, switch: int) -> None:
 def plot_exponents(path, exponents: np.ndarray, window: int) -> None:
     fig, ax = plt.subplots(figsize=(8, 4))
     ends = (np.arange(len(exponents)) + 1) * window
-    for probe in range(exponents.shape[1]):
-        ax.plot(ends, exponents[:, probe], ".", color="tab:blue", alpha=0.35)
+    ax.plot(ends, exponents, ".", color="tab:blue", alpha=0.35)  # one series per probe
     ax.plot(ends, np.median(exponents, axis=1), "o-", color="tab:red", label="median of the probes")
     ax.axhspan(1.0, 2.0, color="tab:green", alpha=0.12, label="typical human EEG (alpha 1-2)")
     ax.axhline(0.0, color="grey", lw=0.8)
@@ -281,24 +257,16 @@ def plot_exponents(path, exponents: np.ndarray, window: int) -> None:
     save_figure(fig, path, dpi=100)
 
 
-def _picture(part: dict) -> str:
-    """A nearest picture as the claims print it: its number, or "none" for a tie (track.nearest)."""
-    return str(part["nearest_picture"]) if part["nearest_picture"] is not None else "none"
-
-
 def add_claims(run, summary: dict, pictures: int, table: dict | None = None) -> None:
-    """The article's date, as the frames show it: nearest picture 1 while pulled to it, then the
-    last picture on the plateau, and three dips of likeness at the culmination's pulses. The
-    culmination's nearest picture, as a whole and between and after the pulses, is reported in the
-    first claim's text (it is not part of its verdict: see the README's "The date track")."""
+    """The article's date as the frames show it: picture 1, then the last one, then three dips."""
     phases = summary["phases"]
-    order = " -> ".join(f"{name} {_picture(phases[name])}" for name in phases)
+    order = " -> ".join(f"{name} {phases[name]['nearest_picture'] or 'none'}" for name in phases)
     shown = phases.get("approach", {}).get("nearest_picture") == 1 and \
         phases.get("plateau", {}).get("nearest_picture") == pictures
     likeness = "; ".join(f"{name} " + "/".join(f"{v:.2f}" for v in phases[name]["distinctive_likeness"])
                          for name in ("approach", "plateau", "culmination") if name in phases)
     parts = summary.get("culmination_parts", {})
-    outside = "; ".join(f"{name.replace('_', ' ')} {_picture(parts[name])} ("
+    outside = "; ".join(f"{name.replace('_', ' ')} {parts[name]['nearest_picture'] or 'none'} ("
                         + "/".join(f"{v:.2f}" for v in parts[name]["distinctive_likeness"]) + ")"
                         for name in ("between_pulses", "after_pulses") if name in parts)
     run.add_claim("the date has an approach (frames like picture 1) and a plateau (like the last picture)",
@@ -324,13 +292,12 @@ def add_claims(run, summary: dict, pictures: int, table: dict | None = None) -> 
 
 def report(run, cfg, session: Session, interrupted: bool) -> None:
     """The date track plot and summary, the EEG exponents, the claims, run.json."""
-    width = session.track.pictures.shape[2]
     metrics = {"iterations": session.step}
     if session.track.likeness:
         plot_date(run.path("date.png"), session, cfg.CYCLE_LENGTH, cfg.SWITCH_ITERATION)
         run.add_artifact(run.path("date.png"), "the date track: likeness of each frame to each picture, "
                                                "the cap's position, s(t) below")
-        summary = summarise(session.track, cfg.CYCLE_LENGTH, cfg.SWITCH_ITERATION, width)
+        summary = summarise(session.track, cfg.CYCLE_LENGTH, cfg.SWITCH_ITERATION, session.track.pictures.shape[2])
         metrics.update(summary)
         metrics["cap_positions_of_pictures"] = [round(p, 4) for p in session.track.locator.picture_positions]
         table = bare_table_likeness(session.track.pictures)
@@ -363,9 +330,8 @@ def main(argv=None):
     cfg = run.cfg
     check_constants(cfg)
     vae, settings, vae_path = load_vae(run, cfg)
-    pictures, paths = load_pictures(cfg.PICTURES_DIR, settings.image_height, settings.image_width, settings.patch)
-    session, ckpt = open_session(run, cfg, vae, settings, pictures.to(run.device),
-                                 fingerprint_files([*paths, vae_path]))
+    pictures, _, fingerprint = load_pictures(cfg.PICTURES_DIR, settings, run.device, vae_path)
+    session, ckpt = open_session(run, cfg, vae, settings, pictures, fingerprint)
     interrupted = run_date(run, cfg, session, vae, ckpt)
     report(run, cfg, session, interrupted)
 

@@ -1,32 +1,13 @@
 """The date track: what a person sees in each frame of the date, measured in pixels.
 
-For every decoded frame: its likeness to each of the pictures (Pearson correlation of the pixels,
-the frame and the picture both at the VAE's size), once over the whole frame and once over the
-pixels where the pictures differ (the "distinctive" likeness: the table and the pen's barrel are the
-same in all three pictures, so only the cap's region says which picture a frame shows, and over the
-whole frame the decoder's noise elsewhere drowns that difference), and where the cap is. The pictures are drawn by
-the project (pen_cap_vae.draw_pictures), so the cap's look and its position in each picture are
-known: the cap of picture 1, cut out of a freshly drawn copy, is matched along the pen's axis by
-normalised cross-correlation (skimage's match_template), and the best match's left edge is the
-cap's open end, as a fraction of the width (1: 0.74, 2: 0.655, 3: 0.545 of the width). In the
-frames the search covers the span of the pictures' caps and 6 % of the width beyond. A blend
-of two pictures shows two faint caps; the estimate follows the stronger one.
-
-Pictures of the user's own whose cap the template does not find (a peak correlation under
-`CapLocator.MIN_SCORE` in the first or last picture) get a likeness-only track, said once.
-
-The phases of one cycle (article: t = (i mod 5300 + 1) / 5300): "start" until s1's step at
-t = 0.1 (the code leaves the noise it starts from), "approach" from there to SWITCH_ITERATION
-(the code is pulled to picture 1), "plateau" from the switch until t = 0.88 (pulled to the last
-picture, s steady at 0.16), "culmination" from t = 0.88 (the three pulses at t = 0.90, 0.93, 0.96). The culmination is also
-split into its parts: before the first pulse, at the pulses (within a half-width of a centre),
-between them and after the last, so that "what the frames show between the pulses" is measured on
-those frames alone rather than read off a mean that the pulses' noise dominates.
-"""
+Per frame: its likeness to each picture, over the whole frame and over the "distinctive" pixels where
+the pictures differ (elsewhere the decoder's noise drowns the cap), and where the drawn cap is. Phases:
+"start" (t < 0.1), "approach" (to the switch), "plateau" (to t = 0.88), "culmination" (the pulses)."""
 
 from __future__ import annotations
 
 import numpy as np
+import torch
 from scipy.fft import rfft, rfftfreq
 from skimage.feature import match_template
 
@@ -36,12 +17,10 @@ PULSE_TIMES = (0.90, 0.93, 0.96)   # the article's three Lorentzian pulses of s_
 PULSE_HALF_WIDTH = 0.01            # ... with half-width 0.01 of the cycle
 APPROACH_T, CULMINATION_T = 0.1, 0.88
 DIP_THRESHOLD = 0.02               # the least drop of likeness that counts as a visible pulse
-NEAREST_MARGIN = DIP_THRESHOLD     # ... and the least lead over the next picture that makes one picture the nearest:
-                                   # below it the frames are as like one picture as another (a tie, reported as None)
+NEAREST_MARGIN = DIP_THRESHOLD     # ... and the least lead over the next picture that is not a tie (None)
 SPAN_MARGIN = 0.06                 # the cap is searched this far (a fraction of the width) beyond the pictures' span
-
-
 DISTINCT_RANGE = 0.1               # a pixel is distinctive when the pictures' values there span more than this
+DRAWN_TOLERANCE = 0.03             # the drawn pictures, if the mean absolute difference from them is below this
 
 
 def distinctive_pixels(pictures: np.ndarray) -> np.ndarray:
@@ -50,8 +29,7 @@ def distinctive_pixels(pictures: np.ndarray) -> np.ndarray:
 
 
 def likeness(frame: np.ndarray, pictures: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
-    """Pearson correlation of one (H, W, 3) frame with each of (K, H, W, 3) pictures, over all pixels
-    or over the (H, W) `mask`'s."""
+    """Pearson correlation of an (H, W, 3) frame with each of (K, H, W, 3) pictures, over `mask` if given."""
     if mask is not None:
         frame, pictures = frame[mask], pictures[:, mask]
     centred = frame.reshape(-1) - frame.mean()
@@ -69,13 +47,8 @@ def shrink(frame: np.ndarray, factor: int) -> np.ndarray:
     return frame[:height, :width].reshape(height // factor, factor, width // factor, factor, -1).mean(axis=(1, 3))
 
 
-DRAWN_TOLERANCE = 0.03             # pictures whose mean absolute difference from the drawn ones is below this are those
-
-
 def bare_table_likeness(pictures: np.ndarray) -> dict | None:
-    """The likeness to each picture (whole frame, and where the pictures differ) of the drawn bare
-    table, without pen and cap: what a frame that shows neither scores. None unless `pictures`
-    ((K, H, W, 3) floats in [0, 1]) are the project's drawn ones (JPEG-compressed, resized)."""
+    """What a frame without pen and cap scores (the drawn bare table), or None for pictures not drawn here."""
     height, width = pictures.shape[1:3]
     if len(pictures) != 3:
         return None
@@ -91,8 +64,7 @@ class CapLocator:
     """Where the cap's open end is in a frame (a fraction of the width), by template matching."""
 
     MIN_SCORE = 0.6   # a peak correlation below this in a picture: the template is not that cap
-    MAX_WIDTH = 160   # frames are shrunk by a whole factor to at most this width first: the match costs
-                      # ~10 ms there, ~0.2 s at 640 wide, and the parabola keeps sub-pixel precision
+    MAX_WIDTH = 160   # frames are block-averaged to at most this width: ~10 ms a match instead of ~0.2 s
 
     def __init__(self, pictures: np.ndarray):
         """`pictures`: (K, H, W, 3) floats in [0, 1], the date's pictures at the frames' size."""
@@ -114,11 +86,10 @@ class CapLocator:
         margin = SPAN_MARGIN * width
         self.span = (max(0, int(min(self.picture_positions) * width - margin)),
                      min(width, int(max(self.picture_positions) * width + margin) + self.template.shape[1]))
-        self.reason = ""
-        weakest = min(score for _, score in (found[0], found[-1]))
-        if weakest < self.MIN_SCORE:
-            self.reason = (f"the drawn cap's template is not found in these pictures (best correlation "
-                           f"{weakest:.2f} < {self.MIN_SCORE}): the date track has the likeness only, no cap position")
+        weakest = min(found[0][1], found[-1][1])
+        self.reason = "" if weakest >= self.MIN_SCORE else (
+            f"the drawn cap's template is not found in these pictures (best correlation {weakest:.2f} < "
+            f"{self.MIN_SCORE}): the date track has the likeness only, no cap position")
 
     @property
     def available(self) -> bool:
@@ -141,17 +112,13 @@ class CapLocator:
 
 
 class DateTrack:
-    """Per frame: likeness to each picture, the cap's position and its match score; saved in the
-    date's checkpoint, so a resumed date continues the same track."""
+    """Per frame: likeness to each picture, the cap's position and match score; in the date's checkpoint."""
 
     def __init__(self, pictures: np.ndarray):
         self.pictures = pictures
         self.locator = CapLocator(pictures)
         self.mask = distinctive_pixels(pictures)
-        self.likeness: list[list[float]] = []
-        self.distinctive: list[list[float]] = []
-        self.cap: list[float] = []
-        self.cap_score: list[float] = []
+        self.likeness, self.distinctive, self.cap, self.cap_score = [], [], [], []
 
     def add(self, frame: np.ndarray) -> None:
         self.likeness.append(likeness(frame, self.pictures).tolist())
@@ -161,8 +128,6 @@ class DateTrack:
         self.cap_score.append(score)
 
     def state(self) -> dict:
-        import torch
-
         shape = (-1, len(self.pictures))
         return {"likeness": torch.tensor(self.likeness, dtype=torch.float64).reshape(shape),
                 "distinctive": torch.tensor(self.distinctive, dtype=torch.float64).reshape(shape),
@@ -188,8 +153,7 @@ def phase_masks(iterations: int, cycle: int, switch: int) -> dict[str, np.ndarra
 
 
 def dominant_period(track: np.ndarray) -> tuple[float, float]:
-    """(period in iterations, amplitude) of the strongest oscillation of a track, from its
-    spectrum after removing a straight line (the slow drift is not a rhythm)."""
+    """(period, amplitude) of a track's strongest oscillation once the straight-line drift is removed."""
     finite = np.isfinite(track)
     if finite.sum() < 8:
         return float("nan"), float("nan")
@@ -203,24 +167,19 @@ def dominant_period(track: np.ndarray) -> tuple[float, float]:
 
 
 def nearest(distinct: np.ndarray, similar: np.ndarray) -> dict:
-    """What a set of frames shows, from their (N, K) distinctive and whole-frame likeness:
-    `nearest_picture` (1-based) by the mean distinctive likeness, or None when it leads the next
-    picture by less than NEAREST_MARGIN (a tie: no picture is visibly nearer); `nearest_lead`, that
-    lead; `frames_nearest`, how many frames are nearest each picture (frame by frame, same measure);
-    and the mean likeness to each picture, distinctive and whole frame."""
+    """What frames show: the nearest picture (None: a lead under NEAREST_MARGIN), its lead, the frames
+    nearest each picture, the mean likenesses."""
     means = distinct.mean(axis=0)
     order = np.argsort(means)[::-1]
     lead = float(means[order[0]] - means[order[1]]) if len(means) > 1 else float("inf")
-    return {"nearest_picture": int(order[0]) + 1 if lead >= NEAREST_MARGIN else None,
-            "nearest_lead": round(lead, 4),
+    return {"nearest_picture": int(order[0]) + 1 if lead >= NEAREST_MARGIN else None, "nearest_lead": round(lead, 4),
             "frames_nearest": np.bincount(distinct.argmax(axis=1), minlength=distinct.shape[1]).tolist(),
             "distinctive_likeness": [round(float(v), 4) for v in means],
             "likeness": [round(float(v), 4) for v in similar.mean(axis=0)]}
 
 
 def culmination_parts(iterations: int, cycle: int, switch: int) -> dict[str, np.ndarray]:
-    """The culmination's frames (first cycle and any later ones) split into "before_pulses",
-    "at_pulses" (within PULSE_HALF_WIDTH of a pulse's centre), "between_pulses" and "after_pulses"."""
+    """The culmination's frames split into before, at (within PULSE_HALF_WIDTH), between and after the pulses."""
     culmination = phase_masks(iterations, cycle, switch)["culmination"]
     t = (np.arange(iterations) % cycle + 1) / cycle
     at = np.zeros(iterations, dtype=bool)
@@ -233,13 +192,7 @@ def culmination_parts(iterations: int, cycle: int, switch: int) -> dict[str, np.
 
 
 def summarise(track: DateTrack, cycle: int, switch: int, width: int) -> dict:
-    """Per phase: what its frames show (`nearest`: the nearest picture or None for a tie, its lead,
-    the frames nearest each picture, the mean likeness to each picture, whole frame and
-    distinctive pixels), the cap's mean position (fraction of the width) and its mean movement per
-    iteration (pixels of the frame); the same for the culmination's parts (before, at, between and
-    after the pulses); the plateau's rhythm; and the culmination's dips of likeness at each of the
-    three pulses. `cap_match` is the mean peak correlation of the cap's template: near 1 the frames
-    show a clear cap, lower the position is a guess."""
+    """Per phase and culmination part what the frames show and where the cap is; the rhythm; the dips."""
     similar, distinct = np.asarray(track.likeness), np.asarray(track.distinctive)
     cap = np.asarray(track.cap)
     phases = {}
@@ -268,11 +221,8 @@ def summarise(track: DateTrack, cycle: int, switch: int, width: int) -> dict:
 
 
 def culmination_dips(similar: np.ndarray, cycle: int, switch: int) -> tuple[list[dict], float]:
-    """For each pulse of the first cycle: the lowest likeness to the last picture within one
-    half-width of its peak, its "dip" below the plateau's mean, and its "recovery": how much higher
-    the likeness is, at best, in the gaps half-way to the neighbouring pulses. A pulse is visible
-    when its dip exceeds DIP_THRESHOLD and three times the plateau's own standard deviation, and
-    the frames recover by DIP_THRESHOLD on both sides (three pulses, not one long break)."""
+    """Per pulse of the first cycle: the likeness to the last picture's dip below the plateau's mean and
+    its recovery half-way to the neighbours; visible when both are large enough (three pulses, not one break)."""
     masks = phase_masks(min(len(similar), cycle), cycle, switch)
     if not masks["plateau"].any():
         return [], float("nan")

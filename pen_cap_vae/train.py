@@ -2,12 +2,8 @@
 
 Run: python -m pen_cap_vae.train [--quick] [--set STEPS=5000] [--fresh]
 
-The article gives the architecture and the loss but not the optimiser, learning rate or number of
-steps; the choices below are ours (Adam at 5e-4 with a cosine decay, gradient clipping against loss
-spikes, the whole batch of pictures every step). Rerunning resumes from the checkpoint (the same
-architecture and pictures; the random generators too, so a resumed run gives the numbers of an
-uninterrupted one); Ctrl+C saves and stops; a NaN/inf loss stops with the last good checkpoint kept.
-"""
+The optimiser, its schedule and the number of steps are ours (the article gives none). Rerunning resumes
+(with the random generators: the uninterrupted numbers); Ctrl+C saves; a NaN loss keeps the last good checkpoint."""
 
 from __future__ import annotations
 
@@ -21,10 +17,11 @@ from PIL import Image
 from tqdm import tqdm
 
 from lab import LabError, exit_on_lab_error, start_run
-from lab.checkpoint import InterruptGuard, fingerprint_files, load_checkpoint, resume, save_checkpoint
+from lab.checkpoint import InterruptGuard, load_checkpoint, resume, save_checkpoint
+from lab.constants import settings_from
 from lab.plots import save_figure
 from lab.schedules import cosine_factor
-from pen_cap_vae.data import load_pictures, to_uint8_image
+from pen_cap_vae.data import load_pictures
 from pen_cap_vae.model import VAE_CHECKPOINT_NAME, VAESettings, output_variance, psnr, vae_step
 
 # -----------------------------------------------------------------------------
@@ -60,11 +57,6 @@ ARCHITECTURE = ["IMAGE_HEIGHT", "IMAGE_WIDTH", "PATCH", "LAYERS", "CHANNELS", "C
 RECONSTRUCTION_GOAL_DB = 28.0  # the bar for "a person sees the pen and the cap"
 
 
-def settings_from(cfg) -> VAESettings:
-    return VAESettings(cfg.IMAGE_HEIGHT, cfg.IMAGE_WIDTH, cfg.PATCH, cfg.LAYERS, cfg.CHANNELS, cfg.CODE_CHANNELS,
-                       cfg.SIGMA_MODE)
-
-
 def check_constants(cfg) -> None:
     if cfg.SIGMA_MODE not in ("learned", "optimal"):
         raise LabError(f"SIGMA_MODE must be 'learned' or 'optimal', got {cfg.SIGMA_MODE!r}")
@@ -75,20 +67,17 @@ def check_constants(cfg) -> None:
 class Training:
     """The model, its optimiser and the history a checkpoint carries."""
 
-    def __init__(self, run, cfg, pictures: torch.Tensor):
-        self.settings = settings_from(cfg)
+    def __init__(self, run, cfg, settings: VAESettings, pictures: torch.Tensor):
+        self.settings = settings
         self.model = self.settings.build().to(run.device)
         self.pictures = pictures
         if cfg.CHANNELS_LAST:
             self.model = self.model.to(memory_format=torch.channels_last)
             self.pictures = pictures.contiguous(memory_format=torch.channels_last)
         networks = [p for name, p in self.model.named_parameters() if name != "sigma"]
-        self.optimizer = torch.optim.Adam([{"params": networks},
-                                           {"params": [self.model.sigma], "lr": cfg.SIGMA_LEARNING_RATE}],
-                                          lr=cfg.LEARNING_RATE)
-        self.losses: list[float] = []
-        self.gradient_norms: list[float] = []
-        self.step = 0
+        groups = [{"params": networks}, {"params": [self.model.sigma], "lr": cfg.SIGMA_LEARNING_RATE}]
+        self.optimizer = torch.optim.Adam(groups, lr=cfg.LEARNING_RATE)
+        self.losses, self.gradient_norms, self.step = [], [], 0
 
     def load(self, state: dict, step: int) -> None:
         self.model.load_state_dict(state["model"])
@@ -100,13 +89,6 @@ class Training:
         return {"model": self.model.state_dict(), "optimizer": self.optimizer.state_dict(),
                 "settings": asdict(self.settings), "losses": self.losses, "gradient_norms": self.gradient_norms,
                 **meta}
-
-
-def load_data(run, cfg):
-    """The pictures on the run's device, their paths, and a fingerprint of the files (resume checks it)."""
-    pictures, paths = load_pictures(cfg.PICTURES_DIR, cfg.IMAGE_HEIGHT, cfg.IMAGE_WIDTH, cfg.PATCH)
-    print(f"training on {len(paths)} pictures: {', '.join(p.name for p in paths)}")
-    return pictures.to(run.device), paths, fingerprint_files(paths)
 
 
 def train(run, cfg, training: Training, ckpt) -> bool:
@@ -143,20 +125,12 @@ def train(run, cfg, training: Training, ckpt) -> bool:
 
 def plot_losses(path, losses: list[float], pixels: int) -> None:
     fig, ax = plt.subplots(figsize=(7, 4))
-    steps = np.arange(1, len(losses) + 1)
-    ax.plot(steps, np.asarray(losses) / pixels, lw=1)
+    ax.plot(np.arange(1, len(losses) + 1), np.asarray(losses) / pixels, lw=1)
     ax.set_xlabel("step")
     ax.set_ylabel("sigma-VAE loss per picture element")
     ax.set_title("VAE training loss (lower is better; it may go negative as sigma shrinks)")
     ax.grid(alpha=0.3)
     save_figure(fig, path, dpi=100)
-
-
-def save_reconstructions(path, pictures: torch.Tensor, reconstructions: torch.Tensor) -> None:
-    """Originals in the top row, reconstructions below."""
-    top = np.concatenate([to_uint8_image(p) for p in pictures], axis=1)
-    bottom = np.concatenate([to_uint8_image(p) for p in reconstructions], axis=1)
-    Image.fromarray(np.concatenate([top, bottom], axis=0)).save(path)
 
 
 def report(run, training: Training, paths, interrupted: bool) -> None:
@@ -165,7 +139,9 @@ def report(run, training: Training, paths, interrupted: bool) -> None:
     with torch.no_grad():
         reconstructions = model(pictures).clamp(0.0, 1.0)
     scores = {p.name: round(psnr(pictures[i], reconstructions[i]), 2) for i, p in enumerate(paths)}
-    save_reconstructions(run.path("reconstructions.png"), pictures.cpu(), reconstructions.cpu())
+    grid = torch.cat([torch.cat(list(batch), dim=2) for batch in (pictures, reconstructions)], dim=1).clamp(0.0, 1.0)
+    image = (grid.permute(1, 2, 0).cpu().numpy() * 255.0 + 0.5).astype(np.uint8)  # originals above
+    Image.fromarray(image).save(run.path("reconstructions.png"))
     run.add_artifact(run.path("reconstructions.png"), "originals (top) and the VAE's reconstructions (bottom)")
     pixels = pictures[0].numel()
     if training.losses:
@@ -188,8 +164,10 @@ def main(argv=None):
     run = start_run("pen_cap_vae", globals(), argv, framework="torch", checkpoints=True)
     cfg = run.cfg
     check_constants(cfg)
-    pictures, paths, fingerprint = load_data(run, cfg)
-    training = Training(run, cfg, pictures)
+    settings = settings_from(VAESettings, cfg)
+    pictures, paths, fingerprint = load_pictures(cfg.PICTURES_DIR, settings, run.device)
+    print(f"training on {len(paths)} pictures: {', '.join(p.name for p in paths)}")
+    training = Training(run, cfg, settings, pictures)
     ckpt = resume(run, VAE_CHECKPOINT_NAME, architecture=ARCHITECTURE, steps=cfg.STEPS, data=fingerprint,
                   map_location=run.device)
     if ckpt.state is not None:

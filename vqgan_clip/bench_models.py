@@ -1,10 +1,6 @@
-"""Random-weight models of the official sizes, and the timing of one loop, for bench.py.
-
-The VQGAN is the f16_16384 architecture from its model.yaml values (vqgan.py); CLIP is a ViT-B/32
-image tower of OpenAI's sizes (224 px, patches of 32, width 768, 12 layers, 12 heads, QuickGELU,
-512-d output) written here in plain torch, so the benchmark needs neither open_clip nor any
-weights file, and runs on a machine with nothing but torch. Speed and memory do not depend on
-the weight values.
+"""Random-weight models of the official sizes, and the timing of one loop, for bench.py: the f16_16384
+VQGAN (vqgan.py) and OpenAI's ViT-B/32 image tower in plain torch, so the benchmark needs neither
+open_clip nor weights files (speed and memory do not depend on the weight values).
 """
 
 from __future__ import annotations

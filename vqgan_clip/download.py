@@ -1,19 +1,11 @@
 """Fetch the official VQGAN and CLIP files into data/checkpoints/. Run: python -m vqgan_clip.download NAME [NAME ...]
 
 Nothing in this project downloads anything unless you run this command. NAME is one of SOURCES:
-
-- vqgan_imagenet_f16_1024, vqgan_imagenet_f16_16384, vqgan_gumbel_f8_8192: the VQGANs of the
-  taming-transformers README ("Overview of pretrained models") whose target is
-  taming.models.vqgan.VQModel or GumbelVQ, from CompVis' heibox links (the same URLs as
-  nerdyrodent/VQGAN-CLIP's download_models.sh): <name>.yaml and <name>.ckpt (about 1 GB, 1 GB, 0.4 GB).
-  The OpenImages f=8 VQGANs of the same table are latent-diffusion models (another target) and not here.
-- ViT-B-32, ViT-B-16: OpenAI's CLIP (clip/clip.py's _MODELS), checked against the SHA-256 in its URL
-  and converted once into ViT-B-32.state_dict.pt / ViT-B-16.state_dict.pt (the CLIP_WEIGHTS files).
-
-Each file is fetched with a progress bar into <file>.part; an interrupted transfer is resumed
-from where it stopped the next time (an HTTP Range request), and the file is checked: its size
-against the size the server announced, the SHA-256 where one is published, and a VQGAN
-checkpoint by reading it. Offline, it stops at once and names the URL to fetch by hand.
+the taming-transformers VQGANs (CompVis' heibox links, as nerdyrodent/VQGAN-CLIP's
+download_models.sh: <name>.yaml and <name>.ckpt, 0.4-1 GB), or OpenAI's CLIP ViT-B-32 / ViT-B-16
+(clip/clip.py's _MODELS, checked against the SHA-256 in the URL, converted once into
+<name>.state_dict.pt). A transfer goes to <file>.part and resumes there (HTTP Range); the file is
+checked by size, SHA-256 where published, and a VQGAN by reading it. Offline, it names the URL.
 """
 
 from __future__ import annotations

@@ -25,23 +25,16 @@ from lab.paths import data_root
 
 _HEIBOX = "https://heibox.uni-heidelberg.de/d/{key}/files/?p=%2F{path}&dl=1"
 _OPENAI = "https://openaipublic.azureedge.net/clip/models/{sha}/{name}.pt"
+_VQGAN_KEYS = {"vqgan_imagenet_f16_1024": "8088892a516d4e3baf92", "vqgan_imagenet_f16_16384": "a7530b09fed84f80a887",
+               "vqgan_gumbel_f8_8192": "2e5662443a6b4307b470"}
+_CLIP_SHA256 = {"ViT-B-32": "40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af",
+                "ViT-B-16": "5806e77cd80f8b59890b7e101eabd078d9fb84e6937f9e85e4ecb61988df416f"}
 # name -> [(file name in data/checkpoints, URL, SHA-256 or "")]
 SOURCES: dict[str, list[tuple[str, str, str]]] = {
-    "vqgan_imagenet_f16_1024": [
-        ("vqgan_imagenet_f16_1024.yaml", _HEIBOX.format(key="8088892a516d4e3baf92", path="configs%2Fmodel.yaml"), ""),
-        ("vqgan_imagenet_f16_1024.ckpt", _HEIBOX.format(key="8088892a516d4e3baf92", path="ckpts%2Flast.ckpt"), "")],
-    "vqgan_imagenet_f16_16384": [
-        ("vqgan_imagenet_f16_16384.yaml", _HEIBOX.format(key="a7530b09fed84f80a887", path="configs%2Fmodel.yaml"), ""),
-        ("vqgan_imagenet_f16_16384.ckpt", _HEIBOX.format(key="a7530b09fed84f80a887", path="ckpts%2Flast.ckpt"), "")],
-    "vqgan_gumbel_f8_8192": [
-        ("vqgan_gumbel_f8_8192.yaml", _HEIBOX.format(key="2e5662443a6b4307b470", path="configs%2Fmodel.yaml"), ""),
-        ("vqgan_gumbel_f8_8192.ckpt", _HEIBOX.format(key="2e5662443a6b4307b470", path="ckpts%2Flast.ckpt"), "")],
-    "ViT-B-32": [("ViT-B-32.pt", _OPENAI.format(
-        sha="40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af", name="ViT-B-32"),
-        "40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af")],
-    "ViT-B-16": [("ViT-B-16.pt", _OPENAI.format(
-        sha="5806e77cd80f8b59890b7e101eabd078d9fb84e6937f9e85e4ecb61988df416f", name="ViT-B-16"),
-        "5806e77cd80f8b59890b7e101eabd078d9fb84e6937f9e85e4ecb61988df416f")],
+    **{name: [(f"{name}.yaml", _HEIBOX.format(key=key, path="configs%2Fmodel.yaml"), ""),
+              (f"{name}.ckpt", _HEIBOX.format(key=key, path="ckpts%2Flast.ckpt"), "")]
+       for name, key in _VQGAN_KEYS.items()},
+    **{name: [(f"{name}.pt", _OPENAI.format(sha=sha, name=name), sha)] for name, sha in _CLIP_SHA256.items()},
 }
 CHUNK = 1 << 20
 TIMEOUT_S = 30

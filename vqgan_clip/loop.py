@@ -29,6 +29,7 @@ from tqdm import tqdm
 from lab import LabError
 from lab.images import read_rgb
 from lab.paths import REPO_ROOT
+from vqgan_clip.clip_model import clip_input_size
 
 _URL_MARK = "\x00URL\x00"
 STORY_SEPARATOR = "^"
@@ -533,16 +534,12 @@ def check_settings(settings: LoopSettings) -> None:
     problems = []
     if settings.max_iterations != -1 and settings.max_iterations < 1:
         problems.append(f"max_iterations={settings.max_iterations} must be -1 (until Ctrl+C) or > 0")
-    for name in ("cutn", "display_frequency"):
-        if getattr(settings, name) < 1:
-            problems.append(f"{name}={getattr(settings, name)} must be > 0")
-    for name in ("prompt_frequency", "zoom_every"):
-        if getattr(settings, name) < 0:
-            problems.append(f"{name}={getattr(settings, name)} must be >= 0")
-    for name in ("step_size", "cut_pow", "zoom_scale"):
-        value = getattr(settings, name)
-        if not math.isfinite(value) or value <= 0:
-            problems.append(f"{name}={value} must be a finite number > 0")
+    values = {name: getattr(settings, name) for name in ("cutn", "display_frequency", "prompt_frequency",
+                                                         "zoom_every", "step_size", "cut_pow", "zoom_scale")}
+    problems += [f"{name}={values[name]} must be > 0" for name in ("cutn", "display_frequency") if values[name] < 1]
+    problems += [f"{name}={values[name]} must be >= 0" for name in ("prompt_frequency", "zoom_every") if values[name] < 0]
+    problems += [f"{name}={values[name]} must be a finite number > 0" for name in ("step_size", "cut_pow", "zoom_scale")
+                 if not math.isfinite(values[name]) or values[name] <= 0]
     if not math.isfinite(settings.init_weight):
         problems.append(f"init_weight={settings.init_weight} must be finite")
     if settings.cut_method not in CUT_METHODS:
@@ -582,8 +579,6 @@ def generate(settings: LoopSettings, vqgan, clip, *, device: str | torch.device 
     clip_model, _, mean, std = clip
     factor = vqgan.downsampling_factor
     width, height = round_size(settings.width, settings.height, factor, notify=progress)
-    from vqgan_clip.clip_model import clip_input_size
-
     cut_size = clip_input_size(clip_model)
     mean_t = torch.tensor(mean, device=device).view(1, 3, 1, 1)
     std_t = torch.tensor(std, device=device).view(1, 3, 1, 1)

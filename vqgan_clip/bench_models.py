@@ -91,11 +91,6 @@ def build_models(device: str, seed: int = 0):
     return vqgan, (clip_model, _NoTokenizer(), OPENAI_MEAN, OPENAI_STD)
 
 
-def _synchronize(device: str) -> None:
-    if str(device).startswith("cuda"):
-        torch.cuda.synchronize()
-
-
 def time_loop(kind: str, vqgan, clip, size: int, cutn: int, iterations: int, warmup: int, device: str,
               bf16: bool, cut_method: str = "updated") -> list[float]:
     """Seconds of each timed iteration of our loop (loop.generate) or the reference's (reference.py)."""
@@ -138,7 +133,8 @@ def time_loop(kind: str, vqgan, clip, size: int, cutn: int, iterations: int, war
             loss = reference.reference_step(vqgan, clip_model, z, optimizer, targets, mean_t, std_t,
                                             clip_model.visual.image_size, cutn, z_min, z_max)
             float(loss.detach())
-            _synchronize(device)
+            if str(device).startswith("cuda"):
+                torch.cuda.synchronize()
             if index >= warmup:
                 times.append(time.perf_counter() - started)
     return times

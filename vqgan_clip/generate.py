@@ -114,14 +114,6 @@ def folder_name(cfg) -> str:
     raise AssertionError("unreachable")
 
 
-def save_png_with_metadata(image: np.ndarray, path: Path, metadata: dict[str, str]) -> Path:
-    info = PngImagePlugin.PngInfo()
-    for key, value in metadata.items():
-        info.add_text(key, str(value))
-    Image.fromarray(image).save(path, pnginfo=info)
-    return path
-
-
 def generate_one(run, vqgan, clip, prompts: str, folder: Path, step_offset: int) -> loop.GenerationResult:
     """One run of the loop into `folder`: frames, final.png with its metadata, progress.mp4, losses.png."""
     from lab.media import write_video
@@ -142,7 +134,10 @@ def generate_one(run, vqgan, clip, prompts: str, folder: Path, step_offset: int)
     metadata = {"prompts": prompts, "target_images": cfg.TARGET_IMAGES, "seed": run.seed, "model": cfg.MODEL,
                 "iterations": result.iterations, "initial_image": cfg.INITIAL_IMAGE, "cut_method": cfg.CUT_METHOD,
                 "repeat": f"python -m vqgan_clip.generate --set SEED={run.seed} --set PROMPTS='{prompts}'"}
-    save_png_with_metadata(result.image, folder / "final.png", metadata)
+    info = PngImagePlugin.PngInfo()
+    for key, value in metadata.items():
+        info.add_text(key, str(value))
+    Image.fromarray(result.image).save(folder / "final.png", pnginfo=info)
     result.frames = frames
     result.video_frames = write_video(frames, folder / "progress.mp4", fps=cfg.VIDEO_FPS)
     if result.total_losses:
@@ -197,12 +192,6 @@ def report(run, lines: list[str], results: list[loop.GenerationResult], folders:
     run.finish(metrics, status="interrupted" if any(r.interrupted for r in results) else "complete")
 
 
-def remove_if_empty(folder: Path) -> None:
-    """A run that fails before it wrote anything leaves no empty folder behind."""
-    if folder.is_dir() and not any(folder.iterdir()):
-        shutil.rmtree(folder, ignore_errors=True)
-
-
 @exit_on_lab_error
 def main(argv=None):
     run = start_run("vqgan_clip", globals(), argv, framework="torch", subdir=folder_name)
@@ -227,8 +216,9 @@ def main(argv=None):
                 lines = lines[:number + 1]
                 break
         report(run, lines, results, folders, files, time.time() - started)
-    except BaseException:
-        remove_if_empty(run.out_dir)
+    except BaseException:  # a run that fails before it wrote anything leaves no empty folder behind
+        if run.out_dir.is_dir() and not any(run.out_dir.iterdir()):
+            shutil.rmtree(run.out_dir, ignore_errors=True)
         raise
     return results[0] if len(results) == 1 else results
 

@@ -210,14 +210,11 @@ class Decoder(nn.Module):
 
 
 class VectorQuantizer(nn.Module):
-    """The codebook: each latent vector is replaced by its nearest code (Euclidean distance).
+    """The codebook: each latent vector replaced by its nearest code, the gradient passed straight through.
 
-    Training signal (VQ-VAE, van den Oord et al. 2017, eq. 3): a codebook term ||sg[z] - e||^2 that
-    moves codes towards encoder outputs and a commitment term ||z - sg[e]||^2 that keeps the encoder
-    close to its codes; the straight-through estimator z + sg[z_q - z] passes the decoder's gradient
-    to the encoder unchanged. taming's VQModel trains with its VectorQuantizer2(legacy=True), whose
-    loss is commitment + beta * codebook (beta on the codebook term, the reverse of the paper);
-    legacy=False gives the paper's codebook + beta * commitment.
+    VQ-VAE's loss (van den Oord et al. 2017, eq. 3): codebook ||sg[z] - e||^2 and commitment ||z - sg[e]||^2.
+    taming's VQModel trains with VectorQuantizer2(legacy=True): commitment + beta * codebook (beta on
+    the codebook term, the reverse of the paper); legacy=False gives the paper's codebook + beta * commitment.
     """
 
     def __init__(self, n_embed: int, embed_dim: int, beta: float = 0.25, legacy: bool = True):

@@ -40,9 +40,7 @@ def run_all(run) -> list[dict]:
     cfg = run.cfg
     device = run.device
     precisions = [False] + ([True] if device.startswith("cuda") and cfg.MIXED_PRECISION != "off" else [])
-    models = None
-    if device.startswith("cuda"):
-        models = build_models(device)
+    models = build_models(device) if device.startswith("cuda") else None
     results, started = [], time.time()
     for bf16 in precisions:
         for size in cfg.SIZES:

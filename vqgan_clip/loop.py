@@ -567,12 +567,9 @@ def _encode_image(vqgan, image: Image.Image, device) -> torch.Tensor:
 
 def generate(settings: LoopSettings, vqgan, clip, *, device: str | torch.device = "cpu", on_display=None,
              guard=None, progress: bool = True, on_step=None) -> GenerationResult:
-    """Run the VQGAN+CLIP loop; returns the final image and the losses per iteration.
-
-    clip is load_clip()'s (model, tokenizer, mean, std). on_display(iteration, image_uint8) is called
-    every display_frequency iterations and at the end; on_step(iteration, total_loss) after each
-    step; guard.requested (an InterruptGuard) stops the loop early. The same seed gives the same image.
-    """
+    """Run the loop. clip is load_clip()'s (model, tokenizer, mean, std); on_display(iteration, image_uint8)
+    every display_frequency iterations and at the end; on_step(iteration, total_loss) after each step;
+    guard.requested (an InterruptGuard) stops early. The same seed gives the same image."""
     check_settings(settings)
     story = parse_story(settings.prompts)
     image_prompts = parse_prompts(settings.target_images, "target image")

@@ -129,14 +129,14 @@ def test_trainers_refuse_bad_settings(lab_outputs, capsys):
 
 
 def test_evaluation_prompts_cover_the_world():
-    from vqgan_clip import evaluate
+    from vqgan_clip import evaluate, evaluate_cell
 
     items = evaluate.evaluation_prompts(20)
     assert {i["colour"] for i in items} == set(world.COLOUR_NAMES)
     assert {i["shape"] for i in items} == set(world.SHAPES)
     assert all(i["colour"] != i["background"] for i in items)
     assert any(i["held_out_pair"] for i in items)
-    contrasts = evaluate.contrasting_captions(items[0])
+    contrasts = evaluate_cell.contrasting_captions(items[0])
     assert items[0]["prompt"] not in contrasts and len(contrasts) == len(set(contrasts)) == 6 + 4 + 6
 
 
@@ -144,7 +144,7 @@ def test_evaluation_prompts_cover_the_world():
 def test_shipped_models_fit_budget_and_raise_prompt_similarity_within_30_iterations():
     import torch
 
-    from vqgan_clip import evaluate, loop
+    from vqgan_clip import evaluate, evaluate_cell, loop
     from vqgan_clip.models import load_models
 
     total_mb = sum(p.stat().st_size for p in SHIPPED.iterdir() if p.is_file()) / 1e6
@@ -158,7 +158,7 @@ def test_shipped_models_fit_budget_and_raise_prompt_similarity_within_30_iterati
                                  display_frequency=100)
     result = loop.generate(settings, vqgan, clip, progress=False,
                            on_display=lambda i, image: frames.setdefault(i, image))
-    similarity = evaluate.clip_similarities(clip, [frames[0], result.image], [item["prompt"]], "cpu")
+    similarity = evaluate_cell.clip_similarities(clip, [frames[0], result.image], [item["prompt"]], "cpu")
     assert similarity[1, 0] > similarity[0, 0] + 0.05
 
 

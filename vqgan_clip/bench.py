@@ -1,13 +1,10 @@
 """Speed and memory of the VQGAN+CLIP loop, ours against the reference's. Run: python -m vqgan_clip.bench [--quick]
 
-The official f16_16384 VQGAN architecture and a ViT-B/32-sized CLIP image tower, with random
-weights (bench_models.py: plain torch, no weights file and no open_clip needed), at each image
-size and cutout count below: iterations per second and peak memory of our loop (loop.generate)
-and of the reference loop restated in reference.py, on the same weights, in float32 and, on a GPU,
-with bfloat16 autocast. On a GPU everything runs in this process (peak VRAM is torch's
-max_memory_allocated, reset per configuration); on the CPU each configuration runs in a fresh
-process of its own (bench_models.measure_in_fresh_process) so its peak resident memory (RSS) is its own. Prints a markdown table, writes it to
-bench.md (or TABLE) and the figures to bench.json. The GPU run: vqgan_clip/gpu_bench.sh OUTDIR.
+Iterations per second and peak memory of our loop (loop.generate) and the reference's (reference.py)
+on the same random-weight f16_16384 VQGAN and ViT-B/32-sized CLIP (bench_models.py), per image size
+and CUTN, in float32 and on a GPU also bf16 autocast. On the CPU each configuration runs in a
+fresh process, so its peak RSS is its own. Writes bench.md (or TABLE) and bench.json; the GPU run:
+vqgan_clip/gpu_bench.sh OUTDIR.
 """
 
 from __future__ import annotations
@@ -43,9 +40,7 @@ def run_all(run) -> list[dict]:
     cfg = run.cfg
     device = run.device
     precisions = [False] + ([True] if device.startswith("cuda") and cfg.MIXED_PRECISION != "off" else [])
-    models = None
-    if device.startswith("cuda"):
-        models = build_models(device)
+    models = build_models(device) if device.startswith("cuda") else None
     results, started = [], time.time()
     for bf16 in precisions:
         for size in cfg.SIZES:

@@ -1,10 +1,6 @@
-"""Random-weight models of the official sizes, and the timing of one loop, for bench.py.
-
-The VQGAN is the f16_16384 architecture from its model.yaml values (vqgan.py); CLIP is a ViT-B/32
-image tower of OpenAI's sizes (224 px, patches of 32, width 768, 12 layers, 12 heads, QuickGELU,
-512-d output) written here in plain torch, so the benchmark needs neither open_clip nor any
-weights file, and runs on a machine with nothing but torch. Speed and memory do not depend on
-the weight values.
+"""Random-weight models of the official sizes, and the timing of one loop, for bench.py: the f16_16384
+VQGAN (vqgan.py) and OpenAI's ViT-B/32 image tower in plain torch, so the benchmark needs neither
+open_clip nor weights files (speed and memory do not depend on the weight values).
 """
 
 from __future__ import annotations
@@ -95,11 +91,6 @@ def build_models(device: str, seed: int = 0):
     return vqgan, (clip_model, _NoTokenizer(), OPENAI_MEAN, OPENAI_STD)
 
 
-def _synchronize(device: str) -> None:
-    if str(device).startswith("cuda"):
-        torch.cuda.synchronize()
-
-
 def time_loop(kind: str, vqgan, clip, size: int, cutn: int, iterations: int, warmup: int, device: str,
               bf16: bool, cut_method: str = "updated") -> list[float]:
     """Seconds of each timed iteration of our loop (loop.generate) or the reference's (reference.py)."""
@@ -142,7 +133,8 @@ def time_loop(kind: str, vqgan, clip, size: int, cutn: int, iterations: int, war
             loss = reference.reference_step(vqgan, clip_model, z, optimizer, targets, mean_t, std_t,
                                             clip_model.visual.image_size, cutn, z_min, z_max)
             float(loss.detach())
-            _synchronize(device)
+            if str(device).startswith("cuda"):
+                torch.cuda.synchronize()
             if index >= warmup:
                 times.append(time.perf_counter() - started)
     return times

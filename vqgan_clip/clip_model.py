@@ -1,17 +1,9 @@
 """CLIP (Radford et al. 2021) through open_clip, with weights from a local file only.
 
-The article's Colab loads OpenAI's CLIP to score how well the decoded image matches the prompt.
-Here the architecture comes from open_clip - a registered model name such as
-`ViT-B-32-quickgelu` (OpenAI's ViT-B/32 uses QuickGELU) or a JSON open_clip model config (the
-small CLIP trained in this project: data/vqgan_clip_small/clip_config.json) - and the weights
-from a file the user placed on disk:
-
-- an open_clip state_dict (`.bin`, `.pt`, `.pth`) or `.safetensors` (e.g. open_clip_pytorch_model.bin);
-- OpenAI's TorchScript `ViT-B-32.pt`, converted once into a plain state_dict with
-  `python -m vqgan_clip.convert_checkpoint openai-clip data/checkpoints/ViT-B-32.pt`.
-
-`create_model(..., pretrained=None)` is used, so open_clip never tries to download anything;
-the tokenizer (a BPE vocabulary shipped inside the open_clip wheel) works offline.
+The architecture is an open_clip model name (`ViT-B-32-quickgelu` is OpenAI's ViT-B/32) or a JSON
+open_clip config (the small CLIP's clip_config.json); the weights an open_clip state_dict or
+.safetensors on disk (OpenAI's TorchScript ViT-B-32.pt converted once by convert_checkpoint).
+open_clip is called with pretrained=None, so it never downloads; its tokenizer works offline.
 
     model, tokenizer, mean, std = load_clip("ViT-B-32-quickgelu", "data/checkpoints/ViT-B-32.state_dict.pt")
 """
@@ -47,11 +39,8 @@ _REGISTERED: dict[str, str] = {}  # config file content hash -> registered open_
 
 
 def _register_config(model_cfg: dict[str, Any], source: str) -> str:
-    """Register a model config with open_clip under a name derived from its content; returns the name.
-
-    open_clip's registry is keyed by file stem, so the config is written to a private temporary
-    file named after its hash: two different clip_config.json files never shadow each other.
-    """
+    """Register a model config with open_clip under a name from its hash (open_clip's registry is keyed
+    by file stem, so two different clip_config.json files never shadow each other); returns the name."""
     import open_clip
 
     for key in ("embed_dim", "vision_cfg", "text_cfg"):
@@ -93,9 +82,8 @@ def resolve_model_name(model_name_or_config: str | Path | dict) -> tuple[str, di
             raise LabError(f"{name!r} is not an open_clip model name; close ones: {', '.join(close) or 'none'} "
                            "(ViT-B-32-quickgelu matches OpenAI's ViT-B/32), or give a JSON open_clip config path")
         return name, preprocess
-    # open_clip's own local-dir layout nests the model config: {"model_cfg": ..., "preprocess_cfg": ...}.
-    # An optional "preprocess_cfg" (mean, std, ...) sits beside the model config or, in open_clip's
-    # local-dir layout, next to a nested "model_cfg".
+    # An optional "preprocess_cfg" (mean, std) sits beside the model config or, in open_clip's
+    # local-dir layout, beside a nested "model_cfg".
     preprocess = dict(config.get("preprocess_cfg") or {})
     config = config["model_cfg"] if "model_cfg" in config else {k: v for k, v in config.items() if k != "preprocess_cfg"}
     return _register_config(config, source), preprocess
@@ -132,11 +120,8 @@ def read_clip_state_dict(weights_path: Path | str) -> dict[str, torch.Tensor]:
 
 def load_clip(model_name_or_config: str | Path | dict, weights_path: Path | str | None,
               device: str | torch.device = "cpu"):
-    """(model, tokenizer, mean, std): an open_clip CLIP in eval mode without gradients.
-
-    `weights_path` None leaves the weights random (timing benchmarks only). `mean` and `std` are
-    the per-channel normalisation constants open_clip attaches to the model (OpenAI's by default).
-    """
+    """(model, tokenizer, mean, std): an open_clip CLIP in eval mode without gradients; `weights_path`
+    None leaves the weights random. mean, std: the model's normalisation (OpenAI's by default)."""
     import open_clip
 
     name, preprocess = resolve_model_name(model_name_or_config)

@@ -5,12 +5,9 @@
     python -m vqgan_clip.convert_checkpoint vqgan data/checkpoints/vqgan_imagenet_f16_16384.ckpt
         -> data/checkpoints/vqgan_imagenet_f16_16384.pt (only the weights; `loss.` entries dropped)
 
-Both read the files with lab.safe_load, so nothing from them runs: OpenAI's TorchScript archive
-from its pickled module state (never torch.jit.load, which runs the archive's TorchScript code), a
-Lightning checkpoint with its Lightning classes as inert stand-ins (pytorch_lightning is not needed).
-The VQGAN conversion is optional - load_vqgan reads a last.ckpt the same way - but the plain
-state_dict is smaller and loads faster; generate.py picks the .pt when no .ckpt is present.
-(`--trust`, once required here, is still accepted and no longer changes anything.)
+Both read the files with lab.safe_load, so nothing from them runs (never torch.jit.load; Lightning
+classes become inert stand-ins). The VQGAN conversion is optional (load_vqgan reads a last.ckpt the
+same way) but smaller and faster to load; generate.py picks the .pt when no .ckpt is present.
 """
 
 from __future__ import annotations

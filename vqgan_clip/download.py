@@ -1,19 +1,11 @@
 """Fetch the official VQGAN and CLIP files into data/checkpoints/. Run: python -m vqgan_clip.download NAME [NAME ...]
 
 Nothing in this project downloads anything unless you run this command. NAME is one of SOURCES:
-
-- vqgan_imagenet_f16_1024, vqgan_imagenet_f16_16384, vqgan_gumbel_f8_8192: the VQGANs of the
-  taming-transformers README ("Overview of pretrained models") whose target is
-  taming.models.vqgan.VQModel or GumbelVQ, from CompVis' heibox links (the same URLs as
-  nerdyrodent/VQGAN-CLIP's download_models.sh): <name>.yaml and <name>.ckpt (about 1 GB, 1 GB, 0.4 GB).
-  The OpenImages f=8 VQGANs of the same table are latent-diffusion models (another target) and not here.
-- ViT-B-32, ViT-B-16: OpenAI's CLIP (clip/clip.py's _MODELS), checked against the SHA-256 in its URL
-  and converted once into ViT-B-32.state_dict.pt / ViT-B-16.state_dict.pt (the CLIP_WEIGHTS files).
-
-Each file is fetched with a progress bar into <file>.part; an interrupted transfer is resumed
-from where it stopped the next time (an HTTP Range request), and the file is checked: its size
-against the size the server announced, the SHA-256 where one is published, and a VQGAN
-checkpoint by reading it. Offline, it stops at once and names the URL to fetch by hand.
+the taming-transformers VQGANs (CompVis' heibox links, as nerdyrodent/VQGAN-CLIP's
+download_models.sh: <name>.yaml and <name>.ckpt, 0.4-1 GB), or OpenAI's CLIP ViT-B-32 / ViT-B-16
+(clip/clip.py's _MODELS, checked against the SHA-256 in the URL, converted once into
+<name>.state_dict.pt). A transfer goes to <file>.part and resumes there (HTTP Range); the file is
+checked by size, SHA-256 where published, and a VQGAN by reading it. Offline, it names the URL.
 """
 
 from __future__ import annotations
@@ -33,23 +25,16 @@ from lab.paths import data_root
 
 _HEIBOX = "https://heibox.uni-heidelberg.de/d/{key}/files/?p=%2F{path}&dl=1"
 _OPENAI = "https://openaipublic.azureedge.net/clip/models/{sha}/{name}.pt"
+_VQGAN_KEYS = {"vqgan_imagenet_f16_1024": "8088892a516d4e3baf92", "vqgan_imagenet_f16_16384": "a7530b09fed84f80a887",
+               "vqgan_gumbel_f8_8192": "2e5662443a6b4307b470"}
+_CLIP_SHA256 = {"ViT-B-32": "40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af",
+                "ViT-B-16": "5806e77cd80f8b59890b7e101eabd078d9fb84e6937f9e85e4ecb61988df416f"}
 # name -> [(file name in data/checkpoints, URL, SHA-256 or "")]
 SOURCES: dict[str, list[tuple[str, str, str]]] = {
-    "vqgan_imagenet_f16_1024": [
-        ("vqgan_imagenet_f16_1024.yaml", _HEIBOX.format(key="8088892a516d4e3baf92", path="configs%2Fmodel.yaml"), ""),
-        ("vqgan_imagenet_f16_1024.ckpt", _HEIBOX.format(key="8088892a516d4e3baf92", path="ckpts%2Flast.ckpt"), "")],
-    "vqgan_imagenet_f16_16384": [
-        ("vqgan_imagenet_f16_16384.yaml", _HEIBOX.format(key="a7530b09fed84f80a887", path="configs%2Fmodel.yaml"), ""),
-        ("vqgan_imagenet_f16_16384.ckpt", _HEIBOX.format(key="a7530b09fed84f80a887", path="ckpts%2Flast.ckpt"), "")],
-    "vqgan_gumbel_f8_8192": [
-        ("vqgan_gumbel_f8_8192.yaml", _HEIBOX.format(key="2e5662443a6b4307b470", path="configs%2Fmodel.yaml"), ""),
-        ("vqgan_gumbel_f8_8192.ckpt", _HEIBOX.format(key="2e5662443a6b4307b470", path="ckpts%2Flast.ckpt"), "")],
-    "ViT-B-32": [("ViT-B-32.pt", _OPENAI.format(
-        sha="40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af", name="ViT-B-32"),
-        "40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af")],
-    "ViT-B-16": [("ViT-B-16.pt", _OPENAI.format(
-        sha="5806e77cd80f8b59890b7e101eabd078d9fb84e6937f9e85e4ecb61988df416f", name="ViT-B-16"),
-        "5806e77cd80f8b59890b7e101eabd078d9fb84e6937f9e85e4ecb61988df416f")],
+    **{name: [(f"{name}.yaml", _HEIBOX.format(key=key, path="configs%2Fmodel.yaml"), ""),
+              (f"{name}.ckpt", _HEIBOX.format(key=key, path="ckpts%2Flast.ckpt"), "")]
+       for name, key in _VQGAN_KEYS.items()},
+    **{name: [(f"{name}.pt", _OPENAI.format(sha=sha, name=name), sha)] for name, sha in _CLIP_SHA256.items()},
 }
 CHUNK = 1 << 20
 TIMEOUT_S = 30

@@ -1,21 +1,12 @@
 """Measure whether VQGAN+CLIP on the small models draws what the prompt says. Run: python -m vqgan_clip.evaluate
 
-For 20 prompts "a {colour} {shape} on a {background} background" that together cover all eight
-colours and all five shapes (some of them colour-shape pairs the models never saw in training),
-this runs the article's loop (`loop.generate`, the same as generate.py's) and judges each final image twice:
-
-1. by the small CLIP: the rank of the prompt among its contrasting captions - the same template
-   with one attribute changed (every other shape colour, every other shape, every other
-   background colour). Rank 1 means CLIP prefers the prompt to all of them. Also the prompt's
-   cosine similarity to the initial image and to the final one (it should rise).
-2. without CLIP: the named colours' share of the pixels (`shapes_world.pixel_check`, each pixel
-   assigned to the nearest of the eight named colours). The check agrees when the shape colour
-   and the background colour are the two most frequent colours of the picture.
-
-Results go to run.json (per prompt and in total) and a gallery grid. Each prompt is a cell of
-lab.executor (vqgan_clip.evaluate_cell): here one after another, or with a Ray cluster's address
-(RAY_ADDRESS or --set CLUSTER=...) one task per prompt over the nodes; a finished prompt is kept in
-its own folder, so a rerun or a retried task redoes only the prompts not yet done.
+20 prompts "a {colour} {shape} on a {background} background" (all colours and shapes, some pairs
+unseen in training) run through generate.py's loop; each final image is judged twice: by the small
+CLIP, the prompt's rank among its captions with one attribute changed (1: preferred to all), and
+its similarity before and after; without CLIP, by `shapes_world.pixel_check` (the shape and
+background colours are the picture's two commonest named colours). Writes run.json and a grid.
+Each prompt is a lab.executor cell (evaluate_cell.py), here or one Ray task each (CLUSTER or
+RAY_ADDRESS); a finished prompt is kept, so a rerun redoes only the prompts not yet done.
 """
 
 from __future__ import annotations
@@ -31,14 +22,7 @@ from lab import LabError, exit_on_lab_error, start_run
 from lab.executor import Cell, cluster_address, failure_summary, run_cells
 from vqgan_clip import claims, loop
 from vqgan_clip import shapes_world as world
-from vqgan_clip.evaluate_cell import (  # noqa: F401 - the evaluation's rules, used by the tests
-    TEMPLATE,
-    cell_name,
-    clip_similarities,
-    contrasting_captions,
-    judge,
-    models_for,
-)
+from vqgan_clip.evaluate_cell import TEMPLATE, cell_name, models_for
 from vqgan_clip.figures import image_grid
 
 # -----------------------------------------------------------------------------
@@ -60,7 +44,6 @@ CLUSTER = ""               # a Ray cluster's address ("host:6379", "auto"); "" r
 QUICK = {"MAX_ITERATIONS": 64, "CUTN": 16}
 DRY_RUN = {"PROMPT_COUNT": 2, "MAX_ITERATIONS": 2, "CUTN": 2}
 # -----------------------------------------------------------------------------
-
 
 
 def evaluation_prompts(count: int) -> list[dict]:

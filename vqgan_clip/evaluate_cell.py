@@ -1,10 +1,8 @@
-"""One cell of the evaluation: generate one prompt's image with the article's loop and judge it.
+"""One cell of evaluate.py: generate one prompt's image with the article's loop and judge it.
 
-vqgan_clip.evaluate hands each prompt to `lab.executor.run_cells`, which calls `evaluate_prompt`
-here, in this process (the models loaded once and kept), or on any node of a Ray cluster. A cell
-keeps its result and final image in its own folder, named after the prompt's settings and the
-models: a rerun, or Ray retrying a task whose worker died, returns a finished prompt at once; a
-prompt's generation (seconds to minutes) is the unit that is redone.
+lab.executor.run_cells calls `evaluate_prompt` in this process (models loaded once) or on a Ray node.
+The result is kept in a folder named after the prompt's settings and the models, so a rerun or a
+retried task returns a finished prompt at once.
 """
 
 from __future__ import annotations

@@ -1,24 +1,15 @@
 """Generate an image from text with VQGAN + CLIP. Run: python -m vqgan_clip.generate [--quick] [--set PROMPTS="..."]
 
-The loop the article (002) walks through in its Colab (vqgan_clip/loop.py): a VQGAN latent z is
-decoded into an image, CLIP embeds many random cutouts of that image, and Adam moves z so that the
-embeddings come closer (on the unit sphere) to the embeddings of the text prompts and image
-prompts. Every DISPLAY_FREQUENCY iterations a frame is saved; at the end final.png and
-progress.mp4 (through imageio-ffmpeg's bundled ffmpeg, no system ffmpeg needed).
+The article's (002) Colab loop (loop.py): Adam moves a VQGAN latent so that CLIP's embeddings of
+random cutouts of the decoded image approach those of the text and image prompts. MODEL: "small"
+(trained here, data/vqgan_clip_small/), an official VQGAN of models.OFFICIAL_MODELS with OpenAI's
+CLIP (`python -m vqgan_clip.download NAME`), or a folder of vqgan.yaml, vqgan.pt, clip_config.json,
+clip.pt. Beyond the Colab: story mode (PROMPTS phrases split by "^"), a zoom video (ZOOM_*), a batch
+of prompts (PROMPTS_FILE, plus a contact sheet).
 
-Models (MODEL): "small" - the VQGAN and CLIP trained in this project on the shapes world
-(data/vqgan_clip_small/), or an official taming-transformers VQGAN ("vqgan_imagenet_f16_16384",
-"vqgan_imagenet_f16_1024", "vqgan_gumbel_f8_8192") from data/checkpoints/ with OpenAI's CLIP
-ViT-B/32 (CLIP_MODEL, CLIP_WEIGHTS): `python -m vqgan_clip.download NAME` fetches them. A folder
-holding vqgan.yaml, vqgan.pt, clip_config.json and clip.pt works as MODEL too.
-
-Beyond the Colab (what users of the reference asked for): story mode (PROMPTS phrases separated
-by "^", one every PROMPT_FREQUENCY iterations), a zoom video (ZOOM_EVERY, ZOOM_SCALE, ZOOM_SHIFT_X/Y),
-and a batch of prompts from a text file (PROMPTS_FILE: one run per line, plus a contact sheet).
-
-Outputs: outputs/vqgan_clip/<run-name>/ with steps/0000.png ..., final.png (prompts and seed in its
-PNG text), progress.mp4, losses.png, run.json. The run name comes from the prompt and never
-overwrites an earlier run. Ctrl+C stops cleanly and still writes final.png and the video.
+Writes outputs/vqgan_clip/<prompt>/ (never an earlier run's): steps/*.png every DISPLAY_FREQUENCY
+iterations, final.png (prompts and seed in its PNG text), progress.mp4, losses.png, run.json.
+Ctrl+C stops cleanly and still writes final.png and the video.
 """
 
 from __future__ import annotations
@@ -73,10 +64,6 @@ DRY_RUN = {"MAX_ITERATIONS": 4, "DISPLAY_FREQUENCY": 2, "CUTN": 4}
 # -----------------------------------------------------------------------------
 
 
-# -----------------------------------------------------------------------------------------------
-# Settings and folders
-
-
 def loop_settings(cfg, prompts: str, seed: int) -> loop.LoopSettings:
     """This script's constants as the loop's typed settings (one prompt line of a batch at a time)."""
     return loop.LoopSettings(
@@ -109,16 +96,15 @@ def slug(text: str) -> str:
 
 def run_name(prompts: str, target_images: str = "") -> str:
     """A folder name from the first prompt (or the first target image)."""
-    parsed = loop.parse_prompts(prompts.split(loop.STORY_SEPARATOR)[0]) or loop.parse_prompts(target_images,
-                                                                                               "target image")
+    first = prompts.split(loop.STORY_SEPARATOR)[0]
+    parsed = loop.parse_prompts(first) or loop.parse_prompts(target_images, "target image")
     return slug(parsed[0].text) if parsed else "image"
 
 
 def folder_name(cfg) -> str:
-    """The run's folder: named after the prompt (or the prompts file), the first name not yet taken,
-    so an earlier run is never overwritten. Resolved by start_run before the folder exists."""
-    base = f"batch-{slug(Path(cfg.PROMPTS_FILE).stem)}" if cfg.PROMPTS_FILE else run_name(cfg.PROMPTS,
-                                                                                         cfg.TARGET_IMAGES)
+    """The run's folder, after the prompt (or the prompts file): the first name not yet taken."""
+    base = (f"batch-{slug(Path(cfg.PROMPTS_FILE).stem)}" if cfg.PROMPTS_FILE
+            else run_name(cfg.PROMPTS, cfg.TARGET_IMAGES))
     parent = outputs_root() / "vqgan_clip"
     suffix = f"-{cfg.RUN_NAME}" if getattr(cfg, "RUN_NAME", "") else ""  # start_run appends RUN_NAME
     for index in itertools.count(1):
@@ -126,22 +112,6 @@ def folder_name(cfg) -> str:
         if not (parent / f"{name}{suffix}").exists():
             return name
     raise AssertionError("unreachable")
-
-
-# -----------------------------------------------------------------------------------------------
-# Outputs
-
-
-def save_png_with_metadata(image: np.ndarray, path: Path, metadata: dict[str, str]) -> Path:
-    info = PngImagePlugin.PngInfo()
-    for key, value in metadata.items():
-        info.add_text(key, str(value))
-    Image.fromarray(image).save(path, pnginfo=info)
-    return path
-
-
-# -----------------------------------------------------------------------------------------------
-# The steps of main()
 
 
 def generate_one(run, vqgan, clip, prompts: str, folder: Path, step_offset: int) -> loop.GenerationResult:
@@ -157,16 +127,17 @@ def generate_one(run, vqgan, clip, prompts: str, folder: Path, step_offset: int)
         Image.fromarray(image).save(path)
         frames.append(path)
 
-    def log(iteration: int, loss: float) -> None:
-        run.log_scalars(step_offset + iteration, loss=loss)
-
     with InterruptGuard() as guard:
         result = loop.generate(loop_settings(cfg, prompts, run.seed), vqgan, clip, device=run.device,
-                               on_display=save_frame, guard=guard, on_step=log)
+                               on_display=save_frame, guard=guard,
+                               on_step=lambda iteration, loss: run.log_scalars(step_offset + iteration, loss=loss))
     metadata = {"prompts": prompts, "target_images": cfg.TARGET_IMAGES, "seed": run.seed, "model": cfg.MODEL,
                 "iterations": result.iterations, "initial_image": cfg.INITIAL_IMAGE, "cut_method": cfg.CUT_METHOD,
                 "repeat": f"python -m vqgan_clip.generate --set SEED={run.seed} --set PROMPTS='{prompts}'"}
-    save_png_with_metadata(result.image, folder / "final.png", metadata)
+    info = PngImagePlugin.PngInfo()
+    for key, value in metadata.items():
+        info.add_text(key, str(value))
+    Image.fromarray(result.image).save(folder / "final.png", pnginfo=info)
     result.frames = frames
     result.video_frames = write_video(frames, folder / "progress.mp4", fps=cfg.VIDEO_FPS)
     if result.total_losses:
@@ -221,12 +192,6 @@ def report(run, lines: list[str], results: list[loop.GenerationResult], folders:
     run.finish(metrics, status="interrupted" if any(r.interrupted for r in results) else "complete")
 
 
-def remove_if_empty(folder: Path) -> None:
-    """A run that fails before it wrote anything leaves no empty folder behind."""
-    if folder.is_dir() and not any(folder.iterdir()):
-        shutil.rmtree(folder, ignore_errors=True)
-
-
 @exit_on_lab_error
 def main(argv=None):
     run = start_run("vqgan_clip", globals(), argv, framework="torch", subdir=folder_name)
@@ -251,8 +216,9 @@ def main(argv=None):
                 lines = lines[:number + 1]
                 break
         report(run, lines, results, folders, files, time.time() - started)
-    except BaseException:
-        remove_if_empty(run.out_dir)
+    except BaseException:  # a run that fails before it wrote anything leaves no empty folder behind
+        if run.out_dir.is_dir() and not any(run.out_dir.iterdir()):
+            shutil.rmtree(run.out_dir, ignore_errors=True)
         raise
     return results[0] if len(results) == 1 else results
 

@@ -1,18 +1,14 @@
 """The VQGAN+CLIP loop (Crowson's "z+quantize" method, as in the article's Colab), used by
-generate.py, evaluate.py, bench.py and gpu_bench.py.
+generate.py, evaluate.py and bench.py.
 
     settings = LoopSettings(prompts="a red circle", width=64, height=64, max_iterations=60, step_size=0.1,
                             cutn=32, cut_pow=1.0, cut_method="updated", init_weight=0.0, seed=0)
     result = generate(settings, vqgan, clip)      # result.image: HxWx3 uint8
 
-One iteration: z (a VQGAN latent) is snapped to its nearest codes with a straight-through
-gradient, decoded and clamped to [0, 1] (the clamp lets gradients through that pull values back
-in); CUTN cutouts are cut, resampled to CLIP's input with a Lanczos(a=2) low-pass and a bicubic
-resize (align_corners=True) and augmented by CUT_METHOD; each prompt's loss is the squared
-spherical distance between the cutouts' CLIP embeddings and the prompt's, signed by the weight,
-then floored at the prompt's stop; Adam takes a step on z; z is clamped to the codebook's range.
-Everything here follows nerdyrodent/VQGAN-CLIP's generate.py (the reference); the reference's
-kornia augmentations are restated in torch (kornia is not a dependency), see CUT_METHODS.
+One iteration: z snapped to its nearest codes (straight-through), decoded, clamped to [0, 1];
+CUTN augmented cutouts embedded by CLIP; each prompt's loss the signed squared spherical distance,
+floored at its stop; an Adam step on z, then z clamped to the codebook's range. It follows
+nerdyrodent/VQGAN-CLIP's generate.py (the reference), its kornia augmentations restated in torch.
 """
 
 from __future__ import annotations
@@ -33,11 +29,11 @@ from tqdm import tqdm
 from lab import LabError
 from lab.images import read_rgb
 from lab.paths import REPO_ROOT
+from vqgan_clip.clip_model import clip_input_size
 
 _URL_MARK = "\x00URL\x00"
 STORY_SEPARATOR = "^"
 
-# -----------------------------------------------------------------------------------------------
 # Settings and prompts
 
 
@@ -117,7 +113,6 @@ def parse_story(spec: str) -> list[list[Prompt]]:
     return [phrase for phrase in phrases if phrase]
 
 
-# -----------------------------------------------------------------------------------------------
 # Differentiable pieces
 
 
@@ -179,7 +174,6 @@ def prompt_loss(embeddings: torch.Tensor, target: torch.Tensor, weight: float, s
     return abs(weight) * floored.mean()
 
 
-# -----------------------------------------------------------------------------------------------
 # Cutouts: resampling and the reference's augmentation sets
 
 
@@ -211,18 +205,22 @@ def resample(image: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(x.reshape(n, c, h, w), size, mode="bicubic", align_corners=True)
 
 
-def random_crops(image: torch.Tensor, cut_size: int, cutn: int, cut_pow: float) -> torch.Tensor:
-    """`cutn` random square crops, side min + (max - min) * U^cut_pow, each resampled to cut_size
-    (crops of one side are resampled together: the same arithmetic, fewer calls)."""
+def _random_boxes(image: torch.Tensor, cut_size: int, cutn: int, cut_pow: float) -> list[tuple[int, int, int]]:
+    """`cutn` random squares (side, x, y), side min + (max - min) * U^cut_pow (the reference's MakeCutouts)."""
     _, _, side_y, side_x = image.shape
-    max_size = min(side_x, side_y)
-    min_size = min(side_x, side_y, cut_size)
+    max_size, min_size = min(side_x, side_y), min(side_x, side_y, cut_size)
     boxes = []
     for _ in range(cutn):
         size = int(torch.rand([]).item() ** cut_pow * (max_size - min_size) + min_size)
         offset_x = int(torch.randint(0, side_x - size + 1, ()).item())
         offset_y = int(torch.randint(0, side_y - size + 1, ()).item())
         boxes.append((size, offset_x, offset_y))
+    return boxes
+
+
+def random_crops(image: torch.Tensor, cut_size: int, cutn: int, cut_pow: float) -> torch.Tensor:
+    """`cutn` random square crops, each resampled to cut_size (crops of one side together: fewer calls)."""
+    boxes = _random_boxes(image, cut_size, cutn, cut_pow)
     out: list[torch.Tensor | None] = [None] * cutn
     for size in sorted({box[0] for box in boxes}):
         chosen = [i for i, box in enumerate(boxes) if box[0] == size]
@@ -397,17 +395,9 @@ def ours_augment(batch: torch.Tensor) -> torch.Tensor:
 
 
 def _ours_cutouts(image, cut_size, cutn, cut_pow):
-    _, _, side_y, side_x = image.shape
-    max_size, min_size = min(side_x, side_y), min(side_x, side_y, cut_size)
-    cutouts = []
-    for _ in range(cutn):
-        size = int(torch.rand([]).item() ** cut_pow * (max_size - min_size) + min_size)
-        offset_x = int(torch.randint(0, side_x - size + 1, ()).item())
-        offset_y = int(torch.randint(0, side_y - size + 1, ()).item())
-        crop = image[:, :, offset_y:offset_y + size, offset_x:offset_x + size]
-        cutouts.append(F.interpolate(crop, size=(cut_size, cut_size), mode="bilinear", align_corners=False,
-                                     antialias=size > cut_size))
-    return torch.cat(cutouts)
+    return torch.cat([F.interpolate(image[:, :, y:y + size, x:x + size], size=(cut_size, cut_size), mode="bilinear",
+                                    align_corners=False, antialias=size > cut_size)
+                      for size, x, y in _random_boxes(image, cut_size, cutn, cut_pow)])
 
 
 def _updated(image, cut_size, cutn, cut_pow):
@@ -449,7 +439,6 @@ def make_cutouts(image: torch.Tensor, cut_size: int, cutn: int, cut_pow: float, 
     return CUT_METHODS[method](image, cut_size, cutn, cut_pow)
 
 
-# -----------------------------------------------------------------------------------------------
 # Images
 
 
@@ -513,7 +502,6 @@ def encode_text(clip, text: str, device, notify: bool = True) -> torch.Tensor:
     return model.encode_text(tokenizer([text]).to(device)).float()
 
 
-# -----------------------------------------------------------------------------------------------
 # The loop
 
 
@@ -546,16 +534,12 @@ def check_settings(settings: LoopSettings) -> None:
     problems = []
     if settings.max_iterations != -1 and settings.max_iterations < 1:
         problems.append(f"max_iterations={settings.max_iterations} must be -1 (until Ctrl+C) or > 0")
-    for name in ("cutn", "display_frequency"):
-        if getattr(settings, name) < 1:
-            problems.append(f"{name}={getattr(settings, name)} must be > 0")
-    for name in ("prompt_frequency", "zoom_every"):
-        if getattr(settings, name) < 0:
-            problems.append(f"{name}={getattr(settings, name)} must be >= 0")
-    for name in ("step_size", "cut_pow", "zoom_scale"):
-        value = getattr(settings, name)
-        if not math.isfinite(value) or value <= 0:
-            problems.append(f"{name}={value} must be a finite number > 0")
+    values = {name: getattr(settings, name) for name in ("cutn", "display_frequency", "prompt_frequency",
+                                                         "zoom_every", "step_size", "cut_pow", "zoom_scale")}
+    problems += [f"{name}={values[name]} must be > 0" for name in ("cutn", "display_frequency") if values[name] < 1]
+    problems += [f"{name}={values[name]} must be >= 0" for name in ("prompt_frequency", "zoom_every") if values[name] < 0]
+    problems += [f"{name}={values[name]} must be a finite number > 0" for name in ("step_size", "cut_pow", "zoom_scale")
+                 if not math.isfinite(values[name]) or values[name] <= 0]
     if not math.isfinite(settings.init_weight):
         problems.append(f"init_weight={settings.init_weight} must be finite")
     if settings.cut_method not in CUT_METHODS:
@@ -583,20 +567,15 @@ def _encode_image(vqgan, image: Image.Image, device) -> torch.Tensor:
 
 def generate(settings: LoopSettings, vqgan, clip, *, device: str | torch.device = "cpu", on_display=None,
              guard=None, progress: bool = True, on_step=None) -> GenerationResult:
-    """Run the VQGAN+CLIP loop; returns the final image and the losses per iteration.
-
-    clip is load_clip()'s (model, tokenizer, mean, std). on_display(iteration, image_uint8) is called
-    every display_frequency iterations and at the end; on_step(iteration, total_loss) after each
-    step; guard.requested (an InterruptGuard) stops the loop early. The same seed gives the same image.
-    """
+    """Run the loop. clip is load_clip()'s (model, tokenizer, mean, std); on_display(iteration, image_uint8)
+    every display_frequency iterations and at the end; on_step(iteration, total_loss) after each step;
+    guard.requested (an InterruptGuard) stops early. The same seed gives the same image."""
     check_settings(settings)
     story = parse_story(settings.prompts)
     image_prompts = parse_prompts(settings.target_images, "target image")
     clip_model, _, mean, std = clip
     factor = vqgan.downsampling_factor
     width, height = round_size(settings.width, settings.height, factor, notify=progress)
-    from vqgan_clip.clip_model import clip_input_size
-
     cut_size = clip_input_size(clip_model)
     mean_t = torch.tensor(mean, device=device).view(1, 3, 1, 1)
     std_t = torch.tensor(std, device=device).view(1, 3, 1, 1)

@@ -1,10 +1,5 @@
-"""Which files each MODEL name means, and loading the VQGAN and CLIP pair (for generate, evaluate, bench).
-
-MODEL is "small" (the models trained in this project, data/vqgan_clip_small/), one of the official
-taming-transformers VQGANs in OFFICIAL_MODELS (data/checkpoints/<name>.ckpt and .yaml, fetched with
-`python -m vqgan_clip.download <name>`) used with OpenAI's CLIP, or a folder holding vqgan.yaml,
-vqgan.pt, clip_config.json and clip.pt.
-"""
+"""Which files each MODEL means ("small", one of OFFICIAL_MODELS with OpenAI's CLIP, or a folder of
+SMALL_FILES), and loading the VQGAN and CLIP pair."""
 
 from __future__ import annotations
 

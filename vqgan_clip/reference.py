@@ -1,12 +1,7 @@
-"""A small re-statement of the reference loop (nerdyrodent/VQGAN-CLIP generate.py, Crowson's
-z+quantize method), written from its formulas, for the tests and the benchmarks only.
-
-The scripts never use this module: they use loop.py. The tests check loop.py against these
-formulas (resampling, the signed prompt loss with its stop, quantisation, image-prompt sizes), and
-bench.py times the reference loop on the same random weights as ours. Kornia, which the reference
-uses for its augmentations, is not a dependency here, so `reference_step` augments with the same
-torch restatement that loop.py uses; what differs is the rest of the reference's arithmetic: one
-cutout resampled at a time, quantisation as one_hot @ codebook, the Prompt module.
+"""The reference loop (nerdyrodent/VQGAN-CLIP generate.py) restated from its formulas, for the tests
+(loop.py checked against it) and bench.py only. Its kornia augmentations are loop.py's torch
+restatement; the rest is the reference's arithmetic (one cutout resampled at a time, one_hot @
+codebook quantisation, the Prompt module).
 """
 
 from __future__ import annotations

@@ -1,18 +1,15 @@
 """A captioned shapes world: pictures and their captions generated together, deterministically.
 
-The article (002, VQGAN + CLIP) steers a pretrained VQGAN with a pretrained CLIP. Neither can be
-downloaded here, so the project trains small versions of both on this world, where every picture
-comes with a caption that describes it exactly:
+The article's pretrained VQGAN and CLIP cannot be downloaded here, so the project trains small
+versions of both on this world, where every picture comes with a caption that describes it exactly:
 
     from vqgan_clip.shapes_world import make_scenes, render_scenes
     scenes = make_scenes("train", 0, 1000)         # scene dicts, deterministic in (split, index)
     images = render_scenes(scenes)                  # uint8 array (1000, 64, 64, 3)
     captions = [scene["caption"] for scene in scenes]
 
-A scene has one or two shapes (circle, square, triangle, star, ring) of a named colour, a size
-(small/large) and a position (left/right/top/bottom/centre), on a plain or gradient background of
-another named colour. A few colour-shape pairs (`HELD_OUT_PAIRS`) never appear in the "train"
-split: the "test" split contains them, to measure generalisation to unseen combinations.
+A scene has one or two shapes of a named colour, size and position on a plain or gradient
+background of another colour. The colour-shape pairs HELD_OUT_PAIRS appear only outside "train".
 
 Run alone to write a sample grid: python -m vqgan_clip.shapes_world
 """
@@ -30,19 +27,11 @@ IMAGE_SIZE = 64                  # pixels per side of every scene
 SUPERSAMPLE = 4                  # shapes are drawn at 4x and box-filtered down: smooth edges
 SHAPES = ("circle", "square", "triangle", "star", "ring")
 COLOURS = {                      # named colours and their RGB values
-    "red": (220, 30, 30),
-    "green": (30, 170, 50),
-    "blue": (40, 70, 220),
-    "yellow": (240, 220, 30),
-    "purple": (140, 50, 180),
-    "orange": (250, 140, 20),
-    "white": (245, 245, 245),
-    "black": (15, 15, 15),
+    "red": (220, 30, 30), "green": (30, 170, 50), "blue": (40, 70, 220), "yellow": (240, 220, 30),
+    "purple": (140, 50, 180), "orange": (250, 140, 20), "white": (245, 245, 245), "black": (15, 15, 15),
 }
 SIZES = {"small": 9.0, "large": 15.0}   # shape "radius" in pixels at 64x64
-POSITIONS = {                    # shape centre (x, y) in pixels at 64x64
-    "left": (16, 32), "right": (48, 32), "top": (32, 16), "bottom": (32, 48), "centre": (32, 32),
-}
+POSITIONS = {"left": (16, 32), "right": (48, 32), "top": (32, 16), "bottom": (32, 48), "centre": (32, 32)}  # px
 POSITION_PHRASES = {"left": "on the left", "right": "on the right", "top": "at the top",
                     "bottom": "at the bottom", "centre": "in the centre"}
 JITTER = 2                       # random shift of a shape's centre, pixels
@@ -86,10 +75,6 @@ def caption_for(scene: dict, template: str) -> str:
     return template.format(**values)
 
 
-def _allowed(colour: str, shape: str, split: str) -> bool:
-    return split != "train" or (colour, shape) not in HELD_OUT_PAIRS
-
-
 def make_scene(split: str, index: int, seed: int = 0, rng: np.random.Generator | None = None) -> dict:
     """Scene `index` of `split`: the same dict every time for the same (split, index, seed)."""
     if split not in SPLIT_IDS:
@@ -103,7 +88,7 @@ def make_scene(split: str, index: int, seed: int = 0, rng: np.random.Generator |
         while True:
             colour = COLOUR_NAMES[rng.integers(len(COLOUR_NAMES))]
             shape = SHAPES[rng.integers(len(SHAPES))]
-            if _allowed(colour, shape, split):
+            if split != "train" or (colour, shape) not in HELD_OUT_PAIRS:
                 break
         size = "small" if count == 2 else SIZE_NAMES[rng.integers(len(SIZE_NAMES))]
         jitter = rng.integers(-JITTER, JITTER + 1, size=2)
@@ -208,11 +193,8 @@ def single_shape_scene(colour: str, shape: str, background: str, size: str = "la
 
 
 def palette_shares(image: np.ndarray) -> dict[str, float]:
-    """Share of pixels nearest to each named colour (a colour check that does not use CLIP).
-
-    Gradient backgrounds blend towards grey by at most 35 %, which stays nearest to its own colour,
-    so the share of the background colour counts the whole background.
-    """
+    """Share of pixels nearest to each named colour (a check without CLIP). A gradient background
+    (at most 35 % towards grey) stays nearest to its own colour, so it counts whole."""
     pixels = np.asarray(image, dtype=np.float32).reshape(-1, 3)
     palette = np.array([COLOURS[name] for name in COLOUR_NAMES], dtype=np.float32)
     nearest = np.argmin(((pixels[:, None, :] - palette[None]) ** 2).sum(-1), axis=1)

@@ -1,15 +1,11 @@
 """Train a small CLIP on the captioned shapes world. Run: python -m vqgan_clip.train_clip [--quick]
 
-CLIP (Radford et al. 2021, "Learning Transferable Visual Models From Natural Language Supervision")
-is what judges the picture against the words in the article's VQGAN+CLIP loop. Here it is an
-open_clip CLIP built from a small custom config (a ViT image tower, a causal text transformer, the
-real 49408-token BPE tokenizer), trained with CLIP's symmetric contrastive loss on pictures and
-captions of `shapes_world`. The held-out "test" split (with colour-shape pairs never seen in
-training) measures it: text->image and image->text top-1 among 100, and zero-shot accuracy for
-colour, shape and position (caption templates with one attribute varied).
-
-With SHIP=true the weights (fp16) and config are written to data/vqgan_clip_small/ for
-`python -m vqgan_clip.generate` to use.
+CLIP (Radford et al. 2021) judges the picture against the words in the article's loop. Here: an
+open_clip CLIP of a small config (ViT image tower, causal text transformer, the real 49408-token
+BPE tokenizer), trained with CLIP's symmetric contrastive loss on `shapes_world`. Measured on the
+held-out "test" split (with colour-shape pairs unseen in training): text->image and image->text
+top-1 among 100, zero-shot colour, shape and position accuracy. SHIP=true writes the fp16 weights
+and config to SHIP_DIR for `python -m vqgan_clip.generate`.
 """
 
 from __future__ import annotations
@@ -22,14 +18,14 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
-from lab import LabError, exit_on_lab_error, start_run
-from lab.checkpoint import InterruptGuard, resume, save_checkpoint
-from lab.paths import REPO_ROOT
+from lab import LabError, exit_on_lab_error
+from lab.checkpoint import resume, save_checkpoint
 from lab.plots import save_figure
 from lab.schedules import cosine_factor
 from vqgan_clip import shapes_world as world
+from vqgan_clip import training
+from vqgan_clip.vqgan import parameter_count
 
 # -----------------------------------------------------------------------------
 # Constants. The defaults made the shipped model (3000 steps: 29 min on 2 CPU cores shared with another
@@ -66,18 +62,15 @@ DRY_RUN = {"TRAIN_SCENES": 256, "STEPS": 2, "EVAL_SCENES": 200, "BATCH_SIZE": 16
 # -----------------------------------------------------------------------------
 
 ARCHITECTURE = ["EMBED_DIM", "VISION_TOWER", "VISION_WIDTH", "VISION_LAYERS", "PATCH_SIZE", "RESNET_LAYERS",
-                "TEXT_WIDTH", "TEXT_LAYERS",
-                "TEXT_HEADS", "CONTEXT_LENGTH"]
+                "TEXT_WIDTH", "TEXT_LAYERS", "TEXT_HEADS", "CONTEXT_LENGTH"]
 # Pictures enter CLIP as (x - 0.5) / 0.5 per channel: the world's statistics are not ImageNet's.
 IMAGE_MEAN = (0.5, 0.5, 0.5)
 IMAGE_STD = (0.5, 0.5, 0.5)
 
 
 def clip_config(cfg) -> dict:
-    """The model in open_clip's JSON config layout (what open_clip's model_configs/*.json hold).
-
-    open_clip builds a ModifiedResNet when vision_cfg's "layers" is a list (as in RN50.json) and a
-    VisionTransformer when it is a number (as in ViT-B-32.json)."""
+    """The model in open_clip's model_configs/*.json layout: vision_cfg "layers" a list gives a
+    ModifiedResNet (as RN50.json), a number a VisionTransformer (as ViT-B-32.json)."""
     if cfg.VISION_TOWER == "resnet":
         vision = {"image_size": world.IMAGE_SIZE, "layers": list(cfg.RESNET_LAYERS), "width": cfg.VISION_WIDTH,
                   "head_width": 32}
@@ -204,10 +197,8 @@ def learning_rate(step: int, cfg) -> float:
 
 
 def make_optimizers(model, cfg) -> list[torch.optim.Optimizer]:
-    """AdamW for the network; SparseAdam for the 49408-row token table, of which a caption touches ~40 rows.
-
-    A dense update of the whole table every step would cost more than the rest of the model together.
-    """
+    """AdamW for the network; SparseAdam for the 49408-row token table, of which a caption touches ~40
+    rows (a dense update of the whole table would cost more than the rest of the model together)."""
     model.token_embedding.sparse = True
     named = [(n, p) for n, p in model.named_parameters() if n != "token_embedding.weight"]
     decay = [p for n, p in named if p.ndim >= 2 and "embedding" not in n]
@@ -222,12 +213,9 @@ def contrastive_loss(model, images: torch.Tensor, tokens: torch.Tensor, negative
                      negative_images: torch.Tensor | None = None):
     """CLIP's symmetric cross-entropy over the batch's image-text cosine similarities (paper, fig. 3).
 
-    `negatives` (optional, tokens of N x K hard-negative captions, K per picture) join the texts each
-    picture is scored against (image->text direction only): the batch rarely holds a caption that
-    differs from the true one in the shape alone, which is what the shape probe asks.
-    `negative_images` (optional, M pictures) join the pictures each caption is scored against
-    (text->image direction only).
-    """
+    `negatives` (tokens of K hard-negative captions per picture) join the texts each picture is scored
+    against, as the batch rarely holds a caption differing in the shape alone (what the shape probe
+    asks); `negative_images` join the pictures each caption is scored against."""
     image_features, text_features, logit_scale = model(images, tokens)
     logits = logit_scale * image_features @ text_features.t()
     target = torch.arange(len(images), device=images.device)
@@ -243,10 +231,8 @@ def contrastive_loss(model, images: torch.Tensor, tokens: torch.Tensor, negative
 
 
 def swap_one_shape(scene: dict, slot: int, count: int, rng: np.random.Generator) -> list[dict]:
-    """Up to `count` copies of the scene with shape `slot` changed to another shape (nothing else changes).
-
-    Swaps that would show or name a held-out colour-shape pair are skipped, so those pairs stay unseen.
-    """
+    """Up to `count` copies of the scene with shape `slot` changed to another shape, skipping swaps
+    that would show a held-out colour-shape pair (those stay unseen)."""
     colour, kind = scene["shapes"][slot]["colour"], scene["shapes"][slot]["shape"]
     others = [s for s in world.SHAPES if s != kind and (colour, s) not in world.HELD_OUT_PAIRS]
     swapped = []
@@ -268,11 +254,8 @@ def shape_swapped_captions(scene: dict, count: int, rng: np.random.Generator) ->
 
 
 def shape_twins(scenes: list[dict], seed: int) -> np.ndarray:
-    """One picture per scene with one of its shapes swapped for another (a counterfactual "twin").
-
-    In the batch, a caption must then pick its picture over a picture that differs in the shape alone:
-    the text->image counterpart of SHAPE_NEGATIVES, and the one that makes the image tower see shape.
-    """
+    """One picture per scene with one shape swapped (a "twin"): a caption must pick its picture over one
+    differing in the shape alone (SHAPE_NEGATIVES' text->image counterpart, what makes the tower see shape)."""
     rng = np.random.default_rng([seed, 7])
     twins = []
     for scene in scenes:
@@ -281,10 +264,9 @@ def shape_twins(scenes: list[dict], seed: int) -> np.ndarray:
     return world.render_scenes(twins)
 
 
-def ship(model, config: dict, cfg, seconds: float, metrics: dict) -> Path:
+def ship(model, config: dict, cfg, seconds: float) -> Path:
     """Write fp16 weights and the open_clip JSON config where generate.py finds the small model."""
-    target = Path(cfg.SHIP_DIR) if Path(cfg.SHIP_DIR).is_absolute() else REPO_ROOT / cfg.SHIP_DIR
-    target.mkdir(parents=True, exist_ok=True)
+    target = training.ship_folder(cfg)
     state = {k: v.detach().to("cpu", torch.float16) if v.is_floating_point() else v.cpu()
              for k, v in model.state_dict().items()}
     torch.save(state, target / "clip.pt")
@@ -339,88 +321,71 @@ def train(run, model, tokenizer, optimizers, ckpt, data, config, device) -> tupl
     state = ckpt.state or {}
     progress = {"losses": state.get("losses", []), "seconds": state.get("seconds", 0.0)}
     train_scenes, train_images, train_twins = data["train_scenes"], data["train_images"], data["train_twins"]
-    started = time.time()
 
     def noisy_input(pictures: np.ndarray) -> torch.Tensor:
         """Training pictures as model input, with the pixel noise that makes CLIP robust for the loop."""
         x = to_model_input(pictures, device)
         return x + cfg.NOISE_STD / 0.5 * torch.randn_like(x)
 
-    def save(done: int) -> None:
+    def save(done: int, seconds: float) -> None:
         save_checkpoint(ckpt.path, {"model": model.state_dict(), "optimizer": [o.state_dict() for o in optimizers],
-                                    "losses": progress["losses"], "config": config,
-                                    "seconds": progress["seconds"] + time.time() - started, **ckpt.meta(done)})
+                                    "losses": progress["losses"], "config": config, "seconds": seconds,
+                                    **ckpt.meta(done)})
+
+    def one_step(step: int, bar) -> None:
+        for optimizer in optimizers:
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(step, cfg)
+        # Each step draws from its own seeded generator, so a resumed run sees the same batches and captions.
+        rng = np.random.default_rng([cfg.SEED, step])
+        batch = rng.choice(len(train_scenes), size=cfg.BATCH_SIZE, replace=False)
+        images = noisy_input(train_images[batch])
+        twins = noisy_input(train_twins[batch]) if train_twins is not None else None
+        if cfg.SHAPE_NEGATIVES > 0:
+            pairs = [shape_swapped_captions(train_scenes[i], cfg.SHAPE_NEGATIVES, rng) for i in batch]
+            tokens = tokenizer([caption for caption, _ in pairs]).to(device)
+            negatives = tokenizer([text for _, texts in pairs for text in texts]).to(device)
+            loss = contrastive_loss(model, images, tokens, negatives, twins)
+        else:
+            tokens = tokenizer([world.random_caption(train_scenes[i], rng) for i in batch]).to(device)
+            loss = contrastive_loss(model, images, tokens, negative_images=twins)
+        for optimizer in optimizers:
+            optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        for optimizer in optimizers:
+            optimizer.step()
+        with torch.no_grad():  # CLIP clips the learned temperature at 100 (paper, section 2.5)
+            model.logit_scale.clamp_(0, math.log(100))
+        progress["losses"].append(float(loss.detach()))
+        bar.set_postfix(loss=f"{progress['losses'][-1]:.3f}", temp=f"{model.logit_scale.exp().item():.0f}")
+        run.log_scalars(step, loss=progress["losses"][-1], lr=learning_rate(step, cfg),
+                        temperature=model.logit_scale.exp().item())
 
     model.train()
-    with InterruptGuard() as guard, tqdm(range(ckpt.step, cfg.STEPS), initial=ckpt.step, total=cfg.STEPS,
-                                          desc="CLIP") as bar:
-        for step in bar:
-            for optimizer in optimizers:
-                for group in optimizer.param_groups:
-                    group["lr"] = learning_rate(step, cfg)
-            # Each step draws from its own seeded generator, so a resumed run sees the same batches and captions.
-            rng = np.random.default_rng([cfg.SEED, step])
-            batch = rng.choice(len(train_scenes), size=cfg.BATCH_SIZE, replace=False)
-            images = noisy_input(train_images[batch])
-            twins = noisy_input(train_twins[batch]) if train_twins is not None else None
-            if cfg.SHAPE_NEGATIVES > 0:
-                pairs = [shape_swapped_captions(train_scenes[i], cfg.SHAPE_NEGATIVES, rng) for i in batch]
-                tokens = tokenizer([caption for caption, _ in pairs]).to(device)
-                negatives = tokenizer([text for _, texts in pairs for text in texts]).to(device)
-                loss = contrastive_loss(model, images, tokens, negatives, twins)
-            else:
-                tokens = tokenizer([world.random_caption(train_scenes[i], rng) for i in batch]).to(device)
-                loss = contrastive_loss(model, images, tokens, negative_images=twins)
-            for optimizer in optimizers:
-                optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            for optimizer in optimizers:
-                optimizer.step()
-            with torch.no_grad():  # CLIP clips the learned temperature at 100 (paper, section 2.5)
-                model.logit_scale.clamp_(0, math.log(100))
-            progress["losses"].append(float(loss.detach()))
-            bar.set_postfix(loss=f"{progress['losses'][-1]:.3f}", temp=f"{model.logit_scale.exp().item():.0f}")
-            run.log_scalars(step, loss=progress["losses"][-1], lr=learning_rate(step, cfg),
-                            temperature=model.logit_scale.exp().item())
-            if (step + 1) % cfg.CHECKPOINT_EVERY == 0 or step + 1 == cfg.STEPS or guard.requested:
-                save(step + 1)
-            if guard.requested:
-                break
-    progress["seconds"] += time.time() - started
-    progress["steps"] = len(progress["losses"])
-    return progress, guard.requested
+    return progress, training.run_steps(cfg, ckpt, progress, "CLIP", one_step, save)
 
 
 def report(run, model, tokenizer, config, progress, before, data, device, interrupted) -> dict:
-    cfg = run.cfg
     losses = progress["losses"]
     metrics = evaluate(model, tokenizer, data["eval_scenes"], data["eval_images"], device)
     metrics.update(train_seconds=round(progress["seconds"], 1), steps=progress["steps"],
-                   final_loss=float(np.mean(losses[-20:])),
-                   parameters_millions=sum(p.numel() for p in model.parameters()) / 1e6, chance_top1_of_100=0.01)
+                   final_loss=float(np.mean(losses[-20:])), parameters_millions=parameter_count(model) / 1e6,
+                   chance_top1_of_100=0.01)
     if before is not None:
         metrics.update({f"untrained_{k}": v for k, v in before.items() if isinstance(v, float)})
-    for name, value in metrics.items():
-        print(f"  {name}: {value}")
-    if cfg.SHIP:
-        shipped = ship(model, config, cfg, progress["seconds"], metrics)
-        metrics["shipped_mb"] = shipped.stat().st_size / 1e6
     run.add_artifact(plot_curve(run.path("clip_loss.png"), losses), "small CLIP contrastive loss")
-    run.finish(metrics, status="interrupted" if interrupted else "complete")
-    return metrics
+    return training.finish(run, metrics, interrupted, lambda: ship(model, config, run.cfg, progress["seconds"]))
 
 
 @exit_on_lab_error
 def main(argv=None):
-    run = start_run("vqgan_clip", globals(), argv, framework="torch", checkpoints=True)
+    run, device = training.start(globals(), argv, check_settings)
     cfg = run.cfg
-    check_settings(cfg)
-    device = torch.device(run.device)
     config = clip_config(cfg)
     model = build_clip(config).to(device)
     tokenizer = make_tokenizer(cfg.CONTEXT_LENGTH)
     optimizers = make_optimizers(model, cfg)
-    print(f"small CLIP: {sum(p.numel() for p in model.parameters()) / 1e6:.2f} M parameters")
+    print(f"small CLIP: {parameter_count(model) / 1e6:.2f} M parameters")
     data = render_data(cfg)
     ckpt = resume(run, "clip.pt", architecture=ARCHITECTURE + ["TRAIN_SCENES", "SEED", "SHAPE_TWINS"],
                   steps=cfg.STEPS, map_location=device)

@@ -1,38 +1,29 @@
 """Train a small VQGAN on the shapes world. Run: python -m vqgan_clip.train_vqgan [--quick]
 
-The article's VQGAN (Esser et al. 2021) is an encoder, a codebook and a decoder; VQGAN+CLIP
-optimises the latent grid that the decoder paints. This trains the same `vqgan.VQModel` (the
-taming layout, so the shipped weights load with the same code as the official checkpoints) at a
-small size: 32 channels, one downsampling factor of 4 (64x64 pictures -> a 16x16 grid of codes), a
-small codebook. The loss is reconstruction (L1 + squared error) plus the VQ codebook and
-commitment terms (VQ-VAE, van den Oord et al. 2017, eq. 3). The adversarial and perceptual
-(LPIPS) terms of the paper are left out: there are no LPIPS weights offline, and on flat-coloured
-shapes the discriminator buys little sharpness for twice the compute on 2 CPU cores.
-
-Codes that go unused are restarted on random encoder outputs every RESTART_EVERY steps (a common
-remedy for codebook collapse, e.g. Dhariwal et al. 2020, "Jukebox", section 3.2).
-Reports held-out PSNR and the share of the codebook used on held-out scenes.
-With SHIP=true, writes vqgan.yaml + vqgan.pt to data/vqgan_clip_small/.
+The same `vqgan.VQModel` as the official checkpoints (Esser et al. 2021), small: 32 channels,
+factor 4 (64x64 pictures -> 16x16 codes). Loss: L1 + squared error plus the VQ codebook and
+commitment terms (VQ-VAE, van den Oord et al. 2017, eq. 3); no adversarial or LPIPS terms (no LPIPS
+weights offline; on flat shapes the discriminator buys little for twice the compute). Unused codes
+are restarted on encoder outputs every RESTART_EVERY steps (Dhariwal et al. 2020, "Jukebox", 3.2).
+Reports held-out PSNR and codebook usage; SHIP=true writes vqgan.yaml + vqgan.pt to SHIP_DIR.
 """
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 import yaml
-from tqdm import tqdm
 
-from lab import LabError, exit_on_lab_error, start_run
-from lab.checkpoint import InterruptGuard, resume, save_checkpoint
-from lab.paths import REPO_ROOT
+from lab import LabError, exit_on_lab_error
+from lab.checkpoint import resume, save_checkpoint
 from lab.plots import save_figure
 from lab.schedules import cosine_factor
 from vqgan_clip import shapes_world as world
-from vqgan_clip.vqgan import VQModel
+from vqgan_clip import training
+from vqgan_clip.vqgan import VQModel, parameter_count
 
 # -----------------------------------------------------------------------------
 # Constants. Sized to train in ~10-15 minutes on one shared CPU core; --set changes any of them.
@@ -129,8 +120,7 @@ def plot_reconstructions(path: Path, originals: np.ndarray, reconstructions: tor
 
 
 def ship(model: VQModel, config: dict, cfg) -> Path:
-    target = Path(cfg.SHIP_DIR) if Path(cfg.SHIP_DIR).is_absolute() else REPO_ROOT / cfg.SHIP_DIR
-    target.mkdir(parents=True, exist_ok=True)
+    target = training.ship_folder(cfg)
     torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, target / "vqgan.pt")
     (target / "vqgan.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
     print(f"shipped {target / 'vqgan.pt'} ({(target / 'vqgan.pt').stat().st_size / 1e6:.2f} MB)")
@@ -163,75 +153,58 @@ def train(run, model, optimizer, ckpt, train_images, config, device) -> tuple[di
     progress = {"losses": state.get("losses", []), "restarted": state.get("restarted", 0),
                 "seconds": state.get("seconds", 0.0)}
     counts = state.get("counts", torch.zeros(cfg.N_EMBED, dtype=torch.long)).to(device)
-    step, started = ckpt.step, time.time()
 
-    def save(done: int) -> None:
+    def save(done: int, seconds: float) -> None:
         save_checkpoint(ckpt.path, {"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                                     "losses": progress["losses"], "restarted": progress["restarted"],
-                                    "counts": counts.cpu(), "config": config,
-                                    "seconds": progress["seconds"] + time.time() - started, **ckpt.meta(done)})
+                                    "counts": counts.cpu(), "config": config, "seconds": seconds, **ckpt.meta(done)})
 
-    with InterruptGuard() as guard, tqdm(range(ckpt.step, cfg.STEPS), initial=ckpt.step, total=cfg.STEPS,
-                                          desc="VQGAN") as bar:
-        for step in bar:
-            # Cosine decay of the step size from LEARNING_RATE to a tenth of it.
-            lr = cfg.LEARNING_RATE * cosine_factor(step, cfg.STEPS, final_fraction=0.1)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            # The batch of each step comes from its own seeded draw, so a resumed run sees the same batches.
-            picks = np.random.default_rng([cfg.SEED, step]).choice(len(train_images), cfg.BATCH_SIZE, replace=False)
-            x = to_tensor(train_images[picks], device)
-            latents = model.encode_unquantized(x)
-            if step == 0:  # start the codebook on encoder outputs rather than near zero
-                restart_dead_codes(model, counts, latents.detach())
-            z_q, vq_terms, indices = model.quantize(latents)
-            y = model.decode(z_q)
-            # Reconstruction (L1 + squared error) plus the VQ terms (vqgan.VectorQuantizer, taming's legacy form).
-            reconstruction = F.l1_loss(y, x) + F.mse_loss(y, x)
-            loss = reconstruction + vq_terms["total"]
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            counts += torch.bincount(indices.flatten(), minlength=cfg.N_EMBED)
-            if cfg.RESTART_EVERY and (step + 1) % cfg.RESTART_EVERY == 0 and step + 1 < cfg.STEPS * 0.9:
-                progress["restarted"] += restart_dead_codes(model, counts, latents.detach())
-                counts.zero_()
-            progress["losses"].append(float(reconstruction.detach()))
-            batch_psnr = float(psnr(y.detach(), x).mean())
-            bar.set_postfix(psnr=f"{batch_psnr:.1f}dB", vq=f"{float(vq_terms['total'].detach()):.4f}")
-            run.log_scalars(step, loss=float(loss.detach()), psnr=batch_psnr, lr=lr)
-            if (step + 1) % cfg.CHECKPOINT_EVERY == 0 or step + 1 == cfg.STEPS or guard.requested:
-                save(step + 1)
-            if guard.requested:
-                break
-    progress["seconds"] += time.time() - started
-    progress["steps"] = len(progress["losses"])
-    return progress, guard.requested
+    def one_step(step: int, bar) -> None:
+        # Cosine decay of the step size from LEARNING_RATE to a tenth of it.
+        lr = cfg.LEARNING_RATE * cosine_factor(step, cfg.STEPS, final_fraction=0.1)
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        # The batch of each step comes from its own seeded draw, so a resumed run sees the same batches.
+        picks = np.random.default_rng([cfg.SEED, step]).choice(len(train_images), cfg.BATCH_SIZE, replace=False)
+        x = to_tensor(train_images[picks], device)
+        latents = model.encode_unquantized(x)
+        if step == 0:  # start the codebook on encoder outputs rather than near zero
+            restart_dead_codes(model, counts, latents.detach())
+        z_q, vq_terms, indices = model.quantize(latents)
+        y = model.decode(z_q)
+        # Reconstruction (L1 + squared error) plus the VQ terms (vqgan.VectorQuantizer, taming's legacy form).
+        reconstruction = F.l1_loss(y, x) + F.mse_loss(y, x)
+        loss = reconstruction + vq_terms["total"]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        counts.add_(torch.bincount(indices.flatten(), minlength=cfg.N_EMBED))
+        if cfg.RESTART_EVERY and (step + 1) % cfg.RESTART_EVERY == 0 and step + 1 < cfg.STEPS * 0.9:
+            progress["restarted"] += restart_dead_codes(model, counts, latents.detach())
+            counts.zero_()
+        progress["losses"].append(float(reconstruction.detach()))
+        batch_psnr = float(psnr(y.detach(), x).mean())
+        bar.set_postfix(psnr=f"{batch_psnr:.1f}dB", vq=f"{float(vq_terms['total'].detach()):.4f}")
+        run.log_scalars(step, loss=float(loss.detach()), psnr=batch_psnr, lr=lr)
+
+    return progress, training.run_steps(cfg, ckpt, progress, "VQGAN", one_step, save)
 
 
 def report(run, model, config, progress, before, eval_images, device, interrupted) -> dict:
-    cfg = run.cfg
     metrics, reconstructions = evaluate(model, eval_images, device)
     metrics.update(train_seconds=round(progress["seconds"], 1), steps=progress["steps"],
                    codes_restarted=progress["restarted"], parameters_millions=parameter_count(model) / 1e6)
     if before is not None:
         metrics["untrained_held_out_psnr_db"] = before["held_out_psnr_db"]
-    for name, value in metrics.items():
-        print(f"  {name}: {value}")
-    if cfg.SHIP:
-        metrics["shipped_mb"] = ship(model, config, cfg).stat().st_size / 1e6
     run.add_artifact(plot_reconstructions(run.path("reconstructions.png"), eval_images, reconstructions),
                      f"held-out scenes and their reconstructions ({metrics['held_out_psnr_db']:.1f} dB)")
-    run.finish(metrics, status="interrupted" if interrupted else "complete")
-    return metrics
+    return training.finish(run, metrics, interrupted, lambda: ship(model, config, run.cfg))
 
 
 @exit_on_lab_error
 def main(argv=None):
-    run = start_run("vqgan_clip", globals(), argv, framework="torch", checkpoints=True)
+    run, device = training.start(globals(), argv, check_settings)
     cfg = run.cfg
-    check_settings(cfg)
-    device = torch.device(run.device)
     config, model, optimizer = build(cfg, device)
     train_images = world.render_scenes(world.make_scenes("train", 0, cfg.TRAIN_SCENES, seed=cfg.SEED))
     eval_images = world.render_scenes(world.make_scenes("test", 0, cfg.EVAL_SCENES, seed=cfg.SEED))
@@ -243,10 +216,6 @@ def main(argv=None):
     before = evaluate(model, eval_images, device)[0] if ckpt.step == 0 else None
     progress, interrupted = train(run, model, optimizer, ckpt, train_images, config, device)
     return report(run, model, config, progress, before, eval_images, device, interrupted)
-
-
-def parameter_count(model) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 if __name__ == "__main__":

@@ -1,12 +1,7 @@
 """VQGAN (Esser, Rombach, Ommer 2021, "Taming Transformers for High-Resolution Image Synthesis").
 
-The article (002, Russian) explains VQGAN as a convolutional encoder that turns an image into a grid
-of vectors, a codebook that replaces each vector by its nearest code ("vector quantisation"), and a
-convolutional decoder that paints the image back from the codes. This module is that network,
-written here in the module layout of the taming-transformers code, so the state_dict key names are
-the ones of the official checkpoints (`encoder.`, `decoder.`, `quantize.`, `quant_conv.`,
-`post_quant_conv.`) and those checkpoints load strictly - without taming-transformers or
-pytorch-lightning installed.
+The article's (002) encoder -> codebook (nearest code) -> decoder, in taming-transformers' module
+layout, so the official checkpoints load strictly without taming or pytorch-lightning installed.
 
     model = load_vqgan("data/checkpoints/vqgan_imagenet_f16_16384.yaml",
                        "data/checkpoints/vqgan_imagenet_f16_16384.ckpt")
@@ -40,18 +35,15 @@ OFFICIAL_SOURCES = (
     "(see vqgan_clip/README.md)"
 )
 
-# The keys that every taming ddconfig must give.
 DDCONFIG_KEYS = ("ch", "ch_mult", "num_res_blocks", "attn_resolutions", "z_channels", "resolution",
                  "in_channels", "out_ch", "dropout", "double_z")
 
 
 def normalize(channels: int) -> nn.GroupNorm:
-    """GroupNorm with 32 groups and eps 1e-6, the normalisation of every taming block."""
     return nn.GroupNorm(num_groups=32, num_channels=channels, eps=1e-6, affine=True)
 
 
 def swish(x: torch.Tensor) -> torch.Tensor:
-    """The swish non-linearity x * sigmoid(x) that taming uses after each GroupNorm."""
     return x * torch.sigmoid(x)
 
 
@@ -121,49 +113,63 @@ class Upsample(nn.Module):
         return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"))
 
 
+def _level(block_in: int, block_out: int, count: int, dropout: float, attention: bool) -> tuple[nn.Module, int]:
+    """One resolution level of taming's Encoder or Decoder, and its output width: `count` ResNet blocks
+    (.block), each followed by self-attention (.attn) at the resolutions the ddconfig names."""
+    level = nn.Module()
+    level.block, level.attn = nn.ModuleList(), nn.ModuleList()
+    for _ in range(count):
+        level.block.append(ResnetBlock(block_in, block_out, dropout))
+        block_in = block_out
+        if attention:
+            level.attn.append(AttnBlock(block_in))
+    return level, block_in
+
+
+def _run_level(level: nn.Module, h: torch.Tensor) -> torch.Tensor:
+    for index, block in enumerate(level.block):
+        h = block(h)
+        if len(level.attn) > 0:
+            h = level.attn[index](h)
+    return h
+
+
+def _middle(channels: int, dropout: float) -> nn.Module:
+    """ResNet block, attention, ResNet block: the bottleneck of both Encoder and Decoder."""
+    mid = nn.Module()
+    mid.block_1 = ResnetBlock(channels, channels, dropout)
+    mid.attn_1 = AttnBlock(channels)
+    mid.block_2 = ResnetBlock(channels, channels, dropout)
+    return mid
+
+
 class Encoder(nn.Module):
-    """Image -> latent grid: conv_in, len(ch_mult) levels of ResNet blocks (attention at the
-    configured resolutions) with a downsampling between levels, a middle block with attention,
+    """Image -> latent grid: conv_in, len(ch_mult) levels with a downsampling between them, the middle,
     then GroupNorm, swish and conv_out."""
 
     def __init__(self, *, ch, ch_mult, num_res_blocks, attn_resolutions, z_channels, resolution,
                  in_channels, out_ch=3, dropout=0.0, double_z=False, **_unused):
         super().__init__()
         self.num_resolutions = len(ch_mult)
-        self.num_res_blocks = num_res_blocks
         self.conv_in = nn.Conv2d(in_channels, ch, 3, stride=1, padding=1)
         current_resolution = resolution
         in_ch_mult = (1, *tuple(ch_mult))
         self.down = nn.ModuleList()
-        block_in = ch
         for level in range(self.num_resolutions):
-            blocks, attentions = nn.ModuleList(), nn.ModuleList()
-            block_in, block_out = ch * in_ch_mult[level], ch * ch_mult[level]
-            for _ in range(num_res_blocks):
-                blocks.append(ResnetBlock(block_in, block_out, dropout))
-                block_in = block_out
-                if current_resolution in attn_resolutions:
-                    attentions.append(AttnBlock(block_in))
-            down = nn.Module()
-            down.block, down.attn = blocks, attentions
+            down, block_in = _level(ch * in_ch_mult[level], ch * ch_mult[level], num_res_blocks, dropout,
+                                    current_resolution in attn_resolutions)
             if level != self.num_resolutions - 1:
                 down.downsample = Downsample(block_in)
                 current_resolution //= 2
             self.down.append(down)
-        self.mid = nn.Module()
-        self.mid.block_1 = ResnetBlock(block_in, block_in, dropout)
-        self.mid.attn_1 = AttnBlock(block_in)
-        self.mid.block_2 = ResnetBlock(block_in, block_in, dropout)
+        self.mid = _middle(block_in, dropout)
         self.norm_out = normalize(block_in)
         self.conv_out = nn.Conv2d(block_in, 2 * z_channels if double_z else z_channels, 3, stride=1, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h = self.conv_in(x)
         for level, down in enumerate(self.down):
-            for index, block in enumerate(down.block):
-                h = block(h)
-                if len(down.attn) > 0:
-                    h = down.attn[index](h)
+            h = _run_level(down, h)
             if level != self.num_resolutions - 1:
                 h = down.downsample(h)
         h = self.mid.block_2(self.mid.attn_1(self.mid.block_1(h)))
@@ -171,8 +177,7 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """Latent grid -> image: the mirror of the Encoder, with num_res_blocks + 1 blocks per level and
-    nearest-neighbour upsampling between levels."""
+    """Latent grid -> image: the mirror of the Encoder, num_res_blocks + 1 blocks per level, upsampling between."""
 
     def __init__(self, *, ch, ch_mult, num_res_blocks, attn_resolutions, z_channels, resolution,
                  in_channels=3, out_ch, dropout=0.0, double_z=False, **_unused):
@@ -181,21 +186,11 @@ class Decoder(nn.Module):
         block_in = ch * ch_mult[-1]
         current_resolution = resolution // 2 ** (self.num_resolutions - 1)
         self.conv_in = nn.Conv2d(z_channels, block_in, 3, stride=1, padding=1)
-        self.mid = nn.Module()
-        self.mid.block_1 = ResnetBlock(block_in, block_in, dropout)
-        self.mid.attn_1 = AttnBlock(block_in)
-        self.mid.block_2 = ResnetBlock(block_in, block_in, dropout)
+        self.mid = _middle(block_in, dropout)
         ups: list[nn.Module] = []
         for level in reversed(range(self.num_resolutions)):
-            blocks, attentions = nn.ModuleList(), nn.ModuleList()
-            block_out = ch * ch_mult[level]
-            for _ in range(num_res_blocks + 1):
-                blocks.append(ResnetBlock(block_in, block_out, dropout))
-                block_in = block_out
-                if current_resolution in attn_resolutions:
-                    attentions.append(AttnBlock(block_in))
-            up = nn.Module()
-            up.block, up.attn = blocks, attentions
+            up, block_in = _level(block_in, ch * ch_mult[level], num_res_blocks + 1, dropout,
+                                  current_resolution in attn_resolutions)
             if level != 0:
                 up.upsample = Upsample(block_in)
                 current_resolution *= 2
@@ -206,28 +201,20 @@ class Decoder(nn.Module):
         self.conv_out = nn.Conv2d(block_in, out_ch, 3, stride=1, padding=1)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        h = self.conv_in(z)
-        h = self.mid.block_2(self.mid.attn_1(self.mid.block_1(h)))
+        h = self.mid.block_2(self.mid.attn_1(self.mid.block_1(self.conv_in(z))))
         for level in reversed(range(self.num_resolutions)):
-            up = self.up[level]
-            for index, block in enumerate(up.block):
-                h = block(h)
-                if len(up.attn) > 0:
-                    h = up.attn[index](h)
+            h = _run_level(self.up[level], h)
             if level != 0:
-                h = up.upsample(h)
+                h = self.up[level].upsample(h)
         return self.conv_out(swish(self.norm_out(h)))
 
 
 class VectorQuantizer(nn.Module):
-    """The codebook: each latent vector is replaced by its nearest code (Euclidean distance).
+    """The codebook: each latent vector replaced by its nearest code, the gradient passed straight through.
 
-    Training signal (VQ-VAE, van den Oord et al. 2017, eq. 3): a codebook term ||sg[z] - e||^2 that
-    moves codes towards encoder outputs and a commitment term ||z - sg[e]||^2 that keeps the encoder
-    close to its codes; the straight-through estimator z + sg[z_q - z] passes the decoder's gradient
-    to the encoder unchanged. taming's VQModel trains with its VectorQuantizer2(legacy=True), whose
-    loss is commitment + beta * codebook (beta on the codebook term, the reverse of the paper);
-    legacy=False gives the paper's codebook + beta * commitment.
+    VQ-VAE's loss (van den Oord et al. 2017, eq. 3): codebook ||sg[z] - e||^2 and commitment ||z - sg[e]||^2.
+    taming's VQModel trains with VectorQuantizer2(legacy=True): commitment + beta * codebook (beta on
+    the codebook term, the reverse of the paper); legacy=False gives the paper's codebook + beta * commitment.
     """
 
     def __init__(self, n_embed: int, embed_dim: int, beta: float = 0.25, legacy: bool = True):
@@ -260,13 +247,8 @@ class VectorQuantizer(nn.Module):
 
 
 class VQModel(nn.Module):
-    """The VQGAN autoencoder of taming-transformers: encoder, quant_conv, quantize, post_quant_conv, decoder.
-
-    encode(x) -> (z_q, loss_terms, indices): z_q the quantised latent (batch, embed_dim, h/f, w/f) with a
-    straight-through gradient, loss_terms a dict of scalar tensors {"codebook", "commitment", "total"}
-    (total: the VQ part of the training loss, see VectorQuantizer), indices (batch, h/f, w/f).
-    decode(z_q) -> image in [-1, 1] (not clamped). forward(x) -> (reconstruction, loss_terms).
-    """
+    """taming's VQGAN autoencoder. encode(x) -> (z_q with a straight-through gradient, loss_terms
+    {"codebook", "commitment", "total"}, indices); decode(z_q) -> image in [-1, 1], not clamped."""
 
     def __init__(self, embed_dim: int, n_embed: int, ddconfig: dict[str, Any], beta: float = 0.25):
         super().__init__()
@@ -289,11 +271,8 @@ class VQModel(nn.Module):
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> VQModel:
         """Build from the parsed official model.yaml ({"model": {"params": {...}}}) or its params dict."""
-        params = config
-        if "model" in params:
-            params = params["model"]
-        if "params" in params:
-            params = params["params"]
+        params = config.get("model", config)
+        params = params.get("params", params)
         for key in ("embed_dim", "n_embed", "ddconfig"):
             if key not in params:
                 raise LabError(f"the VQGAN config has no {key}; expected the taming layout "
@@ -320,9 +299,6 @@ class VQModel(nn.Module):
     def decode(self, z_q: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.post_quant_conv(z_q))
 
-    def decode_indices(self, indices: torch.Tensor) -> torch.Tensor:
-        return self.decode(self.quantize.lookup(indices))
-
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         z_q, loss_terms, _ = self.encode(x)
         return self.decode(z_q), loss_terms
@@ -330,10 +306,8 @@ class VQModel(nn.Module):
 
 class GumbelQuantize(nn.Module):
     """taming's GumbelQuantize (Jang et al. 2017, "Categorical Reparameterization with Gumbel-Softmax"):
-    a 1x1 conv `proj` gives logits over the n_embed codes at each position; training draws a
-    Gumbel-softmax one-hot (temperature `temperature`) and mixes the codes `embed` with it. In eval
-    mode this takes the argmax of the logits (deterministic, no Gumbel noise), so encoding an image
-    gives the same latent every time."""
+    `proj` gives logits over the codes `embed`; training mixes them by a Gumbel-softmax one-hot, eval
+    mode takes the argmax (no noise), so encoding an image gives the same latent every time."""
 
     def __init__(self, num_hiddens: int, embed_dim: int, n_embed: int, kl_weight: float = 5e-4,
                  temperature: float = 1.0):
@@ -404,26 +378,18 @@ def read_yaml_config(yaml_path: Path | str) -> dict[str, Any]:
     return config
 
 
-def _incomplete(ckpt_path: Path) -> LabError:
-    return LabError(f"cannot read {ckpt_path}: the file is incomplete; download it again "
-                    "(python -m vqgan_clip.download resumes a partial download)")
-
-
 def read_vqgan_state_dict(ckpt_path: Path | str) -> dict[str, torch.Tensor]:
-    """The weights of a VQGAN file: a Lightning .ckpt ({"state_dict": ...}) or a plain state_dict.
-
-    Read by lab.safe_load.load_torch: an official Lightning last.ckpt also pickles Lightning's
-    callback and hyper-parameter objects; they become inert stand-ins (nothing from the file is
-    imported or run, and pytorch_lightning is not needed), and only `state_dict` is kept. A file
-    that asks for anything a checkpoint never needs (os.system, ...) is refused.
-    """
+    """The weights of a Lightning .ckpt ({"state_dict": ...}) or a plain state_dict, read by
+    lab.safe_load.load_torch: Lightning's pickled objects become inert stand-ins (nothing from the
+    file runs), and a file asking for anything a checkpoint never needs (os.system, ...) is refused."""
     ckpt_path = Path(ckpt_path)
     if not ckpt_path.is_file():
         raise LabError(f"VQGAN checkpoint {ckpt_path} not found; {OFFICIAL_SOURCES}")
     try:
         loaded = load_torch(ckpt_path, "VQGAN checkpoint", stand_ins=True)
     except IncompleteFileError:
-        raise _incomplete(ckpt_path) from None
+        raise LabError(f"cannot read {ckpt_path}: the file is incomplete; download it again "
+                       "(python -m vqgan_clip.download resumes a partial download)") from None
     if isinstance(loaded, dict) and "state_dict" in loaded and isinstance(loaded["state_dict"], dict):
         loaded = loaded["state_dict"]
     if not isinstance(loaded, dict) or not all(isinstance(v, torch.Tensor) for v in loaded.values()):
@@ -445,11 +411,6 @@ def load_vqgan(yaml_path: Path | str, ckpt_path: Path | str, device: str | torch
     load_state_dict_strict(model, state_dict, f"VQGAN checkpoint {ckpt_path} (for {yaml_path})")
     model.eval().requires_grad_(False)
     return model.to(device)
-
-
-def tokens_for_size(width: int, height: int, factor: int) -> tuple[int, int]:
-    """Latent grid (tokens across, tokens down) for an image size, rounding down to the factor."""
-    return width // factor, height // factor
 
 
 def parameter_count(model: nn.Module) -> int:

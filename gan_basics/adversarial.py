@@ -1,17 +1,9 @@
 """Adversarial examples: a perturbation a person does not notice makes a digits classifier wrong.
 
-The primer (article 004) ends with the "optical illusions for AI": a panda that a network suddenly
-calls a gibbon after a change no human sees. Here a small CNN learns scikit-learn's 8x8 digits, then
-two attacks look for such changes within an L-infinity budget epsilon (pixels in [0, 1]):
-
-- FGSM, the fast gradient sign method (Goodfellow, Shlens & Szegedy 2015, the panda paper): one
-  step of size epsilon along the sign of the loss gradient;
-- PGD, projected gradient descent (Madry et al. 2018): many smaller signed steps from a random
-  start, each projected back into the epsilon box.
-
-The control a careful reader asks for: random +-epsilon noise of the same L-infinity size. If the
-network were merely fragile, noise would hurt as much; it barely does, the attack's direction is
-what matters.
+The primer (article 004) ends with "optical illusions for AI": a panda a network calls a gibbon
+after a change no human sees. A small MLP learns the 8x8 digits; FGSM (Goodfellow, Shlens & Szegedy
+2015) and PGD (Madry et al. 2018) look for such changes within an L-infinity budget epsilon (pixels
+in [0, 1]). The control: random +-epsilon noise of the same size, which barely hurts.
 
 Run: python -m gan_basics.adversarial [--quick] [--set ATTACKS=fgsm] [--set EPSILONS="(0, 0.1)"]
 """
@@ -108,12 +100,10 @@ def plot_accuracy_curves(path, epsilons, curves: dict[str, list[float]]):
         colour, marker = styles[method]
         ax.plot(epsilons, 100 * np.asarray(values), marker=marker, color=colour, label=method.upper()
                 if method != "random noise" else "random +-epsilon noise (control)")
-    ax.set_xlabel("epsilon (L-infinity size of the change, pixels in [0, 1])")
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_ylim(0, 102)
+    ax.set(xlabel="epsilon (L-infinity size of the change, pixels in [0, 1])", ylabel="test accuracy (%)", ylim=(0, 102),
+           title="Digits classifier under attack vs under noise of the same size")
     ax.grid(alpha=0.3)
     ax.legend()
-    ax.set_title("Digits classifier under attack vs under noise of the same size")
     return save_figure(fig, path, dpi=120)
 
 
@@ -126,18 +116,13 @@ def plot_examples(path, originals, adversarials, model, epsilon: float, method: 
     fig, axes = plt.subplots(rows, 3, figsize=(6.0, 2.0 * rows + 0.6))
     axes = np.atleast_2d(axes)
     for row in range(rows):
-        perturbation = (adversarials[row, 0] - originals[row, 0]).numpy()
-        scale = max(epsilon, 1e-8)
-        panels = [
-            (originals[row, 0].numpy(), "gray_r", (0, 1), clean_probs[row]),
-            (perturbation / scale, "coolwarm", (-1, 1), None),
-            (adversarials[row, 0].numpy(), "gray_r", (0, 1), adv_probs[row]),
-        ]
+        perturbation = (adversarials[row, 0] - originals[row, 0]).numpy() / max(epsilon, 1e-8)
+        panels = [(originals[row, 0].numpy(), "gray_r", (0, 1), clean_probs[row]),
+                  (perturbation, "coolwarm", (-1, 1), None), (adversarials[row, 0].numpy(), "gray_r", (0, 1), adv_probs[row])]
         for column, (image, cmap, (low, high), probs) in enumerate(panels):
             ax = axes[row, column]
             ax.imshow(image, cmap=cmap, vmin=low, vmax=high, interpolation="nearest")
-            ax.set_xticks([])
-            ax.set_yticks([])
+            ax.set(xticks=[], yticks=[])
             if probs is not None:
                 label = int(probs.argmax())
                 changed = column == 2 and label != int(clean_probs[row].argmax())

@@ -1,11 +1,5 @@
-"""The models of the primer's second half (article 004): an autoencoder, a variational
-autoencoder and a small digits classifier, plus the training loop and helpers they share.
-
-The primer describes an autoencoder as an encoder that squeezes the input into a small code and a
-decoder that "inflates" it back to the original number of dimensions; used alone, the encoder is a
-non-linear dimension reduction (the article contrasts it with linear PCA). A variational
-autoencoder keeps in its middle not a single vector but a distribution, so the decoder alone can
-generate new things (Kingma & Welling 2014, "Auto-Encoding Variational Bayes").
+"""The models of the primer's second half (article 004): an autoencoder, a variational autoencoder
+(Kingma & Welling 2014) and a small digits classifier, plus the training loop and helpers they share.
 
 All images here are float tensors in [0, 1] of shape (N, 1, H, W): PSNR, the L-infinity size of an
 adversarial perturbation and the Gaussian decoder's likelihood are all stated on that scale.
@@ -16,7 +10,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
@@ -47,12 +40,9 @@ def parse_choice_list(text: str, valid: Sequence[str], what: str) -> list[str]:
     return names
 
 
-# -----------------------------------------------------------------------------
-# Settings. Each model is built from one typed settings dataclass, stored in its checkpoint
-# (train_model): a checkpoint made with other settings is not resumed, and a reader rebuilds the
-# model from the checkpoint alone (`Autoencoder.from_settings(AutoencoderSettings.from_dict(...))`).
-
-
+# Each model is built from one typed settings dataclass stored in its checkpoint (train_model): a
+# checkpoint made with other settings is not resumed, and a reader rebuilds the model from the
+# checkpoint alone (lab.safe_load.settings_from_checkpoint, then `<Model>.from_settings`).
 @dataclass(frozen=True, kw_only=True)
 class TrainedSettings:
     """What every model here shares: the data it was trained on and its optimiser's recipe."""
@@ -62,11 +52,6 @@ class TrainedSettings:
     batch_size: int
     learning_rate: float
     seed: int
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> Any:
-        """The settings a checkpoint stored (lists read back as the tuples they were)."""
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -114,9 +99,8 @@ def _mlp(sizes: Sequence[int]) -> nn.Sequential:
 class Autoencoder(nn.Module):
     """Fully connected encoder -> code of `latent_size` numbers -> mirrored decoder -> sigmoid.
 
-    The sigmoid keeps reconstructions in the pixel range [0, 1]. With one linear layer each way and
-    no non-linearity this would learn the PCA subspace (Baldi & Hornik 1989); the hidden ELU layers
-    are what let it bend the subspace, the primer's "non-linear" dimension reduction.
+    Without the hidden ELU layers it would learn the PCA subspace (Baldi & Hornik 1989); they let it
+    bend the subspace, the primer's "non-linear" dimension reduction.
     """
 
     def __init__(self, image_shape: Sequence[int], latent_size: int, hidden_sizes: Sequence[int]):
@@ -143,11 +127,9 @@ class Autoencoder(nn.Module):
 class VariationalAutoencoder(nn.Module):
     """A VAE with a Gaussian decoder p(x|z) = N(decoder(z), sigma^2 I) and prior p(z) = N(0, I).
 
-    `decoder_sigma` > 0 fixes sigma (the classic Gaussian decoder, where sigma acts as a weight
-    between reconstruction and KL). `decoder_sigma` = 0 selects the calibrated decoder of the
-    sigma-VAE (Rybkin, Daniilidis & Levine 2021): sigma is set to its maximum-likelihood value,
-    the root mean squared reconstruction error, so the balance is learnt rather than hand-tuned.
-    The running value is kept in the `sigma` buffer and used to score held-out data.
+    `decoder_sigma` > 0 fixes sigma (a weight between reconstruction and KL). 0 selects the calibrated
+    decoder of the sigma-VAE (Rybkin, Daniilidis & Levine 2021): sigma is its maximum-likelihood value,
+    the RMS reconstruction error; a running value in the `sigma` buffer scores held-out data.
     """
 
     def __init__(self, image_shape: Sequence[int], latent_size: int, hidden_sizes: Sequence[int],
@@ -195,17 +177,14 @@ class VariationalAutoencoder(nn.Module):
         # -log N(x; x_hat, sigma^2 I) = D log sigma + D/2 log(2 pi) + |x - x_hat|^2 / (2 sigma^2).
         nll = pixels * torch.log(sigma) + 0.5 * pixels * math.log(2 * math.pi) + squared_error / (2 * sigma**2)
         # KL of a diagonal Gaussian from the standard normal (Kingma & Welling 2014, appendix B).
-        kl = -0.5 * (1 + log_variance - mean.pow(2) - log_variance.exp()).sum(1)
-        return nll + kl, {"nll": nll, "kl": kl, "kl_per_dim": (-0.5 * (1 + log_variance - mean.pow(2)
-                                                                           - log_variance.exp())).mean(0)}
+        kl_per_dim = -0.5 * (1 + log_variance - mean.pow(2) - log_variance.exp())
+        kl = kl_per_dim.sum(1)
+        return nll + kl, {"nll": nll, "kl": kl, "kl_per_dim": kl_per_dim.mean(0)}
 
 
 class DigitsClassifier(nn.Module):
-    """A small fully connected digits classifier: pixels -> two ReLU layers -> class logits.
-
-    Goodfellow et al. (2015) argue that adversarial examples exist because networks behave too
-    linearly in high dimensions; a plain ReLU network is the textbook case the attacks target.
-    """
+    """Pixels -> ReLU layers -> class logits: the too-linear network adversarial examples exploit
+    (Goodfellow et al. 2015)."""
 
     def __init__(self, image_shape: Sequence[int], num_classes: int = 10, hidden_sizes: Sequence[int] = (256, 256)):
         super().__init__()
@@ -233,20 +212,13 @@ def batches(count: int, batch_size: int, shuffle: bool = True):
 def train_model(run, name: str, model: nn.Module, settings: TrainedSettings,
                 loss_fn: Callable[[torch.Tensor], torch.Tensor], count: int, *, epochs: int, desc: str,
                 cosine_schedule: bool = False, checkpoint_every: int = 25) -> tuple[list[float], bool]:
-    """Train `model`, built from `settings`, with Adam (settings.learning_rate, settings.batch_size)
-    for `epochs` passes over `count` samples, resuming from a checkpoint.
+    """Train `model` with Adam for `epochs` passes over `count` samples; returns the per-epoch mean
+    losses and whether it was interrupted. `loss_fn(indices)` is the mean loss of those samples.
 
-    `loss_fn(indices)` returns the mean loss of the samples at those indices (the caller owns the
-    data). With `cosine_schedule` the step size falls from `learning_rate` to 0 along a half cosine
-    over all the steps (SGDR without restarts, Loshchilov & Hutter 2017); it is a function of the
-    step alone, so a resumed run continues on the same curve. The checkpoint
-    `outputs/gan_basics/checkpoints/<profile>/<name>.pt` holds the model, the optimizer, the epochs
-    done, the typed settings, the constants, the random generators and the loss history, written every
-    `checkpoint_every` epochs and at the end. Rerunning resumes from it through lab.checkpoint.resume
-    (or reuses it when complete; a checkpoint made with other settings, or with more epochs done
-    than asked, is refused), --fresh starts over, Ctrl+C saves and stops. The loss
-    and step size go to the run's curves (scalars.csv, TensorBoard) as `<name>/loss`, `<name>/lr`.
-    Returns the per-epoch mean losses and whether it was interrupted.
+    `cosine_schedule`: the step size falls to 0 along a half cosine (SGDR without restarts, Loshchilov
+    & Hutter 2017), a function of the step alone, so a resumed run stays on the curve. The checkpoint
+    `<name>.pt` is written every `checkpoint_every` epochs and at the end; lab.checkpoint.resume
+    resumes or reuses it (refusing other settings), --fresh starts over, Ctrl+C saves and stops.
     """
     learning_rate, batch_size = settings.learning_rate, settings.batch_size
     optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)

@@ -1,18 +1,12 @@
-"""Autoencoders three ways, each against the baseline a careful reader would ask for.
+"""Autoencoders three ways (article 004), each against the baseline a careful reader would ask for.
 
-The primer (article 004) names three uses of an encoder-decoder pair:
-1. "reduction": dimension reduction. "It can be done linearly (PCA), but sometimes it takes a
-   non-linear approach - and that is what autoencoders do." Reconstruction error against latent
-   size for the autoencoder and for PCA, and the 2-D maps of both, coloured by digit.
-2. "denoising": the encoder gets so good at what matters that it "repairs small defects", e.g.
-   noise. A denoising autoencoder (Vincent et al. 2008) against PCA projection, by PSNR, for
-   Gaussian and salt-and-pepper noise at three levels. It has its own, measured recipe (the
-   DENOISING_* constants): wider layers, a cosine step-size decay, the PSNR itself as the loss and
-   training digits moved by up to a pixel (see gan_basics/README.md for what each one adds).
-3. "anomaly": trained on the good samples only, its reconstruction error measures how unlike the
-   training data a new input is (the article's sweets in a factory, cells in a microscope). One digit
-   class is withheld as the "defect"; ROC and AUC against PCA reconstruction error and an
-   IsolationForest (Liu, Ting & Zhou 2008).
+1. "reduction": "it can be done linearly (PCA), but sometimes it takes a non-linear approach".
+   Held-out reconstruction error against latent size, autoencoder vs PCA, and their 2-D maps.
+2. "denoising": it "repairs small defects". A denoising autoencoder (Vincent et al. 2008) with its
+   own recipe (DENOISING_*, measured in README.md) against PCA projection, by PSNR, for Gaussian and
+   salt-and-pepper noise at three levels.
+3. "anomaly": trained on good samples only, its reconstruction error flags what is unlike them. One
+   digit is withheld as the "defect"; ROC AUC against PCA and an IsolationForest (Liu et al. 2008).
 
 Run: python -m gan_basics.autoencoder [--quick] [--set EXPERIMENTS=anomaly] [--set ANOMALY_CLASS=3]
 """
@@ -97,11 +91,10 @@ def fit_autoencoder(run, cfg, name: str, train_inputs, latent_size: int, anomaly
         clean = train_inputs[indices]
         return F.mse_loss(model(clean), clean)
 
-    history, interrupted = train_model(
+    _history, interrupted = train_model(
         run, f"autoencoder_{cfg.DATASET}_{name}", model, settings, reconstruction_loss, len(train_inputs),
-        epochs=cfg.EPOCHS, desc=f"{name} (MSE)",
-        checkpoint_every=cfg.CHECKPOINT_EVERY)
-    return model, history, interrupted
+        epochs=cfg.EPOCHS, desc=f"{name} (MSE)", checkpoint_every=cfg.CHECKPOINT_EVERY)
+    return model, interrupted
 
 
 # ----------------------------------------------------------------------------- 1. dimension reduction
@@ -109,7 +102,7 @@ def reduction_experiment(run, cfg, data, train, test) -> tuple[dict, bool]:
     ae_errors, pca_errors, models, interrupted = {}, {}, {}, False
     sizes = sorted(set(cfg.LATENT_SIZES) | {2})  # latent size 2 is always trained, for the maps
     for size in sizes:
-        model, _history, stopped = fit_autoencoder(run, cfg, f"latent{size}", train, size)
+        model, stopped = fit_autoencoder(run, cfg, f"latent{size}", train, size)
         interrupted |= stopped
         with torch.no_grad():
             ae_errors[size] = float(per_image_mse(test, model(test)).mean())
@@ -123,9 +116,8 @@ def reduction_experiment(run, cfg, data, train, test) -> tuple[dict, bool]:
     ax.plot(shown, [pca_errors[s] for s in shown], "s--", color="tab:orange", label="PCA (linear)")
     ax.set_xscale("log", base=2)
     ax.set_xticks(shown, [str(s) for s in shown])
-    ax.set_xlabel("latent size (number of components)")
-    ax.set_ylabel("held-out reconstruction MSE (pixels in [0, 1])")
-    ax.set_title(f"Dimension reduction on {data.name}: autoencoder vs PCA")
+    ax.set(xlabel="latent size (number of components)", ylabel="held-out reconstruction MSE (pixels in [0, 1])",
+           title=f"Dimension reduction on {data.name}: autoencoder vs PCA")
     ax.grid(alpha=0.3)
     ax.legend()
     save_figure(fig, run.path("reduction_error_vs_latent.png"), dpi=120)
@@ -139,9 +131,7 @@ def reduction_experiment(run, cfg, data, train, test) -> tuple[dict, bool]:
     colours = data.test_labels if data.test_labels is not None else np.zeros(len(test))
     for ax, codes, title in ((axes[0], ae_codes, "autoencoder, latent size 2"), (axes[1], pca_codes, "PCA, 2 components")):
         points = ax.scatter(codes[:, 0], codes[:, 1], c=colours, cmap="tab10", s=10, vmin=-0.5, vmax=9.5)
-        ax.set_title(title)
-        ax.set_xticks([])
-        ax.set_yticks([])
+        ax.set(title=title, xticks=[], yticks=[])
     if data.test_labels is not None:
         fig.colorbar(points, ax=axes, ticks=range(10), label="digit")
     fig.suptitle(f"2-D maps of the held-out {data.name}")
@@ -156,8 +146,7 @@ def reduction_experiment(run, cfg, data, train, test) -> tuple[dict, bool]:
 
 # ----------------------------------------------------------------------------- 2. denoising
 def random_shift(images: torch.Tensor, probability: float) -> torch.Tensor:
-    """Each image, with the given probability, moved by a random offset in {-1, 0, 1} pixels along each
-    axis, the uncovered border filled with 0 (the background); the other images are returned as they are."""
+    """Each image, with the given probability, moved by -1, 0 or 1 pixel along each axis (border filled with 0)."""
     count, _, height, width = images.shape
     padded = F.pad(images, (1, 1, 1, 1))
     moved = torch.rand(count) < probability
@@ -214,7 +203,6 @@ def denoising_experiment(run, cfg, data, train, test) -> tuple[dict, bool]:
         output = model(corrupt(clean))
         return -psnr(clean, output).mean() if cfg.DENOISING_LOSS == "psnr" else F.mse_loss(output, clean)
 
-    # A new checkpoint name for the new recipe, so that an old denoiser's checkpoint is not refused.
     _history, interrupted = train_model(
         run, f"autoencoder_{cfg.DATASET}_denoiser_latent{cfg.DENOISING_LATENT}", model, settings, denoising_loss,
         len(train), epochs=cfg.DENOISING_EPOCHS, desc=f"denoising_latent{cfg.DENOISING_LATENT} ({'-PSNR' if cfg.DENOISING_LOSS == 'psnr' else 'MSE'})",
@@ -240,8 +228,7 @@ def denoising_experiment(run, cfg, data, train, test) -> tuple[dict, bool]:
         for label, style in (("noisy", "k:o"), ("autoencoder", "-o"), ("pca", "--s")):
             ax.plot(values, results[kind][label], style, label={"noisy": "noisy input", "pca": "PCA projection",
                                                                  "autoencoder": "denoising autoencoder"}[label])
-        ax.set_xlabel("noise std" if kind == "gaussian" else "fraction of pixels hit")
-        ax.set_title(kind.replace("_", " "))
+        ax.set(xlabel="noise std" if kind == "gaussian" else "fraction of pixels hit", title=kind.replace("_", " "))
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("PSNR vs clean image (dB, higher is better)")
     axes[0].legend()
@@ -273,9 +260,6 @@ def anomaly_experiment(run, cfg, data, train, test) -> tuple[dict, bool]:
     from sklearn.ensemble import IsolationForest
     from sklearn.metrics import roc_auc_score, roc_curve
 
-    if data.train_labels is None:
-        raise LabError(f"the anomaly experiment needs labelled images and {data.name!r} has none; "
-                       "use --set DATASET=digits, or leave anomaly out of EXPERIMENTS")
     anomaly = cfg.ANOMALY_CLASS
     normal_train = train[torch.from_numpy(data.train_labels != anomaly)]
     # Held-out normal digits, plus every image of the withheld class: none of them was trained on.
@@ -285,7 +269,7 @@ def anomaly_experiment(run, cfg, data, train, test) -> tuple[dict, bool]:
     evaluation = torch.cat([normal_test, anomalies])
     is_anomaly = np.r_[np.zeros(len(normal_test)), np.ones(len(anomalies))]
 
-    model, _history, interrupted = fit_autoencoder(
+    model, interrupted = fit_autoencoder(
         run, cfg, f"anomaly{anomaly}_latent{cfg.ANOMALY_LATENT}", normal_train, cfg.ANOMALY_LATENT,
         anomaly_class=anomaly)
     with torch.no_grad():
@@ -300,9 +284,8 @@ def anomaly_experiment(run, cfg, data, train, test) -> tuple[dict, bool]:
         false_positive, true_positive, _ = roc_curve(is_anomaly, values)
         ax.plot(false_positive, true_positive, label=f"{name} (AUC {aucs[name]:.3f})")
     ax.plot([0, 1], [0, 1], ":", color="gray", label="chance")
-    ax.set_xlabel("false positive rate (normal digits flagged)")
-    ax.set_ylabel(f"true positive rate (digit {anomaly} flagged)")
-    ax.set_title(f"Anomaly detection: trained without the {anomaly}s")
+    ax.set(xlabel="false positive rate (normal digits flagged)", ylabel=f"true positive rate (digit {anomaly} flagged)",
+           title=f"Anomaly detection: trained without the {anomaly}s")
     ax.legend(loc="lower right")
     ax.grid(alpha=0.3)
     save_figure(fig, run.path("anomaly_roc.png"), dpi=120)
@@ -313,8 +296,8 @@ def anomaly_experiment(run, cfg, data, train, test) -> tuple[dict, bool]:
         bins = np.histogram_bin_edges(values, bins=30)
         ax.hist(values[is_anomaly == 0], bins=bins, alpha=0.6, density=True, label="normal (other digits)")
         ax.hist(values[is_anomaly == 1], bins=bins, alpha=0.6, density=True, label=f"anomaly (digit {anomaly})")
-        ax.set_title(f"{name}, AUC {aucs[name]:.3f}")
-        ax.set_xlabel("reconstruction error" if name != "IsolationForest" else "isolation score")
+        ax.set(title=f"{name}, AUC {aucs[name]:.3f}",
+               xlabel="reconstruction error" if name != "IsolationForest" else "isolation score")
     axes[0].legend()
     save_figure(fig, run.path("anomaly_score_histograms.png"), dpi=120)
     run.add_artifact(run.path("anomaly_score_histograms.png"), "anomaly score histograms, normal vs withheld class")
@@ -345,10 +328,8 @@ def main(argv=None):
     metrics, interrupted = {"dataset": cfg.DATASET}, False
     runners = {"reduction": reduction_experiment, "denoising": denoising_experiment, "anomaly": anomaly_experiment}
     for name in experiments:
-        result, stopped = runners[name](run, cfg, data, train, test)
-        metrics[name] = result
-        interrupted |= stopped
-        if stopped:
+        metrics[name], interrupted = runners[name](run, cfg, data, train, test)
+        if interrupted:
             break
     add_claims(run, metrics)
     run.finish(metrics, status="interrupted" if interrupted else "complete")

@@ -1,28 +1,19 @@
 """A conditional GAN on digits: ask for a digit, get that digit. Run: python -m gan_basics.cgan [--quick]
 
-Article 004 ("Co přidat další rozměr do vstupů, třeba s Conditional GAN"): a plain GAN gives no
-control over what comes out; mixing a category into the inputs of both players (Mirza & Osindero
-2014) lets one ask for a particular kind of image. Here the category is the digit: the generator
-gets a one-hot label beside its noise, the discriminator one constant plane per class beside the
-image, so it can reject a well-drawn digit of the wrong class.
+Article 004 ("Co přidat další rozměr do vstupů, třeba s Conditional GAN"): mixing a category into
+both players' inputs (Mirza & Osindero 2014) lets one ask for a kind of image, here a digit. The
+judge's agreement with the digit asked for is the label accuracy (chance: 10 %).
 
-This entry is `python -m gan_basics.gan --set CONDITIONAL=true`: the conditional GAN is the GAN
-with one setting changed, so its constants are gan.py's (edit them there) and this file owns none.
-It calls gan.py's main in this process with that setting first, passing every argument on (--quick,
---set, --fresh, --help); a later `--set` still wins.
-
-The judge (evaluator.py, a classifier trained only on real digits) reads every conditional sample;
-its agreement with the digit asked for is the label accuracy, reported per digit and overall
-(chance: 10 %). Outputs (outputs/gan_basics/cgan/): grids with one row per digit 0-9 each epoch
-(samples/epoch_0001.png ...), their GIF, best.png, samples_best.npy with samples_best_labels.npy,
-accuracy_per_digit.png, frechet.png, losses.png, run.json.
+This is `python -m gan_basics.gan --set CONDITIONAL=true` (its constants are gan.py's; a later --set
+still wins). Outputs in outputs/gan_basics/cgan/: gan.py's, with one row per digit 0-9 in the grids,
+samples_best_labels.npy and accuracy_per_digit.png.
 """
 
 from __future__ import annotations
 
 import sys
 
-from gan_basics import gan  # an alias of gan.py with one constant set (see tests/test_collection_imports.py)
+from gan_basics import gan
 
 
 def main(argv: list[str] | None = None):

@@ -1,21 +1,15 @@
 """A DCGAN on digits or faces, scored every epoch by the judge. Run: python -m gan_basics.gan [--quick]
 
-Article 004 ("Když stojí AI proti AI"): a generator makes images from random noise, a discriminator
-learns to tell them from real ones, and the generator learns only from the discriminator's verdict,
-never seeing a real image. The article names two troubles, both made measurable here:
+Article 004 ("Když stojí AI proti AI"): a generator makes images from noise, a discriminator tells
+them from real ones. The article's two troubles are made measurable:
+- mode collapse, remedied by penalising too-alike outputs: DIVERSITY_PENALTY=true adds EBGAN's
+  pulling-away term; scored by the samples' pixel diversity vs real data and the judge's label entropy;
+- not knowing when to stop: the judge's Fréchet distance to held-out images is computed every epoch
+  and the best generator kept (*_best.pt, best.png).
 
-- mode collapse, and its remedy: "the generator is penalised when its outputs are too alike".
-  DIVERSITY_PENALTY=true adds EBGAN's pulling-away term (model.pulling_away_term) to the
-  generator's loss, computed on the discriminator's penultimate features of the fake batch. The
-  effect is reported as the samples' mean pairwise distance as a fraction of the real data's
-  (1.0 = as varied as real digits) and, on digits, as the entropy of the judge's labels.
-- not knowing when to stop: the judge's Fréchet distance to held-out real images is computed every
-  epoch and the generator with the lowest distance is kept (checkpoint *_best.pt, grid best.png).
-
-Outputs (outputs/gan_basics/gan_<dataset>[_diversity]/): fixed-noise sample grids per epoch
-(samples/epoch_0001.png ...) and their GIF, losses.png, frechet.png, best.png, samples_best.npy,
-run.json with the article's claims, scalars.csv and TensorBoard events. Rerunning resumes from the
-last checkpoint; --fresh starts over. CONDITIONAL = True makes it the conditional GAN (cgan.py).
+Outputs (outputs/gan_basics/gan_<dataset>[_diversity]/): per-epoch grids (samples/) and their GIF,
+losses.png, frechet.png, best.png, samples_best.npy, run.json, scalars.csv. Rerunning resumes;
+--fresh starts over. CONDITIONAL = True makes it the conditional GAN (cgan.py).
 """
 
 from __future__ import annotations
@@ -28,9 +22,8 @@ from gan_basics.judge import build_judge
 from lab import exit_on_lab_error, start_run
 
 # -----------------------------------------------------------------------------
-# Constants. The article gives no numbers; the players follow DCGAN (Radford et al. 2015:
-# LeakyReLU 0.2, N(0, 0.02) weights), the optimiser and the averaging are measured in README.md,
-# the sizes fit a 2-core CPU. cgan.py runs this script with CONDITIONAL = True.
+# Constants. The article gives no numbers; the players follow DCGAN (Radford et al. 2015), the
+# optimiser and the averaging are measured in README.md, the sizes fit a 2-core CPU.
 CONDITIONAL = False        # the article's conditional GAN: a digit label beside z and beside the image
 DATASET = "digits"         # "digits" (sklearn, 8x8) or "faces" (skimage lfw_subset, 25x25; not conditional) {nonempty}
 EPOCHS = 60                # passes over the training images {> 0}

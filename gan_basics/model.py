@@ -1,13 +1,7 @@
-"""The primer's two players (article 004, "Když stojí AI proti AI"): a generator that turns random
-noise into an image and a discriminator (the article's "detektiv") that tells real images from
-the generator's fakes. Both follow DCGAN's recipe (Radford, Metz & Chintala 2015, "Unsupervised
-representation learning with deep convolutional GANs"): transposed convolutions with batch norm
-and ReLU in the generator, a tanh output in [-1, 1], strided convolutions with LeakyReLU(0.2) in
-the discriminator, no pooling and no fully connected hidden layers beyond the projection of z.
-
-The conditional variant (the article's "Conditional GAN", Mirza & Osindero 2014) appends a
-one-hot label to the noise of the generator and one constant plane per class to the image the
-discriminator sees, so both players know which digit is meant.
+"""The primer's two players (article 004, "Když stojí AI proti AI"): a generator that turns noise into
+an image and a discriminator (the article's "detektiv") that tells real images from fakes, both after
+DCGAN (Radford, Metz & Chintala 2015). The conditional variant (Mirza & Osindero 2014) gives both
+players the digit: a one-hot label beside z, one constant plane per class beside the image.
 """
 
 from __future__ import annotations
@@ -54,17 +48,13 @@ class Generator(nn.Module):
         grid = self.project(z).view(-1, 2 * self.width, self.base, self.base)
         images = self.upsample(grid)
         _, height, width_px = self.image_shape
-        top = (images.shape[2] - height) // 2
-        left = (images.shape[3] - width_px) // 2
+        top, left = (images.shape[2] - height) // 2, (images.shape[3] - width_px) // 2
         return images[:, :, top : top + height, left : left + width_px]
 
 
 class Discriminator(nn.Module):
-    """image (and an optional class label) -> one logit, "real" when positive.
-
-    `features()` returns the penultimate activations; the diversity penalty of gan.py measures
-    how alike a batch of fakes is in this space (EBGAN's pulling-away term).
-    """
+    """image (and an optional class label) -> one logit, "real" when positive; `features()` is the
+    penultimate layer, where the diversity penalty measures how alike the fakes are."""
 
     def __init__(self, image_shape: tuple[int, int, int], width: int = 64, num_classes: int = 0,
                  dropout: float = 0.0):
@@ -121,12 +111,8 @@ class Discriminator(nn.Module):
 
 
 def pulling_away_term(features: torch.Tensor) -> torch.Tensor:
-    """The article's remedy for mode collapse: penalise a generator whose outputs are too alike.
-
-    EBGAN's pulling-away term (Zhao, Mathieu & LeCun 2016, eq. 6): with s_i the unit-length
-    feature vector of sample i, PT = 1 / (N (N - 1)) * sum_{i != j} (s_i . s_j)^2. It is 1 when all
-    samples point the same way (a collapsed batch) and near 0 when they are spread out.
-    """
+    """The article's remedy for mode collapse, EBGAN's pulling-away term (Zhao, Mathieu & LeCun 2016,
+    eq. 6): the mean of (s_i . s_j)^2 over pairs i != j of unit feature vectors; 1 for a collapsed batch."""
     count = features.shape[0]
     unit = F.normalize(features, dim=1)
     similarity = unit @ unit.t()
@@ -149,8 +135,7 @@ def init_dcgan_weights(module: nn.Module) -> None:
 
 @dataclass(frozen=True)
 class GANSettings:
-    """Everything that fixes the players' shapes: stored in each checkpoint, so a later reader
-    rebuilds the generator from the checkpoint alone (as nanoGPT's GPTConfig)."""
+    """Everything that fixes the players' shapes, stored in each checkpoint (as nanoGPT's GPTConfig)."""
 
     image_shape: tuple[int, int, int]
     latent_dim: int

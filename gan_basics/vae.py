@@ -1,16 +1,10 @@
 """A variational autoencoder that generates new images and morphs one input into another.
 
-The primer (article 004) describes the VAE as an autoencoder whose middle holds not a vector but
-"probabilities of belonging to boxes", so that the decoder alone can create new things, and points
-at MusicVAE, which glides from one melody (or drum loop) into another. This script trains a VAE
-(Kingma & Welling 2014) with a Gaussian decoder - by default the calibrated decoder of the sigma-VAE
-(Rybkin et al. 2021), which learns the noise level instead of hand-tuning it - on digits or faces, and
-shows: samples from the prior, a 2-D traversal of the latent space, and a morph between two held-out
-inputs (a strip and a GIF), next to a plain pixel cross-fade, the morph without a model.
-
-The held-out ELBO (a lower bound on log p(x), in nats per image) goes to run.json, next to the
-exact held-out log-likelihood of an independent per-pixel Gaussian: the density baseline the VAE
-must beat to have learnt anything about how pixels go together.
+The primer (article 004): a VAE's middle holds "probabilities of belonging to boxes", so the decoder
+alone creates new things; MusicVAE glides from one melody into another. A VAE (Kingma & Welling 2014)
+with the sigma-VAE's calibrated Gaussian decoder (Rybkin et al. 2021) by default shows prior samples,
+a 2-D latent traversal and a morph between two held-out inputs beside a pixel cross-fade. Its held-out
+ELBO is scored against the exact log-likelihood of an independent per-pixel Gaussian.
 
 Run: python -m gan_basics.vae [--quick] [--set DATASET=faces] [--set DECODER=gaussian] [--set MORPH_PAIR="(3, 7)"]
 """
@@ -23,14 +17,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from gan_basics.ae_model import (
-    VAESettings,
-    VariationalAutoencoder,
-    image_grid,
-    to_unit_range,
-    train_model,
-    upscale,
-)
+from gan_basics.ae_model import VAESettings, VariationalAutoencoder, image_grid, to_unit_range, train_model, upscale
 from gan_basics.data import DATASETS, load_dataset
 from lab import LabError, exit_on_lab_error, start_run
 from lab.constants import settings_from
@@ -66,10 +53,8 @@ _DECODERS = ("sigma", "gaussian")
 
 
 def independent_gaussian_log_likelihood(train: torch.Tensor, test: torch.Tensor) -> float:
-    """Held-out log-likelihood (nats per image) of one Gaussian per pixel fitted to the training set.
-
-    The std is floored at 0.05 so that always-blank border pixels do not get an infinite density.
-    """
+    """Held-out log-likelihood (nats per image) of one Gaussian per pixel fitted to the training set;
+    the std is floored at 0.05 so always-blank border pixels do not get an infinite density."""
     flat_train, flat_test = train.flatten(1).double(), test.flatten(1).double()
     mean, std = flat_train.mean(0), flat_train.std(0).clamp_min(0.05)
     log_density = -torch.log(std) - 0.5 * math.log(2 * math.pi) - 0.5 * ((flat_test - mean) / std) ** 2
@@ -184,9 +169,7 @@ def main(argv=None):
 
     fig, ax = plt.subplots(figsize=(5.6, 3.8))
     ax.plot(np.arange(1, len(history) + 1), history)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("training -ELBO (nats per image)")
-    ax.set_title(f"VAE training on {cfg.DATASET}, {cfg.DECODER} decoder")
+    ax.set(xlabel="epoch", ylabel="training -ELBO (nats per image)", title=f"VAE training on {cfg.DATASET}, {cfg.DECODER} decoder")
     ax.grid(alpha=0.3)
     save_figure(fig, run.path("vae_training_loss.png"), dpi=120)
     run.add_artifact(run.path("vae_training_loss.png"), "VAE training loss")

@@ -57,9 +57,7 @@ def check_epsilon(name: str, value: float) -> float:
 def loss_gradient(model, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """The gradient of the cross-entropy loss with respect to the input pixels."""
     images = images.clone().requires_grad_(True)
-    loss = F.cross_entropy(model(images), labels)
-    (gradient,) = torch.autograd.grad(loss, images)
-    return gradient
+    return torch.autograd.grad(F.cross_entropy(model(images), labels), images)[0]
 
 
 def fgsm(model, images, labels, epsilon: float, steps: int = 1, step_factor: float = 1.0) -> torch.Tensor:
@@ -158,8 +156,7 @@ def main(argv=None):
     history, interrupted = train_model(
         run, "adversarial_classifier", model, settings, classification_loss, len(train_images), epochs=cfg.EPOCHS,
         desc="classifier (cross-entropy)", checkpoint_every=cfg.CHECKPOINT_EVERY)
-    for parameter in model.parameters():
-        parameter.requires_grad_(False)
+    model.requires_grad_(False)
     clean_accuracy = accuracy(model, test_images, test_labels)
     print(f"clean test accuracy: {100 * clean_accuracy:.1f}%")
 

@@ -86,13 +86,13 @@ class ClassifierSettings(TrainedSettings):
     hidden_sizes: tuple[int, ...]
 
 
-def _mlp(sizes: Sequence[int]) -> nn.Sequential:
-    """Linear layers with ELU between them (none after the last)."""
+def _mlp(sizes: Sequence[int], activation: type[nn.Module] = nn.ELU) -> nn.Sequential:
+    """Linear layers with `activation` between them (none after the last)."""
     layers: list[nn.Module] = []
     for index, (width_in, width_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
         layers.append(nn.Linear(width_in, width_out))
         if index < len(sizes) - 2:
-            layers.append(nn.ELU())
+            layers.append(activation())
     return nn.Sequential(*layers)
 
 
@@ -188,12 +188,7 @@ class DigitsClassifier(nn.Module):
 
     def __init__(self, image_shape: Sequence[int], num_classes: int = 10, hidden_sizes: Sequence[int] = (256, 256)):
         super().__init__()
-        sizes = [int(np.prod(image_shape)), *hidden_sizes]
-        layers: list[nn.Module] = [nn.Flatten()]
-        for width_in, width_out in zip(sizes[:-1], sizes[1:], strict=True):
-            layers += [nn.Linear(width_in, width_out), nn.ReLU()]
-        layers.append(nn.Linear(sizes[-1], num_classes))
-        self.network = nn.Sequential(*layers)
+        self.network = nn.Sequential(nn.Flatten(), *_mlp([int(np.prod(image_shape)), *hidden_sizes, num_classes], nn.ReLU))
 
     @classmethod
     def from_settings(cls, settings: ClassifierSettings) -> DigitsClassifier:
@@ -238,7 +233,7 @@ def train_model(run, name: str, model: nn.Module, settings: TrainedSettings,
     model.train()
     with InterruptGuard() as guard, tqdm(range(start, epochs), initial=start, total=epochs, desc=desc) as bar:
         for epoch_index in bar:
-            total, seen = 0.0, 0
+            total = 0.0
             for batch_index, indices in enumerate(batches(count, batch_size)):
                 if cosine_schedule:
                     factor = cosine_factor(epoch_index * steps_per_epoch + batch_index, epochs * steps_per_epoch)
@@ -249,8 +244,7 @@ def train_model(run, name: str, model: nn.Module, settings: TrainedSettings,
                 loss.backward()
                 optimizer.step()
                 total += loss.item() * len(indices)
-                seen += len(indices)
-            history.append(total / seen)
+            history.append(total / count)
             epoch = epoch_index + 1
             if epoch % checkpoint_every == 0 or epoch == epochs or guard.requested:
                 save(epoch)

@@ -120,8 +120,7 @@ def reduction_experiment(run, cfg, data, train, test) -> tuple[dict, bool]:
            title=f"Dimension reduction on {data.name}: autoencoder vs PCA")
     ax.grid(alpha=0.3)
     ax.legend()
-    save_figure(fig, run.path("reduction_error_vs_latent.png"), dpi=120)
-    run.add_artifact(run.path("reduction_error_vs_latent.png"),
+    run.add_artifact(save_figure(fig, run.path("reduction_error_vs_latent.png"), dpi=120),
                      "reconstruction error vs latent size: autoencoder and PCA")
 
     with torch.no_grad():
@@ -233,8 +232,8 @@ def denoising_experiment(run, cfg, data, train, test) -> tuple[dict, bool]:
     axes[0].set_ylabel("PSNR vs clean image (dB, higher is better)")
     axes[0].legend()
     fig.suptitle(f"Denoising held-out {data.name}")
-    save_figure(fig, run.path("denoising_psnr.png"), dpi=120)
-    run.add_artifact(run.path("denoising_psnr.png"), "PSNR of noisy, autoencoder-denoised and PCA-denoised images")
+    run.add_artifact(save_figure(fig, run.path("denoising_psnr.png"), dpi=120),
+                     "PSNR of noisy, autoencoder-denoised and PCA-denoised images")
 
     fig, axes = plt.subplots(1, 2, figsize=(10.5, 5.0))
     for ax, (kind, (level, noisy, ae_clean, pca_clean)) in zip(axes, examples.items(), strict=True):
@@ -243,8 +242,8 @@ def denoising_experiment(run, cfg, data, train, test) -> tuple[dict, bool]:
         ax.set_yticks([(i + 0.5) * (test.shape[2] + 1) for i in range(4)], ["clean", "noisy", "autoencoder", "PCA"])
         ax.set_xticks([])
         ax.set_title(f"{kind.replace('_', ' ')}, level {level:g}")
-    save_figure(fig, run.path("denoising_examples.png"), dpi=120)
-    run.add_artifact(run.path("denoising_examples.png"), "denoising examples at the middle noise level")
+    run.add_artifact(save_figure(fig, run.path("denoising_examples.png"), dpi=120),
+                     "denoising examples at the middle noise level")
 
     metrics: dict = {"psnr_db": results}
     for kind, values in levels.items():
@@ -288,8 +287,8 @@ def anomaly_experiment(run, cfg, data, train, test) -> tuple[dict, bool]:
            title=f"Anomaly detection: trained without the {anomaly}s")
     ax.legend(loc="lower right")
     ax.grid(alpha=0.3)
-    save_figure(fig, run.path("anomaly_roc.png"), dpi=120)
-    run.add_artifact(run.path("anomaly_roc.png"), "ROC of the anomaly scores: autoencoder vs PCA vs IsolationForest")
+    run.add_artifact(save_figure(fig, run.path("anomaly_roc.png"), dpi=120),
+                     "ROC of the anomaly scores: autoencoder vs PCA vs IsolationForest")
 
     fig, axes = plt.subplots(1, 3, figsize=(12.0, 3.6))
     for ax, (name, values) in zip(axes, scores.items(), strict=True):
@@ -299,8 +298,8 @@ def anomaly_experiment(run, cfg, data, train, test) -> tuple[dict, bool]:
         ax.set(title=f"{name}, AUC {aucs[name]:.3f}",
                xlabel="reconstruction error" if name != "IsolationForest" else "isolation score")
     axes[0].legend()
-    save_figure(fig, run.path("anomaly_score_histograms.png"), dpi=120)
-    run.add_artifact(run.path("anomaly_score_histograms.png"), "anomaly score histograms, normal vs withheld class")
+    run.add_artifact(save_figure(fig, run.path("anomaly_score_histograms.png"), dpi=120),
+                     "anomaly score histograms, normal vs withheld class")
     return {"anomaly_class": anomaly, "auc": aucs, "normal_test_count": len(normal_test),
             "anomaly_count": len(anomalies)}, interrupted
 

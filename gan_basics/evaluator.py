@@ -15,6 +15,7 @@ import numpy as np
 from gan_basics.data import load_dataset
 from gan_basics.judge import Judge, JudgeSettings, build_judge
 from lab import exit_on_lab_error, start_run
+from lab.constants import settings_from
 from lab.plots import save_figure
 
 # -----------------------------------------------------------------------------
@@ -38,7 +39,7 @@ QUICK: dict = {}          # the judge is the same in every profile, so scores ar
 def main(argv=None):
     run = start_run("gan_basics", globals(), argv, framework="torch")
     cfg = run.cfg
-    judge = build_judge(cfg.DATASET, JudgeSettings.from_constants(cfg, run.seed), log=run.log_scalars)
+    judge = build_judge(cfg.DATASET, settings_from(JudgeSettings, cfg, seed=run.seed), log=run.log_scalars)
     data = load_dataset(cfg.DATASET)
     metrics = {
         "reference_size": judge.reference_size,
@@ -69,11 +70,8 @@ def _plot_confusion(judge: Judge, data, path: Path) -> Path:
     for (row, col), count in np.ndenumerate(confusion):
         if count:
             ax.text(col, row, str(count), ha="center", va="center", fontsize=7)
-    ax.set_xlabel("predicted digit")
-    ax.set_ylabel("true digit")
-    ax.set_xticks(range(10))
-    ax.set_yticks(range(10))
-    ax.set_title(f"judge on held-out digits: {judge.test_accuracy:.1%}")
+    ax.set(xlabel="predicted digit", ylabel="true digit", xticks=range(10), yticks=range(10),
+           title=f"judge on held-out digits: {judge.test_accuracy:.1%}")
     return save_figure(fig, path, dpi=110)
 
 

@@ -59,15 +59,6 @@ def label_entropy(labels: np.ndarray, classes: int = 10) -> float:
     return float(-(share * np.log(share)).sum() / np.log(classes))
 
 
-def data_fingerprint(data: Dataset) -> str:
-    """A short hash of the training images: a checkpoint trained on other pixels is not resumed."""
-    return hashlib.sha256(np.ascontiguousarray(data.train_images).tobytes()).hexdigest()[:16]
-
-
-class Collapsed(LabError):
-    """The losses became NaN or infinite."""
-
-
 @dataclass
 class Players:
     """The two players, their optimisers and the generator's weight average, built from settings."""
@@ -194,8 +185,9 @@ class GameState:
 
 def resume_game(run, players: Players, data: Dataset, name: str) -> GameState:
     """Load `<name>_last.pt` when lab.checkpoint.resume accepts it (same architecture and data), else start fresh."""
+    fingerprint = hashlib.sha256(np.ascontiguousarray(data.train_images).tobytes()).hexdigest()[:16]  # same pixels
     ckpt = resume(run, f"{name}_last.pt", architecture=ARCHITECTURE, steps=run.cfg.EPOCHS, steps_name="EPOCHS",
-                  data=data_fingerprint(data), map_location=players.device)
+                  data=fingerprint, map_location=players.device)
     best_path = ckpt.path.with_name(f"{name}_best.pt")
     shuffle = torch.Generator().manual_seed(run.seed)
     if ckpt.state is None:
@@ -283,7 +275,11 @@ def train(run, players: Players, game: GameState, data: Dataset, judge: Judge, p
                 save_checkpoint(game.best_path, {"generator": players.average.state_dict(),
                                                  "settings": asdict(players.settings), **game.ckpt.meta(done)})
             if done % cfg.CHECKPOINT_EVERY == 0 or done == cfg.EPOCHS or guard.requested:
-                save_checkpoint(game.ckpt.path, checkpoint_dict(players, game, done))
+                save_checkpoint(game.ckpt.path, {
+                    "generator": players.generator.state_dict(), "generator_average": players.average.state_dict(),
+                    "discriminator": players.discriminator.state_dict(), "optimizer_g": players.opt_g.state_dict(),
+                    "optimizer_d": players.opt_d.state_dict(), "shuffle_rng": game.shuffle.get_state(),
+                    "history": asdict(history), "settings": asdict(players.settings), **game.ckpt.meta(done)})
             log_epoch(run, done, scores, history, judge, lr)
             bar.set_postfix(D=f"{history.loss_d[-1]:.3f}", G=f"{history.loss_g[-1]:.3f}",
                             frechet=f"{scores['frechet'] / judge.floor:.2f}x floor", best=history.best_epoch)
@@ -293,13 +289,6 @@ def train(run, players: Players, game: GameState, data: Dataset, judge: Judge, p
     if not history.frechet:
         raise LabError(f"nothing to report: EPOCHS={cfg.EPOCHS}; set EPOCHS to at least 1")
     return Outcome(judge, probes, history, game.best_path, samples_dir, status)
-
-
-def checkpoint_dict(players: Players, game: GameState, epoch: int) -> dict:
-    return {"generator": players.generator.state_dict(), "generator_average": players.average.state_dict(),
-            "discriminator": players.discriminator.state_dict(), "optimizer_g": players.opt_g.state_dict(),
-            "optimizer_d": players.opt_d.state_dict(), "shuffle_rng": game.shuffle.get_state(),
-            "history": asdict(game.history), "settings": asdict(players.settings), **game.ckpt.meta(epoch)}
 
 
 def log_epoch(run, epoch: int, scores: dict, history: History, judge: Judge, lr: float) -> None:
@@ -315,7 +304,7 @@ def raise_collapsed(run, game: GameState, epoch: int, losses) -> None:
     run.finish({"collapsed_at_epoch": epoch + 1, "best_epoch": history.best_epoch}, status="collapsed")
     kept = (f"the best generator (epoch {history.best_epoch}) is kept in {game.best_path}" if history.best_epoch
             else "no epoch finished, so there is no best checkpoint")
-    raise Collapsed(
+    raise LabError(
         f"the losses became NaN/inf at epoch {epoch + 1} (a collapsed run: D {losses[0]}, G {losses[1]}); "
         f"{kept}. Lower LEARNING_RATE or DIVERSITY_WEIGHT, or change SEED, and rerun with --fresh")
 
@@ -335,8 +324,7 @@ def report(run, outcome: Outcome, device: torch.device) -> None:
     """Figures, samples of the best generator, the article's claims and run.json."""
     cfg, judge, probes, history = run.cfg, outcome.judge, outcome.probes, outcome.history
     conditional = probes.eval_labels is not None
-    frames = sorted(outcome.samples_dir.glob("epoch_*.png"))
-    write_gif(frames, run.path("samples.gif"), fps=cfg.GIF_FPS, max_side=400)
+    write_gif(sorted(outcome.samples_dir.glob("epoch_*.png")), run.path("samples.gif"), fps=cfg.GIF_FPS, max_side=400)
     generator = load_best_generator(outcome.best_path, device)
     with torch.no_grad():
         def draw(noise, labels):
@@ -412,8 +400,8 @@ def conditional_metrics(run, judge: Judge, best_samples, probes: Probes, history
     ax.set(xticks=range(10), ylim=(0, 1.05), xlabel="digit asked for", ylabel="judge agrees",
            title=f"conditional samples read as asked: {accuracy:.1%}")
     ax.legend(fontsize=8, loc="lower right")
-    save_figure(fig, run.path("accuracy_per_digit.png"), dpi=110)
-    run.add_artifact(run.path("accuracy_per_digit.png"), "judge's label accuracy per digit asked for")
+    run.add_artifact(save_figure(fig, run.path("accuracy_per_digit.png"), dpi=110),
+                     "judge's label accuracy per digit asked for")
     # The share of samples read as asked, with Wilson's 95 % interval for that many samples.
     interval = binomtest(int((predicted == truth).sum()), len(truth)).proportion_ci(0.95, method="wilson")
     return {"label_accuracy_best": accuracy, "label_samples": len(truth),

@@ -40,12 +40,6 @@ class JudgeSettings:
     floor_draws: int = 10           # random real subsets averaged into the real-vs-real floor
     seed: int = 0
 
-    @classmethod
-    def from_constants(cls, cfg: Any, seed: int) -> JudgeSettings:
-        """From evaluator.py's constants; `seed` is the run's (SEED = -1 draws one)."""
-        return cls(cfg.CLASSIFIER_EPOCHS, cfg.CLASSIFIER_LR, cfg.CLASSIFIER_BATCH, cfg.FEATURE_DIM,
-                   cfg.FACE_COMPONENTS, cfg.FLOOR_DRAWS, seed)
-
     def trained_with(self) -> dict[str, Any]:
         """The settings that change the trained classifier (the floor's and faces' do not)."""
         values = asdict(self)

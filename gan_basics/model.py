@@ -122,11 +122,9 @@ def pulling_away_term(features: torch.Tensor) -> torch.Tensor:
 
 def init_dcgan_weights(module: nn.Module) -> None:
     """DCGAN's initialisation: weights from N(0, 0.02), batch-norm scales from N(1, 0.02)."""
-    if isinstance(module, nn.Embedding):
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.Embedding)):
         nn.init.normal_(module.weight, 0.0, 0.02)
-    elif isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
-        nn.init.normal_(module.weight, 0.0, 0.02)
-        if module.bias is not None:
+        if getattr(module, "bias", None) is not None:
             nn.init.zeros_(module.bias)
     elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
         nn.init.normal_(module.weight, 1.0, 0.02)

@@ -63,15 +63,13 @@ def independent_gaussian_log_likelihood(train: torch.Tensor, test: torch.Tensor)
 
 @torch.no_grad()
 def held_out_elbo(model, images: torch.Tensor, samples: int) -> dict[str, float]:
-    nelbo, nll, kl = [], [], []
-    for _ in range(samples):
-        total, parts = model.negative_elbo(images)
-        nelbo.append(total.mean())
-        nll.append(parts["nll"].mean())
-        kl.append(parts["kl"].mean())
-    return {"elbo_nats_per_image": -float(torch.stack(nelbo).mean()),
-            "reconstruction_log_likelihood": -float(torch.stack(nll).mean()),
-            "kl_nats_per_image": float(torch.stack(kl).mean())}
+    """The held-out ELBO and its two parts, averaged over `samples` posterior draws per image."""
+    draws = [model.negative_elbo(images) for _ in range(samples)]
+    nelbo = torch.stack([total.mean() for total, _ in draws]).mean()
+    nll = torch.stack([parts["nll"].mean() for _, parts in draws]).mean()
+    kl = torch.stack([parts["kl"].mean() for _, parts in draws]).mean()
+    return {"elbo_nats_per_image": -float(nelbo), "reconstruction_log_likelihood": -float(nll),
+            "kl_nats_per_image": float(kl)}
 
 
 def show_grid(path, images: np.ndarray, columns: int, title: str, dark_on_light: bool):
@@ -171,8 +169,7 @@ def main(argv=None):
     ax.plot(np.arange(1, len(history) + 1), history)
     ax.set(xlabel="epoch", ylabel="training -ELBO (nats per image)", title=f"VAE training on {cfg.DATASET}, {cfg.DECODER} decoder")
     ax.grid(alpha=0.3)
-    save_figure(fig, run.path("vae_training_loss.png"), dpi=120)
-    run.add_artifact(run.path("vae_training_loss.png"), "VAE training loss")
+    run.add_artifact(save_figure(fig, run.path("vae_training_loss.png"), dpi=120), "VAE training loss")
 
     labels = None if data.test_labels is None else [int(data.test_labels[i]) for i in cfg.MORPH_PAIR]
     elbo = scores["elbo_nats_per_image"]

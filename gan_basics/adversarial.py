@@ -108,8 +108,7 @@ def plot_accuracy_curves(path, epsilons, curves: dict[str, list[float]]):
 def plot_examples(path, originals, adversarials, model, epsilon: float, method: str):
     """Rows of: original | perturbation (amplified) | adversarial, titled with label and confidence."""
     with torch.no_grad():
-        clean_probs = F.softmax(model(originals), 1)
-        adv_probs = F.softmax(model(adversarials), 1)
+        clean_probs, adv_probs = F.softmax(model(originals), 1), F.softmax(model(adversarials), 1)
     rows = len(originals)
     fig, axes = plt.subplots(rows, 3, figsize=(6.0, 2.0 * rows + 0.6))
     axes = np.atleast_2d(axes)
@@ -128,8 +127,7 @@ def plot_examples(path, originals, adversarials, model, epsilon: float, method: 
                              color="tab:red" if changed else "black")
             else:
                 ax.set_title(f"change / {epsilon:g}", fontsize=9)
-    fig.suptitle(f"{method.upper()} at epsilon = {epsilon:g}: original, change (amplified), adversarial",
-                 fontsize=10)
+    fig.suptitle(f"{method.upper()} at epsilon = {epsilon:g}: original, change (amplified), adversarial", fontsize=10)
     return save_figure(fig, path, dpi=120)
 
 
@@ -198,16 +196,14 @@ def main(argv=None):
                      f"{example_method.upper()} examples at epsilon {example_epsilon:g}: original, amplified "
                      "change, adversarial, with predicted label and confidence")
 
-    metrics = {"clean_accuracy": clean_accuracy, "final_train_loss": history[-1] if history else None,
-               "epsilons": epsilons,
+    metrics = {"clean_accuracy": clean_accuracy, "final_train_loss": history[-1] if history else None, "epsilons": epsilons,
                "accuracy": {method.replace(" ", "_"): values for method, values in curves.items()}}
     if example_epsilon in epsilons:
         index = epsilons.index(example_epsilon)
         for method in methods:
             metrics[f"accuracy_drop_points_{method.replace(' ', '_')}_at_{example_epsilon:g}"] = round(
                 100 * (clean_accuracy - curves[method][index]), 2)
-        attack = curves[attacks[0]][index]
-        noise = curves["random noise"][index]
+        attack, noise = curves[attacks[0]][index], curves["random noise"][index]
         run.add_claim(f"a small, deliberate change fools the classifier ({attacks[0].upper()} at epsilon "
                       f"{example_epsilon:g}), while random noise of the same size does not",
                       f"accuracy {clean_accuracy:.1%} -> {attack:.1%} ({attacks[0].upper()}) vs {noise:.1%} (noise)",

@@ -33,10 +33,8 @@ def parse_choice_list(text: str, valid: Sequence[str], what: str) -> list[str]:
         return list(valid)
     unknown = [name for name in names if name not in valid]
     if unknown or not names:
-        raise LabError(
-            f"unknown {what} {', '.join(unknown) or repr(text)}; valid: {', '.join(valid)} "
-            f"(comma-separated, or all), e.g. --set {what.upper().replace(' ', '_')}S={valid[0]}"
-        )
+        raise LabError(f"unknown {what} {', '.join(unknown) or repr(text)}; valid: {', '.join(valid)} "
+                       f"(comma-separated, or all), e.g. --set {what.upper().replace(' ', '_')}S={valid[0]}")
     return names
 
 

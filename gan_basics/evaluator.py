@@ -1,9 +1,7 @@
 """The judge of the generators, trained and reported alone. Run: python -m gan_basics.evaluator [--quick]
 
-Trains (once; it is cached in outputs/gan_basics/checkpoints/judge/) the judge that gan.py uses to
-score every epoch (gan_basics/judge.py says how it works), and reports what its numbers mean: its
-accuracy on held-out real digits, the real-vs-real Fréchet floor, and how the distance grows when
-real held-out digits are blurred by noise.
+Trains (once, cached in outputs/gan_basics/checkpoints/judge/) the judge of judge.py and reports its
+held-out accuracy, the real-vs-real Fréchet floor and how the distance grows for noisy real digits.
 """
 
 from __future__ import annotations

@@ -1,15 +1,10 @@
 """A DCGAN on digits or faces, scored every epoch by the judge. Run: python -m gan_basics.gan [--quick]
 
 Article 004 ("Když stojí AI proti AI"): a generator makes images from noise, a discriminator tells
-them from real ones. The article's two troubles are made measurable:
-- mode collapse, remedied by penalising too-alike outputs: DIVERSITY_PENALTY=true adds EBGAN's
-  pulling-away term; scored by the samples' pixel diversity vs real data and the judge's label entropy;
-- not knowing when to stop: the judge's Fréchet distance to held-out images is computed every epoch
-  and the best generator kept (*_best.pt, best.png).
-
-Outputs (outputs/gan_basics/gan_<dataset>[_diversity]/): per-epoch grids (samples/) and their GIF,
-losses.png, frechet.png, best.png, samples_best.npy, run.json, scalars.csv. Rerunning resumes;
---fresh starts over. CONDITIONAL = True makes it the conditional GAN (cgan.py).
+them from real ones. Mode collapse is scored by pixel diversity and the judge's label entropy, with
+the article's remedy as DIVERSITY_PENALTY (EBGAN's pulling-away term); "when to stop" by the judge's
+Fréchet distance every epoch, keeping the best generator. Outputs go to outputs/gan_basics/gan_<dataset>
+[_diversity]/; rerunning resumes, --fresh starts over. CONDITIONAL = True is the conditional GAN (cgan.py).
 """
 
 from __future__ import annotations
@@ -58,8 +53,9 @@ def main(argv=None):
     players = training.build_game(run.cfg, data, run.device)
     state = training.resume_game(run, players, data, training.output_folder(run.cfg))
     probes = training.Probes.draw(run.cfg, players.settings, judge.reference_size, run.seed)
-    outcome = training.train(run, players, state, data, judge, probes, run.path("samples", "x").parent)
-    training.report(run, outcome, torch.device(run.device))
+    samples_dir = run.path("samples", "x").parent
+    status = training.train(run, players, state, data, judge, probes, samples_dir)
+    training.report(run, state, judge, probes, samples_dir, status, torch.device(run.device))
 
 
 if __name__ == "__main__":

@@ -71,11 +71,11 @@ class Players:
     opt_d: torch.optim.Optimizer
     device: torch.device
 
-    def sample(self, noise: torch.Tensor, labels: torch.Tensor | None) -> np.ndarray:
-        """Samples of the averaged generator: the one scored, kept and shown."""
-        self.average.eval()
-        with torch.no_grad():
-            return self.average(noise.to(self.device), None if labels is None else labels.to(self.device)).cpu().numpy()
+
+def draw(generator: torch.nn.Module, noise: torch.Tensor, labels: torch.Tensor | None, device) -> np.ndarray:
+    generator.eval()
+    with torch.no_grad():
+        return generator(noise.to(device), None if labels is None else labels.to(device)).cpu().numpy()
 
 
 def build_game(cfg: SimpleNamespace, data: Dataset, device: str) -> Players:
@@ -203,22 +203,9 @@ def resume_game(run, players: Players, data: Dataset, name: str) -> GameState:
     return GameState(ckpt, best_path, History(**state["history"]), shuffle)
 
 
-@dataclass
-class Outcome:
-    """What `report()` needs: the judge, the probes, the history and where the best epoch is kept."""
-
-    judge: Judge
-    probes: Probes
-    history: History
-    best_path: Path
-    samples_dir: Path
-    status: str
-
-
 def score(judge: Judge, images: np.ndarray, eval_labels: torch.Tensor | None) -> dict:
     """The judge's figures for one sample set: Fréchet distance, diversity, label entropy/accuracy."""
-    result = {"frechet": judge.frechet(images),
-              "diversity": mean_pairwise_distance(images) / judge.train_diversity}
+    result = {"frechet": judge.frechet(images), "diversity": mean_pairwise_distance(images) / judge.train_diversity}
     if judge.classifier is not None:
         predicted = judge.predict(images)
         result["label_entropy"] = label_entropy(predicted)
@@ -228,8 +215,9 @@ def score(judge: Judge, images: np.ndarray, eval_labels: torch.Tensor | None) ->
 
 
 def train(run, players: Players, game: GameState, data: Dataset, judge: Judge, probes: Probes,
-          samples_dir: Path) -> Outcome:
-    """Play the remaining epochs; after each, score the averaged generator, keep the best, checkpoint."""
+          samples_dir: Path) -> str:
+    """Play the remaining epochs; after each, score the averaged generator, keep the best, checkpoint.
+    Returns the run's status: complete or interrupted."""
     cfg, history = run.cfg, game.history
     images = torch.from_numpy(data.train_images)
     labels = torch.from_numpy(data.train_labels) if players.settings.num_classes else None
@@ -264,9 +252,11 @@ def train(run, players: Players, game: GameState, data: Dataset, judge: Judge, p
             for curve, mean in zip((history.loss_d, history.loss_g, history.diversity_term), sums / steps_per_epoch,
                                    strict=True):
                 curve.append(float(mean))
-            save_grid(players.sample(probes.grid_noise, probes.grid_labels), probes.grid_columns,
+            # The averaged generator is the one scored, kept and shown.
+            save_grid(draw(players.average, probes.grid_noise, probes.grid_labels, players.device), probes.grid_columns,
                       samples_dir / f"epoch_{epoch + 1:04d}.png")
-            scores = score(judge, players.sample(probes.eval_noise, probes.eval_labels), probes.eval_labels)
+            scores = score(judge, draw(players.average, probes.eval_noise, probes.eval_labels, players.device),
+                           probes.eval_labels)
             history.frechet.append(scores["frechet"])
             history.judge.append(scores)
             done = epoch + 1
@@ -288,7 +278,7 @@ def train(run, players: Players, game: GameState, data: Dataset, judge: Judge, p
                 break
     if not history.frechet:
         raise LabError(f"nothing to report: EPOCHS={cfg.EPOCHS}; set EPOCHS to at least 1")
-    return Outcome(judge, probes, history, game.best_path, samples_dir, status)
+    return status
 
 
 def log_epoch(run, epoch: int, scores: dict, history: History, judge: Judge, lr: float) -> None:
@@ -320,18 +310,15 @@ def load_best_generator(path: Path, device: torch.device) -> torch.nn.Module:
     return generator.to(device).eval()
 
 
-def report(run, outcome: Outcome, device: torch.device) -> None:
+def report(run, game: GameState, judge: Judge, probes: Probes, samples_dir: Path, status: str,
+           device: torch.device) -> None:
     """Figures, samples of the best generator, the article's claims and run.json."""
-    cfg, judge, probes, history = run.cfg, outcome.judge, outcome.probes, outcome.history
+    cfg, history = run.cfg, game.history
     conditional = probes.eval_labels is not None
-    write_gif(sorted(outcome.samples_dir.glob("epoch_*.png")), run.path("samples.gif"), fps=cfg.GIF_FPS, max_side=400)
-    generator = load_best_generator(outcome.best_path, device)
-    with torch.no_grad():
-        def draw(noise, labels):
-            return generator(noise.to(device), None if labels is None else labels.to(device)).cpu().numpy()
-
-        best_samples = draw(probes.eval_noise, probes.eval_labels)
-        save_grid(draw(probes.grid_noise, probes.grid_labels), probes.grid_columns, run.path("best.png"))
+    write_gif(sorted(samples_dir.glob("epoch_*.png")), run.path("samples.gif"), fps=cfg.GIF_FPS, max_side=400)
+    generator = load_best_generator(game.best_path, device)
+    best_samples = draw(generator, probes.eval_noise, probes.eval_labels, device)
+    save_grid(draw(generator, probes.grid_noise, probes.grid_labels, device), probes.grid_columns, run.path("best.png"))
     best_scores = score(judge, best_samples, probes.eval_labels)
     final_scores = history.judge[-1]
     np.save(run.path("samples_best.npy"), best_samples)
@@ -357,7 +344,7 @@ def report(run, outcome: Outcome, device: torch.device) -> None:
     print(f"[{run.out_dir.name}] best epoch {history.best_epoch}: Fréchet {best_scores['frechet']:.3f} "
           f"(floor {judge.floor:.3f}, ratio {ratio:.2f}), diversity {best_scores['diversity']:.2f} of real"
           + (f", label accuracy {metrics['label_accuracy_best']:.1%}" if conditional else ""))
-    run.finish(metrics, status=outcome.status)
+    run.finish(metrics, status=status)
 
 
 # The full profile's figures (README.md, seed 0), shown beside this run's in the gallery.
@@ -404,9 +391,8 @@ def conditional_metrics(run, judge: Judge, best_samples, probes: Probes, history
                      "judge's label accuracy per digit asked for")
     # The share of samples read as asked, with Wilson's 95 % interval for that many samples.
     interval = binomtest(int((predicted == truth).sum()), len(truth)).proportion_ci(0.95, method="wilson")
-    return {"label_accuracy_best": accuracy, "label_samples": len(truth),
+    return {"label_accuracy_best": accuracy, "label_samples": len(truth), "label_accuracy_final": final_scores["accuracy"],
             "label_accuracy_interval": [float(interval.low), float(interval.high)],
-            "label_accuracy_final": final_scores["accuracy"],
             "label_accuracy_per_digit": per_digit, "judge_accuracy_on_real_heldout": judge.test_accuracy,
             "label_accuracy_max_epoch": int(np.argmax([s["accuracy"] for s in history.judge])) + 1}
 

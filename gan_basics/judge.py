@@ -1,13 +1,10 @@
 """The judge of the generators (used by gan.py and evaluator.py): a Fréchet distance between sample
 sets and, for digits, the label a trained classifier reads in each sample.
 
-The article (004) says GAN training does not know when to stop; the judge answers with a number.
-It is trained once, on real training images only, and never sees a generator:
-- digits: a small CNN classifier whose 64-unit penultimate layer is the Fréchet feature space, as
-  FID uses Inception's (Heusel et al. 2017); its predicted label scores conditional samples.
-- faces (80 training faces, no labels): the first 16 principal components ("eigenfaces", Turk &
-  Pentland 1991). The reference set is the held-out split; the floor is the real-vs-real distance
-  of random training subsets of the reference's size, averaged.
+Trained once on real training images, it never sees a generator. Digits: a small CNN whose 64-unit
+penultimate layer is the feature space, as FID uses Inception's (Heusel et al. 2017). Faces: the first
+16 principal components (eigenfaces, Turk & Pentland 1991). The reference is the held-out split; the
+floor is the real-vs-real distance of training subsets of the reference's size, averaged.
 """
 
 from __future__ import annotations
@@ -42,8 +39,7 @@ class JudgeSettings:
 
     def trained_with(self) -> dict[str, Any]:
         """The settings that change the trained classifier (the floor's and faces' do not)."""
-        values = asdict(self)
-        return {k: values[k] for k in ("classifier_epochs", "classifier_lr", "classifier_batch", "feature_dim", "seed")}
+        return {k: v for k, v in asdict(self).items() if k not in ("face_components", "floor_draws")}
 
 
 class DigitClassifier(nn.Module):

@@ -26,18 +26,11 @@ class Generator(nn.Module):
         # Two stride-2 upsamplings take a base grid of ceil(side / 4) to at least the image size;
         # the surplus rows and columns (25x25 faces come out 28x28) are cropped off the centre.
         self.base = math.ceil(max(height, width_px) / 4)
-        self.project = nn.Sequential(
-            nn.Linear(latent_dim + num_classes, 2 * width * self.base * self.base, bias=False),
-            nn.BatchNorm1d(2 * width * self.base * self.base),
-            nn.ReLU(inplace=True),
-        )
+        self.project = nn.Sequential(nn.Linear(latent_dim + num_classes, 2 * width * self.base * self.base, bias=False),
+                                     nn.BatchNorm1d(2 * width * self.base * self.base), nn.ReLU(inplace=True))
         self.upsample = nn.Sequential(
-            nn.ConvTranspose2d(2 * width, width, 4, stride=2, padding=1, bias=False),
-            nn.BatchNorm2d(width),
-            nn.ReLU(inplace=True),
-            nn.ConvTranspose2d(width, channels, 4, stride=2, padding=1),
-            nn.Tanh(),
-        )
+            nn.ConvTranspose2d(2 * width, width, 4, stride=2, padding=1, bias=False), nn.BatchNorm2d(width),
+            nn.ReLU(inplace=True), nn.ConvTranspose2d(width, channels, 4, stride=2, padding=1), nn.Tanh())
         self.width = width
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
@@ -62,18 +55,13 @@ class Discriminator(nn.Module):
         self.image_shape = tuple(image_shape)
         self.num_classes = num_classes
         channels = self.image_shape[0] + num_classes
-        # DCGAN: strided convolutions instead of pooling, LeakyReLU(0.2), batch norm everywhere but
-        # the first layer. We leave batch norm out of the discriminator altogether: with it, the
-        # statistics of an all-fake batch leak into the decision, which hurts on batches this small.
+        # DCGAN's strided convolutions and LeakyReLU(0.2), but no batch norm: the statistics of an
+        # all-fake batch would leak into the decision, which hurts on batches this small.
         self.convolutions = nn.Sequential(
-            nn.Conv2d(channels, width, 4, stride=2, padding=1),
-            nn.LeakyReLU(0.2, inplace=True),
-            nn.Conv2d(width, 2 * width, 4, stride=2, padding=1),
-            nn.LeakyReLU(0.2, inplace=True),
-            nn.Flatten(),
-            # Dropout keeps a discriminator from memorising a training set of ~1400 images, the
-            # overfitting that makes small-data GANs degrade (Karras et al. 2020, "Training GANs
-            # with limited data"); it holds no weights, so checkpoints do not depend on it.
+            nn.Conv2d(channels, width, 4, stride=2, padding=1), nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(width, 2 * width, 4, stride=2, padding=1), nn.LeakyReLU(0.2, inplace=True), nn.Flatten(),
+            # Dropout against memorising ~1400 training images, which degrades small-data GANs (Karras
+            # et al. 2020, "Training GANs with limited data"); it holds no weights.
             nn.Dropout(dropout),
         )
         with torch.no_grad():
@@ -82,10 +70,9 @@ class Discriminator(nn.Module):
         self.penultimate = nn.Sequential(nn.Linear(flat, self.feature_dim), nn.LeakyReLU(0.2, inplace=True),
                                          nn.Dropout(dropout))
         self.head = nn.Linear(self.feature_dim, 1)
-        # The projection discriminator (Miyato & Koyama 2018, "cGANs with projection
-        # discriminator", eq. 3): D(x, y) = head(phi(x)) + <embed(y), phi(x)>. The label planes
-        # alone (the article's "add a category to the inputs") left a quarter of the quick cGAN's
-        # samples read as another digit; the projection makes "right digit?" a direct term of D.
+        # The projection discriminator (Miyato & Koyama 2018, eq. 3): D(x, y) = head(phi(x)) +
+        # <embed(y), phi(x)>. With the label planes alone a quarter of the quick cGAN's samples read
+        # as another digit; the projection makes "right digit?" a direct term of D.
         self.embed = nn.Embedding(num_classes, self.feature_dim) if num_classes else None
 
     def _with_label_planes(self, images: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:

@@ -124,8 +124,7 @@ def main(argv=None):
                                    "VAE samples from the prior N(0, I)", dark_on_light),
                          "VAE: decoded samples from the prior")
 
-        # The two most used latent dimensions (largest average KL on held-out data) span the traversal;
-        # the other dimensions stay at the prior mean 0.
+        # The traversal spans the two most used latent dimensions (largest held-out KL); the rest stay 0.
         kl_per_dim = model.negative_elbo(test)[1]["kl_per_dim"]
         first, second = [int(i) for i in torch.argsort(kl_per_dim, descending=True)[:2]]
         offsets = torch.linspace(-cfg.TRAVERSAL_RANGE, cfg.TRAVERSAL_RANGE, cfg.TRAVERSAL_STEPS)
@@ -138,8 +137,7 @@ def main(argv=None):
                                    f"-{cfg.TRAVERSAL_RANGE:g}..{cfg.TRAVERSAL_RANGE:g}", dark_on_light),
                          "VAE: 2-D traversal of the two most used latent dimensions")
 
-        # The morph: decode points on the straight line between the posterior means of two inputs,
-        # MusicVAE's interpolation; below it, the cross-fade of the raw pixels for comparison.
+        # The morph decodes the line between two inputs' posterior means (MusicVAE's interpolation).
         start, end = test[cfg.MORPH_PAIR[0]:][:1], test[cfg.MORPH_PAIR[1]:][:1]
         mean_start, mean_end = model.encode(start)[0], model.encode(end)[0]
 
@@ -154,8 +152,7 @@ def main(argv=None):
         run.add_artifact(show_grid(run.path("vae_morph_strip.png"), strip, cfg.MORPH_STEPS + 2,
                                    "top: VAE morph (input, decoded latent line, input); bottom: pixel cross-fade",
                                    dark_on_light), "VAE morph between two held-out inputs vs a pixel cross-fade")
-        half = max(1, cfg.GIF_FRAMES // 2)
-        there = torch.linspace(0, 1, half)
+        there = torch.linspace(0, 1, max(1, cfg.GIF_FRAMES // 2))
         latent_frames, crossfade_frames = morph(torch.cat([there, there.flip(0)]))
         frames = []
         for latent_image, crossfade_image in zip(latent_frames[:, 0], crossfade_frames[:, 0], strict=True):

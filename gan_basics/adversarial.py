@@ -1,9 +1,8 @@
 """Adversarial examples: a perturbation a person does not notice makes a digits classifier wrong.
 
-The primer (article 004) ends with "optical illusions for AI": a panda a network calls a gibbon
-after a change no human sees. A small MLP learns the 8x8 digits; FGSM (Goodfellow, Shlens & Szegedy
-2015) and PGD (Madry et al. 2018) look for such changes within an L-infinity budget epsilon (pixels
-in [0, 1]). The control: random +-epsilon noise of the same size, which barely hurts.
+Article 004's "optical illusions for AI" (a panda called a gibbon): FGSM (Goodfellow, Shlens & Szegedy
+2015) and PGD (Madry et al. 2018) attack a digits MLP within an L-infinity budget epsilon (pixels in
+[0, 1]), against random +-epsilon noise of the same size as the control.
 
 Run: python -m gan_basics.adversarial [--quick] [--set ATTACKS=fgsm] [--set EPSILONS="(0, 0.1)"]
 """
@@ -98,8 +97,8 @@ def plot_accuracy_curves(path, epsilons, curves: dict[str, list[float]]):
         colour, marker = styles[method]
         ax.plot(epsilons, 100 * np.asarray(values), marker=marker, color=colour, label=method.upper()
                 if method != "random noise" else "random +-epsilon noise (control)")
-    ax.set(xlabel="epsilon (L-infinity size of the change, pixels in [0, 1])", ylabel="test accuracy (%)", ylim=(0, 102),
-           title="Digits classifier under attack vs under noise of the same size")
+    ax.set(xlabel="epsilon (L-infinity size of the change, pixels in [0, 1])", ylabel="test accuracy (%)",
+           ylim=(0, 102), title="Digits classifier under attack vs under noise of the same size")
     ax.grid(alpha=0.3)
     ax.legend()
     return save_figure(fig, path, dpi=120)
@@ -110,12 +109,12 @@ def plot_examples(path, originals, adversarials, model, epsilon: float, method: 
     with torch.no_grad():
         clean_probs, adv_probs = F.softmax(model(originals), 1), F.softmax(model(adversarials), 1)
     rows = len(originals)
-    fig, axes = plt.subplots(rows, 3, figsize=(6.0, 2.0 * rows + 0.6))
-    axes = np.atleast_2d(axes)
+    fig, axes = plt.subplots(rows, 3, figsize=(6.0, 2.0 * rows + 0.6), squeeze=False)
     for row in range(rows):
-        perturbation = (adversarials[row, 0] - originals[row, 0]).numpy() / max(epsilon, 1e-8)
-        panels = [(originals[row, 0].numpy(), "gray_r", (0, 1), clean_probs[row]),
-                  (perturbation, "coolwarm", (-1, 1), None), (adversarials[row, 0].numpy(), "gray_r", (0, 1), adv_probs[row])]
+        original, adversarial = originals[row, 0].numpy(), adversarials[row, 0].numpy()
+        panels = [(original, "gray_r", (0, 1), clean_probs[row]),
+                  ((adversarial - original) / max(epsilon, 1e-8), "coolwarm", (-1, 1), None),
+                  (adversarial, "gray_r", (0, 1), adv_probs[row])]
         for column, (image, cmap, (low, high), probs) in enumerate(panels):
             ax = axes[row, column]
             ax.imshow(image, cmap=cmap, vmin=low, vmax=high, interpolation="nearest")
@@ -163,10 +162,9 @@ def main(argv=None):
     with tqdm(total=len(methods) * len(epsilons), desc="accuracy under attack") as bar:
         for method in methods:
             for epsilon in epsilons:
-                repeats = cfg.NOISE_REPEATS if method == "random noise" else 1
                 scores = [accuracy(model, _METHODS[method](model, test_images, test_labels, epsilon,
                                                           steps=cfg.PGD_STEPS, step_factor=cfg.PGD_STEP_FACTOR),
-                                   test_labels) for _ in range(repeats)]
+                                   test_labels) for _ in range(cfg.NOISE_REPEATS if method == "random noise" else 1)]
                 curves[method].append(float(np.mean(scores)))
                 bar.set_postfix(method=method, eps=epsilon, accuracy=f"{curves[method][-1]:.3f}")
                 bar.update()
@@ -196,7 +194,8 @@ def main(argv=None):
                      f"{example_method.upper()} examples at epsilon {example_epsilon:g}: original, amplified "
                      "change, adversarial, with predicted label and confidence")
 
-    metrics = {"clean_accuracy": clean_accuracy, "final_train_loss": history[-1] if history else None, "epsilons": epsilons,
+    metrics = {"clean_accuracy": clean_accuracy, "final_train_loss": history[-1] if history else None,
+               "epsilons": epsilons,
                "accuracy": {method.replace(" ", "_"): values for method, values in curves.items()}}
     if example_epsilon in epsilons:
         index = epsilons.index(example_epsilon)

@@ -1,8 +1,5 @@
-"""The models of the primer's second half (article 004): an autoencoder, a variational autoencoder
-(Kingma & Welling 2014) and a small digits classifier, plus the training loop and helpers they share.
-
-All images here are float tensors in [0, 1] of shape (N, 1, H, W): PSNR, the L-infinity size of an
-adversarial perturbation and the Gaussian decoder's likelihood are all stated on that scale.
+"""The primer's second half (article 004): an autoencoder, a variational autoencoder (Kingma & Welling
+2014), a digits classifier and the training loop they share. Images are (N, 1, H, W) tensors in [0, 1].
 """
 
 from __future__ import annotations
@@ -95,11 +92,8 @@ def _mlp(sizes: Sequence[int], activation: type[nn.Module] = nn.ELU) -> nn.Seque
 
 
 class Autoencoder(nn.Module):
-    """Fully connected encoder -> code of `latent_size` numbers -> mirrored decoder -> sigmoid.
-
-    Without the hidden ELU layers it would learn the PCA subspace (Baldi & Hornik 1989); they let it
-    bend the subspace, the primer's "non-linear" dimension reduction.
-    """
+    """Encoder -> code of `latent_size` numbers -> mirrored decoder -> sigmoid. Without the hidden ELU
+    layers it would learn the PCA subspace (Baldi & Hornik 1989): the primer's "non-linear" reduction."""
 
     def __init__(self, image_shape: Sequence[int], latent_size: int, hidden_sizes: Sequence[int]):
         super().__init__()
@@ -123,12 +117,9 @@ class Autoencoder(nn.Module):
 
 
 class VariationalAutoencoder(nn.Module):
-    """A VAE with a Gaussian decoder p(x|z) = N(decoder(z), sigma^2 I) and prior p(z) = N(0, I).
-
-    `decoder_sigma` > 0 fixes sigma (a weight between reconstruction and KL). 0 selects the calibrated
-    decoder of the sigma-VAE (Rybkin, Daniilidis & Levine 2021): sigma is its maximum-likelihood value,
-    the RMS reconstruction error; a running value in the `sigma` buffer scores held-out data.
-    """
+    """A VAE with decoder p(x|z) = N(decoder(z), sigma^2 I) and prior N(0, I). `decoder_sigma` > 0 fixes
+    sigma; 0 is the sigma-VAE's calibrated decoder (Rybkin, Daniilidis & Levine 2021): sigma is the RMS
+    reconstruction error, its running value (the `sigma` buffer) scores held-out data."""
 
     def __init__(self, image_shape: Sequence[int], latent_size: int, hidden_sizes: Sequence[int],
                  decoder_sigma: float = 0.0):
@@ -151,8 +142,7 @@ class VariationalAutoencoder(nn.Module):
         mean, log_variance = self.encoder(images.flatten(1)).chunk(2, dim=1)
         return mean, log_variance.clamp(-12.0, 8.0)
 
-    def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.decoder(codes)).view(-1, *self.image_shape)
+    decode = Autoencoder.decode  # the same sigmoid decoder
 
     def negative_elbo(self, images: torch.Tensor, update_sigma: bool = False) -> tuple[torch.Tensor, dict]:
         """-ELBO per image in nats: Gaussian negative log-likelihood plus KL(q(z|x) || N(0, I))."""
@@ -186,7 +176,8 @@ class DigitsClassifier(nn.Module):
 
     def __init__(self, image_shape: Sequence[int], num_classes: int = 10, hidden_sizes: Sequence[int] = (256, 256)):
         super().__init__()
-        self.network = nn.Sequential(nn.Flatten(), *_mlp([int(np.prod(image_shape)), *hidden_sizes, num_classes], nn.ReLU))
+        sizes = [int(np.prod(image_shape)), *hidden_sizes, num_classes]
+        self.network = nn.Sequential(nn.Flatten(), *_mlp(sizes, nn.ReLU))
 
     @classmethod
     def from_settings(cls, settings: ClassifierSettings) -> DigitsClassifier:
@@ -205,22 +196,17 @@ def batches(count: int, batch_size: int, shuffle: bool = True):
 def train_model(run, name: str, model: nn.Module, settings: TrainedSettings,
                 loss_fn: Callable[[torch.Tensor], torch.Tensor], count: int, *, epochs: int, desc: str,
                 cosine_schedule: bool = False, checkpoint_every: int = 25) -> tuple[list[float], bool]:
-    """Train `model` with Adam for `epochs` passes over `count` samples; returns the per-epoch mean
-    losses and whether it was interrupted. `loss_fn(indices)` is the mean loss of those samples.
-
-    `cosine_schedule`: the step size falls to 0 along a half cosine (SGDR without restarts, Loshchilov
-    & Hutter 2017), a function of the step alone, so a resumed run stays on the curve. The checkpoint
-    `<name>.pt` is written every `checkpoint_every` epochs and at the end; lab.checkpoint.resume
-    resumes or reuses it (refusing other settings), --fresh starts over, Ctrl+C saves and stops.
-    """
+    """Train `model` with Adam for `epochs` passes over `count` samples (`loss_fn(indices)`: their mean
+    loss), resuming `<name>.pt` (lab.checkpoint.resume); returns the epochs' mean losses and whether it
+    was interrupted. `cosine_schedule`: the step size falls to 0 along a half cosine (Loshchilov & Hutter
+    2017), a function of the step alone, so a resumed run stays on the curve."""
     learning_rate, batch_size = settings.learning_rate, settings.batch_size
     optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
     ckpt = resume(run, f"{name}.pt", settings=settings, steps=epochs, steps_name="EPOCHS")
-    history: list[float] = []
+    history: list[float] = [] if ckpt.state is None else list(ckpt.state["history"])
     if ckpt.state is not None:
         load_state_dict_strict(model, ckpt.state["model"], f"checkpoint {ckpt.path}")
         optimizer.load_state_dict(ckpt.state["optimizer"])
-        history = list(ckpt.state["history"])
     start = epoch = ckpt.step
     steps_per_epoch = math.ceil(count / batch_size)
 
@@ -265,8 +251,7 @@ def psnr(clean: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
 def image_grid(images: np.ndarray, columns: int, pad: int = 1, pad_value: float = 1.0) -> np.ndarray:
     """Tile (N, H, W) or (N, 1, H, W) images in [0, 1] into one 2-D array, `columns` per row."""
     images = np.asarray(images)
-    if images.ndim == 4:
-        images = images[:, 0]
+    images = images[:, 0] if images.ndim == 4 else images
     count, height, width = images.shape
     rows = math.ceil(count / columns)
     grid = np.full((rows * (height + pad) + pad, columns * (width + pad) + pad), pad_value, dtype=np.float32)

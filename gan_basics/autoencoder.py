@@ -1,12 +1,11 @@
 """Autoencoders three ways (article 004), each against the baseline a careful reader would ask for.
 
-1. "reduction": "it can be done linearly (PCA), but sometimes it takes a non-linear approach".
-   Held-out reconstruction error against latent size, autoencoder vs PCA, and their 2-D maps.
-2. "denoising": it "repairs small defects". A denoising autoencoder (Vincent et al. 2008) with its
-   own recipe (DENOISING_*, measured in README.md) against PCA projection, by PSNR, for Gaussian and
-   salt-and-pepper noise at three levels.
-3. "anomaly": trained on good samples only, its reconstruction error flags what is unlike them. One
-   digit is withheld as the "defect"; ROC AUC against PCA and an IsolationForest (Liu et al. 2008).
+1. "reduction" ("linearly (PCA), but sometimes it takes a non-linear approach"): held-out error vs
+   latent size, autoencoder vs PCA, and their 2-D maps.
+2. "denoising" ("repairs small defects", Vincent et al. 2008; recipe DENOISING_*, measured in README.md):
+   PSNR against PCA projection for Gaussian and salt-and-pepper noise at three levels.
+3. "anomaly": one digit withheld from training as the "defect"; ROC AUC of the reconstruction error
+   against PCA's and an IsolationForest (Liu et al. 2008).
 
 Run: python -m gan_basics.autoencoder [--quick] [--set EXPERIMENTS=anomaly] [--set ANOMALY_CLASS=3]
 """
@@ -70,11 +69,10 @@ def pca_reconstruct(fit_images: torch.Tensor, images: torch.Tensor, components: 
     """Project onto the first principal components of `fit_images` and back: the linear baseline."""
     from sklearn.decomposition import PCA
 
-    shape = images.shape
     pca = PCA(n_components=components, random_state=0).fit(fit_images.flatten(1).numpy())
     codes = pca.transform(images.flatten(1).numpy())
     reconstruction = np.clip(pca.inverse_transform(codes), 0.0, 1.0).astype(np.float32)
-    return torch.from_numpy(reconstruction).view(shape), pca
+    return torch.from_numpy(reconstruction).view(images.shape), pca
 
 
 def per_image_mse(images: torch.Tensor, reconstruction: torch.Tensor) -> torch.Tensor:
@@ -138,8 +136,7 @@ def reduction_experiment(run, cfg, data, train, test) -> tuple[dict, bool]:
     plt.close(fig)
     run.add_artifact(run.path("reduction_latent_maps.png"), "2-D latent maps, autoencoder vs PCA, coloured by digit")
     metrics = {"ae_mse": {str(s): ae_errors[s] for s in shown}, "pca_mse": {str(s): pca_errors[s] for s in shown}}
-    for size in shown:
-        metrics[f"ae_over_pca_error_ratio_latent{size}"] = ae_errors[size] / max(pca_errors[size], 1e-12)
+    metrics.update({f"ae_over_pca_error_ratio_latent{s}": ae_errors[s] / max(pca_errors[s], 1e-12) for s in shown})
     return metrics, interrupted
 
 
@@ -240,17 +237,15 @@ def denoising_experiment(run, cfg, data, train, test) -> tuple[dict, bool]:
         rows = torch.cat([test[shown], noisy, ae_clean, pca_clean]).numpy()
         ax.imshow(image_grid(rows, columns=8, pad_value=0.0), cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
         ax.set_yticks([(i + 0.5) * (test.shape[2] + 1) for i in range(4)], ["clean", "noisy", "autoencoder", "PCA"])
-        ax.set_xticks([])
-        ax.set_title(f"{kind.replace('_', ' ')}, level {level:g}")
+        ax.set(xticks=[], title=f"{kind.replace('_', ' ')}, level {level:g}")
     run.add_artifact(save_figure(fig, run.path("denoising_examples.png"), dpi=120),
                      "denoising examples at the middle noise level")
 
     metrics: dict = {"psnr_db": results}
     for kind, values in levels.items():
-        middle = len(values) // 2
-        metrics[f"{kind}_gain_db_at_{values[middle]:g}"] = results[kind]["autoencoder"][middle] - results[kind]["noisy"][middle]
-        metrics[f"{kind}_ae_minus_pca_db_at_{values[middle]:g}"] = (results[kind]["autoencoder"][middle]
-                                                                    - results[kind]["pca"][middle])
+        middle, psnr_db = len(values) // 2, results[kind]
+        metrics[f"{kind}_gain_db_at_{values[middle]:g}"] = psnr_db["autoencoder"][middle] - psnr_db["noisy"][middle]
+        metrics[f"{kind}_ae_minus_pca_db_at_{values[middle]:g}"] = psnr_db["autoencoder"][middle] - psnr_db["pca"][middle]
     return metrics, interrupted
 
 

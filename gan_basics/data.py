@@ -37,13 +37,11 @@ def load_dataset(name: str, test_fraction: float = 0.2, seed: int = 0) -> Datase
         from sklearn.datasets import load_digits
 
         bunch = load_digits()
-        images = bunch.images.astype(np.float32) / 16.0
-        labels = bunch.target.astype(np.int64)
+        images, labels = bunch.images.astype(np.float32) / 16.0, bunch.target.astype(np.int64)
     elif name == "faces":
         from skimage.data import lfw_subset
 
-        images = lfw_subset()[:100].astype(np.float32)  # 100 faces, then 100 non-face patches
-        labels = None
+        images, labels = lfw_subset()[:100].astype(np.float32), None  # 100 faces, then 100 non-face patches
     else:
         raise LabError(f"unknown dataset {name!r}; valid: {', '.join(DATASETS)}")
     images = images[:, None, :, :] * 2.0 - 1.0

@@ -39,12 +39,9 @@ def main(argv=None):
     cfg = run.cfg
     judge = build_judge(cfg.DATASET, settings_from(JudgeSettings, cfg, seed=run.seed), log=run.log_scalars)
     data = load_dataset(cfg.DATASET)
-    metrics = {
-        "reference_size": judge.reference_size,
-        "frechet_floor_real_vs_real": judge.floor,
-        "frechet_train_vs_heldout_all": judge.frechet(data.train_images),
-        "real_mean_pairwise_distance": judge.train_diversity,
-    }
+    metrics = {"reference_size": judge.reference_size, "frechet_floor_real_vs_real": judge.floor,
+               "frechet_train_vs_heldout_all": judge.frechet(data.train_images),
+               "real_mean_pairwise_distance": judge.train_diversity}
     # How the distance grows when real held-out digits are blurred by noise: a sanity scale.
     rng = np.random.default_rng(run.seed)
     for sigma in (0.1, 0.3, 1.0):

@@ -37,11 +37,9 @@ def output_folder(cfg: SimpleNamespace) -> str:
     """The run's folder under outputs/gan_basics/, named from its settings (start_run's `subdir`)."""
     if cfg.DATASET not in DATASETS:
         raise LabError(f"unknown dataset {cfg.DATASET!r}; valid: {', '.join(DATASETS)}")
-    if cfg.CONDITIONAL:
-        if cfg.DATASET != "digits":
-            raise LabError(f"a conditional GAN needs labels; {cfg.DATASET!r} has none. Use --set DATASET=digits")
-        return "cgan" + ("_diversity" if cfg.DIVERSITY_PENALTY else "")
-    return f"gan_{cfg.DATASET}" + ("_diversity" if cfg.DIVERSITY_PENALTY else "")
+    if cfg.CONDITIONAL and cfg.DATASET != "digits":
+        raise LabError(f"a conditional GAN needs labels; {cfg.DATASET!r} has none. Use --set DATASET=digits")
+    return ("cgan" if cfg.CONDITIONAL else f"gan_{cfg.DATASET}") + ("_diversity" if cfg.DIVERSITY_PENALTY else "")
 
 
 def save_grid(images: np.ndarray, columns: int, path: Path, min_side: int = 320) -> Path:
@@ -50,13 +48,6 @@ def save_grid(images: np.ndarray, columns: int, path: Path, min_side: int = 320)
     sheet = upscale(sheet, max(1, math.ceil(min_side / max(sheet.shape))))
     Image.fromarray((np.clip(sheet, 0.0, 1.0) * 255 + 0.5).astype(np.uint8)).save(path)
     return path
-
-
-def label_entropy(labels: np.ndarray, classes: int = 10) -> float:
-    """Entropy of the judge's label histogram over log(classes): 1 = every digit equally often."""
-    counts = np.bincount(labels, minlength=classes).astype(np.float64)
-    share = counts[counts > 0] / counts.sum()
-    return float(-(share * np.log(share)).sum() / np.log(classes))
 
 
 @dataclass
@@ -93,9 +84,8 @@ def build_game(cfg: SimpleNamespace, data: Dataset, device: str) -> Players:
 
 
 def update_average(players: Players, decay: float, step: int) -> None:
-    """The EMA of the generator's weights (Yazici et al. 2019; Karras et al. 2018): it sits nearer the
-    centre of the generator's oscillation than any single step. The decay ramps up from 0 so the
-    average forgets the random initial weights; batch-norm statistics are copied, not averaged."""
+    """The EMA of the generator's weights (Yazici et al. 2019), nearer the centre of its oscillation than
+    any step; the decay ramps up from 0 to forget the initial weights; batch-norm statistics are copied."""
     weight = min(decay, (1 + step) / (10 + step))
     with torch.no_grad():
         for averaged, current in zip(players.average.parameters(), players.generator.parameters(), strict=True):
@@ -109,7 +99,8 @@ def gan_step(players: Players, real: torch.Tensor, real_labels: torch.Tensor | N
     """One round of the article's game; returns (D loss, G loss, diversity term)."""
     generator, discriminator = players.generator, players.discriminator
     z = torch.randn(len(real), cfg.LATENT_DIM, device=real.device)
-    fake_labels = None if real_labels is None else torch.randint(0, generator.num_classes, (len(real),), device=real.device)
+    fake_labels = None if real_labels is None else torch.randint(
+        0, generator.num_classes, (len(real),), device=real.device)
     fake = generator(z, fake_labels)
     # D's move (Goodfellow et al. 2014, eq. 1): maximise log D(x) + log(1 - D(G(z))).
     real_logits = discriminator(real, real_labels)
@@ -148,8 +139,7 @@ class Probes:
         fixed = torch.Generator().manual_seed(seed + 1)  # its own generator: resuming cannot shift it
         classes = settings.num_classes
         if classes:  # one row per digit, one style (noise vector) per column
-            columns = 10
-            grid_labels = torch.arange(classes).repeat_interleave(columns)
+            columns, grid_labels = 10, torch.arange(classes).repeat_interleave(10)
             grid_noise = torch.randn(columns, cfg.LATENT_DIM, generator=fixed).repeat(classes, 1)
         else:
             columns, grid_labels = cfg.GRID_SIDE, None
@@ -208,7 +198,10 @@ def score(judge: Judge, images: np.ndarray, eval_labels: torch.Tensor | None) ->
     result = {"frechet": judge.frechet(images), "diversity": mean_pairwise_distance(images) / judge.train_diversity}
     if judge.classifier is not None:
         predicted = judge.predict(images)
-        result["label_entropy"] = label_entropy(predicted)
+        # The entropy of the judge's label histogram over log(10): 1 = every digit equally often.
+        counts = np.bincount(predicted, minlength=10).astype(np.float64)
+        share = counts[counts > 0] / counts.sum()
+        result["label_entropy"] = float(-(share * np.log(share)).sum() / np.log(10))
         if eval_labels is not None:
             result["accuracy"] = float((predicted == eval_labels.numpy()).mean())
     return result
@@ -270,7 +263,11 @@ def train(run, players: Players, game: GameState, data: Dataset, judge: Judge, p
                     "discriminator": players.discriminator.state_dict(), "optimizer_g": players.opt_g.state_dict(),
                     "optimizer_d": players.opt_d.state_dict(), "shuffle_rng": game.shuffle.get_state(),
                     "history": asdict(history), "settings": asdict(players.settings), **game.ckpt.meta(done)})
-            log_epoch(run, done, scores, history, judge, lr)
+            # The curves to watch while it runs (TensorBoard and scalars.csv).
+            run.log_scalars(done, loss_d=history.loss_d[-1], loss_g=history.loss_g[-1],
+                            diversity_term=history.diversity_term[-1], frechet=scores["frechet"],
+                            frechet_over_floor=scores["frechet"] / judge.floor, diversity=scores["diversity"], lr=lr,
+                            **{key: scores[key] for key in ("label_entropy", "accuracy") if key in scores})
             bar.set_postfix(D=f"{history.loss_d[-1]:.3f}", G=f"{history.loss_g[-1]:.3f}",
                             frechet=f"{scores['frechet'] / judge.floor:.2f}x floor", best=history.best_epoch)
             if guard.requested:
@@ -279,14 +276,6 @@ def train(run, players: Players, game: GameState, data: Dataset, judge: Judge, p
     if not history.frechet:
         raise LabError(f"nothing to report: EPOCHS={cfg.EPOCHS}; set EPOCHS to at least 1")
     return status
-
-
-def log_epoch(run, epoch: int, scores: dict, history: History, judge: Judge, lr: float) -> None:
-    """The curves to watch while it runs (TensorBoard and scalars.csv): losses, the judge's figures."""
-    extra = {key: scores[key] for key in ("label_entropy", "accuracy") if key in scores}
-    run.log_scalars(epoch, loss_d=history.loss_d[-1], loss_g=history.loss_g[-1],
-                    diversity_term=history.diversity_term[-1], frechet=scores["frechet"],
-                    frechet_over_floor=scores["frechet"] / judge.floor, diversity=scores["diversity"], lr=lr, **extra)
 
 
 def raise_collapsed(run, game: GameState, epoch: int, losses) -> None:
@@ -391,8 +380,9 @@ def conditional_metrics(run, judge: Judge, best_samples, probes: Probes, history
                      "judge's label accuracy per digit asked for")
     # The share of samples read as asked, with Wilson's 95 % interval for that many samples.
     interval = binomtest(int((predicted == truth).sum()), len(truth)).proportion_ci(0.95, method="wilson")
-    return {"label_accuracy_best": accuracy, "label_samples": len(truth), "label_accuracy_final": final_scores["accuracy"],
+    return {"label_accuracy_best": accuracy, "label_samples": len(truth),
             "label_accuracy_interval": [float(interval.low), float(interval.high)],
+            "label_accuracy_final": final_scores["accuracy"],
             "label_accuracy_per_digit": per_digit, "judge_accuracy_on_real_heldout": judge.test_accuracy,
             "label_accuracy_max_epoch": int(np.argmax([s["accuracy"] for s in history.judge])) + 1}
 
@@ -417,6 +407,7 @@ def plot_curves(run, history: History, judge: Judge, with_penalty: bool) -> None
     ax.axhline(5 * judge.floor, color="orange", ls=":", label="5x floor")
     ax.plot([history.best_epoch], [history.best_frechet], "r*", ms=12, label=f"best, epoch {history.best_epoch}")
     ax.set_yscale("log")
-    ax.set(xlabel="epoch", ylabel="Fréchet distance (judge features)", title="when to stop: the judge's distance per epoch")
+    ax.set(xlabel="epoch", ylabel="Fréchet distance (judge features)",
+           title="when to stop: the judge's distance per epoch")
     ax.legend(fontsize=8)
     save_figure(fig, run.path("frechet.png"), dpi=110)

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from gan_basics.data import DATASETS, load_dataset
+from gan_basics.data import load_dataset
 from lab import LabError
 from lab.checkpoint import cache_lock, load_cache, load_state_dict_strict, save_checkpoint
 from lab.paths import outputs_root
@@ -27,7 +27,7 @@ from lab.paths import outputs_root
 
 @dataclass(frozen=True)
 class JudgeSettings:
-    """How the judge is made (defaults: evaluator.py's constants); a cached judge trained with other settings is retrained."""
+    """How the judge is made (defaults: evaluator.py's constants); a cached judge made otherwise is retrained."""
 
     classifier_epochs: int = 20     # passes over the 1437 training digits
     classifier_lr: float = 2e-3     # Adam's step size
@@ -64,9 +64,8 @@ class DigitClassifier(nn.Module):
 
 
 def frechet_distance(features_a: np.ndarray, features_b: np.ndarray) -> float:
-    """d^2 = |mu_a - mu_b|^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2)) between Gaussians fitted to two feature
-    sets (Dowson & Landau 1982; FID). The trace uses the symmetric S_a^(1/2) S_b S_a^(1/2), which has
-    the same spectrum, to avoid complex round-off."""
+    """d^2 = |mu_a - mu_b|^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2)) of Gaussians fitted to two feature sets
+    (Dowson & Landau 1982; FID), via the symmetric S_a^(1/2) S_b S_a^(1/2) (same spectrum, no complex round-off)."""
     features_a = np.asarray(features_a, dtype=np.float64)
     features_b = np.asarray(features_b, dtype=np.float64)
     if features_a.ndim != 2 or features_b.ndim != 2 or features_a.shape[1] != features_b.shape[1]:
@@ -116,8 +115,7 @@ class Judge:
         if self.classifier is not None:
             with torch.no_grad():
                 return self.classifier.features(torch.from_numpy(images)).numpy()
-        flat = images.reshape(len(images), -1) - self.face_mean
-        return flat @ self.face_components.T
+        return (images.reshape(len(images), -1) - self.face_mean) @ self.face_components.T
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         """The classifier's digit for each image (digits only)."""
@@ -138,7 +136,7 @@ def judge_path(dataset: str) -> Path:
 
 def train_classifier(train_images, train_labels, settings: JudgeSettings, show_progress: bool = True,
                      log: Callable[..., None] | None = None) -> DigitClassifier:
-    """The digit classifier, trained with cross-entropy and Adam; `log(epoch, judge_loss=...)` gets each epoch's loss."""
+    """The digit classifier, trained with cross-entropy and Adam; `log(epoch, judge_loss=...)` gets its curve."""
     generator = torch.Generator().manual_seed(settings.seed)
     torch.manual_seed(settings.seed)
     model = DigitClassifier(settings.feature_dim)
@@ -182,11 +180,9 @@ def cached_classifier(path: Path, settings: JudgeSettings) -> DigitClassifier | 
 
 def build_judge(dataset: str, settings: JudgeSettings | None = None, show_progress: bool = True,
                 log: Callable[..., None] | None = None) -> Judge:
-    """The judge of `dataset`, trained once and cached in judge_path(dataset) (digits); `log` gets its training curve."""
-    if dataset not in DATASETS:
-        raise LabError(f"unknown dataset {dataset!r}; valid: {', '.join(DATASETS)}")
+    """The judge of `dataset`, trained once and cached in judge_path(dataset); `log` gets its training curve."""
     settings = settings or JudgeSettings()
-    data = load_dataset(dataset)
+    data = load_dataset(dataset)  # refuses an unknown data set
     classifier = face_mean = face_components = test_accuracy = None
     if dataset == "digits":
         path = judge_path(dataset)
@@ -207,6 +203,6 @@ def build_judge(dataset: str, settings: JudgeSettings | None = None, show_progre
                   mean_pairwise_distance(data.train_images))
     judge.reference_features = judge.features(data.test_images)
     rng, size = np.random.default_rng(settings.seed), len(data.test_images)
-    judge.floor = float(np.mean([judge.frechet(data.train_images[rng.choice(len(data.train_images), size, replace=False)])
-                                 for _ in range(settings.floor_draws)]))
+    picks = (rng.choice(len(data.train_images), size, replace=False) for _ in range(settings.floor_draws))
+    judge.floor = float(np.mean([judge.frechet(data.train_images[pick]) for pick in picks]))
     return judge

@@ -19,7 +19,6 @@ class Generator(nn.Module):
 
     def __init__(self, latent_dim: int, image_shape: tuple[int, int, int], width: int = 64, num_classes: int = 0):
         super().__init__()
-        self.latent_dim = latent_dim
         self.image_shape = tuple(image_shape)
         self.num_classes = num_classes
         channels, height, width_px = self.image_shape

@@ -1,10 +1,8 @@
 """A variational autoencoder that generates new images and morphs one input into another.
 
-The primer (article 004): a VAE's middle holds "probabilities of belonging to boxes", so the decoder
-alone creates new things; MusicVAE glides from one melody into another. A VAE (Kingma & Welling 2014)
-with the sigma-VAE's calibrated Gaussian decoder (Rybkin et al. 2021) by default shows prior samples,
-a 2-D latent traversal and a morph between two held-out inputs beside a pixel cross-fade. Its held-out
-ELBO is scored against the exact log-likelihood of an independent per-pixel Gaussian.
+Article 004: a VAE's middle holds "probabilities of belonging to boxes", so the decoder alone creates
+new things (MusicVAE glides between melodies). Prior samples, a 2-D latent traversal and a morph between
+two held-out inputs beside a pixel cross-fade; the held-out ELBO against an independent-pixel Gaussian.
 
 Run: python -m gan_basics.vae [--quick] [--set DATASET=faces] [--set DECODER=gaussian] [--set MORPH_PAIR="(3, 7)"]
 """
@@ -72,14 +70,14 @@ def held_out_elbo(model, images: torch.Tensor, samples: int) -> dict[str, float]
             "kl_nats_per_image": float(kl)}
 
 
-def show_grid(path, images: np.ndarray, columns: int, title: str, dark_on_light: bool):
-    """Save a titled grid; digits (ink values) are drawn dark on white, faces as photographs."""
+def show_grid(run, name: str, images: np.ndarray, columns: int, title: str, dark_on_light: bool, caption: str):
+    """A titled grid as an artifact; digits (ink values) are drawn dark on white, faces as photographs."""
     grid = image_grid(1.0 - images if dark_on_light else images, columns)
     fig, ax = plt.subplots(figsize=(min(12, 0.15 * grid.shape[1] + 1.5), min(12, 0.15 * grid.shape[0] + 1.0)))
     ax.imshow(grid, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     ax.set_axis_off()
     ax.set_title(title, fontsize=10)
-    return save_figure(fig, path, dpi=120)
+    run.add_artifact(save_figure(fig, run.path(name), dpi=120), caption)
 
 
 @exit_on_lab_error
@@ -120,9 +118,8 @@ def main(argv=None):
     with torch.no_grad():
         # Samples from the prior: z ~ N(0, I), decoded to the mean image (the decoder's noise is not added).
         samples = model.decode(torch.randn(cfg.SAMPLE_GRID**2, cfg.LATENT_SIZE)).numpy()
-        run.add_artifact(show_grid(run.path("vae_prior_samples.png"), samples, cfg.SAMPLE_GRID,
-                                   "VAE samples from the prior N(0, I)", dark_on_light),
-                         "VAE: decoded samples from the prior")
+        show_grid(run, "vae_prior_samples.png", samples, cfg.SAMPLE_GRID, "VAE samples from the prior N(0, I)",
+                  dark_on_light, "VAE: decoded samples from the prior")
 
         # The traversal spans the two most used latent dimensions (largest held-out KL); the rest stay 0.
         kl_per_dim = model.negative_elbo(test)[1]["kl_per_dim"]
@@ -132,10 +129,10 @@ def main(argv=None):
         codes[:, first] = offsets.repeat_interleave(cfg.TRAVERSAL_STEPS)
         codes[:, second] = offsets.repeat(cfg.TRAVERSAL_STEPS)
         traversal = model.decode(codes).numpy()
-        run.add_artifact(show_grid(run.path("vae_latent_traversal.png"), traversal, cfg.TRAVERSAL_STEPS,
-                                   f"latent traversal: z[{first}] down, z[{second}] across, "
-                                   f"-{cfg.TRAVERSAL_RANGE:g}..{cfg.TRAVERSAL_RANGE:g}", dark_on_light),
-                         "VAE: 2-D traversal of the two most used latent dimensions")
+        span = f"-{cfg.TRAVERSAL_RANGE:g}..{cfg.TRAVERSAL_RANGE:g}"
+        show_grid(run, "vae_latent_traversal.png", traversal, cfg.TRAVERSAL_STEPS,
+                  f"latent traversal: z[{first}] down, z[{second}] across, {span}", dark_on_light,
+                  "VAE: 2-D traversal of the two most used latent dimensions")
 
         # The morph decodes the line between two inputs' posterior means (MusicVAE's interpolation).
         start, end = test[cfg.MORPH_PAIR[0]:][:1], test[cfg.MORPH_PAIR[1]:][:1]
@@ -149,9 +146,9 @@ def main(argv=None):
 
         latent_strip, crossfade_strip = morph(torch.linspace(0, 1, cfg.MORPH_STEPS))
         strip = np.concatenate([start.numpy(), latent_strip, end.numpy(), start.numpy(), crossfade_strip, end.numpy()])
-        run.add_artifact(show_grid(run.path("vae_morph_strip.png"), strip, cfg.MORPH_STEPS + 2,
-                                   "top: VAE morph (input, decoded latent line, input); bottom: pixel cross-fade",
-                                   dark_on_light), "VAE morph between two held-out inputs vs a pixel cross-fade")
+        show_grid(run, "vae_morph_strip.png", strip, cfg.MORPH_STEPS + 2,
+                  "top: VAE morph (input, decoded latent line, input); bottom: pixel cross-fade", dark_on_light,
+                  "VAE morph between two held-out inputs vs a pixel cross-fade")
         there = torch.linspace(0, 1, max(1, cfg.GIF_FRAMES // 2))
         latent_frames, crossfade_frames = morph(torch.cat([there, there.flip(0)]))
         frames = []
@@ -164,7 +161,8 @@ def main(argv=None):
 
     fig, ax = plt.subplots(figsize=(5.6, 3.8))
     ax.plot(np.arange(1, len(history) + 1), history)
-    ax.set(xlabel="epoch", ylabel="training -ELBO (nats per image)", title=f"VAE training on {cfg.DATASET}, {cfg.DECODER} decoder")
+    ax.set(xlabel="epoch", ylabel="training -ELBO (nats per image)",
+           title=f"VAE training on {cfg.DATASET}, {cfg.DECODER} decoder")
     ax.grid(alpha=0.3)
     run.add_artifact(save_figure(fig, run.path("vae_training_loss.png"), dpi=120), "VAE training loss")
 

@@ -31,7 +31,7 @@ PGD_STEPS = 20             # PGD iterations (Madry et al. use 40 on MNIST; 8x8 d
 PGD_STEP_FACTOR = 2.5      # PGD step = factor * epsilon / steps (Madry et al.'s rule of thumb) {> 0}
 NOISE_REPEATS = 5          # draws of random +-epsilon noise averaged for the control {> 0}
 CLASSIFIER_HIDDEN = (256, 256)  # widths of the classifier's hidden ReLU layers
-EPOCHS = 60                # passes over the 1437 training digits {> 0}
+EPOCHS = 60                # passes over the 1438 training digits {> 0}
 BATCH_SIZE = 64            # images per optimisation step {> 0}
 CHECKPOINT_EVERY = 20      # epochs between checkpoints (and at the end, and on Ctrl+C) {> 0}
 LEARNING_RATE = 1e-3       # Adam's step size {> 0}

@@ -58,7 +58,7 @@ class AutoencoderSettings(TrainedSettings):
 
 @dataclass(frozen=True, kw_only=True)
 class DenoiserSettings(AutoencoderSettings):
-    """An autoencoder trained to remove noise, with its own recipe (README, "What reached 5 dB")."""
+    """An autoencoder trained to remove noise, with its own recipe (README.md, "Why these recipes")."""
 
     epochs: int                           # the cosine decay spans them: another count is another schedule
     loss: str                             # "psnr" or "mse"

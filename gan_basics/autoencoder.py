@@ -44,7 +44,7 @@ LEARNING_RATE = 1e-3            # Adam's step size {> 0}
 GAUSSIAN_SIGMAS = (0.1, 0.25, 0.4)        # std of additive Gaussian noise, pixels in [0, 1]
 SALT_PEPPER_FRACTIONS = (0.05, 0.15, 0.3)  # fraction of pixels set to 0 or 1
 DENOISING_LATENT = 32           # code size of the denoising autoencoder and of its PCA baseline {> 0}
-# The denoiser's recipe below was measured one change at a time: README.md, "What reached 5 dB".
+# The denoiser's recipe below was measured one change at a time: README.md, "Why these recipes".
 DENOISING_HIDDEN_SIZES = (512, 256)  # encoder widths of the denoiser (the decoder mirrors them)
 DENOISING_EPOCHS = 450          # passes over the training digits {> 0}
 DENOISING_LEARNING_RATE = 3e-3  # Adam's step size at the start of the cosine decay {> 0}

@@ -22,7 +22,7 @@ from lab import exit_on_lab_error, start_run
 CONDITIONAL = False        # the article's conditional GAN: a digit label beside z and beside the image
 DATASET = "digits"         # "digits" (sklearn, 8x8) or "faces" (skimage lfw_subset, 25x25; not conditional) {nonempty}
 EPOCHS = 60                # passes over the training images {> 0}
-BATCH_SIZE = 32            # images per step (DCGAN: 128; our data sets hold 80 to 1437 images) {> 0}
+BATCH_SIZE = 32            # images per step (DCGAN: 128; our data sets hold 80 to 1438 images) {> 0}
 LATENT_DIM = 32            # length of the noise vector z (DCGAN: 100) {> 0}
 G_WIDTH = 32               # channels of the generator's last hidden layer {> 0}
 D_WIDTH = 32               # channels of the discriminator's first layer {> 0}

@@ -29,7 +29,7 @@ from lab.paths import outputs_root
 class JudgeSettings:
     """How the judge is made (defaults: evaluator.py's constants); a cached judge made otherwise is retrained."""
 
-    classifier_epochs: int = 20     # passes over the 1437 training digits
+    classifier_epochs: int = 20     # passes over the 1438 training digits
     classifier_lr: float = 2e-3     # Adam's step size
     classifier_batch: int = 64      # images per optimisation step
     feature_dim: int = 64           # width of the penultimate layer: the Fréchet feature space

@@ -1,17 +1,8 @@
 """Adversarial examples: a perturbation a person does not notice makes a digits classifier wrong.
 
-The primer (article 004) ends with the "optical illusions for AI": a panda that a network suddenly
-calls a gibbon after a change no human sees. Here a small CNN learns scikit-learn's 8x8 digits, then
-two attacks look for such changes within an L-infinity budget epsilon (pixels in [0, 1]):
-
-- FGSM, the fast gradient sign method (Goodfellow, Shlens & Szegedy 2015, the panda paper): one
-  step of size epsilon along the sign of the loss gradient;
-- PGD, projected gradient descent (Madry et al. 2018): many smaller signed steps from a random
-  start, each projected back into the epsilon box.
-
-The control a careful reader asks for: random +-epsilon noise of the same L-infinity size. If the
-network were merely fragile, noise would hurt as much; it barely does, the attack's direction is
-what matters.
+Article 004's "optical illusions for AI" (a panda called a gibbon): FGSM (Goodfellow, Shlens & Szegedy
+2015) and PGD (Madry et al. 2018) attack a digits MLP within an L-infinity budget epsilon (pixels in
+[0, 1]), against random +-epsilon noise of the same size as the control.
 
 Run: python -m gan_basics.adversarial [--quick] [--set ATTACKS=fgsm] [--set EPSILONS="(0, 0.1)"]
 """
@@ -40,7 +31,7 @@ PGD_STEPS = 20             # PGD iterations (Madry et al. use 40 on MNIST; 8x8 d
 PGD_STEP_FACTOR = 2.5      # PGD step = factor * epsilon / steps (Madry et al.'s rule of thumb) {> 0}
 NOISE_REPEATS = 5          # draws of random +-epsilon noise averaged for the control {> 0}
 CLASSIFIER_HIDDEN = (256, 256)  # widths of the classifier's hidden ReLU layers
-EPOCHS = 60                # passes over the 1437 training digits {> 0}
+EPOCHS = 60                # passes over the 1438 training digits {> 0}
 BATCH_SIZE = 64            # images per optimisation step {> 0}
 CHECKPOINT_EVERY = 20      # epochs between checkpoints (and at the end, and on Ctrl+C) {> 0}
 LEARNING_RATE = 1e-3       # Adam's step size {> 0}
@@ -65,9 +56,7 @@ def check_epsilon(name: str, value: float) -> float:
 def loss_gradient(model, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """The gradient of the cross-entropy loss with respect to the input pixels."""
     images = images.clone().requires_grad_(True)
-    loss = F.cross_entropy(model(images), labels)
-    (gradient,) = torch.autograd.grad(loss, images)
-    return gradient
+    return torch.autograd.grad(F.cross_entropy(model(images), labels), images)[0]
 
 
 def fgsm(model, images, labels, epsilon: float, steps: int = 1, step_factor: float = 1.0) -> torch.Tensor:
@@ -108,36 +97,28 @@ def plot_accuracy_curves(path, epsilons, curves: dict[str, list[float]]):
         colour, marker = styles[method]
         ax.plot(epsilons, 100 * np.asarray(values), marker=marker, color=colour, label=method.upper()
                 if method != "random noise" else "random +-epsilon noise (control)")
-    ax.set_xlabel("epsilon (L-infinity size of the change, pixels in [0, 1])")
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_ylim(0, 102)
+    ax.set(xlabel="epsilon (L-infinity size of the change, pixels in [0, 1])", ylabel="test accuracy (%)",
+           ylim=(0, 102), title="Digits classifier under attack vs under noise of the same size")
     ax.grid(alpha=0.3)
     ax.legend()
-    ax.set_title("Digits classifier under attack vs under noise of the same size")
     return save_figure(fig, path, dpi=120)
 
 
 def plot_examples(path, originals, adversarials, model, epsilon: float, method: str):
     """Rows of: original | perturbation (amplified) | adversarial, titled with label and confidence."""
     with torch.no_grad():
-        clean_probs = F.softmax(model(originals), 1)
-        adv_probs = F.softmax(model(adversarials), 1)
+        clean_probs, adv_probs = F.softmax(model(originals), 1), F.softmax(model(adversarials), 1)
     rows = len(originals)
-    fig, axes = plt.subplots(rows, 3, figsize=(6.0, 2.0 * rows + 0.6))
-    axes = np.atleast_2d(axes)
+    fig, axes = plt.subplots(rows, 3, figsize=(6.0, 2.0 * rows + 0.6), squeeze=False)
     for row in range(rows):
-        perturbation = (adversarials[row, 0] - originals[row, 0]).numpy()
-        scale = max(epsilon, 1e-8)
-        panels = [
-            (originals[row, 0].numpy(), "gray_r", (0, 1), clean_probs[row]),
-            (perturbation / scale, "coolwarm", (-1, 1), None),
-            (adversarials[row, 0].numpy(), "gray_r", (0, 1), adv_probs[row]),
-        ]
+        original, adversarial = originals[row, 0].numpy(), adversarials[row, 0].numpy()
+        panels = [(original, "gray_r", (0, 1), clean_probs[row]),
+                  ((adversarial - original) / max(epsilon, 1e-8), "coolwarm", (-1, 1), None),
+                  (adversarial, "gray_r", (0, 1), adv_probs[row])]
         for column, (image, cmap, (low, high), probs) in enumerate(panels):
             ax = axes[row, column]
             ax.imshow(image, cmap=cmap, vmin=low, vmax=high, interpolation="nearest")
-            ax.set_xticks([])
-            ax.set_yticks([])
+            ax.set(xticks=[], yticks=[])
             if probs is not None:
                 label = int(probs.argmax())
                 changed = column == 2 and label != int(clean_probs[row].argmax())
@@ -145,8 +126,7 @@ def plot_examples(path, originals, adversarials, model, epsilon: float, method: 
                              color="tab:red" if changed else "black")
             else:
                 ax.set_title(f"change / {epsilon:g}", fontsize=9)
-    fig.suptitle(f"{method.upper()} at epsilon = {epsilon:g}: original, change (amplified), adversarial",
-                 fontsize=10)
+    fig.suptitle(f"{method.upper()} at epsilon = {epsilon:g}: original, change (amplified), adversarial", fontsize=10)
     return save_figure(fig, path, dpi=120)
 
 
@@ -173,8 +153,7 @@ def main(argv=None):
     history, interrupted = train_model(
         run, "adversarial_classifier", model, settings, classification_loss, len(train_images), epochs=cfg.EPOCHS,
         desc="classifier (cross-entropy)", checkpoint_every=cfg.CHECKPOINT_EVERY)
-    for parameter in model.parameters():
-        parameter.requires_grad_(False)
+    model.requires_grad_(False)
     clean_accuracy = accuracy(model, test_images, test_labels)
     print(f"clean test accuracy: {100 * clean_accuracy:.1f}%")
 
@@ -183,10 +162,9 @@ def main(argv=None):
     with tqdm(total=len(methods) * len(epsilons), desc="accuracy under attack") as bar:
         for method in methods:
             for epsilon in epsilons:
-                repeats = cfg.NOISE_REPEATS if method == "random noise" else 1
                 scores = [accuracy(model, _METHODS[method](model, test_images, test_labels, epsilon,
                                                           steps=cfg.PGD_STEPS, step_factor=cfg.PGD_STEP_FACTOR),
-                                   test_labels) for _ in range(repeats)]
+                                   test_labels) for _ in range(cfg.NOISE_REPEATS if method == "random noise" else 1)]
                 curves[method].append(float(np.mean(scores)))
                 bar.set_postfix(method=method, eps=epsilon, accuracy=f"{curves[method][-1]:.3f}")
                 bar.update()
@@ -224,8 +202,7 @@ def main(argv=None):
         for method in methods:
             metrics[f"accuracy_drop_points_{method.replace(' ', '_')}_at_{example_epsilon:g}"] = round(
                 100 * (clean_accuracy - curves[method][index]), 2)
-        attack = curves[attacks[0]][index]
-        noise = curves["random noise"][index]
+        attack, noise = curves[attacks[0]][index], curves["random noise"][index]
         run.add_claim(f"a small, deliberate change fools the classifier ({attacks[0].upper()} at epsilon "
                       f"{example_epsilon:g}), while random noise of the same size does not",
                       f"accuracy {clean_accuracy:.1%} -> {attack:.1%} ({attacks[0].upper()}) vs {noise:.1%} (noise)",

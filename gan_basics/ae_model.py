@@ -1,14 +1,5 @@
-"""The models of the primer's second half (article 004): an autoencoder, a variational
-autoencoder and a small digits classifier, plus the training loop and helpers they share.
-
-The primer describes an autoencoder as an encoder that squeezes the input into a small code and a
-decoder that "inflates" it back to the original number of dimensions; used alone, the encoder is a
-non-linear dimension reduction (the article contrasts it with linear PCA). A variational
-autoencoder keeps in its middle not a single vector but a distribution, so the decoder alone can
-generate new things (Kingma & Welling 2014, "Auto-Encoding Variational Bayes").
-
-All images here are float tensors in [0, 1] of shape (N, 1, H, W): PSNR, the L-infinity size of an
-adversarial perturbation and the Gaussian decoder's likelihood are all stated on that scale.
+"""The primer's second half (article 004): an autoencoder, a variational autoencoder (Kingma & Welling
+2014), a digits classifier and the training loop they share. Images are (N, 1, H, W) tensors in [0, 1].
 """
 
 from __future__ import annotations
@@ -16,7 +7,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
@@ -40,19 +30,14 @@ def parse_choice_list(text: str, valid: Sequence[str], what: str) -> list[str]:
         return list(valid)
     unknown = [name for name in names if name not in valid]
     if unknown or not names:
-        raise LabError(
-            f"unknown {what} {', '.join(unknown) or repr(text)}; valid: {', '.join(valid)} "
-            f"(comma-separated, or all), e.g. --set {what.upper().replace(' ', '_')}S={valid[0]}"
-        )
+        raise LabError(f"unknown {what} {', '.join(unknown) or repr(text)}; valid: {', '.join(valid)} "
+                       f"(comma-separated, or all), e.g. --set {what.upper().replace(' ', '_')}S={valid[0]}")
     return names
 
 
-# -----------------------------------------------------------------------------
-# Settings. Each model is built from one typed settings dataclass, stored in its checkpoint
-# (train_model): a checkpoint made with other settings is not resumed, and a reader rebuilds the
-# model from the checkpoint alone (`Autoencoder.from_settings(AutoencoderSettings.from_dict(...))`).
-
-
+# Each model is built from one typed settings dataclass stored in its checkpoint (train_model): a
+# checkpoint made with other settings is not resumed, and a reader rebuilds the model from the
+# checkpoint alone (lab.safe_load.settings_from_checkpoint, then `<Model>.from_settings`).
 @dataclass(frozen=True, kw_only=True)
 class TrainedSettings:
     """What every model here shares: the data it was trained on and its optimiser's recipe."""
@@ -62,11 +47,6 @@ class TrainedSettings:
     batch_size: int
     learning_rate: float
     seed: int
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> Any:
-        """The settings a checkpoint stored (lists read back as the tuples they were)."""
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -78,7 +58,7 @@ class AutoencoderSettings(TrainedSettings):
 
 @dataclass(frozen=True, kw_only=True)
 class DenoiserSettings(AutoencoderSettings):
-    """An autoencoder trained to remove noise, with its own recipe (README, "What reached 5 dB")."""
+    """An autoencoder trained to remove noise, with its own recipe (README.md, "Why these recipes")."""
 
     epochs: int                           # the cosine decay spans them: another count is another schedule
     loss: str                             # "psnr" or "mse"
@@ -101,23 +81,19 @@ class ClassifierSettings(TrainedSettings):
     hidden_sizes: tuple[int, ...]
 
 
-def _mlp(sizes: Sequence[int]) -> nn.Sequential:
-    """Linear layers with ELU between them (none after the last)."""
+def _mlp(sizes: Sequence[int], activation: type[nn.Module] = nn.ELU) -> nn.Sequential:
+    """Linear layers with `activation` between them (none after the last)."""
     layers: list[nn.Module] = []
     for index, (width_in, width_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
         layers.append(nn.Linear(width_in, width_out))
         if index < len(sizes) - 2:
-            layers.append(nn.ELU())
+            layers.append(activation())
     return nn.Sequential(*layers)
 
 
 class Autoencoder(nn.Module):
-    """Fully connected encoder -> code of `latent_size` numbers -> mirrored decoder -> sigmoid.
-
-    The sigmoid keeps reconstructions in the pixel range [0, 1]. With one linear layer each way and
-    no non-linearity this would learn the PCA subspace (Baldi & Hornik 1989); the hidden ELU layers
-    are what let it bend the subspace, the primer's "non-linear" dimension reduction.
-    """
+    """Encoder -> code of `latent_size` numbers -> mirrored decoder -> sigmoid. Without the hidden ELU
+    layers it would learn the PCA subspace (Baldi & Hornik 1989): the primer's "non-linear" reduction."""
 
     def __init__(self, image_shape: Sequence[int], latent_size: int, hidden_sizes: Sequence[int]):
         super().__init__()
@@ -141,14 +117,9 @@ class Autoencoder(nn.Module):
 
 
 class VariationalAutoencoder(nn.Module):
-    """A VAE with a Gaussian decoder p(x|z) = N(decoder(z), sigma^2 I) and prior p(z) = N(0, I).
-
-    `decoder_sigma` > 0 fixes sigma (the classic Gaussian decoder, where sigma acts as a weight
-    between reconstruction and KL). `decoder_sigma` = 0 selects the calibrated decoder of the
-    sigma-VAE (Rybkin, Daniilidis & Levine 2021): sigma is set to its maximum-likelihood value,
-    the root mean squared reconstruction error, so the balance is learnt rather than hand-tuned.
-    The running value is kept in the `sigma` buffer and used to score held-out data.
-    """
+    """A VAE with decoder p(x|z) = N(decoder(z), sigma^2 I) and prior N(0, I). `decoder_sigma` > 0 fixes
+    sigma; 0 is the sigma-VAE's calibrated decoder (Rybkin, Daniilidis & Levine 2021): sigma is the RMS
+    reconstruction error, its running value (the `sigma` buffer) scores held-out data."""
 
     def __init__(self, image_shape: Sequence[int], latent_size: int, hidden_sizes: Sequence[int],
                  decoder_sigma: float = 0.0):
@@ -171,8 +142,7 @@ class VariationalAutoencoder(nn.Module):
         mean, log_variance = self.encoder(images.flatten(1)).chunk(2, dim=1)
         return mean, log_variance.clamp(-12.0, 8.0)
 
-    def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(self.decoder(codes)).view(-1, *self.image_shape)
+    decode = Autoencoder.decode  # the same sigmoid decoder
 
     def negative_elbo(self, images: torch.Tensor, update_sigma: bool = False) -> tuple[torch.Tensor, dict]:
         """-ELBO per image in nats: Gaussian negative log-likelihood plus KL(q(z|x) || N(0, I))."""
@@ -195,26 +165,19 @@ class VariationalAutoencoder(nn.Module):
         # -log N(x; x_hat, sigma^2 I) = D log sigma + D/2 log(2 pi) + |x - x_hat|^2 / (2 sigma^2).
         nll = pixels * torch.log(sigma) + 0.5 * pixels * math.log(2 * math.pi) + squared_error / (2 * sigma**2)
         # KL of a diagonal Gaussian from the standard normal (Kingma & Welling 2014, appendix B).
-        kl = -0.5 * (1 + log_variance - mean.pow(2) - log_variance.exp()).sum(1)
-        return nll + kl, {"nll": nll, "kl": kl, "kl_per_dim": (-0.5 * (1 + log_variance - mean.pow(2)
-                                                                           - log_variance.exp())).mean(0)}
+        kl_per_dim = -0.5 * (1 + log_variance - mean.pow(2) - log_variance.exp())
+        kl = kl_per_dim.sum(1)
+        return nll + kl, {"nll": nll, "kl": kl, "kl_per_dim": kl_per_dim.mean(0)}
 
 
 class DigitsClassifier(nn.Module):
-    """A small fully connected digits classifier: pixels -> two ReLU layers -> class logits.
-
-    Goodfellow et al. (2015) argue that adversarial examples exist because networks behave too
-    linearly in high dimensions; a plain ReLU network is the textbook case the attacks target.
-    """
+    """Pixels -> ReLU layers -> class logits: the too-linear network adversarial examples exploit
+    (Goodfellow et al. 2015)."""
 
     def __init__(self, image_shape: Sequence[int], num_classes: int = 10, hidden_sizes: Sequence[int] = (256, 256)):
         super().__init__()
-        sizes = [int(np.prod(image_shape)), *hidden_sizes]
-        layers: list[nn.Module] = [nn.Flatten()]
-        for width_in, width_out in zip(sizes[:-1], sizes[1:], strict=True):
-            layers += [nn.Linear(width_in, width_out), nn.ReLU()]
-        layers.append(nn.Linear(sizes[-1], num_classes))
-        self.network = nn.Sequential(*layers)
+        sizes = [int(np.prod(image_shape)), *hidden_sizes, num_classes]
+        self.network = nn.Sequential(nn.Flatten(), *_mlp(sizes, nn.ReLU))
 
     @classmethod
     def from_settings(cls, settings: ClassifierSettings) -> DigitsClassifier:
@@ -233,29 +196,17 @@ def batches(count: int, batch_size: int, shuffle: bool = True):
 def train_model(run, name: str, model: nn.Module, settings: TrainedSettings,
                 loss_fn: Callable[[torch.Tensor], torch.Tensor], count: int, *, epochs: int, desc: str,
                 cosine_schedule: bool = False, checkpoint_every: int = 25) -> tuple[list[float], bool]:
-    """Train `model`, built from `settings`, with Adam (settings.learning_rate, settings.batch_size)
-    for `epochs` passes over `count` samples, resuming from a checkpoint.
-
-    `loss_fn(indices)` returns the mean loss of the samples at those indices (the caller owns the
-    data). With `cosine_schedule` the step size falls from `learning_rate` to 0 along a half cosine
-    over all the steps (SGDR without restarts, Loshchilov & Hutter 2017); it is a function of the
-    step alone, so a resumed run continues on the same curve. The checkpoint
-    `outputs/gan_basics/checkpoints/<profile>/<name>.pt` holds the model, the optimizer, the epochs
-    done, the typed settings, the constants, the random generators and the loss history, written every
-    `checkpoint_every` epochs and at the end. Rerunning resumes from it through lab.checkpoint.resume
-    (or reuses it when complete; a checkpoint made with other settings, or with more epochs done
-    than asked, is refused), --fresh starts over, Ctrl+C saves and stops. The loss
-    and step size go to the run's curves (scalars.csv, TensorBoard) as `<name>/loss`, `<name>/lr`.
-    Returns the per-epoch mean losses and whether it was interrupted.
-    """
+    """Train `model` with Adam for `epochs` passes over `count` samples (`loss_fn(indices)`: their mean
+    loss), resuming `<name>.pt` (lab.checkpoint.resume); returns the epochs' mean losses and whether it
+    was interrupted. `cosine_schedule`: the step size falls to 0 along a half cosine (Loshchilov & Hutter
+    2017), a function of the step alone, so a resumed run stays on the curve."""
     learning_rate, batch_size = settings.learning_rate, settings.batch_size
     optimizer = torch.optim.Adam(model.parameters(), lr=learning_rate)
     ckpt = resume(run, f"{name}.pt", settings=settings, steps=epochs, steps_name="EPOCHS")
-    history: list[float] = []
+    history: list[float] = [] if ckpt.state is None else list(ckpt.state["history"])
     if ckpt.state is not None:
         load_state_dict_strict(model, ckpt.state["model"], f"checkpoint {ckpt.path}")
         optimizer.load_state_dict(ckpt.state["optimizer"])
-        history = list(ckpt.state["history"])
     start = epoch = ckpt.step
     steps_per_epoch = math.ceil(count / batch_size)
 
@@ -266,7 +217,7 @@ def train_model(run, name: str, model: nn.Module, settings: TrainedSettings,
     model.train()
     with InterruptGuard() as guard, tqdm(range(start, epochs), initial=start, total=epochs, desc=desc) as bar:
         for epoch_index in bar:
-            total, seen = 0.0, 0
+            total = 0.0
             for batch_index, indices in enumerate(batches(count, batch_size)):
                 if cosine_schedule:
                     factor = cosine_factor(epoch_index * steps_per_epoch + batch_index, epochs * steps_per_epoch)
@@ -277,8 +228,7 @@ def train_model(run, name: str, model: nn.Module, settings: TrainedSettings,
                 loss.backward()
                 optimizer.step()
                 total += loss.item() * len(indices)
-                seen += len(indices)
-            history.append(total / seen)
+            history.append(total / count)
             epoch = epoch_index + 1
             if epoch % checkpoint_every == 0 or epoch == epochs or guard.requested:
                 save(epoch)
@@ -301,8 +251,7 @@ def psnr(clean: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
 def image_grid(images: np.ndarray, columns: int, pad: int = 1, pad_value: float = 1.0) -> np.ndarray:
     """Tile (N, H, W) or (N, 1, H, W) images in [0, 1] into one 2-D array, `columns` per row."""
     images = np.asarray(images)
-    if images.ndim == 4:
-        images = images[:, 0]
+    images = images[:, 0] if images.ndim == 4 else images
     count, height, width = images.shape
     rows = math.ceil(count / columns)
     grid = np.full((rows * (height + pad) + pad, columns * (width + pad) + pad), pad_value, dtype=np.float32)

@@ -1,18 +1,11 @@
-"""Autoencoders three ways, each against the baseline a careful reader would ask for.
+"""Autoencoders three ways (article 004), each against the baseline a careful reader would ask for.
 
-The primer (article 004) names three uses of an encoder-decoder pair:
-1. "reduction": dimension reduction. "It can be done linearly (PCA), but sometimes it takes a
-   non-linear approach - and that is what autoencoders do." Reconstruction error against latent
-   size for the autoencoder and for PCA, and the 2-D maps of both, coloured by digit.
-2. "denoising": the encoder gets so good at what matters that it "repairs small defects", e.g.
-   noise. A denoising autoencoder (Vincent et al. 2008) against PCA projection, by PSNR, for
-   Gaussian and salt-and-pepper noise at three levels. It has its own, measured recipe (the
-   DENOISING_* constants): wider layers, a cosine step-size decay, the PSNR itself as the loss and
-   training digits moved by up to a pixel (see gan_basics/README.md for what each one adds).
-3. "anomaly": trained on the good samples only, its reconstruction error measures how unlike the
-   training data a new input is (the article's sweets in a factory, cells in a microscope). One digit
-   class is withheld as the "defect"; ROC and AUC against PCA reconstruction error and an
-   IsolationForest (Liu, Ting & Zhou 2008).
+1. "reduction" ("linearly (PCA), but sometimes it takes a non-linear approach"): held-out error vs
+   latent size, autoencoder vs PCA, and their 2-D maps.
+2. "denoising" ("repairs small defects", Vincent et al. 2008; recipe DENOISING_*, measured in README.md):
+   PSNR against PCA projection for Gaussian and salt-and-pepper noise at three levels.
+3. "anomaly": one digit withheld from training as the "defect"; ROC AUC of the reconstruction error
+   against PCA's and an IsolationForest (Liu et al. 2008).
 
 Run: python -m gan_basics.autoencoder [--quick] [--set EXPERIMENTS=anomaly] [--set ANOMALY_CLASS=3]
 """
@@ -51,7 +44,7 @@ LEARNING_RATE = 1e-3            # Adam's step size {> 0}
 GAUSSIAN_SIGMAS = (0.1, 0.25, 0.4)        # std of additive Gaussian noise, pixels in [0, 1]
 SALT_PEPPER_FRACTIONS = (0.05, 0.15, 0.3)  # fraction of pixels set to 0 or 1
 DENOISING_LATENT = 32           # code size of the denoising autoencoder and of its PCA baseline {> 0}
-# The denoiser's recipe below was measured one change at a time: README.md, "What reached 5 dB".
+# The denoiser's recipe below was measured one change at a time: README.md, "Why these recipes".
 DENOISING_HIDDEN_SIZES = (512, 256)  # encoder widths of the denoiser (the decoder mirrors them)
 DENOISING_EPOCHS = 450          # passes over the training digits {> 0}
 DENOISING_LEARNING_RATE = 3e-3  # Adam's step size at the start of the cosine decay {> 0}
@@ -76,11 +69,10 @@ def pca_reconstruct(fit_images: torch.Tensor, images: torch.Tensor, components: 
     """Project onto the first principal components of `fit_images` and back: the linear baseline."""
     from sklearn.decomposition import PCA
 
-    shape = images.shape
     pca = PCA(n_components=components, random_state=0).fit(fit_images.flatten(1).numpy())
     codes = pca.transform(images.flatten(1).numpy())
     reconstruction = np.clip(pca.inverse_transform(codes), 0.0, 1.0).astype(np.float32)
-    return torch.from_numpy(reconstruction).view(shape), pca
+    return torch.from_numpy(reconstruction).view(images.shape), pca
 
 
 def per_image_mse(images: torch.Tensor, reconstruction: torch.Tensor) -> torch.Tensor:
@@ -97,11 +89,10 @@ def fit_autoencoder(run, cfg, name: str, train_inputs, latent_size: int, anomaly
         clean = train_inputs[indices]
         return F.mse_loss(model(clean), clean)
 
-    history, interrupted = train_model(
+    _history, interrupted = train_model(
         run, f"autoencoder_{cfg.DATASET}_{name}", model, settings, reconstruction_loss, len(train_inputs),
-        epochs=cfg.EPOCHS, desc=f"{name} (MSE)",
-        checkpoint_every=cfg.CHECKPOINT_EVERY)
-    return model, history, interrupted
+        epochs=cfg.EPOCHS, desc=f"{name} (MSE)", checkpoint_every=cfg.CHECKPOINT_EVERY)
+    return model, interrupted
 
 
 # ----------------------------------------------------------------------------- 1. dimension reduction
@@ -109,7 +100,7 @@ def reduction_experiment(run, cfg, data, train, test) -> tuple[dict, bool]:
     ae_errors, pca_errors, models, interrupted = {}, {}, {}, False
     sizes = sorted(set(cfg.LATENT_SIZES) | {2})  # latent size 2 is always trained, for the maps
     for size in sizes:
-        model, _history, stopped = fit_autoencoder(run, cfg, f"latent{size}", train, size)
+        model, stopped = fit_autoencoder(run, cfg, f"latent{size}", train, size)
         interrupted |= stopped
         with torch.no_grad():
             ae_errors[size] = float(per_image_mse(test, model(test)).mean())
@@ -123,13 +114,11 @@ def reduction_experiment(run, cfg, data, train, test) -> tuple[dict, bool]:
     ax.plot(shown, [pca_errors[s] for s in shown], "s--", color="tab:orange", label="PCA (linear)")
     ax.set_xscale("log", base=2)
     ax.set_xticks(shown, [str(s) for s in shown])
-    ax.set_xlabel("latent size (number of components)")
-    ax.set_ylabel("held-out reconstruction MSE (pixels in [0, 1])")
-    ax.set_title(f"Dimension reduction on {data.name}: autoencoder vs PCA")
+    ax.set(xlabel="latent size (number of components)", ylabel="held-out reconstruction MSE (pixels in [0, 1])",
+           title=f"Dimension reduction on {data.name}: autoencoder vs PCA")
     ax.grid(alpha=0.3)
     ax.legend()
-    save_figure(fig, run.path("reduction_error_vs_latent.png"), dpi=120)
-    run.add_artifact(run.path("reduction_error_vs_latent.png"),
+    run.add_artifact(save_figure(fig, run.path("reduction_error_vs_latent.png"), dpi=120),
                      "reconstruction error vs latent size: autoencoder and PCA")
 
     with torch.no_grad():
@@ -139,9 +128,7 @@ def reduction_experiment(run, cfg, data, train, test) -> tuple[dict, bool]:
     colours = data.test_labels if data.test_labels is not None else np.zeros(len(test))
     for ax, codes, title in ((axes[0], ae_codes, "autoencoder, latent size 2"), (axes[1], pca_codes, "PCA, 2 components")):
         points = ax.scatter(codes[:, 0], codes[:, 1], c=colours, cmap="tab10", s=10, vmin=-0.5, vmax=9.5)
-        ax.set_title(title)
-        ax.set_xticks([])
-        ax.set_yticks([])
+        ax.set(title=title, xticks=[], yticks=[])
     if data.test_labels is not None:
         fig.colorbar(points, ax=axes, ticks=range(10), label="digit")
     fig.suptitle(f"2-D maps of the held-out {data.name}")
@@ -149,15 +136,13 @@ def reduction_experiment(run, cfg, data, train, test) -> tuple[dict, bool]:
     plt.close(fig)
     run.add_artifact(run.path("reduction_latent_maps.png"), "2-D latent maps, autoencoder vs PCA, coloured by digit")
     metrics = {"ae_mse": {str(s): ae_errors[s] for s in shown}, "pca_mse": {str(s): pca_errors[s] for s in shown}}
-    for size in shown:
-        metrics[f"ae_over_pca_error_ratio_latent{size}"] = ae_errors[size] / max(pca_errors[size], 1e-12)
+    metrics.update({f"ae_over_pca_error_ratio_latent{s}": ae_errors[s] / max(pca_errors[s], 1e-12) for s in shown})
     return metrics, interrupted
 
 
 # ----------------------------------------------------------------------------- 2. denoising
 def random_shift(images: torch.Tensor, probability: float) -> torch.Tensor:
-    """Each image, with the given probability, moved by a random offset in {-1, 0, 1} pixels along each
-    axis, the uncovered border filled with 0 (the background); the other images are returned as they are."""
+    """Each image, with the given probability, moved by -1, 0 or 1 pixel along each axis (border filled with 0)."""
     count, _, height, width = images.shape
     padded = F.pad(images, (1, 1, 1, 1))
     moved = torch.rand(count) < probability
@@ -214,7 +199,6 @@ def denoising_experiment(run, cfg, data, train, test) -> tuple[dict, bool]:
         output = model(corrupt(clean))
         return -psnr(clean, output).mean() if cfg.DENOISING_LOSS == "psnr" else F.mse_loss(output, clean)
 
-    # A new checkpoint name for the new recipe, so that an old denoiser's checkpoint is not refused.
     _history, interrupted = train_model(
         run, f"autoencoder_{cfg.DATASET}_denoiser_latent{cfg.DENOISING_LATENT}", model, settings, denoising_loss,
         len(train), epochs=cfg.DENOISING_EPOCHS, desc=f"denoising_latent{cfg.DENOISING_LATENT} ({'-PSNR' if cfg.DENOISING_LOSS == 'psnr' else 'MSE'})",
@@ -240,31 +224,28 @@ def denoising_experiment(run, cfg, data, train, test) -> tuple[dict, bool]:
         for label, style in (("noisy", "k:o"), ("autoencoder", "-o"), ("pca", "--s")):
             ax.plot(values, results[kind][label], style, label={"noisy": "noisy input", "pca": "PCA projection",
                                                                  "autoencoder": "denoising autoencoder"}[label])
-        ax.set_xlabel("noise std" if kind == "gaussian" else "fraction of pixels hit")
-        ax.set_title(kind.replace("_", " "))
+        ax.set(xlabel="noise std" if kind == "gaussian" else "fraction of pixels hit", title=kind.replace("_", " "))
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("PSNR vs clean image (dB, higher is better)")
     axes[0].legend()
     fig.suptitle(f"Denoising held-out {data.name}")
-    save_figure(fig, run.path("denoising_psnr.png"), dpi=120)
-    run.add_artifact(run.path("denoising_psnr.png"), "PSNR of noisy, autoencoder-denoised and PCA-denoised images")
+    run.add_artifact(save_figure(fig, run.path("denoising_psnr.png"), dpi=120),
+                     "PSNR of noisy, autoencoder-denoised and PCA-denoised images")
 
     fig, axes = plt.subplots(1, 2, figsize=(10.5, 5.0))
     for ax, (kind, (level, noisy, ae_clean, pca_clean)) in zip(axes, examples.items(), strict=True):
         rows = torch.cat([test[shown], noisy, ae_clean, pca_clean]).numpy()
         ax.imshow(image_grid(rows, columns=8, pad_value=0.0), cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
         ax.set_yticks([(i + 0.5) * (test.shape[2] + 1) for i in range(4)], ["clean", "noisy", "autoencoder", "PCA"])
-        ax.set_xticks([])
-        ax.set_title(f"{kind.replace('_', ' ')}, level {level:g}")
-    save_figure(fig, run.path("denoising_examples.png"), dpi=120)
-    run.add_artifact(run.path("denoising_examples.png"), "denoising examples at the middle noise level")
+        ax.set(xticks=[], title=f"{kind.replace('_', ' ')}, level {level:g}")
+    run.add_artifact(save_figure(fig, run.path("denoising_examples.png"), dpi=120),
+                     "denoising examples at the middle noise level")
 
     metrics: dict = {"psnr_db": results}
     for kind, values in levels.items():
-        middle = len(values) // 2
-        metrics[f"{kind}_gain_db_at_{values[middle]:g}"] = results[kind]["autoencoder"][middle] - results[kind]["noisy"][middle]
-        metrics[f"{kind}_ae_minus_pca_db_at_{values[middle]:g}"] = (results[kind]["autoencoder"][middle]
-                                                                    - results[kind]["pca"][middle])
+        middle, psnr_db = len(values) // 2, results[kind]
+        metrics[f"{kind}_gain_db_at_{values[middle]:g}"] = psnr_db["autoencoder"][middle] - psnr_db["noisy"][middle]
+        metrics[f"{kind}_ae_minus_pca_db_at_{values[middle]:g}"] = psnr_db["autoencoder"][middle] - psnr_db["pca"][middle]
     return metrics, interrupted
 
 
@@ -273,9 +254,6 @@ def anomaly_experiment(run, cfg, data, train, test) -> tuple[dict, bool]:
     from sklearn.ensemble import IsolationForest
     from sklearn.metrics import roc_auc_score, roc_curve
 
-    if data.train_labels is None:
-        raise LabError(f"the anomaly experiment needs labelled images and {data.name!r} has none; "
-                       "use --set DATASET=digits, or leave anomaly out of EXPERIMENTS")
     anomaly = cfg.ANOMALY_CLASS
     normal_train = train[torch.from_numpy(data.train_labels != anomaly)]
     # Held-out normal digits, plus every image of the withheld class: none of them was trained on.
@@ -285,7 +263,7 @@ def anomaly_experiment(run, cfg, data, train, test) -> tuple[dict, bool]:
     evaluation = torch.cat([normal_test, anomalies])
     is_anomaly = np.r_[np.zeros(len(normal_test)), np.ones(len(anomalies))]
 
-    model, _history, interrupted = fit_autoencoder(
+    model, interrupted = fit_autoencoder(
         run, cfg, f"anomaly{anomaly}_latent{cfg.ANOMALY_LATENT}", normal_train, cfg.ANOMALY_LATENT,
         anomaly_class=anomaly)
     with torch.no_grad():
@@ -300,24 +278,23 @@ def anomaly_experiment(run, cfg, data, train, test) -> tuple[dict, bool]:
         false_positive, true_positive, _ = roc_curve(is_anomaly, values)
         ax.plot(false_positive, true_positive, label=f"{name} (AUC {aucs[name]:.3f})")
     ax.plot([0, 1], [0, 1], ":", color="gray", label="chance")
-    ax.set_xlabel("false positive rate (normal digits flagged)")
-    ax.set_ylabel(f"true positive rate (digit {anomaly} flagged)")
-    ax.set_title(f"Anomaly detection: trained without the {anomaly}s")
+    ax.set(xlabel="false positive rate (normal digits flagged)", ylabel=f"true positive rate (digit {anomaly} flagged)",
+           title=f"Anomaly detection: trained without the {anomaly}s")
     ax.legend(loc="lower right")
     ax.grid(alpha=0.3)
-    save_figure(fig, run.path("anomaly_roc.png"), dpi=120)
-    run.add_artifact(run.path("anomaly_roc.png"), "ROC of the anomaly scores: autoencoder vs PCA vs IsolationForest")
+    run.add_artifact(save_figure(fig, run.path("anomaly_roc.png"), dpi=120),
+                     "ROC of the anomaly scores: autoencoder vs PCA vs IsolationForest")
 
     fig, axes = plt.subplots(1, 3, figsize=(12.0, 3.6))
     for ax, (name, values) in zip(axes, scores.items(), strict=True):
         bins = np.histogram_bin_edges(values, bins=30)
         ax.hist(values[is_anomaly == 0], bins=bins, alpha=0.6, density=True, label="normal (other digits)")
         ax.hist(values[is_anomaly == 1], bins=bins, alpha=0.6, density=True, label=f"anomaly (digit {anomaly})")
-        ax.set_title(f"{name}, AUC {aucs[name]:.3f}")
-        ax.set_xlabel("reconstruction error" if name != "IsolationForest" else "isolation score")
+        ax.set(title=f"{name}, AUC {aucs[name]:.3f}",
+               xlabel="reconstruction error" if name != "IsolationForest" else "isolation score")
     axes[0].legend()
-    save_figure(fig, run.path("anomaly_score_histograms.png"), dpi=120)
-    run.add_artifact(run.path("anomaly_score_histograms.png"), "anomaly score histograms, normal vs withheld class")
+    run.add_artifact(save_figure(fig, run.path("anomaly_score_histograms.png"), dpi=120),
+                     "anomaly score histograms, normal vs withheld class")
     return {"anomaly_class": anomaly, "auc": aucs, "normal_test_count": len(normal_test),
             "anomaly_count": len(anomalies)}, interrupted
 
@@ -345,10 +322,8 @@ def main(argv=None):
     metrics, interrupted = {"dataset": cfg.DATASET}, False
     runners = {"reduction": reduction_experiment, "denoising": denoising_experiment, "anomaly": anomaly_experiment}
     for name in experiments:
-        result, stopped = runners[name](run, cfg, data, train, test)
-        metrics[name] = result
-        interrupted |= stopped
-        if stopped:
+        metrics[name], interrupted = runners[name](run, cfg, data, train, test)
+        if interrupted:
             break
     add_claims(run, metrics)
     run.finish(metrics, status="interrupted" if interrupted else "complete")

@@ -1,33 +1,20 @@
 """A conditional GAN on digits: ask for a digit, get that digit. Run: python -m gan_basics.cgan [--quick]
 
-Article 004 ("Co přidat další rozměr do vstupů, třeba s Conditional GAN"): a plain GAN gives no
-control over what comes out; mixing a category into the inputs of both players (Mirza & Osindero
-2014) lets one ask for a particular kind of image. Here the category is the digit: the generator
-gets a one-hot label beside its noise, the discriminator one constant plane per class beside the
-image, so it can reject a well-drawn digit of the wrong class.
-
-This entry is `python -m gan_basics.gan --set CONDITIONAL=true`: the conditional GAN is the GAN
-with one setting changed, so its constants are gan.py's (edit them there) and this file owns none.
-It calls gan.py's main in this process with that setting first, passing every argument on (--quick,
---set, --fresh, --help); a later `--set` still wins.
-
-The judge (evaluator.py, a classifier trained only on real digits) reads every conditional sample;
-its agreement with the digit asked for is the label accuracy, reported per digit and overall
-(chance: 10 %). Outputs (outputs/gan_basics/cgan/): grids with one row per digit 0-9 each epoch
-(samples/epoch_0001.png ...), their GIF, best.png, samples_best.npy with samples_best_labels.npy,
-accuracy_per_digit.png, frechet.png, losses.png, run.json.
+Article 004 ("Co přidat další rozměr do vstupů, třeba s Conditional GAN"; Mirza & Osindero 2014).
+This is `python -m gan_basics.gan --set CONDITIONAL=true` (gan.py's constants; a later --set wins).
+The judge's agreement with the digit asked for is the label accuracy (chance: 10 %); outputs in
+outputs/gan_basics/cgan/, with one row per digit 0-9 in the grids and accuracy_per_digit.png.
 """
 
 from __future__ import annotations
 
 import sys
 
-from gan_basics import gan  # an alias of gan.py with one constant set (see tests/test_collection_imports.py)
+from gan_basics import gan
 
 
 def main(argv: list[str] | None = None):
-    argv = sys.argv[1:] if argv is None else list(argv)
-    return gan.main(["--set", "CONDITIONAL=true", *argv])
+    return gan.main(["--set", "CONDITIONAL=true", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

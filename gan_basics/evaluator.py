@@ -1,9 +1,7 @@
 """The judge of the generators, trained and reported alone. Run: python -m gan_basics.evaluator [--quick]
 
-Trains (once; it is cached in outputs/gan_basics/checkpoints/judge/) the judge that gan.py uses to
-score every epoch (gan_basics/judge.py says how it works), and reports what its numbers mean: its
-accuracy on held-out real digits, the real-vs-real Fréchet floor, and how the distance grows when
-real held-out digits are blurred by noise.
+Trains (once, cached in outputs/gan_basics/checkpoints/judge/) the judge of judge.py and reports its
+held-out accuracy, the real-vs-real Fréchet floor and how the distance grows for noisy real digits.
 """
 
 from __future__ import annotations
@@ -15,13 +13,14 @@ import numpy as np
 from gan_basics.data import load_dataset
 from gan_basics.judge import Judge, JudgeSettings, build_judge
 from lab import exit_on_lab_error, start_run
+from lab.constants import settings_from
 from lab.plots import save_figure
 
 # -----------------------------------------------------------------------------
 # Constants of the judge. They are not the article's (it has no judge); the defaults train a
 # digit classifier to ~98 % held-out accuracy in a few seconds on one CPU core.
 DATASET = "digits"        # "digits" or "faces": which judge the script builds and reports on {nonempty}
-CLASSIFIER_EPOCHS = 20    # passes over the 1437 training digits {> 0}
+CLASSIFIER_EPOCHS = 20    # passes over the 1438 training digits {> 0}
 CLASSIFIER_LR = 2e-3      # Adam's step size {> 0}
 CLASSIFIER_BATCH = 64     # images per optimisation step {> 0}
 FEATURE_DIM = 64          # width of the penultimate layer: the Fréchet feature space for digits {> 0}
@@ -38,14 +37,11 @@ QUICK: dict = {}          # the judge is the same in every profile, so scores ar
 def main(argv=None):
     run = start_run("gan_basics", globals(), argv, framework="torch")
     cfg = run.cfg
-    judge = build_judge(cfg.DATASET, JudgeSettings.from_constants(cfg, run.seed), log=run.log_scalars)
+    judge = build_judge(cfg.DATASET, settings_from(JudgeSettings, cfg, seed=run.seed), log=run.log_scalars)
     data = load_dataset(cfg.DATASET)
-    metrics = {
-        "reference_size": judge.reference_size,
-        "frechet_floor_real_vs_real": judge.floor,
-        "frechet_train_vs_heldout_all": judge.frechet(data.train_images),
-        "real_mean_pairwise_distance": judge.train_diversity,
-    }
+    metrics = {"reference_size": judge.reference_size, "frechet_floor_real_vs_real": judge.floor,
+               "frechet_train_vs_heldout_all": judge.frechet(data.train_images),
+               "real_mean_pairwise_distance": judge.train_diversity}
     # How the distance grows when real held-out digits are blurred by noise: a sanity scale.
     rng = np.random.default_rng(run.seed)
     for sigma in (0.1, 0.3, 1.0):
@@ -69,11 +65,8 @@ def _plot_confusion(judge: Judge, data, path: Path) -> Path:
     for (row, col), count in np.ndenumerate(confusion):
         if count:
             ax.text(col, row, str(count), ha="center", va="center", fontsize=7)
-    ax.set_xlabel("predicted digit")
-    ax.set_ylabel("true digit")
-    ax.set_xticks(range(10))
-    ax.set_yticks(range(10))
-    ax.set_title(f"judge on held-out digits: {judge.test_accuracy:.1%}")
+    ax.set(xlabel="predicted digit", ylabel="true digit", xticks=range(10), yticks=range(10),
+           title=f"judge on held-out digits: {judge.test_accuracy:.1%}")
     return save_figure(fig, path, dpi=110)
 
 

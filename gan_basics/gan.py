@@ -1,21 +1,10 @@
 """A DCGAN on digits or faces, scored every epoch by the judge. Run: python -m gan_basics.gan [--quick]
 
-Article 004 ("Když stojí AI proti AI"): a generator makes images from random noise, a discriminator
-learns to tell them from real ones, and the generator learns only from the discriminator's verdict,
-never seeing a real image. The article names two troubles, both made measurable here:
-
-- mode collapse, and its remedy: "the generator is penalised when its outputs are too alike".
-  DIVERSITY_PENALTY=true adds EBGAN's pulling-away term (model.pulling_away_term) to the
-  generator's loss, computed on the discriminator's penultimate features of the fake batch. The
-  effect is reported as the samples' mean pairwise distance as a fraction of the real data's
-  (1.0 = as varied as real digits) and, on digits, as the entropy of the judge's labels.
-- not knowing when to stop: the judge's Fréchet distance to held-out real images is computed every
-  epoch and the generator with the lowest distance is kept (checkpoint *_best.pt, grid best.png).
-
-Outputs (outputs/gan_basics/gan_<dataset>[_diversity]/): fixed-noise sample grids per epoch
-(samples/epoch_0001.png ...) and their GIF, losses.png, frechet.png, best.png, samples_best.npy,
-run.json with the article's claims, scalars.csv and TensorBoard events. Rerunning resumes from the
-last checkpoint; --fresh starts over. CONDITIONAL = True makes it the conditional GAN (cgan.py).
+Article 004 ("Když stojí AI proti AI"): a generator makes images from noise, a discriminator tells
+them from real ones. Mode collapse is scored by pixel diversity and the judge's label entropy, with
+the article's remedy as DIVERSITY_PENALTY (EBGAN's pulling-away term); "when to stop" by the judge's
+Fréchet distance every epoch, keeping the best generator. Outputs go to outputs/gan_basics/gan_<dataset>
+[_diversity]/; rerunning resumes, --fresh starts over. CONDITIONAL = True is the conditional GAN (cgan.py).
 """
 
 from __future__ import annotations
@@ -28,13 +17,12 @@ from gan_basics.judge import build_judge
 from lab import exit_on_lab_error, start_run
 
 # -----------------------------------------------------------------------------
-# Constants. The article gives no numbers; the players follow DCGAN (Radford et al. 2015:
-# LeakyReLU 0.2, N(0, 0.02) weights), the optimiser and the averaging are measured in README.md,
-# the sizes fit a 2-core CPU. cgan.py runs this script with CONDITIONAL = True.
+# Constants. The article gives no numbers; the players follow DCGAN (Radford et al. 2015), the
+# optimiser and the averaging are measured in README.md, the sizes fit a 2-core CPU.
 CONDITIONAL = False        # the article's conditional GAN: a digit label beside z and beside the image
 DATASET = "digits"         # "digits" (sklearn, 8x8) or "faces" (skimage lfw_subset, 25x25; not conditional) {nonempty}
 EPOCHS = 60                # passes over the training images {> 0}
-BATCH_SIZE = 32            # images per step (DCGAN: 128; our data sets hold 80 to 1437 images) {> 0}
+BATCH_SIZE = 32            # images per step (DCGAN: 128; our data sets hold 80 to 1438 images) {> 0}
 LATENT_DIM = 32            # length of the noise vector z (DCGAN: 100) {> 0}
 G_WIDTH = 32               # channels of the generator's last hidden layer {> 0}
 D_WIDTH = 32               # channels of the discriminator's first layer {> 0}
@@ -65,8 +53,9 @@ def main(argv=None):
     players = training.build_game(run.cfg, data, run.device)
     state = training.resume_game(run, players, data, training.output_folder(run.cfg))
     probes = training.Probes.draw(run.cfg, players.settings, judge.reference_size, run.seed)
-    outcome = training.train(run, players, state, data, judge, probes, run.path("samples", "x").parent)
-    training.report(run, outcome, torch.device(run.device))
+    samples_dir = run.path("samples", "x").parent
+    status = training.train(run, players, state, data, judge, probes, samples_dir)
+    training.report(run, state, judge, probes, samples_dir, status, torch.device(run.device))
 
 
 if __name__ == "__main__":

@@ -1,15 +1,5 @@
-"""The GAN's training, scoring and report, shared by the two entries `gan.py` and `cgan.py`.
-
-`gan.py` owns the constants; `cgan.py` is `gan.py` with CONDITIONAL = True. Everything both need
-lives here, in the order `main()` calls it:
-
-    players = build_game(cfg, data, device)        # the two players, their optimisers, the EMA
-    state = resume_game(run, players, data)        # rerunning resumes; --fresh starts over
-    outcome = train(run, cfg, players, state, ...) # epochs, each scored by the judge, checkpointed
-    report(run, cfg, outcome)                      # figures, samples of the best epoch, run.json
-
-The article (004, "Když stojí AI proti AI") gives no numbers; the recipe is DCGAN's (Radford et al.
-2015) with the changes measured in README.md ("What made the quick profile work").
+"""The GAN's training, scoring and report for gan.py (which owns the constants) and cgan.py, in the
+order gan.main() calls them: build_game, resume_game, train (each epoch scored by the judge), report.
 """
 
 from __future__ import annotations
@@ -28,6 +18,7 @@ from scipy.stats import binomtest
 from torch.nn import functional as F
 from tqdm import tqdm
 
+from gan_basics.ae_model import image_grid, upscale
 from gan_basics.data import DATASETS, Dataset
 from gan_basics.judge import Judge, mean_pairwise_distance
 from gan_basics.model import GANSettings, build_players, pulling_away_term
@@ -46,54 +37,17 @@ def output_folder(cfg: SimpleNamespace) -> str:
     """The run's folder under outputs/gan_basics/, named from its settings (start_run's `subdir`)."""
     if cfg.DATASET not in DATASETS:
         raise LabError(f"unknown dataset {cfg.DATASET!r}; valid: {', '.join(DATASETS)}")
-    if cfg.CONDITIONAL:
-        if cfg.DATASET != "digits":
-            raise LabError(f"a conditional GAN needs labels; {cfg.DATASET!r} has none. Use --set DATASET=digits")
-        return "cgan" + ("_diversity" if cfg.DIVERSITY_PENALTY else "")
-    return f"gan_{cfg.DATASET}" + ("_diversity" if cfg.DIVERSITY_PENALTY else "")
+    if cfg.CONDITIONAL and cfg.DATASET != "digits":
+        raise LabError(f"a conditional GAN needs labels; {cfg.DATASET!r} has none. Use --set DATASET=digits")
+    return ("cgan" if cfg.CONDITIONAL else f"gan_{cfg.DATASET}") + ("_diversity" if cfg.DIVERSITY_PENALTY else "")
 
 
-# -----------------------------------------------------------------------------
-# Pictures and small scores.
-
-
-def tile(images: np.ndarray, columns: int, min_side: int = 320) -> np.ndarray:
-    """A grid of (N, 1, H, W) images in [-1, 1] as an 8-bit picture, scaled up without blurring."""
-    count, _, height, width = images.shape
-    rows = math.ceil(count / columns)
-    sheet = np.ones((rows * (height + 1) + 1, columns * (width + 1) + 1), dtype=np.float32)
-    for index, image in enumerate(images):
-        row, col = divmod(index, columns)
-        top, left = 1 + row * (height + 1), 1 + col * (width + 1)
-        sheet[top : top + height, left : left + width] = (image[0] + 1.0) / 2.0
-    scale = max(1, math.ceil(min_side / max(sheet.shape)))
-    sheet = np.kron(sheet, np.ones((scale, scale), dtype=np.float32))
-    return (np.clip(sheet, 0.0, 1.0) * 255 + 0.5).astype(np.uint8)
-
-
-def save_grid(images: np.ndarray, columns: int, path: Path) -> Path:
-    Image.fromarray(tile(images, columns)).save(path)
+def save_grid(images: np.ndarray, columns: int, path: Path, min_side: int = 320) -> Path:
+    """A grid of (N, 1, H, W) images in [-1, 1] as an 8-bit PNG, scaled up without blurring."""
+    sheet = image_grid((images + 1.0) / 2.0, columns)
+    sheet = upscale(sheet, max(1, math.ceil(min_side / max(sheet.shape))))
+    Image.fromarray((np.clip(sheet, 0.0, 1.0) * 255 + 0.5).astype(np.uint8)).save(path)
     return path
-
-
-def label_entropy(labels: np.ndarray, classes: int = 10) -> float:
-    """Entropy of the judge's label histogram over log(classes): 1 = every digit equally often."""
-    counts = np.bincount(labels, minlength=classes).astype(np.float64)
-    share = counts[counts > 0] / counts.sum()
-    return float(-(share * np.log(share)).sum() / np.log(classes))
-
-
-def data_fingerprint(data: Dataset) -> str:
-    """A short hash of the training images: a checkpoint trained on other pixels is not resumed."""
-    return hashlib.sha256(np.ascontiguousarray(data.train_images).tobytes()).hexdigest()[:16]
-
-
-class Collapsed(LabError):
-    """The losses became NaN or infinite."""
-
-
-# -----------------------------------------------------------------------------
-# The game: players, optimisers, the averaged generator.
 
 
 @dataclass
@@ -108,40 +62,30 @@ class Players:
     opt_d: torch.optim.Optimizer
     device: torch.device
 
-    @property
-    def sampler(self) -> torch.nn.Module:
-        """The generator whose samples are scored, kept and shown."""
-        return self.average
 
-    def sample(self, noise: torch.Tensor, labels: torch.Tensor | None) -> np.ndarray:
-        self.sampler.eval()
-        with torch.no_grad():
-            labels = None if labels is None else labels.to(self.device)
-            return self.sampler(noise.to(self.device), labels).cpu().numpy()
+def draw(generator: torch.nn.Module, noise: torch.Tensor, labels: torch.Tensor | None, device) -> np.ndarray:
+    generator.eval()
+    with torch.no_grad():
+        return generator(noise.to(device), None if labels is None else labels.to(device)).cpu().numpy()
 
 
 def build_game(cfg: SimpleNamespace, data: Dataset, device: str) -> Players:
-    # LATENT_DIM, G_WIDTH, D_WIDTH, D_DROPOUT; the data gives the rest.
     settings = settings_from(GANSettings, cfg, image_shape=data.image_shape,
                              num_classes=data.num_classes if cfg.CONDITIONAL else 0)
     generator, discriminator = build_players(settings)
     generator, discriminator = generator.to(device), discriminator.to(device)
     # Adam with beta1 = 0 and beta2 = 0.99 (as Karras et al. 2019, StyleGAN, and Brock et al. 2019,
     # BigGAN): without momentum each player answers the other's latest move, not an average of old
-    # ones. Measured on the quick profile: 5.8x the floor against 16.9x with DCGAN's beta1 = 0.5.
-    betas = (cfg.BETA1, cfg.BETA2)
-    opt_g = torch.optim.Adam(generator.parameters(), lr=cfg.LEARNING_RATE, betas=betas)
-    opt_d = torch.optim.Adam(discriminator.parameters(), lr=cfg.LEARNING_RATE, betas=betas)
+    # ones (README.md: 5.8x the floor against 16.9x with DCGAN's beta1 = 0.5).
+    opt_g, opt_d = (torch.optim.Adam(player.parameters(), lr=cfg.LEARNING_RATE, betas=(cfg.BETA1, cfg.BETA2))
+                    for player in (generator, discriminator))
     average = copy.deepcopy(generator).requires_grad_(False)
     return Players(settings, generator, discriminator, average, opt_g, opt_d, torch.device(device))
 
 
 def update_average(players: Players, decay: float, step: int) -> None:
-    """An exponential moving average of the generator's weights (Yazici et al. 2019, "The unusual
-    effectiveness of averaging in GAN training"; Karras et al. 2018): the average sits nearer the
-    centre of the generator's oscillation than any single step. The decay is ramped up from 0 over
-    the first steps, min(decay, (1 + t) / (10 + t)), so the average does not remember the random
-    initial weights. Batch-norm statistics are copied, not averaged."""
+    """The EMA of the generator's weights (Yazici et al. 2019), nearer the centre of its oscillation than
+    any step; the decay ramps up from 0 to forget the initial weights; batch-norm statistics are copied."""
     weight = min(decay, (1 + step) / (10 + step))
     with torch.no_grad():
         for averaged, current in zip(players.average.parameters(), players.generator.parameters(), strict=True):
@@ -154,24 +98,21 @@ def gan_step(players: Players, real: torch.Tensor, real_labels: torch.Tensor | N
              cfg: SimpleNamespace) -> tuple[float, float, float]:
     """One round of the article's game; returns (D loss, G loss, diversity term)."""
     generator, discriminator = players.generator, players.discriminator
-    count = len(real)
-    z = torch.randn(count, cfg.LATENT_DIM, device=real.device)
+    z = torch.randn(len(real), cfg.LATENT_DIM, device=real.device)
     fake_labels = None if real_labels is None else torch.randint(
-        0, generator.num_classes, (count,), device=real.device)
+        0, generator.num_classes, (len(real),), device=real.device)
     fake = generator(z, fake_labels)
-    # The discriminator's move (Goodfellow et al. 2014, eq. 1): maximise
-    # log D(x) + log(1 - D(G(z))), i.e. minimise the binary cross-entropy with targets 1 and 0.
+    # D's move (Goodfellow et al. 2014, eq. 1): maximise log D(x) + log(1 - D(G(z))).
     real_logits = discriminator(real, real_labels)
     fake_logits = discriminator(fake.detach(), fake_labels)
-    # One-sided label smoothing (Salimans et al. 2016, "Improved techniques for training GANs"):
-    # a real target of 0.9 keeps D from growing overconfident and starving G of gradient.
+    # One-sided label smoothing (Salimans et al. 2016): a real target of 0.9 keeps D from growing
+    # overconfident and starving G of gradient.
     loss_d = F.binary_cross_entropy_with_logits(real_logits, torch.full_like(real_logits, cfg.REAL_TARGET)) + \
         F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
     players.opt_d.zero_grad(set_to_none=True)
     loss_d.backward()
     players.opt_d.step()
-    # The generator's move: the non-saturating loss -log D(G(z)) (same paper, section 3), which
-    # gives the generator useful gradients early on, while D still wins easily.
+    # G's move: the non-saturating loss -log D(G(z)) (same paper, section 3), useful while D wins easily.
     fake_features = discriminator.features(fake, fake_labels)
     fake_logits = discriminator.logits(fake_features, fake_labels)
     loss_g = F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
@@ -181,10 +122,6 @@ def gan_step(players: Players, real: torch.Tensor, real_labels: torch.Tensor | N
     total_g.backward()
     players.opt_g.step()
     return loss_d.item(), loss_g.item(), diversity.item()
-
-
-# -----------------------------------------------------------------------------
-# Fixed probes, history, resume.
 
 
 @dataclass
@@ -202,8 +139,7 @@ class Probes:
         fixed = torch.Generator().manual_seed(seed + 1)  # its own generator: resuming cannot shift it
         classes = settings.num_classes
         if classes:  # one row per digit, one style (noise vector) per column
-            columns = 10
-            grid_labels = torch.arange(classes).repeat_interleave(columns)
+            columns, grid_labels = 10, torch.arange(classes).repeat_interleave(10)
             grid_noise = torch.randn(columns, cfg.LATENT_DIM, generator=fixed).repeat(classes, 1)
         else:
             columns, grid_labels = cfg.GRID_SIDE, None
@@ -238,66 +174,46 @@ class GameState:
 
 
 def resume_game(run, players: Players, data: Dataset, name: str) -> GameState:
-    """Load `<name>_last.pt` when there is one (lab.checkpoint.resume: same architecture, same data,
-    no more epochs done than asked, the random generators put back), else start fresh."""
-    cfg = run.cfg
-    ckpt = resume(run, f"{name}_last.pt", architecture=ARCHITECTURE, steps=cfg.EPOCHS, steps_name="EPOCHS",
-                  data=data_fingerprint(data), map_location=players.device)
+    """Load `<name>_last.pt` when lab.checkpoint.resume accepts it (same architecture and data), else start fresh."""
+    fingerprint = hashlib.sha256(np.ascontiguousarray(data.train_images).tobytes()).hexdigest()[:16]  # same pixels
+    ckpt = resume(run, f"{name}_last.pt", architecture=ARCHITECTURE, steps=run.cfg.EPOCHS, steps_name="EPOCHS",
+                  data=fingerprint, map_location=players.device)
     best_path = ckpt.path.with_name(f"{name}_best.pt")
     shuffle = torch.Generator().manual_seed(run.seed)
-    history = History()
     if ckpt.state is None:
         best_path.unlink(missing_ok=True)
-        return GameState(ckpt, best_path, history, shuffle)
-    state = ckpt.state
-    where = f"in {ckpt.path}"
+        return GameState(ckpt, best_path, History(), shuffle)
+    state, where = ckpt.state, f"in {ckpt.path}"
     load_state_dict_strict(players.generator, state["generator"], f"generator {where}")
     load_state_dict_strict(players.average, state["generator_average"], f"averaged generator {where}")
     load_state_dict_strict(players.discriminator, state["discriminator"], f"discriminator {where}")
     players.opt_g.load_state_dict(state["optimizer_g"])
     players.opt_d.load_state_dict(state["optimizer_d"])
     shuffle.set_state(state["shuffle_rng"])
-    history = History(**state["history"])
-    return GameState(ckpt, best_path, history, shuffle)
-
-
-# -----------------------------------------------------------------------------
-# Training.
-
-
-@dataclass
-class Outcome:
-    """What `report()` needs: the judge, the probes, the history and where the best epoch is kept."""
-
-    judge: Judge
-    probes: Probes
-    history: History
-    best_path: Path
-    samples_dir: Path
-    status: str
+    return GameState(ckpt, best_path, History(**state["history"]), shuffle)
 
 
 def score(judge: Judge, images: np.ndarray, eval_labels: torch.Tensor | None) -> dict:
     """The judge's figures for one sample set: Fréchet distance, diversity, label entropy/accuracy."""
-    result = {"frechet": judge.frechet(images),
-              "diversity": mean_pairwise_distance(images) / judge.train_diversity}
+    result = {"frechet": judge.frechet(images), "diversity": mean_pairwise_distance(images) / judge.train_diversity}
     if judge.classifier is not None:
         predicted = judge.predict(images)
-        result["label_entropy"] = label_entropy(predicted)
+        # The entropy of the judge's label histogram over log(10): 1 = every digit equally often.
+        counts = np.bincount(predicted, minlength=10).astype(np.float64)
+        share = counts[counts > 0] / counts.sum()
+        result["label_entropy"] = float(-(share * np.log(share)).sum() / np.log(10))
         if eval_labels is not None:
             result["accuracy"] = float((predicted == eval_labels.numpy()).mean())
     return result
 
 
 def train(run, players: Players, game: GameState, data: Dataset, judge: Judge, probes: Probes,
-          samples_dir: Path) -> Outcome:
-    """Play EPOCHS epochs from where the checkpoint left off; after each, score the averaged
-    generator with the judge, keep it when it is the best so far and checkpoint (every
-    CHECKPOINT_EVERY epochs and at the end)."""
+          samples_dir: Path) -> str:
+    """Play the remaining epochs; after each, score the averaged generator, keep the best, checkpoint.
+    Returns the run's status: complete or interrupted."""
     cfg, history = run.cfg, game.history
-    conditional = players.settings.num_classes > 0
     images = torch.from_numpy(data.train_images)
-    labels = torch.from_numpy(data.train_labels) if conditional else None
+    labels = torch.from_numpy(data.train_labels) if players.settings.num_classes else None
     steps_per_epoch = math.ceil((len(images) - 1) / cfg.BATCH_SIZE)
     total_steps = cfg.EPOCHS * steps_per_epoch
     start = game.ckpt.step
@@ -313,8 +229,7 @@ def train(run, players: Players, game: GameState, data: Dataset, judge: Judge, p
             order = torch.randperm(len(images), generator=game.shuffle)
             for batch, first in enumerate(range(0, len(images) - 1, cfg.BATCH_SIZE)):
                 step = epoch * steps_per_epoch + batch
-                # Linear decay of both step sizes to zero at the last step: without it the game
-                # drifted after ~30 epochs (D ahead, the judge's distance rising 4x, fewer classes).
+                # Linear decay to zero: without it the game drifted after ~30 epochs (README.md).
                 lr = cfg.LEARNING_RATE * ((1.0 - step / total_steps) if cfg.LR_DECAY else 1.0)
                 for optimizer in (players.opt_g, players.opt_d):
                     for group in optimizer.param_groups:
@@ -327,24 +242,32 @@ def train(run, players: Players, game: GameState, data: Dataset, judge: Judge, p
                     raise_collapsed(run, game, epoch, losses)
                 update_average(players, cfg.G_EMA, step)
                 sums += losses
-            mean = sums / steps_per_epoch
-            history.loss_d.append(float(mean[0]))
-            history.loss_g.append(float(mean[1]))
-            history.diversity_term.append(float(mean[2]))
-            save_grid(players.sample(probes.grid_noise, probes.grid_labels), probes.grid_columns,
+            for curve, mean in zip((history.loss_d, history.loss_g, history.diversity_term), sums / steps_per_epoch,
+                                   strict=True):
+                curve.append(float(mean))
+            # The averaged generator is the one scored, kept and shown.
+            save_grid(draw(players.average, probes.grid_noise, probes.grid_labels, players.device), probes.grid_columns,
                       samples_dir / f"epoch_{epoch + 1:04d}.png")
-            scores = score(judge, players.sample(probes.eval_noise, probes.eval_labels), probes.eval_labels)
+            scores = score(judge, draw(players.average, probes.eval_noise, probes.eval_labels, players.device),
+                           probes.eval_labels)
             history.frechet.append(scores["frechet"])
             history.judge.append(scores)
-            if scores["frechet"] < history.best_frechet:
-                history.best_epoch, history.best_frechet = epoch + 1, scores["frechet"]
-                save_checkpoint(game.best_path, {"generator": players.sampler.state_dict(),
-                                                 "settings": asdict(players.settings),
-                                                 **game.ckpt.meta(epoch + 1)})
             done = epoch + 1
+            if scores["frechet"] < history.best_frechet:
+                history.best_epoch, history.best_frechet = done, scores["frechet"]
+                save_checkpoint(game.best_path, {"generator": players.average.state_dict(),
+                                                 "settings": asdict(players.settings), **game.ckpt.meta(done)})
             if done % cfg.CHECKPOINT_EVERY == 0 or done == cfg.EPOCHS or guard.requested:
-                save_checkpoint(game.ckpt.path, checkpoint_dict(players, game, done))
-            log_epoch(run, done, scores, history, judge, lr)
+                save_checkpoint(game.ckpt.path, {
+                    "generator": players.generator.state_dict(), "generator_average": players.average.state_dict(),
+                    "discriminator": players.discriminator.state_dict(), "optimizer_g": players.opt_g.state_dict(),
+                    "optimizer_d": players.opt_d.state_dict(), "shuffle_rng": game.shuffle.get_state(),
+                    "history": asdict(history), "settings": asdict(players.settings), **game.ckpt.meta(done)})
+            # The curves to watch while it runs (TensorBoard and scalars.csv).
+            run.log_scalars(done, loss_d=history.loss_d[-1], loss_g=history.loss_g[-1],
+                            diversity_term=history.diversity_term[-1], frechet=scores["frechet"],
+                            frechet_over_floor=scores["frechet"] / judge.floor, diversity=scores["diversity"], lr=lr,
+                            **{key: scores[key] for key in ("label_entropy", "accuracy") if key in scores})
             bar.set_postfix(D=f"{history.loss_d[-1]:.3f}", G=f"{history.loss_g[-1]:.3f}",
                             frechet=f"{scores['frechet'] / judge.floor:.2f}x floor", best=history.best_epoch)
             if guard.requested:
@@ -352,22 +275,7 @@ def train(run, players: Players, game: GameState, data: Dataset, judge: Judge, p
                 break
     if not history.frechet:
         raise LabError(f"nothing to report: EPOCHS={cfg.EPOCHS}; set EPOCHS to at least 1")
-    return Outcome(judge, probes, history, game.best_path, samples_dir, status)
-
-
-def checkpoint_dict(players: Players, game: GameState, epoch: int) -> dict:
-    return {"generator": players.generator.state_dict(), "generator_average": players.average.state_dict(),
-            "discriminator": players.discriminator.state_dict(), "optimizer_g": players.opt_g.state_dict(),
-            "optimizer_d": players.opt_d.state_dict(), "shuffle_rng": game.shuffle.get_state(),
-            "history": asdict(game.history), "settings": asdict(players.settings), **game.ckpt.meta(epoch)}
-
-
-def log_epoch(run, epoch: int, scores: dict, history: History, judge: Judge, lr: float) -> None:
-    """The curves to watch while it runs (TensorBoard and scalars.csv): losses, the judge's figures."""
-    extra = {key: scores[key] for key in ("label_entropy", "accuracy") if key in scores}
-    run.log_scalars(epoch, loss_d=history.loss_d[-1], loss_g=history.loss_g[-1],
-                    diversity_term=history.diversity_term[-1], frechet=scores["frechet"],
-                    frechet_over_floor=scores["frechet"] / judge.floor, diversity=scores["diversity"], lr=lr, **extra)
+    return status
 
 
 def raise_collapsed(run, game: GameState, epoch: int, losses) -> None:
@@ -375,13 +283,9 @@ def raise_collapsed(run, game: GameState, epoch: int, losses) -> None:
     run.finish({"collapsed_at_epoch": epoch + 1, "best_epoch": history.best_epoch}, status="collapsed")
     kept = (f"the best generator (epoch {history.best_epoch}) is kept in {game.best_path}" if history.best_epoch
             else "no epoch finished, so there is no best checkpoint")
-    raise Collapsed(
+    raise LabError(
         f"the losses became NaN/inf at epoch {epoch + 1} (a collapsed run: D {losses[0]}, G {losses[1]}); "
         f"{kept}. Lower LEARNING_RATE or DIVERSITY_WEIGHT, or change SEED, and rerun with --fresh")
-
-
-# -----------------------------------------------------------------------------
-# Report.
 
 
 def load_best_generator(path: Path, device: torch.device) -> torch.nn.Module:
@@ -395,45 +299,32 @@ def load_best_generator(path: Path, device: torch.device) -> torch.nn.Module:
     return generator.to(device).eval()
 
 
-def report(run, outcome: Outcome, device: torch.device) -> None:
+def report(run, game: GameState, judge: Judge, probes: Probes, samples_dir: Path, status: str,
+           device: torch.device) -> None:
     """Figures, samples of the best generator, the article's claims and run.json."""
-    cfg, judge, probes, history = run.cfg, outcome.judge, outcome.probes, outcome.history
+    cfg, history = run.cfg, game.history
     conditional = probes.eval_labels is not None
-    frames = sorted(outcome.samples_dir.glob("epoch_*.png"))
-    write_gif(frames, run.path("samples.gif"), fps=cfg.GIF_FPS, max_side=400)
-    generator = load_best_generator(outcome.best_path, device)
-    with torch.no_grad():
-        def draw(noise, labels):
-            return generator(noise.to(device), None if labels is None else labels.to(device)).cpu().numpy()
-
-        best_samples = draw(probes.eval_noise, probes.eval_labels)
-        save_grid(draw(probes.grid_noise, probes.grid_labels), probes.grid_columns, run.path("best.png"))
+    write_gif(sorted(samples_dir.glob("epoch_*.png")), run.path("samples.gif"), fps=cfg.GIF_FPS, max_side=400)
+    generator = load_best_generator(game.best_path, device)
+    best_samples = draw(generator, probes.eval_noise, probes.eval_labels, device)
+    save_grid(draw(generator, probes.grid_noise, probes.grid_labels, device), probes.grid_columns, run.path("best.png"))
     best_scores = score(judge, best_samples, probes.eval_labels)
     final_scores = history.judge[-1]
     np.save(run.path("samples_best.npy"), best_samples)
     if conditional:
         np.save(run.path("samples_best_labels.npy"), probes.eval_labels.numpy())
-    plot_losses(run, history, cfg.DIVERSITY_PENALTY)
-    plot_frechet(run, history, judge)
+    plot_curves(run, history, judge, cfg.DIVERSITY_PENALTY)
     what = "digit rows 0-9" if conditional else "fixed noise"
     run.add_artifact(run.path("best.png"), f"samples of the best epoch ({history.best_epoch}), {what}")
     run.add_artifact(run.path("samples.gif"), f"the fixed-noise grid epoch by epoch ({what})")
     run.add_artifact(run.path("frechet.png"), "Fréchet distance per epoch against the real-vs-real floor")
     run.add_artifact(run.path("losses.png"), "discriminator and generator losses")
     ratio = best_scores["frechet"] / judge.floor
-    metrics = {
-        "dataset": cfg.DATASET,
-        "epochs_trained": len(history.frechet),
-        "best_epoch": history.best_epoch,
-        "frechet_best": best_scores["frechet"],
-        "frechet_final": final_scores["frechet"],
-        "frechet_floor_real_vs_real": judge.floor,
-        "frechet_best_over_floor": ratio,
-        "diversity_best_vs_real": best_scores["diversity"],
-        "diversity_final_vs_real": final_scores["diversity"],
-        "diversity_penalty": bool(cfg.DIVERSITY_PENALTY),
-        "judge_samples": judge.reference_size,
-    }
+    metrics = {"dataset": cfg.DATASET, "epochs_trained": len(history.frechet), "best_epoch": history.best_epoch,
+               "frechet_best": best_scores["frechet"], "frechet_final": final_scores["frechet"],
+               "frechet_floor_real_vs_real": judge.floor, "frechet_best_over_floor": ratio,
+               "diversity_best_vs_real": best_scores["diversity"], "diversity_final_vs_real": final_scores["diversity"],
+               "diversity_penalty": bool(cfg.DIVERSITY_PENALTY), "judge_samples": judge.reference_size}
     if "label_entropy" in best_scores:
         metrics["label_entropy_best"] = best_scores["label_entropy"]
     if conditional:
@@ -442,15 +333,12 @@ def report(run, outcome: Outcome, device: torch.device) -> None:
     print(f"[{run.out_dir.name}] best epoch {history.best_epoch}: Fréchet {best_scores['frechet']:.3f} "
           f"(floor {judge.floor:.3f}, ratio {ratio:.2f}), diversity {best_scores['diversity']:.2f} of real"
           + (f", label accuracy {metrics['label_accuracy_best']:.1%}" if conditional else ""))
-    run.finish(metrics, status=outcome.status)
+    run.finish(metrics, status=status)
 
 
 # The full profile's figures (README.md, seed 0), shown beside this run's in the gallery.
-FULL_PROFILE = {
-    "gan_ratio": "2.55x floor (epoch 27 of 60)",
-    "gan_entropy": "0.96",
-    "cgan_accuracy": "97.8 % (epoch 40 of 60)",
-}
+FULL_PROFILE = {"gan_ratio": "2.55x floor (epoch 27 of 60)", "gan_entropy": "0.96",
+                "cgan_accuracy": "97.8 % (epoch 40 of 60)"}
 
 
 def add_claims(run, metrics: dict, conditional: bool) -> None:
@@ -485,14 +373,11 @@ def conditional_metrics(run, judge: Judge, best_samples, probes: Probes, history
     ax.bar(range(10), [per_digit[str(d)] for d in range(10)], color="tab:blue")
     ax.axhline(0.1, color="grey", ls=":", label="chance (10 %)")
     ax.axhline(judge.test_accuracy, color="green", ls="--", label="judge on real held-out digits")
-    ax.set_xticks(range(10))
-    ax.set_ylim(0, 1.05)
-    ax.set_xlabel("digit asked for")
-    ax.set_ylabel("judge agrees")
-    ax.set_title(f"conditional samples read as asked: {accuracy:.1%}")
+    ax.set(xticks=range(10), ylim=(0, 1.05), xlabel="digit asked for", ylabel="judge agrees",
+           title=f"conditional samples read as asked: {accuracy:.1%}")
     ax.legend(fontsize=8, loc="lower right")
-    save_figure(fig, run.path("accuracy_per_digit.png"), dpi=110)
-    run.add_artifact(run.path("accuracy_per_digit.png"), "judge's label accuracy per digit asked for")
+    run.add_artifact(save_figure(fig, run.path("accuracy_per_digit.png"), dpi=110),
+                     "judge's label accuracy per digit asked for")
     # The share of samples read as asked, with Wilson's 95 % interval for that many samples.
     interval = binomtest(int((predicted == truth).sum()), len(truth)).proportion_ci(0.95, method="wilson")
     return {"label_accuracy_best": accuracy, "label_samples": len(truth),
@@ -502,7 +387,8 @@ def conditional_metrics(run, judge: Judge, best_samples, probes: Probes, history
             "label_accuracy_max_epoch": int(np.argmax([s["accuracy"] for s in history.judge])) + 1}
 
 
-def plot_losses(run, history: History, with_penalty: bool) -> None:
+def plot_curves(run, history: History, judge: Judge, with_penalty: bool) -> None:
+    """losses.png (the two players' losses) and frechet.png (the judge's distance per epoch)."""
     import matplotlib.pyplot as plt
 
     epochs = np.arange(1, len(history.frechet) + 1)
@@ -512,25 +398,16 @@ def plot_losses(run, history: History, with_penalty: bool) -> None:
     if with_penalty:
         ax.plot(epochs, history.diversity_term, label="pulling-away term")
     ax.axhline(2 * math.log(2), color="grey", ls=":", lw=1, label="D at equilibrium (2 ln 2)")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("mean loss")
+    ax.set(xlabel="epoch", ylabel="mean loss", title="the two players' losses")
     ax.legend(fontsize=8)
-    ax.set_title("the two players' losses")
     save_figure(fig, run.path("losses.png"), dpi=110)
-
-
-def plot_frechet(run, history: History, judge: Judge) -> None:
-    import matplotlib.pyplot as plt
-
-    epochs = np.arange(1, len(history.frechet) + 1)
     fig, ax = plt.subplots(figsize=(6, 3.6))
     ax.plot(epochs, history.frechet, label="generated vs held-out")
     ax.axhline(judge.floor, color="green", ls="--", label=f"real vs real floor ({judge.floor:.2f})")
     ax.axhline(5 * judge.floor, color="orange", ls=":", label="5x floor")
     ax.plot([history.best_epoch], [history.best_frechet], "r*", ms=12, label=f"best, epoch {history.best_epoch}")
     ax.set_yscale("log")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("Fréchet distance (judge features)")
+    ax.set(xlabel="epoch", ylabel="Fréchet distance (judge features)",
+           title="when to stop: the judge's distance per epoch")
     ax.legend(fontsize=8)
-    ax.set_title("when to stop: the judge's distance per epoch")
     save_figure(fig, run.path("frechet.png"), dpi=110)

@@ -1,19 +1,10 @@
 """The judge of the generators (used by gan.py and evaluator.py): a Fréchet distance between sample
 sets and, for digits, the label a trained classifier reads in each sample.
 
-The article (004) says GAN training does not know when to stop ("nevíme kdy přestat"). The judge
-answers with a number. It is trained once, on the real training digits only, and never sees a
-generator:
-
-- digits: a small CNN classifier (held-out accuracy >= 95 % is tested). Its penultimate layer (64
-  ReLU units) is the feature space of the Fréchet distance, the way FID uses Inception's pool
-  layer (Heusel et al. 2017); its predicted label scores conditional samples.
-- faces (25x25, 80 training faces): no classifier can be trained on faces alone, so the features
-  are the coordinates on the first 16 principal components of the training faces ("eigenfaces",
-  Turk & Pentland 1991): a fixed linear map that keeps 16 dimensions for 20 held-out faces.
-
-The reference set is the held-out split. The floor is the distance from real to real: random
-training subsets of the reference's size against the reference, averaged.
+Trained once on real training images, it never sees a generator. Digits: a small CNN whose 64-unit
+penultimate layer is the feature space, as FID uses Inception's (Heusel et al. 2017). Faces: the first
+16 principal components (eigenfaces, Turk & Pentland 1991). The reference is the held-out split; the
+floor is the real-vs-real distance of training subsets of the reference's size, averaged.
 """
 
 from __future__ import annotations
@@ -28,7 +19,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from gan_basics.data import DATASETS, load_dataset
+from gan_basics.data import load_dataset
 from lab import LabError
 from lab.checkpoint import cache_lock, load_cache, load_state_dict_strict, save_checkpoint
 from lab.paths import outputs_root
@@ -36,10 +27,9 @@ from lab.paths import outputs_root
 
 @dataclass(frozen=True)
 class JudgeSettings:
-    """How the judge is made. The defaults are evaluator.py's constants (its script view); the
-    cached judge stores the settings it was trained with and is retrained when they differ."""
+    """How the judge is made (defaults: evaluator.py's constants); a cached judge made otherwise is retrained."""
 
-    classifier_epochs: int = 20     # passes over the 1437 training digits
+    classifier_epochs: int = 20     # passes over the 1438 training digits
     classifier_lr: float = 2e-3     # Adam's step size
     classifier_batch: int = 64      # images per optimisation step
     feature_dim: int = 64           # width of the penultimate layer: the Fréchet feature space
@@ -47,16 +37,9 @@ class JudgeSettings:
     floor_draws: int = 10           # random real subsets averaged into the real-vs-real floor
     seed: int = 0
 
-    @classmethod
-    def from_constants(cls, cfg: Any, seed: int) -> JudgeSettings:
-        """From evaluator.py's constants; `seed` is the run's (SEED = -1 draws one)."""
-        return cls(cfg.CLASSIFIER_EPOCHS, cfg.CLASSIFIER_LR, cfg.CLASSIFIER_BATCH, cfg.FEATURE_DIM,
-                   cfg.FACE_COMPONENTS, cfg.FLOOR_DRAWS, seed)
-
     def trained_with(self) -> dict[str, Any]:
         """The settings that change the trained classifier (the floor's and faces' do not)."""
-        values = asdict(self)
-        return {k: values[k] for k in ("classifier_epochs", "classifier_lr", "classifier_batch", "feature_dim", "seed")}
+        return {k: v for k, v in asdict(self).items() if k not in ("face_components", "floor_draws")}
 
 
 class DigitClassifier(nn.Module):
@@ -81,12 +64,8 @@ class DigitClassifier(nn.Module):
 
 
 def frechet_distance(features_a: np.ndarray, features_b: np.ndarray) -> float:
-    """The Fréchet (2-Wasserstein) distance between Gaussians fitted to two feature sets.
-
-    d^2 = |mu_a - mu_b|^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2))   (Dowson & Landau 1982; FID).
-    Tr((S_a S_b)^(1/2)) is computed as the sum of square roots of the eigenvalues of the symmetric
-    matrix S_a^(1/2) S_b S_a^(1/2), which has the same spectrum and avoids complex round-off.
-    """
+    """d^2 = |mu_a - mu_b|^2 + Tr(S_a + S_b - 2 (S_a S_b)^(1/2)) of Gaussians fitted to two feature sets
+    (Dowson & Landau 1982; FID), via the symmetric S_a^(1/2) S_b S_a^(1/2) (same spectrum, no complex round-off)."""
     features_a = np.asarray(features_a, dtype=np.float64)
     features_b = np.asarray(features_b, dtype=np.float64)
     if features_a.ndim != 2 or features_b.ndim != 2 or features_a.shape[1] != features_b.shape[1]:
@@ -111,8 +90,7 @@ def mean_pairwise_distance(images: np.ndarray, max_samples: int = 500, seed: int
         flat = flat[np.random.default_rng(seed).choice(len(flat), max_samples, replace=False)]
     squared = (flat**2).sum(1)
     gram = np.clip(squared[:, None] + squared[None, :] - 2.0 * flat @ flat.T, 0.0, None)
-    count = len(flat)
-    return float(np.sqrt(gram)[~np.eye(count, dtype=bool)].mean())
+    return float(np.sqrt(gram)[~np.eye(len(flat), dtype=bool)].mean())
 
 
 @dataclass
@@ -137,8 +115,7 @@ class Judge:
         if self.classifier is not None:
             with torch.no_grad():
                 return self.classifier.features(torch.from_numpy(images)).numpy()
-        flat = images.reshape(len(images), -1) - self.face_mean
-        return flat @ self.face_components.T
+        return (images.reshape(len(images), -1) - self.face_mean) @ self.face_components.T
 
     def predict(self, images: np.ndarray) -> np.ndarray:
         """The classifier's digit for each image (digits only)."""
@@ -159,15 +136,12 @@ def judge_path(dataset: str) -> Path:
 
 def train_classifier(train_images, train_labels, settings: JudgeSettings, show_progress: bool = True,
                      log: Callable[..., None] | None = None) -> DigitClassifier:
-    """Train the digit classifier with cross-entropy and Adam; seeded by settings.seed.
-    `log(epoch, judge_loss=...)` receives each epoch's mean loss (a run's log_scalars)."""
+    """The digit classifier, trained with cross-entropy and Adam; `log(epoch, judge_loss=...)` gets its curve."""
     generator = torch.Generator().manual_seed(settings.seed)
     torch.manual_seed(settings.seed)
     model = DigitClassifier(settings.feature_dim)
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.classifier_lr)
-    images = torch.from_numpy(train_images)
-    labels = torch.from_numpy(train_labels)
-    batch = settings.classifier_batch
+    images, labels, batch = torch.from_numpy(train_images), torch.from_numpy(train_labels), settings.classifier_batch
     bar = tqdm(range(settings.classifier_epochs), desc="judge: training digit classifier",
                disable=not show_progress, leave=False)
     for epoch in bar:
@@ -190,9 +164,8 @@ def train_classifier(train_images, train_labels, settings: JudgeSettings, show_p
 
 
 def cached_classifier(path: Path, settings: JudgeSettings) -> DigitClassifier | None:
-    """The judge cached at `path` (or its previous copy) when it was trained with `settings`; None
-    when it must be trained: no cache yet, other settings, or files that cannot be read (a
-    truncated cache is rebuilt, never left for the user to delete)."""
+    """The judge cached at `path` (or its previous copy) when trained with `settings`; None when it must be
+    trained: no cache, other settings, or unreadable files (a truncated cache is rebuilt, not left to the user)."""
     cached = load_cache(path, "the judge")
     if not isinstance(cached, dict) or cached.get("settings") != settings.trained_with():
         return None
@@ -207,14 +180,10 @@ def cached_classifier(path: Path, settings: JudgeSettings) -> DigitClassifier | 
 
 def build_judge(dataset: str, settings: JudgeSettings | None = None, show_progress: bool = True,
                 log: Callable[..., None] | None = None) -> Judge:
-    """The judge of `dataset` (default settings unless given), trained once and cached in
-    judge_path(dataset) with its settings (digits); `log` gets the training curve when it is trained here."""
-    if dataset not in DATASETS:
-        raise LabError(f"unknown dataset {dataset!r}; valid: {', '.join(DATASETS)}")
+    """The judge of `dataset`, trained once and cached in judge_path(dataset); `log` gets its training curve."""
     settings = settings or JudgeSettings()
-    data = load_dataset(dataset)
-    classifier = face_mean = face_components = None
-    test_accuracy = None
+    data = load_dataset(dataset)  # refuses an unknown data set
+    classifier = face_mean = face_components = test_accuracy = None
     if dataset == "digits":
         path = judge_path(dataset)
         with cache_lock(path.parent, f"the {dataset} judge"):  # two first runs: one trains it, the other waits
@@ -233,10 +202,7 @@ def build_judge(dataset: str, settings: JudgeSettings | None = None, show_progre
     judge = Judge(dataset, classifier, face_mean, face_components, np.empty((0, 0)), 0.0, test_accuracy,
                   mean_pairwise_distance(data.train_images))
     judge.reference_features = judge.features(data.test_images)
-    rng = np.random.default_rng(settings.seed)
-    size = len(data.test_images)
-    judge.floor = float(np.mean([
-        judge.frechet(data.train_images[rng.choice(len(data.train_images), size, replace=False)])
-        for _ in range(settings.floor_draws)
-    ]))
+    rng, size = np.random.default_rng(settings.seed), len(data.test_images)
+    picks = (rng.choice(len(data.train_images), size, replace=False) for _ in range(settings.floor_draws))
+    judge.floor = float(np.mean([judge.frechet(data.train_images[pick]) for pick in picks]))
     return judge

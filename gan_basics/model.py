@@ -1,13 +1,7 @@
-"""The primer's two players (article 004, "Když stojí AI proti AI"): a generator that turns random
-noise into an image and a discriminator (the article's "detektiv") that tells real images from
-the generator's fakes. Both follow DCGAN's recipe (Radford, Metz & Chintala 2015, "Unsupervised
-representation learning with deep convolutional GANs"): transposed convolutions with batch norm
-and ReLU in the generator, a tanh output in [-1, 1], strided convolutions with LeakyReLU(0.2) in
-the discriminator, no pooling and no fully connected hidden layers beyond the projection of z.
-
-The conditional variant (the article's "Conditional GAN", Mirza & Osindero 2014) appends a
-one-hot label to the noise of the generator and one constant plane per class to the image the
-discriminator sees, so both players know which digit is meant.
+"""The primer's two players (article 004, "Když stojí AI proti AI"): a generator that turns noise into
+an image and a discriminator (the article's "detektiv") that tells real images from fakes, both after
+DCGAN (Radford, Metz & Chintala 2015). The conditional variant (Mirza & Osindero 2014) gives both
+players the digit: a one-hot label beside z, one constant plane per class beside the image.
 """
 
 from __future__ import annotations
@@ -25,25 +19,17 @@ class Generator(nn.Module):
 
     def __init__(self, latent_dim: int, image_shape: tuple[int, int, int], width: int = 64, num_classes: int = 0):
         super().__init__()
-        self.latent_dim = latent_dim
         self.image_shape = tuple(image_shape)
         self.num_classes = num_classes
         channels, height, width_px = self.image_shape
         # Two stride-2 upsamplings take a base grid of ceil(side / 4) to at least the image size;
         # the surplus rows and columns (25x25 faces come out 28x28) are cropped off the centre.
         self.base = math.ceil(max(height, width_px) / 4)
-        self.project = nn.Sequential(
-            nn.Linear(latent_dim + num_classes, 2 * width * self.base * self.base, bias=False),
-            nn.BatchNorm1d(2 * width * self.base * self.base),
-            nn.ReLU(inplace=True),
-        )
+        self.project = nn.Sequential(nn.Linear(latent_dim + num_classes, 2 * width * self.base * self.base, bias=False),
+                                     nn.BatchNorm1d(2 * width * self.base * self.base), nn.ReLU(inplace=True))
         self.upsample = nn.Sequential(
-            nn.ConvTranspose2d(2 * width, width, 4, stride=2, padding=1, bias=False),
-            nn.BatchNorm2d(width),
-            nn.ReLU(inplace=True),
-            nn.ConvTranspose2d(width, channels, 4, stride=2, padding=1),
-            nn.Tanh(),
-        )
+            nn.ConvTranspose2d(2 * width, width, 4, stride=2, padding=1, bias=False), nn.BatchNorm2d(width),
+            nn.ReLU(inplace=True), nn.ConvTranspose2d(width, channels, 4, stride=2, padding=1), nn.Tanh())
         self.width = width
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
@@ -54,17 +40,13 @@ class Generator(nn.Module):
         grid = self.project(z).view(-1, 2 * self.width, self.base, self.base)
         images = self.upsample(grid)
         _, height, width_px = self.image_shape
-        top = (images.shape[2] - height) // 2
-        left = (images.shape[3] - width_px) // 2
+        top, left = (images.shape[2] - height) // 2, (images.shape[3] - width_px) // 2
         return images[:, :, top : top + height, left : left + width_px]
 
 
 class Discriminator(nn.Module):
-    """image (and an optional class label) -> one logit, "real" when positive.
-
-    `features()` returns the penultimate activations; the diversity penalty of gan.py measures
-    how alike a batch of fakes is in this space (EBGAN's pulling-away term).
-    """
+    """image (and an optional class label) -> one logit, "real" when positive; `features()` is the
+    penultimate layer, where the diversity penalty measures how alike the fakes are."""
 
     def __init__(self, image_shape: tuple[int, int, int], width: int = 64, num_classes: int = 0,
                  dropout: float = 0.0):
@@ -72,18 +54,13 @@ class Discriminator(nn.Module):
         self.image_shape = tuple(image_shape)
         self.num_classes = num_classes
         channels = self.image_shape[0] + num_classes
-        # DCGAN: strided convolutions instead of pooling, LeakyReLU(0.2), batch norm everywhere but
-        # the first layer. We leave batch norm out of the discriminator altogether: with it, the
-        # statistics of an all-fake batch leak into the decision, which hurts on batches this small.
+        # DCGAN's strided convolutions and LeakyReLU(0.2), but no batch norm: the statistics of an
+        # all-fake batch would leak into the decision, which hurts on batches this small.
         self.convolutions = nn.Sequential(
-            nn.Conv2d(channels, width, 4, stride=2, padding=1),
-            nn.LeakyReLU(0.2, inplace=True),
-            nn.Conv2d(width, 2 * width, 4, stride=2, padding=1),
-            nn.LeakyReLU(0.2, inplace=True),
-            nn.Flatten(),
-            # Dropout keeps a discriminator from memorising a training set of ~1400 images, the
-            # overfitting that makes small-data GANs degrade (Karras et al. 2020, "Training GANs
-            # with limited data"); it holds no weights, so checkpoints do not depend on it.
+            nn.Conv2d(channels, width, 4, stride=2, padding=1), nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(width, 2 * width, 4, stride=2, padding=1), nn.LeakyReLU(0.2, inplace=True), nn.Flatten(),
+            # Dropout against memorising ~1400 training images, which degrades small-data GANs (Karras
+            # et al. 2020, "Training GANs with limited data"); it holds no weights.
             nn.Dropout(dropout),
         )
         with torch.no_grad():
@@ -92,10 +69,9 @@ class Discriminator(nn.Module):
         self.penultimate = nn.Sequential(nn.Linear(flat, self.feature_dim), nn.LeakyReLU(0.2, inplace=True),
                                          nn.Dropout(dropout))
         self.head = nn.Linear(self.feature_dim, 1)
-        # The projection discriminator (Miyato & Koyama 2018, "cGANs with projection
-        # discriminator", eq. 3): D(x, y) = head(phi(x)) + <embed(y), phi(x)>. The label planes
-        # alone (the article's "add a category to the inputs") left a quarter of the quick cGAN's
-        # samples read as another digit; the projection makes "right digit?" a direct term of D.
+        # The projection discriminator (Miyato & Koyama 2018, eq. 3): D(x, y) = head(phi(x)) +
+        # <embed(y), phi(x)>. With the label planes alone a quarter of the quick cGAN's samples read
+        # as another digit; the projection makes "right digit?" a direct term of D.
         self.embed = nn.Embedding(num_classes, self.feature_dim) if num_classes else None
 
     def _with_label_planes(self, images: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
@@ -121,12 +97,8 @@ class Discriminator(nn.Module):
 
 
 def pulling_away_term(features: torch.Tensor) -> torch.Tensor:
-    """The article's remedy for mode collapse: penalise a generator whose outputs are too alike.
-
-    EBGAN's pulling-away term (Zhao, Mathieu & LeCun 2016, eq. 6): with s_i the unit-length
-    feature vector of sample i, PT = 1 / (N (N - 1)) * sum_{i != j} (s_i . s_j)^2. It is 1 when all
-    samples point the same way (a collapsed batch) and near 0 when they are spread out.
-    """
+    """The article's remedy for mode collapse, EBGAN's pulling-away term (Zhao, Mathieu & LeCun 2016,
+    eq. 6): the mean of (s_i . s_j)^2 over pairs i != j of unit feature vectors; 1 for a collapsed batch."""
     count = features.shape[0]
     unit = F.normalize(features, dim=1)
     similarity = unit @ unit.t()
@@ -136,11 +108,9 @@ def pulling_away_term(features: torch.Tensor) -> torch.Tensor:
 
 def init_dcgan_weights(module: nn.Module) -> None:
     """DCGAN's initialisation: weights from N(0, 0.02), batch-norm scales from N(1, 0.02)."""
-    if isinstance(module, nn.Embedding):
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.Embedding)):
         nn.init.normal_(module.weight, 0.0, 0.02)
-    elif isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
-        nn.init.normal_(module.weight, 0.0, 0.02)
-        if module.bias is not None:
+        if getattr(module, "bias", None) is not None:
             nn.init.zeros_(module.bias)
     elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
         nn.init.normal_(module.weight, 1.0, 0.02)
@@ -149,8 +119,7 @@ def init_dcgan_weights(module: nn.Module) -> None:
 
 @dataclass(frozen=True)
 class GANSettings:
-    """Everything that fixes the players' shapes: stored in each checkpoint, so a later reader
-    rebuilds the generator from the checkpoint alone (as nanoGPT's GPTConfig)."""
+    """Everything that fixes the players' shapes, stored in each checkpoint (as nanoGPT's GPTConfig)."""
 
     image_shape: tuple[int, int, int]
     latent_dim: int

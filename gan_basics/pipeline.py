@@ -1,11 +1,4 @@
 """The scripts ./run.sh runs for gan_basics, in order (lab.pipeline appends --quick unless --full)."""
 
-SCRIPTS = [
-    ["evaluator"],
-    ["gan"],
-    ["gan", "--set", "DIVERSITY_PENALTY=true"],
-    ["cgan"],
-    ["autoencoder"],
-    ["vae"],
-    ["adversarial"],
-]
+SCRIPTS = [["evaluator"], ["gan"], ["gan", "--set", "DIVERSITY_PENALTY=true"], ["cgan"], ["autoencoder"], ["vae"],
+           ["adversarial"]]

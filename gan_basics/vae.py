@@ -1,16 +1,8 @@
 """A variational autoencoder that generates new images and morphs one input into another.
 
-The primer (article 004) describes the VAE as an autoencoder whose middle holds not a vector but
-"probabilities of belonging to boxes", so that the decoder alone can create new things, and points
-at MusicVAE, which glides from one melody (or drum loop) into another. This script trains a VAE
-(Kingma & Welling 2014) with a Gaussian decoder - by default the calibrated decoder of the sigma-VAE
-(Rybkin et al. 2021), which learns the noise level instead of hand-tuning it - on digits or faces, and
-shows: samples from the prior, a 2-D traversal of the latent space, and a morph between two held-out
-inputs (a strip and a GIF), next to a plain pixel cross-fade, the morph without a model.
-
-The held-out ELBO (a lower bound on log p(x), in nats per image) goes to run.json, next to the
-exact held-out log-likelihood of an independent per-pixel Gaussian: the density baseline the VAE
-must beat to have learnt anything about how pixels go together.
+Article 004: a VAE's middle holds "probabilities of belonging to boxes", so the decoder alone creates
+new things (MusicVAE glides between melodies). Prior samples, a 2-D latent traversal and a morph between
+two held-out inputs beside a pixel cross-fade; the held-out ELBO against an independent-pixel Gaussian.
 
 Run: python -m gan_basics.vae [--quick] [--set DATASET=faces] [--set DECODER=gaussian] [--set MORPH_PAIR="(3, 7)"]
 """
@@ -23,14 +15,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from gan_basics.ae_model import (
-    VAESettings,
-    VariationalAutoencoder,
-    image_grid,
-    to_unit_range,
-    train_model,
-    upscale,
-)
+from gan_basics.ae_model import VAESettings, VariationalAutoencoder, image_grid, to_unit_range, train_model, upscale
 from gan_basics.data import DATASETS, load_dataset
 from lab import LabError, exit_on_lab_error, start_run
 from lab.constants import settings_from
@@ -66,10 +51,8 @@ _DECODERS = ("sigma", "gaussian")
 
 
 def independent_gaussian_log_likelihood(train: torch.Tensor, test: torch.Tensor) -> float:
-    """Held-out log-likelihood (nats per image) of one Gaussian per pixel fitted to the training set.
-
-    The std is floored at 0.05 so that always-blank border pixels do not get an infinite density.
-    """
+    """Held-out log-likelihood (nats per image) of one Gaussian per pixel fitted to the training set;
+    the std is floored at 0.05 so always-blank border pixels do not get an infinite density."""
     flat_train, flat_test = train.flatten(1).double(), test.flatten(1).double()
     mean, std = flat_train.mean(0), flat_train.std(0).clamp_min(0.05)
     log_density = -torch.log(std) - 0.5 * math.log(2 * math.pi) - 0.5 * ((flat_test - mean) / std) ** 2
@@ -78,25 +61,23 @@ def independent_gaussian_log_likelihood(train: torch.Tensor, test: torch.Tensor)
 
 @torch.no_grad()
 def held_out_elbo(model, images: torch.Tensor, samples: int) -> dict[str, float]:
-    nelbo, nll, kl = [], [], []
-    for _ in range(samples):
-        total, parts = model.negative_elbo(images)
-        nelbo.append(total.mean())
-        nll.append(parts["nll"].mean())
-        kl.append(parts["kl"].mean())
-    return {"elbo_nats_per_image": -float(torch.stack(nelbo).mean()),
-            "reconstruction_log_likelihood": -float(torch.stack(nll).mean()),
-            "kl_nats_per_image": float(torch.stack(kl).mean())}
+    """The held-out ELBO and its two parts, averaged over `samples` posterior draws per image."""
+    draws = [model.negative_elbo(images) for _ in range(samples)]
+    nelbo = torch.stack([total.mean() for total, _ in draws]).mean()
+    nll = torch.stack([parts["nll"].mean() for _, parts in draws]).mean()
+    kl = torch.stack([parts["kl"].mean() for _, parts in draws]).mean()
+    return {"elbo_nats_per_image": -float(nelbo), "reconstruction_log_likelihood": -float(nll),
+            "kl_nats_per_image": float(kl)}
 
 
-def show_grid(path, images: np.ndarray, columns: int, title: str, dark_on_light: bool):
-    """Save a titled grid; digits (ink values) are drawn dark on white, faces as photographs."""
+def show_grid(run, name: str, images: np.ndarray, columns: int, title: str, dark_on_light: bool, caption: str):
+    """A titled grid as an artifact; digits (ink values) are drawn dark on white, faces as photographs."""
     grid = image_grid(1.0 - images if dark_on_light else images, columns)
     fig, ax = plt.subplots(figsize=(min(12, 0.15 * grid.shape[1] + 1.5), min(12, 0.15 * grid.shape[0] + 1.0)))
     ax.imshow(grid, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
     ax.set_axis_off()
     ax.set_title(title, fontsize=10)
-    return save_figure(fig, path, dpi=120)
+    run.add_artifact(save_figure(fig, run.path(name), dpi=120), caption)
 
 
 @exit_on_lab_error
@@ -137,12 +118,10 @@ def main(argv=None):
     with torch.no_grad():
         # Samples from the prior: z ~ N(0, I), decoded to the mean image (the decoder's noise is not added).
         samples = model.decode(torch.randn(cfg.SAMPLE_GRID**2, cfg.LATENT_SIZE)).numpy()
-        run.add_artifact(show_grid(run.path("vae_prior_samples.png"), samples, cfg.SAMPLE_GRID,
-                                   "VAE samples from the prior N(0, I)", dark_on_light),
-                         "VAE: decoded samples from the prior")
+        show_grid(run, "vae_prior_samples.png", samples, cfg.SAMPLE_GRID, "VAE samples from the prior N(0, I)",
+                  dark_on_light, "VAE: decoded samples from the prior")
 
-        # The two most used latent dimensions (largest average KL on held-out data) span the traversal;
-        # the other dimensions stay at the prior mean 0.
+        # The traversal spans the two most used latent dimensions (largest held-out KL); the rest stay 0.
         kl_per_dim = model.negative_elbo(test)[1]["kl_per_dim"]
         first, second = [int(i) for i in torch.argsort(kl_per_dim, descending=True)[:2]]
         offsets = torch.linspace(-cfg.TRAVERSAL_RANGE, cfg.TRAVERSAL_RANGE, cfg.TRAVERSAL_STEPS)
@@ -150,13 +129,12 @@ def main(argv=None):
         codes[:, first] = offsets.repeat_interleave(cfg.TRAVERSAL_STEPS)
         codes[:, second] = offsets.repeat(cfg.TRAVERSAL_STEPS)
         traversal = model.decode(codes).numpy()
-        run.add_artifact(show_grid(run.path("vae_latent_traversal.png"), traversal, cfg.TRAVERSAL_STEPS,
-                                   f"latent traversal: z[{first}] down, z[{second}] across, "
-                                   f"-{cfg.TRAVERSAL_RANGE:g}..{cfg.TRAVERSAL_RANGE:g}", dark_on_light),
-                         "VAE: 2-D traversal of the two most used latent dimensions")
+        span = f"-{cfg.TRAVERSAL_RANGE:g}..{cfg.TRAVERSAL_RANGE:g}"
+        show_grid(run, "vae_latent_traversal.png", traversal, cfg.TRAVERSAL_STEPS,
+                  f"latent traversal: z[{first}] down, z[{second}] across, {span}", dark_on_light,
+                  "VAE: 2-D traversal of the two most used latent dimensions")
 
-        # The morph: decode points on the straight line between the posterior means of two inputs,
-        # MusicVAE's interpolation; below it, the cross-fade of the raw pixels for comparison.
+        # The morph decodes the line between two inputs' posterior means (MusicVAE's interpolation).
         start, end = test[cfg.MORPH_PAIR[0]:][:1], test[cfg.MORPH_PAIR[1]:][:1]
         mean_start, mean_end = model.encode(start)[0], model.encode(end)[0]
 
@@ -168,11 +146,10 @@ def main(argv=None):
 
         latent_strip, crossfade_strip = morph(torch.linspace(0, 1, cfg.MORPH_STEPS))
         strip = np.concatenate([start.numpy(), latent_strip, end.numpy(), start.numpy(), crossfade_strip, end.numpy()])
-        run.add_artifact(show_grid(run.path("vae_morph_strip.png"), strip, cfg.MORPH_STEPS + 2,
-                                   "top: VAE morph (input, decoded latent line, input); bottom: pixel cross-fade",
-                                   dark_on_light), "VAE morph between two held-out inputs vs a pixel cross-fade")
-        half = max(1, cfg.GIF_FRAMES // 2)
-        there = torch.linspace(0, 1, half)
+        show_grid(run, "vae_morph_strip.png", strip, cfg.MORPH_STEPS + 2,
+                  "top: VAE morph (input, decoded latent line, input); bottom: pixel cross-fade", dark_on_light,
+                  "VAE morph between two held-out inputs vs a pixel cross-fade")
+        there = torch.linspace(0, 1, max(1, cfg.GIF_FRAMES // 2))
         latent_frames, crossfade_frames = morph(torch.cat([there, there.flip(0)]))
         frames = []
         for latent_image, crossfade_image in zip(latent_frames[:, 0], crossfade_frames[:, 0], strict=True):
@@ -184,12 +161,10 @@ def main(argv=None):
 
     fig, ax = plt.subplots(figsize=(5.6, 3.8))
     ax.plot(np.arange(1, len(history) + 1), history)
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("training -ELBO (nats per image)")
-    ax.set_title(f"VAE training on {cfg.DATASET}, {cfg.DECODER} decoder")
+    ax.set(xlabel="epoch", ylabel="training -ELBO (nats per image)",
+           title=f"VAE training on {cfg.DATASET}, {cfg.DECODER} decoder")
     ax.grid(alpha=0.3)
-    save_figure(fig, run.path("vae_training_loss.png"), dpi=120)
-    run.add_artifact(run.path("vae_training_loss.png"), "VAE training loss")
+    run.add_artifact(save_figure(fig, run.path("vae_training_loss.png"), dpi=120), "VAE training loss")
 
     labels = None if data.test_labels is None else [int(data.test_labels[i]) for i in cfg.MORPH_PAIR]
     elbo = scores["elbo_nats_per_image"]

@@ -23,7 +23,9 @@ import torch
 from PIL import Image
 
 from gan_basics import adversarial, ae_model, autoencoder, vae
+from lab import LabError
 from lab.checkpoint import load_checkpoint
+from lab.safe_load import settings_from_checkpoint
 from lab.scalars import read_scalars
 
 
@@ -208,20 +210,30 @@ def test_full_profile_meets_its_goals(lab_outputs):
 
 def test_checkpoints_hold_typed_settings_that_rebuild_the_model(lab_outputs, capsys):
     """Each model's checkpoint holds its settings dataclass: a reader rebuilds the model from it
-    alone, and a run with another setting is refused, naming the field."""
+    alone (lab.safe_load.settings_from_checkpoint), another model's checkpoint is refused in one
+    line naming the settings that do not fit, and a run with another setting is refused, naming the field."""
     checkpoints = lab_outputs / "gan_basics" / "checkpoints" / "dry_run"
     adversarial.main(["--dry-run"])
     vae.main(["--dry-run", "--set", "DECODER=gaussian", "--set", "DECODER_SIGMA=0.2"])
+    states = {}
     for name, settings_class, model_class in (
         ("adversarial_classifier", ae_model.ClassifierSettings, ae_model.DigitsClassifier),
         ("vae_digits_gaussian_latent8", ae_model.VAESettings, ae_model.VariationalAutoencoder),
     ):
-        state = load_checkpoint(checkpoints / f"{name}.pt")
-        settings = settings_class.from_dict(state["settings"])
+        path = checkpoints / f"{name}.pt"
+        states[name] = state = load_checkpoint(path)
+        settings = settings_from_checkpoint(settings_class, state["settings"], path, "gan_basics",
+                                            image_shape=tuple, hidden_sizes=tuple)
+        assert isinstance(settings.image_shape, tuple) and isinstance(settings.hidden_sizes, tuple)
         model = model_class.from_settings(settings)
         model.load_state_dict(state["model"])  # strict: the settings alone give the right shapes
     assert settings.decoder == "gaussian" and settings.decoder_sigma == 0.2 and settings.learning_rate == vae.LEARNING_RATE
     assert model.fixed_sigma == 0.2  # the fixed Gaussian decoder, rebuilt from the settings alone
+    # The classifier's checkpoint read as a VAE's: one clear error, not a TypeError from the dataclass.
+    with pytest.raises(LabError, match=r"is not a checkpoint of gan_basics \(unknown settings: num_classes; "
+                                       r"missing settings: decoder, decoder_sigma, latent_size\)"):
+        settings_from_checkpoint(ae_model.VAESettings, states["adversarial_classifier"]["settings"],
+                                 checkpoints / "adversarial_classifier.pt", "gan_basics")
     with pytest.raises(SystemExit) as exit_info:
         adversarial.main(["--dry-run", "--set", "LEARNING_RATE=0.01"])
     assert exit_info.value.code == 2

@@ -21,8 +21,8 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from beauty_predictor.common import PREDICTOR_FILE, data_fingerprint, held_out_crops, load_split
-from lab.checkpoint import lock_folder, resume
+from beauty_predictor.common import PREDICTOR_FILE, held_out_crops, load_split
+from lab.checkpoint import lock_folder
 from lab.scalars import ScalarLog
 
 CHECKPOINT_FILE = "improver.npz"
@@ -87,40 +87,27 @@ def train_cell(**plan_fields: Any) -> dict[str, Any]:
     from beauty_predictor import metrics as bmetrics
     from beauty_predictor import model as bm
     from beauty_predictor.improve import measure, predict_in_chunks, train_improver
-    from beauty_predictor.saving import (
-        generator_state,
-        load_checkpoint_file,
-        restore_optimizer,
-        restore_weights,
-        restored_generator,
-        save_checkpoint_file,
-    )
+    from beauty_predictor.saving import resume_training, save_training
     from beauty_predictor.settings import ImproverSettings, settings_dict
 
     plan = CellPlan(**plan_fields)
     started = time.time()
     train_photos, held_photos = load_split(SimpleNamespace(**asdict(plan)))
     run = CellRun({name: value for name, value in asdict(plan).items() if name in MUST_MATCH}, Path(plan.CELL_DIR))
-    ckpt = resume(run, CHECKPOINT_FILE, architecture=MUST_MATCH, steps=plan.STEPS,
-                  data=data_fingerprint(train_photos + held_photos), loader=load_checkpoint_file)
-    if ckpt.finished and ckpt.state.get("figures"):
-        return {**ckpt.state["figures"], "resumed_from_step": ckpt.step, "seconds": 0.0}
-
     keras.utils.set_random_seed(plan.SEED + plan.INDEX)
     settings = ImproverSettings(plan.VARIANT, plan.WIDTH, plan.DEPTH)
     improver = bm.build_improver(settings)
-    optimizer = keras.optimizers.Adam(plan.LEARNING_RATE)
-    if ckpt.state is not None:
-        restore_weights(improver, ckpt.state, ckpt.path)
-        restore_optimizer(optimizer, improver.trainable_variables, ckpt.state)
-    rng = restored_generator(ckpt.state.get("crops_rng") if ckpt.state else None, plan.SEED)
+    ckpt, optimizer, rng = resume_training(run, CHECKPOINT_FILE, improver, train_photos + held_photos,
+                                           architecture=MUST_MATCH, steps=plan.STEPS,
+                                           learning_rate=plan.LEARNING_RATE, seed=plan.SEED)
+    if ckpt.finished and ckpt.state.get("figures"):
+        return {**ckpt.state["figures"], "resumed_from_step": ckpt.step, "seconds": 0.0}
     predictor = bm.load_predictor(Path(plan.PREDICTOR_DIR) / PREDICTOR_FILE)
     curves = ScalarLog(Path(plan.CURVES_DIR))
     k1, k2 = plan.k1_k2
 
     def save(done: int, **extra: Any) -> None:
-        save_checkpoint_file(ckpt.path, improver, optimizer, improver=settings_dict(settings),
-                             crops_rng=generator_state(rng), **ckpt.meta(done), **extra)
+        save_training(ckpt, improver, optimizer, rng, done, improver=settings_dict(settings), **extra)
 
     def on_step(done, loss, first, second):
         curves.log(done, loss=loss, mae_x_y=first, mae_y_z=second)

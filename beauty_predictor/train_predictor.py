@@ -1,10 +1,9 @@
 """Train the centre predictor: 128x128 surroundings -> 32x32 centre. Run: python -m beauty_predictor.train_predictor [--quick]
 
 Article 001: "first we build and train a network that predicts the centre (32,32,3) from its
-surroundings (128,128,3)". Saves center_predictor.keras and an early snapshot,
-center_predictor_bad.keras, the "poorly trained predictor" of the article's second experiment.
-Reports the held-out MAE against two baselines on the same crops: the mean colour of the hole's
-border and scikit-image's biharmonic inpainting.
+surroundings (128,128,3)". Saves center_predictor.npz and an early snapshot, center_predictor_bad.npz,
+the "poorly trained predictor" of the article's second experiment. Reports the held-out MAE against
+two baselines on the same crops: the hole border's mean colour and biharmonic inpainting.
 """
 
 from __future__ import annotations
@@ -19,24 +18,16 @@ from beauty_predictor.common import (
     EXPERIMENT,
     PREDICTOR_FILE,
     curves_plot,
-    data_fingerprint,
     held_out_crops,
     image_grid,
     load_split,
     smooth,
 )
 from beauty_predictor.photos import random_crops
-from beauty_predictor.saving import (
-    generator_state,
-    load_checkpoint_file,
-    restore_optimizer,
-    restore_weights,
-    restored_generator,
-    save_checkpoint_file,
-)
+from beauty_predictor.saving import resume_training, save_checkpoint_file, save_training
 from beauty_predictor.settings import PredictorSettings, settings_dict
 from lab import exit_on_lab_error, start_run
-from lab.checkpoint import InterruptGuard, resume
+from lab.checkpoint import InterruptGuard
 
 # -----------------------------------------------------------------------------
 # Constants. The article's values are the defaults; edit them here or use --set.
@@ -94,16 +85,11 @@ def main(argv=None):
 
 def resume_predictor(run, cfg, photos):
     """A fresh predictor, or the checkpoint's (refused if made with another WIDTH, data or more steps)."""
-    import keras
-
-    ckpt = resume(run, PREDICTOR_FILE, architecture=ARCHITECTURE, steps=cfg.STEPS, data=data_fingerprint(photos),
-                  loader=load_checkpoint_file)
     predictor = bm.build_predictor(PredictorSettings(cfg.WIDTH))
-    optimizer = keras.optimizers.Adam(cfg.LEARNING_RATE)
+    ckpt, optimizer, rng = resume_training(run, PREDICTOR_FILE, predictor, photos, architecture=ARCHITECTURE,
+                                           steps=cfg.STEPS, learning_rate=cfg.LEARNING_RATE, seed=run.seed)
     history = {"loss": [], "eval_steps": [], "eval_mae": []}
     if ckpt.state is not None:
-        restore_weights(predictor, ckpt.state, ckpt.path)
-        restore_optimizer(optimizer, predictor.trainable_variables, ckpt.state)
         saved = ckpt.state.get("history", {})
         history = {"loss": saved.get("loss", [])[:ckpt.step],
                    "eval_steps": [s for s in saved.get("eval_steps", []) if s <= ckpt.step]}
@@ -111,7 +97,6 @@ def resume_predictor(run, cfg, photos):
     else:  # a fresh start: the old snapshot belongs to another training run
         run.checkpoint_path(BAD_PREDICTOR_FILE).unlink(missing_ok=True)
     print(f"centre predictor: {predictor.count_params():,} parameters")
-    rng = restored_generator(ckpt.state.get("crops_rng") if ckpt.state else None, run.seed)
     return predictor, optimizer, ckpt, history, rng
 
 
@@ -133,8 +118,7 @@ def train(run, cfg, predictor, optimizer, photos, eval_crops, ckpt, history, rng
         return loss
 
     def save(at_step):
-        save_checkpoint_file(ckpt.path, predictor, optimizer, predictor=settings, history=history,
-                             crops_rng=generator_state(rng), **ckpt.meta(at_step))
+        save_training(ckpt, predictor, optimizer, rng, at_step, predictor=settings, history=history)
 
     done = ckpt.step
     if ckpt.finished:

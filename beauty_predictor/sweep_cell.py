@@ -1,16 +1,10 @@
 """One cell of the sweep: train one improver at one K2/K1 and measure its point. A restartable unit.
 
-The sweep (beauty_predictor.sweep) hands each (variant, ratio) to `lab.executor.run_cells`, which
-calls `train_cell` here in its own process, or on any node of a Ray cluster. So the cell takes
-plain arguments only (a `CellPlan` as a dict), reads the photos and the predictor itself, and keeps
-everything it makes in its own folder under the outputs root, which every node must see:
-
-    <checkpoint folder>/sweep_cells/<variant>_k2_over_k1_<ratio>/improver.npz  weights, Adam, crop generator, step
-    outputs/beauty_predictor/sweep/cells/<variant>_k2_over_k1_<ratio>/      its TensorBoard curves and scalars.csv
-
-A checkpoint every CHECKPOINT_EVERY steps, and at the end one holding the cell's figures: a cell
-started again (a rerun of the sweep, or Ray retrying a task whose worker died) resumes from it and
-ends with the same figures as an uninterrupted one; a finished cell just returns its figures.
+lab.executor.run_cells calls `train_cell` in this process or as a Ray task on any node, so it takes
+plain arguments (a CellPlan as a dict), reads the photos and predictor itself, and keeps its
+checkpoint (sweep_cells/<variant>_k2_over_k1_<ratio>/improver.npz in the checkpoint folder) and
+curves (sweep/cells/<cell>/) under the outputs root, which every node must see. A cell started again
+resumes from its last checkpoint; a finished one just returns the figures its last checkpoint holds.
 """
 
 from __future__ import annotations

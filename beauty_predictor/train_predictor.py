@@ -12,17 +12,8 @@ import numpy as np
 from tqdm import tqdm
 
 from beauty_predictor import claims
+from beauty_predictor import common as bc
 from beauty_predictor import model as bm
-from beauty_predictor.common import (
-    BAD_PREDICTOR_FILE,
-    EXPERIMENT,
-    PREDICTOR_FILE,
-    curves_plot,
-    held_out_crops,
-    image_grid,
-    load_split,
-    smooth,
-)
 from beauty_predictor.photos import random_crops
 from beauty_predictor.saving import resume_training, save_checkpoint_file, save_training
 from beauty_predictor.settings import PredictorSettings, settings_dict
@@ -73,10 +64,10 @@ def evaluate(predictor, crops: np.ndarray) -> float:
 
 @exit_on_lab_error
 def main(argv=None):
-    run = start_run(EXPERIMENT, globals(), argv, framework="tensorflow", checkpoints=True)
+    run = start_run(bc.EXPERIMENT, globals(), argv, framework="tensorflow", checkpoints=True)
     cfg = run.cfg
-    train_photos, held_photos = load_split(cfg)
-    eval_crops = held_out_crops(held_photos, cfg.EVAL_CROPS)
+    train_photos, held_photos = bc.load_split(cfg)
+    eval_crops = bc.held_out_crops(held_photos, cfg.EVAL_CROPS)
     predictor, optimizer, ckpt, history, rng = resume_predictor(run, cfg, train_photos + held_photos)
     step, interrupted = train(run, cfg, predictor, optimizer, train_photos, eval_crops, ckpt, history, rng)
     metrics = report(run, predictor, eval_crops, history, step)
@@ -86,7 +77,7 @@ def main(argv=None):
 def resume_predictor(run, cfg, photos):
     """A fresh predictor, or the checkpoint's (refused if made with another WIDTH, data or more steps)."""
     predictor = bm.build_predictor(PredictorSettings(cfg.WIDTH))
-    ckpt, optimizer, rng = resume_training(run, PREDICTOR_FILE, predictor, photos, architecture=ARCHITECTURE,
+    ckpt, optimizer, rng = resume_training(run, bc.PREDICTOR_FILE, predictor, photos, architecture=ARCHITECTURE,
                                            steps=cfg.STEPS, learning_rate=cfg.LEARNING_RATE, seed=run.seed)
     history = {"loss": [], "eval_steps": [], "eval_mae": []}
     if ckpt.state is not None:
@@ -95,7 +86,7 @@ def resume_predictor(run, cfg, photos):
                    "eval_steps": [s for s in saved.get("eval_steps", []) if s <= ckpt.step]}
         history["eval_mae"] = saved.get("eval_mae", [])[:len(history["eval_steps"])]
     else:  # a fresh start: the old snapshot belongs to another training run
-        run.checkpoint_path(BAD_PREDICTOR_FILE).unlink(missing_ok=True)
+        run.checkpoint_path(bc.BAD_PREDICTOR_FILE).unlink(missing_ok=True)
     print(f"centre predictor: {predictor.count_params():,} parameters")
     return predictor, optimizer, ckpt, history, rng
 
@@ -105,7 +96,7 @@ def train(run, cfg, predictor, optimizer, photos, eval_crops, ckpt, history, rng
     import tensorflow as tf
 
     settings = settings_dict(PredictorSettings(cfg.WIDTH))
-    bad_path = run.checkpoint_path(BAD_PREDICTOR_FILE)
+    bad_path = run.checkpoint_path(bc.BAD_PREDICTOR_FILE)
 
     @tf.function
     def train_step(crops):
@@ -157,8 +148,8 @@ def report(run, predictor, eval_crops, history, step) -> dict:
     predicted = predictor.predict(eval_crops, batch_size=64, verbose=0)
     border_mean = np.broadcast_to(bm.BorderMean()(eval_crops).numpy(), truth.shape)
     biharmonic = biharmonic_centres(eval_crops)
-    bad_predicted = bm.load_predictor(run.checkpoint_path(BAD_PREDICTOR_FILE)).predict(eval_crops, batch_size=64,
-                                                                                       verbose=0)
+    bad_predictor = bm.load_predictor(run.checkpoint_path(bc.BAD_PREDICTOR_FILE))
+    bad_predicted = bad_predictor.predict(eval_crops, batch_size=64, verbose=0)
     metrics = {
         "steps": step,
         "held_out_mae": float(np.mean(np.abs(predicted - truth))),
@@ -177,13 +168,13 @@ def report(run, predictor, eval_crops, history, step) -> dict:
         run.add_claim(claim, f"held-out MAE {metrics['held_out_mae']:.4f} vs {baseline.replace('_', ' ')} "
                       f"{metrics[baseline + '_mae']:.4f} ({step} steps)", metrics[beats], claims.FULL_PROFILE[claim])
     examples_figure(run, eval_crops, predicted, border_mean, biharmonic, metrics)
-    curves = {"train MAE (smoothed)": (list(range(1, len(history["loss"]) + 1)), smooth(history["loss"], 20))}
+    curves = {"train MAE (smoothed)": (list(range(1, len(history["loss"]) + 1)), bc.smooth(history["loss"], 20))}
     if history["eval_steps"]:
         curves["held-out MAE"] = (history["eval_steps"], history["eval_mae"])
     curves["border-mean baseline"] = ([1, max(step, 2)], [metrics["border_mean_mae"]] * 2)
     curves["biharmonic baseline"] = ([1, max(step, 2)], [metrics["biharmonic_mae"]] * 2)
-    curves_plot(run.path("loss.png"), curves, "step", "MAE of the 32x32 centre (pixels in [0,1])",
-                "centre predictor training")
+    bc.curves_plot(run.path("loss.png"), curves, "step", "MAE of the 32x32 centre (pixels in [0,1])",
+                   "centre predictor training")
     run.add_artifact(run.path("loss.png"), "predictor MAE over training vs the baselines")
     return metrics
 
@@ -199,10 +190,10 @@ def examples_figure(run, eval_crops, predicted, border_mean, biharmonic, metrics
             return image
         rows.append([eval_crops[i] * (1 - bm.centre_mask()), eval_crops[i], filled(predicted[i]),
                      filled(border_mean[i]), filled(biharmonic[i])])
-    image_grid(run.path("examples.png"), rows, [f"crop {i}" for i in range(len(rows))],
-               ["surroundings", "truth", f"predictor ({metrics['held_out_mae']:.3f})",
-                f"border mean ({metrics['border_mean_mae']:.3f})", f"biharmonic ({metrics['biharmonic_mae']:.3f})"],
-               title="held-out crops: the 32x32 centre filled by each method (MAE over all held-out crops)")
+    bc.image_grid(run.path("examples.png"), rows, [f"crop {i}" for i in range(len(rows))],
+                  ["surroundings", "truth", f"predictor ({metrics['held_out_mae']:.3f})",
+                   f"border mean ({metrics['border_mean_mae']:.3f})", f"biharmonic ({metrics['biharmonic_mae']:.3f})"],
+                  title="held-out crops: the 32x32 centre filled by each method (MAE over all held-out crops)")
     run.add_artifact(run.path("examples.png"), "held-out centres: truth, predictor, border-mean and biharmonic baselines")
 
 

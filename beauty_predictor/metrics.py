@@ -84,12 +84,9 @@ def smoothing_report(x: np.ndarray, y: np.ndarray) -> dict:
 
 
 def smoothing_sentence(report: dict) -> str:
-    if report["smoothing_reproduced"]:
-        verdict = "looks like smoothing: reproduced"
-    elif report["loses_detail"]:
-        verdict = "loses detail but also the colours or coarse contrast: washed out, not smoothing"
-    else:
-        verdict = "not smoothing"
+    verdict = ("looks like smoothing: reproduced" if report["smoothing_reproduced"] else
+               "loses detail but also the colours or coarse contrast: washed out, not smoothing"
+               if report["loses_detail"] else "not smoothing")
     return (f"Y keeps {report['hf_energy_kept']:.0%} of X's high-frequency energy (<= {HF_KEPT_MAX:.0%} needed); "
             f"best Gaussian sigma {report['best_blur_sigma']:g} px, MAE(blur(X),Y) {report['mae_best_blur_y']:.4f} "
             f"vs MAE(X,Y) {report['mae_x_y']:.4f}; low-passed at {COARSE_SIGMA:g} px, Y correlates with X at "
@@ -124,12 +121,6 @@ def describe_end(record: dict[str, list[float]], flat_tol: float, still_tol: flo
     converged_at = next((n for n in range(1, len(changes)) if all(c < still_tol for c in changes[n:])), None)
     flat = record["flat_distance"][-1] < flat_tol
     black = flat and record["brightness"][-1] < 0.05
-    if black:
-        end = "a black square"
-    elif flat:
-        end = "a flat colour field (not black)"
-    elif converged_at is not None:
-        end = "a fixed texture (not flat)"
-    else:
-        end = "still changing"
+    end = ("a black square" if black else "a flat colour field (not black)" if flat
+           else "a fixed texture (not flat)" if converged_at is not None else "still changing")
     return {"end_state": end, "converged_at": converged_at, "is_flat": bool(flat), "is_black": bool(black)}

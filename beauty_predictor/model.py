@@ -212,16 +212,22 @@ def contrast_loss(y, z_bad, z_good):
     return good / (bad + 1e-6), bad, good
 
 
-def load_predictor(path: Path, script: str = "python -m beauty_predictor.train_predictor") -> keras.Model:
-    """The centre predictor of a checkpoint, rebuilt from the checkpoint's settings, frozen."""
+def _checkpoint(path: Path, kind: str, settings_type, what: str, script: str):
+    """The checkpoint at `path` and the settings of its `kind` model; LabErrors say what to run."""
     path = Path(path)
     if not path.is_file():
-        raise LabError(f"no trained centre predictor at {path}; run {script} first "
+        raise LabError(f"no trained {what} at {path}; run {script} first "
                        "(with the same profile: add --quick if this run is quick)")
     state = load_checkpoint_file(path)
-    if "predictor" not in state:
-        raise LabError(f"{path} is not a centre predictor checkpoint; rerun {script} --fresh")
-    model = build_predictor(settings_from_checkpoint(PredictorSettings, state["predictor"], path, script))
+    if kind not in state:
+        raise LabError(f"{path} is not a checkpoint of the {what}; rerun {script} --fresh")
+    return state, settings_from_checkpoint(settings_type, state[kind], path, script)
+
+
+def load_predictor(path: Path, script: str = "python -m beauty_predictor.train_predictor") -> keras.Model:
+    """The centre predictor of a checkpoint, rebuilt from the checkpoint's settings, frozen."""
+    state, settings = _checkpoint(path, "predictor", PredictorSettings, "centre predictor", script)
+    model = build_predictor(settings)
     restore_weights(model, state, path)
     model.trainable = False
     return model
@@ -230,20 +236,11 @@ def load_predictor(path: Path, script: str = "python -m beauty_predictor.train_p
 def load_improver(path: Path, variant: str) -> tuple[keras.Model, dict]:
     """The trained improver of `variant`, rebuilt from its checkpoint's settings, and the checkpoint; one of
     another variant (a copied or renamed file) is refused, naming both."""
-    path = Path(path)
-    if not path.is_file():
-        raise LabError(f"no trained improver at {path}; run python -m beauty_predictor.train_improver "
-                       f"--set VARIANT={variant} first (same profile: add --quick if this run is quick)")
-    state = load_checkpoint_file(path)
-    if "improver" not in state:
-        raise LabError(f"{path} is not an improver checkpoint; rerun python -m beauty_predictor.train_improver "
-                       f"--set VARIANT={variant} --fresh")
-    settings = settings_from_checkpoint(ImproverSettings, state["improver"], path,
-                                        "python -m beauty_predictor.train_improver")
+    script = f"python -m beauty_predictor.train_improver --set VARIANT={variant}"
+    state, settings = _checkpoint(path, "improver", ImproverSettings, "improver", script)
     if settings.variant != variant:
         raise LabError(f"{path} holds an improver of VARIANT={settings.variant!r}, not the {variant!r} asked for; "
-                       f"use --set VARIANT={settings.variant}, or retrain with python -m "
-                       f"beauty_predictor.train_improver --set VARIANT={variant} --fresh")
+                       f"use --set VARIANT={settings.variant}, or retrain with {script} --fresh")
     model = build_improver(settings)
     restore_weights(model, state, path)
     return model, state

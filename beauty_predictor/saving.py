@@ -1,10 +1,8 @@
-"""Checkpoints of Keras models as one .npz file each: weights, Adam's state and the record, together.
+"""Checkpoints of Keras models as one .npz each, so weights, Adam's state and step count never disagree.
 
-One file, so weights, optimizer state and step count can never disagree. Plain arrays only (no
-pickled code): w0000.. the weights, o0000.. the optimizer's variables, and "meta", a JSON record
-(steps, constants, data fingerprint, generator states, the model's settings, loss history). Written
-by lab.checkpoint.atomic_write, which keeps the replaced file as `<stem>.prev.npz`; resume falls
-back to it when the last cannot be read.
+Plain arrays only (no pickled code): w0000.. the weights, o0000.. the optimizer's variables, "meta" a
+JSON record (steps, constants, data fingerprint, generators, the model's settings, loss history),
+written atomically with the replaced file kept as `<stem>.prev.npz` for resume to fall back to.
 """
 
 from __future__ import annotations
@@ -80,10 +78,8 @@ def restore_optimizer(optimizer, variables, state: dict[str, Any]) -> None:
 
 
 def resume_training(run, name: str, model, photos, *, architecture, steps: int, learning_rate: float, seed: int):
-    """Checkpoint `name` resumed into `model`, a fresh or restored Adam and crop generator: (ckpt, optimizer, rng).
-
-    lab.checkpoint.resume refuses a checkpoint made with other `architecture` constants, photos or more steps.
-    """
+    """Checkpoint `name` resumed into `model` (refused if made with other `architecture` constants, photos or
+    more steps), and a fresh or restored Adam and crop generator: (ckpt, optimizer, rng)."""
     import keras
 
     ckpt = resume(run, name, architecture=architecture, steps=steps, data=data_fingerprint(photos),

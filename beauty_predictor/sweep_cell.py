@@ -52,10 +52,6 @@ class CellPlan:
     def tag(self) -> str:
         return cell_tag(self.VARIANT, self.RATIO)
 
-    @property
-    def k1_k2(self) -> tuple[float, float]:
-        return 1.0 / (1.0 + self.RATIO), self.RATIO / (1.0 + self.RATIO)
-
 
 def cell_tag(variant: str, ratio: float) -> str:
     return f"{variant}_k2_over_k1_{ratio:g}"
@@ -98,7 +94,7 @@ def train_cell(**plan_fields: Any) -> dict[str, Any]:
         return {**ckpt.state["figures"], "resumed_from_step": ckpt.step, "seconds": 0.0}
     predictor = bm.load_predictor(Path(plan.PREDICTOR_DIR) / PREDICTOR_FILE)
     curves = ScalarLog(Path(plan.CURVES_DIR))
-    k1, k2 = plan.k1_k2
+    k1, k2 = 1.0 / (1.0 + plan.RATIO), plan.RATIO / (1.0 + plan.RATIO)  # K2/K1 = RATIO, K1 + K2 = 1
 
     def save(done: int, **extra: Any) -> None:
         save_training(ckpt, improver, optimizer, rng, done, improver=settings_dict(settings), **extra)

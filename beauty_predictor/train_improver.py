@@ -165,7 +165,8 @@ def claimed_improver(cfg, improver, step):
               "the smoothing claim measures this run's")
         return improver, f"this run's improver ({step} steps; {cfg.CLAIM_IMPROVER_FILE} absent)"
     claimed, state = bm.load_improver(path, "article")
-    return claimed, f"the {state.get('profile')} profile's improver ({state['step']} steps, shipped in {cfg.CLAIM_IMPROVER_FILE})"
+    return claimed, (f"the {state.get('profile')} profile's improver ({state['step']} steps, "
+                     f"shipped in {cfg.CLAIM_IMPROVER_FILE})")
 
 
 def smoothing_claim(run, cfg, improver, predictor, held_photos, x, smoothing, step, metrics) -> str:
@@ -175,17 +176,13 @@ def smoothing_claim(run, cfg, improver, predictor, held_photos, x, smoothing, st
     if claimed is not improver:
         smoothing = bmetrics.smoothing_report(x, predict_in_chunks(claimed, x))
         metrics["claimed_improver"] = {"improver": which, **smoothing}
-        print(f"{which}: {bmetrics.smoothing_sentence(smoothing)}")
         panels(run, cfg, claimed, predictor, held_photos, smoothing["best_blur_sigma"], which, "claim_panels.png")
+    sentence = f"{which}: {bmetrics.smoothing_sentence(smoothing)}"
+    if claimed is not improver:
+        print(sentence)
     suffix = "" if cfg.VARIANT == "article" else f" [{cfg.VARIANT} variant]"
-    run.add_claim(claims.SMOOTHING + suffix,
-                  f"{which}: Y keeps {smoothing['hf_energy_kept']:.0%} of X's high-frequency energy (<= "
-                  f"{bmetrics.HF_KEPT_MAX:.0%}); best Gaussian blur sigma {smoothing['best_blur_sigma']:g} px, "
-                  f"MAE(blur,Y) {smoothing['mae_best_blur_y']:.4f} vs MAE(X,Y) {smoothing['mae_x_y']:.4f}; "
-                  f"colours and coarse contrast ({bmetrics.COARSE_SIGMA:g} px low-pass): correlation "
-                  f"{smoothing['coarse_correlation']:.3f} (>= {bmetrics.COARSE_CORRELATION_MIN}), std kept "
-                  f"{smoothing['coarse_std_kept']:.0%} (>= {bmetrics.COARSE_STD_KEPT_MIN:.0%})",
-                  smoothing["smoothing_reproduced"], claims.FULL_PROFILE[claims.SMOOTHING] if not suffix else "")
+    run.add_claim(claims.SMOOTHING + suffix, sentence, smoothing["smoothing_reproduced"],
+                  "" if suffix else claims.FULL_PROFILE[claims.SMOOTHING])
     return suffix
 
 
@@ -216,7 +213,7 @@ def loss_curves(run, cfg, settings, history) -> None:
                   "MAE(Y, Z) predictability": (steps_axis, bc.smooth(history["second"])),
                   f"loss {cfg.K1}*MAE(X,Y) + {cfg.K2}*MAE(Y,Z)": (steps_axis, bc.smooth(history["loss"]))}
     bc.curves_plot(run.path("loss_terms.png"), curves, "step", "training-batch value (smoothed over 10 steps)",
-                f"improver '{cfg.VARIANT}': both loss terms")
+                   f"improver '{cfg.VARIANT}': both loss terms")
     run.add_artifact(run.path("loss_terms.png"), f"{cfg.VARIANT}: both loss terms over training")
 
 

@@ -32,7 +32,6 @@ def centre_mask(margin: int = 0) -> np.ndarray:
     return mask
 
 
-@keras.saving.register_keras_serializable(package="beauty_predictor")
 class MaskCentre(keras.layers.Layer):
     """Zero the centre and append the mask channel: the predictor never sees the pixels it predicts."""
 
@@ -42,7 +41,6 @@ class MaskCentre(keras.layers.Layer):
         return tf.concat([masked, tf.broadcast_to(mask, tf.shape(images[..., :1]))], axis=-1)
 
 
-@keras.saving.register_keras_serializable(package="beauty_predictor")
 class BorderMean(keras.layers.Layer):
     """Mean colour of the ring around the hole, as a (batch, 1, 1, 3) tensor (the simple baseline)."""
 
@@ -52,7 +50,6 @@ class BorderMean(keras.layers.Layer):
         return tf.reduce_sum(images * weights, axis=[1, 2], keepdims=True)
 
 
-@keras.saving.register_keras_serializable(package="beauty_predictor")
 class CentreCrop(keras.layers.Layer):
     """The central `size` x `size` window of a feature map."""
 
@@ -66,9 +63,6 @@ class CentreCrop(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.size, self.size, input_shape[-1])
-
-    def get_config(self):
-        return {**super().get_config(), "size": self.size}
 
 
 def _conv(filters, stride=1, activation="relu", name=None):
@@ -121,7 +115,8 @@ def build_improver(settings: ImproverSettings) -> keras.Model:
     # Residual: the last layer starts at zero, so the untrained improver is the identity (Y = X).
     residual = keras.layers.Conv2D(3, 3, padding="same", kernel_initializer="zeros", name="output")(h)
     improved = keras.layers.Add()([images, residual])
-    return keras.Model(images, keras.layers.Activation(_clip01, name="clip01")(improved), name="residual_improver")
+    clipped = keras.layers.Activation(lambda t: tf.clip_by_value(t, 0.0, 1.0), name="clip01")(improved)
+    return keras.Model(images, clipped, name="residual_improver")
 
 
 def _build_unet_improver(width: int) -> keras.Model:
@@ -134,11 +129,6 @@ def _build_unet_improver(width: int) -> keras.Model:
     d1 = _conv(width)(keras.layers.Concatenate()([keras.layers.UpSampling2D()(d2), e1]))
     y = keras.layers.Conv2D(3, 3, padding="same", activation="sigmoid", name="output")(d1)
     return keras.Model(images, y, name="unet_improver")
-
-
-@keras.saving.register_keras_serializable(package="beauty_predictor")
-def _clip01(x):
-    return tf.clip_by_value(x, 0.0, 1.0)
 
 
 def check_rebuild_shape(height: int, width: int) -> None:

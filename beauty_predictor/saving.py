@@ -37,10 +37,8 @@ def _plain(value: Any) -> Any:
 
 
 def load_checkpoint_file(path: Path) -> dict[str, Any]:
-    """The checkpoint as a dict: meta's keys plus "weights" and "optimizer" (lists of arrays).
-
-    A missing, empty, truncated or foreign file is a LabError saying which and what to do.
-    """
+    """The checkpoint as a dict, meta's keys plus "weights" and "optimizer" (lists of arrays); a missing,
+    empty, truncated or foreign file is a LabError saying which and what to do."""
     def read(checkpoint: Path) -> tuple[list, list, Any]:
         saved = load_npz(checkpoint, "checkpoint")  # allow_pickle=False: an object array is refused
         keys = sorted(saved)

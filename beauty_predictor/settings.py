@@ -1,8 +1,5 @@
-"""The models' settings and the improver variants; no TensorFlow, so a wrong name fails before it loads.
-
-Stored in every checkpoint: later scripts rebuild a model from its checkpoint's settings, never from
-their own constants.
-"""
+"""The models' settings, stored in every checkpoint (later scripts rebuild a model from them, never from their
+own constants), and the improver variants; no TensorFlow, so a wrong name fails before it loads."""
 
 from __future__ import annotations
 

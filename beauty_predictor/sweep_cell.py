@@ -21,8 +21,7 @@ from lab.scalars import ScalarLog
 
 CHECKPOINT_FILE = "improver.npz"
 # What must match to resume a cell's checkpoint (the rest of its plan is the folder's name or the data).
-MUST_MATCH = ["VARIANT", "RATIO", "WIDTH", "DEPTH", "CROP", "BATCH_SIZE", "LEARNING_RATE", "EVAL_CROPS",
-              "SEED"]
+MUST_MATCH = ["VARIANT", "RATIO", "WIDTH", "DEPTH", "CROP", "BATCH_SIZE", "LEARNING_RATE", "EVAL_CROPS", "SEED"]
 
 
 @dataclass(frozen=True)

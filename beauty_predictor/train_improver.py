@@ -65,8 +65,12 @@ def folder_name(cfg) -> str:
 def main(argv=None):
     run = start_run(bc.EXPERIMENT, globals(), argv, framework="tensorflow", subdir=folder_name, checkpoints=True)
     cfg = run.cfg
-    settings = parse(cfg)
-    predictor, bad_predictor = load_predictors(run, settings)
+    if cfg.CROP % bm.CELL:
+        raise LabError(f"CROP must be a multiple of {bm.CELL}, got {cfg.CROP}")
+    settings = ImproverSettings(variant=cfg.VARIANT, width=cfg.WIDTH, depth=cfg.DEPTH)
+    predictor = bm.load_predictor(run.checkpoint_path(bc.PREDICTOR_FILE))
+    bad_predictor = None if settings.loss != "contrast" else bm.load_predictor(
+        run.checkpoint_path(bc.BAD_PREDICTOR_FILE))
     train_photos, held_photos = bc.load_split(cfg)
     improver, optimizer, ckpt, history, rng = resume_improver(run, cfg, settings, train_photos + held_photos)
     step, interrupted = train(run, cfg, settings, improver, optimizer, predictor, bad_predictor, train_photos,
@@ -77,18 +81,6 @@ def main(argv=None):
                                     improver=settings_dict(settings), profile=run.profile, constants=run.constants)
         print(f"shipped the improver's weights and settings to {path} ({path.stat().st_size / 1e3:.0f} kB)")
     run.finish(metrics, status="interrupted" if interrupted else "complete")
-
-
-def parse(cfg) -> ImproverSettings:
-    if cfg.CROP % bm.CELL:
-        raise LabError(f"CROP must be a multiple of {bm.CELL}, got {cfg.CROP}")
-    return ImproverSettings(variant=cfg.VARIANT, width=cfg.WIDTH, depth=cfg.DEPTH)
-
-
-def load_predictors(run, settings: ImproverSettings):
-    predictor = bm.load_predictor(run.checkpoint_path(bc.PREDICTOR_FILE))
-    bad = bm.load_predictor(run.checkpoint_path(bc.BAD_PREDICTOR_FILE)) if settings.loss == "contrast" else None
-    return predictor, bad
 
 
 def resume_improver(run, cfg, settings: ImproverSettings, photos):

@@ -108,11 +108,8 @@ def load_photos(folder: Path | str, max_side: int = 512, verbose: bool = True) -
         print(f"notice: skipped {len(unreadable)} file(s) that are not readable images: {', '.join(unreadable)}")
     if not photos:
         listing = ", ".join(p.name for p in entries[:20]) or "nothing"
-        reasons = []
-        if unreadable:
-            reasons.append(f"unreadable: {', '.join(unreadable[:10])}")
-        if small:
-            reasons.append(f"smaller than {MIN_SIDE} px: {', '.join(small[:10])}")
+        reasons = [f"{why}: {', '.join(names[:10])}"
+                   for why, names in (("unreadable", unreadable), (f"smaller than {MIN_SIDE} px", small)) if names]
         raise LabError(f"no usable photo in {folder} (found {len(entries)} entries: {listing}"
                        + ("; " + "; ".join(reasons) if reasons else "")
                        + f"). Put photos of at least {MIN_SIDE}x{MIN_SIDE} px (png/jpg) there, "

@@ -93,21 +93,16 @@ def report(run, cfg, chains, names) -> dict:
         metrics[key] = {**end, "summary": sentence, "initial": first, "final": last, "curves": record}
         claim = claims.BLACK_SQUARE if key == "improver" else claims.REBUILD_BLACK_SQUARE
         run.add_claim(claim, sentence, end["is_black"], claims.FULL_PROFILE[claim])
-        strip(run, cfg, key, label, images, names)
+        shown = [n for n in cfg.STRIP_AT if n <= cfg.REPEATS]
+        image_grid(run.path(f"strip_{key}.png"), [[images[n][i] for n in shown] for i in range(len(names))], names,
+                   [f"n = {n}" for n in shown], title=f"{label}: applied n times")
+        run.add_artifact(run.path(f"strip_{key}.png"), f"{label}: the images after n applications")
     curves_figure(run, cfg, chains)
     frames = [np.concatenate([np.concatenate(list(images[n]), axis=1) for images, _ in chains.values()], axis=0)
               for n in range(cfg.REPEATS + 1)]
     write_gif(frames, run.path("repeated.gif"), fps=6, max_side=768)
     run.add_artifact(run.path("repeated.gif"), "animation over n: top the improver chain, bottom the rebuild chain")
     return metrics
-
-
-def strip(run, cfg, key, label, images, names) -> None:
-    shown = [n for n in cfg.STRIP_AT if n <= cfg.REPEATS]
-    rows = [[images[n][i] for n in shown] for i in range(len(names))]
-    image_grid(run.path(f"strip_{key}.png"), rows, names, [f"n = {n}" for n in shown],
-               title=f"{label}: applied n times")
-    run.add_artifact(run.path(f"strip_{key}.png"), f"{label}: the images after n applications")
 
 
 def curves_figure(run, cfg, chains) -> None:

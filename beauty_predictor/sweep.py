@@ -218,11 +218,11 @@ def best_panel(run, cfg, predictor, held_photos, best, x, folder) -> None:
     rows = [[views[i], y[i], blurred[i], np.abs(y[i] - views[i]).mean(-1), np.abs(blurred[i] - views[i]).mean(-1),
              np.abs(y[i] - z_y[i]).mean(-1), np.abs(blurred[i] - z_b[i]).mean(-1)] for i in range(len(views))]
     bc.image_grid(run.path("best_vs_blur.png"), rows, [p.name for p in held_photos[:len(views)]],
-               ["X", f"Y: {best['variant']} K2/K1={best['k2_over_k1']:g}", f"blur σ={sigma:.2f} (same MAE(X,Y))",
-                "|Y - X|", "|blur - X|", "|Y - Z(Y)|", "|blur - Z(blur)|"],
-               title=f"best trained point vs the blur of equal likeness: MAE(Y,Z) {best['mae_y_zy']:.4f} vs "
-                     f"{best['blur_mae_y_zy_at_same_mae_x_y']:.4f} ({best['advantage_over_blur']:+.1%})",
-               cmap_cols=(3, 4, 5, 6), cell_size=2.0)
+                  ["X", f"Y: {best['variant']} K2/K1={best['k2_over_k1']:g}", f"blur σ={sigma:.2f} (same MAE(X,Y))",
+                   "|Y - X|", "|blur - X|", "|Y - Z(Y)|", "|blur - Z(blur)|"],
+                  title=f"best trained point vs the blur of equal likeness: MAE(Y,Z) {best['mae_y_zy']:.4f} vs "
+                        f"{best['blur_mae_y_zy_at_same_mae_x_y']:.4f} ({best['advantage_over_blur']:+.1%})",
+                  cmap_cols=(3, 4, 5, 6), cell_size=2.0)
     run.add_artifact(run.path("best_vs_blur.png"), "the best trained improver beside the blur that loses as much "
                      "likeness: where each changes the photo, and what stays unpredictable")
 

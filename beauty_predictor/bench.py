@@ -1,7 +1,6 @@
 """Benchmark: rebuild of a 512x512 image, batched vs one call per cell; improver steps per second. Run: python -m beauty_predictor.bench [--quick]
 
-Both rebuilds run in this process on the same image with the same predictor; the figures are
-medians of REPEATS runs after one warm-up. Goal: batched at least 10x faster.
+Both rebuilds on the same image and predictor, medians of REPEATS runs after a warm-up. Goal: batched >= 10x faster.
 """
 
 from __future__ import annotations
@@ -58,8 +57,7 @@ def main(argv=None):
     batched = median_seconds(lambda: batched_fn(tf.constant(image[None])).numpy(), cfg.REPEATS)
     cells = (cfg.IMAGE_SIZE // bm.CELL) ** 2
     timed = cells if cfg.PER_CELL_CELLS <= 0 else min(cells, cfg.PER_CELL_CELLS)
-    # The naive rebuild: one eager predictor call per cell. With PER_CELL_CELLS below the number
-    # of cells, that many cells are timed and the time is scaled to all (every cell costs the same).
+    # With PER_CELL_CELLS below the number of cells, the time of that many is scaled to all (every cell costs the same).
     bm.rebuild_per_cell(predictor, image, limit=2)  # warm-up
     per_cell = cells / timed * median_seconds(lambda: bm.rebuild_per_cell(predictor, image, limit=timed),
                                                1 if timed < cells else cfg.REPEATS)

@@ -1,7 +1,4 @@
-"""Pieces the scripts share: the photo split, fixed held-out crops, checkpoint names, figures.
-
-TensorFlow is not imported here; the figure helpers take NumPy arrays.
-"""
+"""Pieces the scripts share: the photo split, fixed held-out crops, checkpoint names, figures (no TensorFlow)."""
 
 from __future__ import annotations
 

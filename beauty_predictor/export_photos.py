@@ -1,7 +1,6 @@
 """Export the photos bundled with scikit-image and scikit-learn into data/photos/. Run: python -m beauty_predictor.export_photos
 
-The files are copied byte for byte (names and licences in data/README.md); they are not committed
-(data/photos/.gitignore) because this script, run as the pipeline's first step, makes them in a
+Copied byte for byte (licences in data/README.md), not committed: the pipeline's first step makes them in a
 second. Point PHOTOS_DIR (in any script) at your own folder to use your photos instead.
 """
 

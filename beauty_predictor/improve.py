@@ -1,8 +1,7 @@
 """The improver's training loop and its held-out measurements, shared by train_improver and sweep.
 
-Article 001: model.fit() cannot be used because another network sits inside the loss, so the
-loop is written by hand with tf.GradientTape; the predictor stays frozen and only the improver's
-weights move.
+Article 001: another network sits inside the loss, so the loop is written by hand with
+tf.GradientTape instead of model.fit(); the predictor stays frozen.
 """
 
 from __future__ import annotations
@@ -16,12 +15,8 @@ from beauty_predictor.photos import random_crops
 
 
 def make_train_step(improver, predictor, bad_predictor, optimizer, loss_name: str, k1: float, k2: float):
-    """One tf.function step: Y = improver(X), Z = rebuild(Y), the loss, Adam on the improver.
-
-    loss_name "article": k1*MAE(X,Y) + k2*MAE(Y,Z) (article, k1 = k2 = 0.5); "contrast": the
-    second experiment, maximise MAE(Y,Z_bad)/MAE(Y,Z_good) with no X term.
-    """
-
+    """One tf.function step: Y = improver(X), Z = rebuild(Y), the loss (model.article_loss or
+    model.contrast_loss), Adam on the improver."""
     @tf.function
     def train_step(x):
         with tf.GradientTape() as tape:

@@ -1,23 +1,12 @@
-"""Measures of what an improver did to the photos: smoothing, flatness, the black-square questions.
+"""What an improver did to the photos: smoothing, flatness, the black-square questions (NumPy/SciPy, pixels in [0, 1]).
 
-Plain NumPy/SciPy (no TensorFlow), on batches of H x W x 3 images with pixels in [0, 1].
-
-Article 001 reports one result for its improver: "Похоже на сглаживание" (it looks like smoothing).
-Here that is measured, not eyeballed:
-  - high-frequency energy: the mean squared Laplacian (scipy.ndimage.laplace), a discrete second
-    derivative that a blur damps most at the highest frequencies; Y's energy over X's is 1.0 for the
-    identity and falls monotonically as a Gaussian blur widens;
-  - the Gaussian sigma whose blur of X is closest to Y (in MAE), and how close: if a blur of X
-    explains Y better than X itself (sigma 0) does, what the improver did resembles a blur.
-  - what a blur keeps: the photo's colours and coarse contrast. After a Gaussian low-pass of
-    COARSE_SIGMA px (which a blur of a pixel or two barely changes), Y still correlates with X and
-    keeps most of its standard deviation; an under-trained network that washes the photo out to grey
-    lowers both while still losing the high frequencies.
-The verdict: smoothing reproduced when Y keeps <= 60 % of X's high-frequency energy AND the best
-blur of X (sigma > 0) is closer to Y than X is AND, low-passed, Y correlates with X at >= 0.95 and
-keeps >= 85 % of its standard deviation (smoothing, not washing out).
-The readers' "black square" needs a distance to the nearest flat image: the nearest constant colour
-field in MAE is the per-channel median, so the distance is the mean |Y - median(Y)|, 0 for a flat image.
+Article 001 reports one result for its improver, "Похоже на сглаживание" (it looks like smoothing);
+here it is measured. Smoothing reproduced when Y keeps <= 60 % of X's high-frequency energy (mean
+squared Laplacian), a Gaussian blur of X (sigma > 0) is closer to Y than X is, AND, both low-passed
+at COARSE_SIGMA px, Y correlates with X at >= 0.95 and keeps >= 85 % of its standard deviation: a
+blur keeps the colours and coarse contrast, a network that washes the photo out to grey does not.
+The readers' "black square" needs a distance to the nearest flat image: in MAE the nearest constant
+colour is the per-channel median.
 """
 
 from __future__ import annotations
@@ -59,11 +48,8 @@ def mae(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def best_gaussian(x: np.ndarray, y: np.ndarray, sigmas=BLUR_SIGMAS) -> dict[str, float]:
-    """The sigma (from the grid, 0 included) whose blur of X is closest to Y in MAE, and how close.
-
-    Returns sigma, mae_blur_y (MAE(blur_sigma(X), Y)), mae_x_y (the sigma-0 value: X itself) and
-    explained: 1 - mae_blur_y / mae_x_y (0 when no blur beats X, 1 when a blur is exactly Y).
-    """
+    """The sigma (0 included) whose blur of X is closest to Y in MAE: sigma, mae_blur_y, mae_x_y (sigma 0)
+    and explained, 1 - mae_blur_y / mae_x_y (0 when no blur beats X, 1 when a blur is exactly Y)."""
     errors = {float(s): mae(blur(x, s), y) for s in sigmas}
     errors.setdefault(0.0, mae(x, y))
     sigma = min(errors, key=errors.get)
@@ -73,14 +59,8 @@ def best_gaussian(x: np.ndarray, y: np.ndarray, sigmas=BLUR_SIGMAS) -> dict[str,
 
 
 def coarse_likeness(x: np.ndarray, y: np.ndarray, sigma: float = COARSE_SIGMA) -> dict[str, float]:
-    """Whether Y keeps X's colours and coarse contrast: both low-passed by a Gaussian of `sigma` px.
-
-    Per image, over all its pixels and channels (so a lost colour cast counts as well as lost
-    brightness contrast): the Pearson correlation of low-passed Y with low-passed X, and the standard
-    deviation of low-passed Y over that of low-passed X; each averaged over the batch. A blur of a
-    pixel or two keeps both near 1; a photo washed towards grey keeps less of the deviation, a
-    photo whose colours shifted correlates less.
-    """
+    """Whether Y keeps X's colours and coarse contrast, both low-passed at `sigma` px: per image, over all
+    pixels and channels, the correlation of Y with X and Y's standard deviation over X's; batch means."""
     coarse_x, coarse_y = blur(x, sigma), blur(y, sigma)
     correlations, std_kept = [], []
     for a, b in zip(coarse_x.reshape(len(coarse_x), -1), coarse_y.reshape(len(coarse_y), -1), strict=True):
@@ -93,9 +73,7 @@ def coarse_likeness(x: np.ndarray, y: np.ndarray, sigma: float = COARSE_SIGMA) -
 
 def smoothing_report(x: np.ndarray, y: np.ndarray) -> dict:
     """The smoothing measures and verdict for improver outputs Y of photos X."""
-    ratio = hf_energy_ratio(x, y)
-    fit = best_gaussian(x, y)
-    coarse = coarse_likeness(x, y)
+    ratio, fit, coarse = hf_energy_ratio(x, y), best_gaussian(x, y), coarse_likeness(x, y)
     loses_detail = ratio <= HF_KEPT_MAX and fit["sigma"] > 0 and fit["mae_blur_y"] < fit["mae_x_y"]
     keeps_coarse = (coarse["coarse_correlation"] >= COARSE_CORRELATION_MIN
                     and coarse["coarse_std_kept"] >= COARSE_STD_KEPT_MIN)
@@ -106,12 +84,9 @@ def smoothing_report(x: np.ndarray, y: np.ndarray) -> dict:
 
 
 def smoothing_sentence(report: dict) -> str:
-    if report["smoothing_reproduced"]:
-        verdict = "looks like smoothing: reproduced"
-    elif report["loses_detail"]:
-        verdict = "loses detail but also the colours or coarse contrast: washed out, not smoothing"
-    else:
-        verdict = "not smoothing"
+    verdict = ("looks like smoothing: reproduced" if report["smoothing_reproduced"] else
+               "loses detail but also the colours or coarse contrast: washed out, not smoothing"
+               if report["loses_detail"] else "not smoothing")
     return (f"Y keeps {report['hf_energy_kept']:.0%} of X's high-frequency energy (<= {HF_KEPT_MAX:.0%} needed); "
             f"best Gaussian sigma {report['best_blur_sigma']:g} px, MAE(blur(X),Y) {report['mae_best_blur_y']:.4f} "
             f"vs MAE(X,Y) {report['mae_x_y']:.4f}; low-passed at {COARSE_SIGMA:g} px, Y correlates with X at "
@@ -120,11 +95,7 @@ def smoothing_sentence(report: dict) -> str:
 
 
 def flat_distance(images: np.ndarray) -> float:
-    """MAE to the nearest flat (constant-colour) image, averaged over the batch; 0 for a flat image.
-
-    For MAE the best constant per channel is the median (the L1 centre), so this is the mean
-    absolute deviation from each image's per-channel median: the "how square" measure.
-    """
+    """MAE to the nearest flat image (each channel's median), averaged over the batch: the "how square" measure."""
     images = np.asarray(images, np.float32)
     medians = np.median(images, axis=(1, 2), keepdims=True)
     return float(np.mean(np.abs(images - medians)))
@@ -144,27 +115,12 @@ def image_stats(y: np.ndarray, x: np.ndarray, z: np.ndarray, previous: np.ndarra
 
 
 def describe_end(record: dict[str, list[float]], flat_tol: float, still_tol: float) -> dict:
-    """What repeated application converges to, and after how many applications.
-
-    Converged at n: from n on, every application moves the images by less than `still_tol` (MAE).
-    The end state: "a black square" (flat and dark), "a flat colour field" (flat, not black),
-    "a fixed texture" (converged, not flat) or "still changing".
-    """
+    """What repeated application ends in, and from which n every application moves the images by less than
+    `still_tol` (MAE): a black square (flat, dark), a flat colour field, a fixed texture, or still changing."""
     changes = record["change"]
-    n_total = len(changes) - 1
-    converged_at = None
-    for n in range(1, n_total + 1):
-        if all(c < still_tol for c in changes[n:]):
-            converged_at = n
-            break
+    converged_at = next((n for n in range(1, len(changes)) if all(c < still_tol for c in changes[n:])), None)
     flat = record["flat_distance"][-1] < flat_tol
     black = flat and record["brightness"][-1] < 0.05
-    if black:
-        end = "a black square"
-    elif flat:
-        end = "a flat colour field (not black)"
-    elif converged_at is not None:
-        end = "a fixed texture (not flat)"
-    else:
-        end = "still changing"
+    end = ("a black square" if black else "a flat colour field (not black)" if flat
+           else "a fixed texture (not flat)" if converged_at is not None else "still changing")
     return {"end_state": end, "converged_at": converged_at, "is_flat": bool(flat), "is_black": bool(black)}

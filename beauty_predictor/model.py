@@ -8,13 +8,9 @@ rebuilt from predicted centres; the second experiment maximises MAE(Y,Z_bad)/MAE
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-os.environ["KERAS_BACKEND"] = "tensorflow"  # the article's framework; pinned before keras is imported
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import keras
+import keras  # the TensorFlow backend is pinned in beauty_predictor/__init__.py, before any import of keras
 import numpy as np
 import tensorflow as tf
 
@@ -29,24 +25,13 @@ HOLE_START = (CONTEXT - CELL) // 2  # 48: the centre occupies rows/columns 48..7
 BORDER = 4     # width of the ring around the hole whose mean colour is the simple baseline
 
 
-def centre_mask(context: int = CONTEXT, cell: int = CELL) -> np.ndarray:
-    """1 inside the centre square, 0 in the surroundings; shape (context, context, 1)."""
-    mask = np.zeros((context, context, 1), np.float32)
-    start = (context - cell) // 2
-    mask[start:start + cell, start:start + cell] = 1.0
+def centre_mask(margin: int = 0) -> np.ndarray:
+    """1 inside the centre square grown by `margin` px on each side, 0 elsewhere; shape (CONTEXT, CONTEXT, 1)."""
+    mask = np.zeros((CONTEXT, CONTEXT, 1), np.float32)
+    mask[HOLE_START - margin:HOLE_START + CELL + margin, HOLE_START - margin:HOLE_START + CELL + margin] = 1.0
     return mask
 
 
-def border_ring(context: int = CONTEXT, cell: int = CELL, width: int = BORDER) -> np.ndarray:
-    """1 on the `width`-pixel ring just outside the centre square, 0 elsewhere."""
-    start = (context - cell) // 2
-    ring = np.zeros((context, context, 1), np.float32)
-    ring[start - width:start + cell + width, start - width:start + cell + width] = 1.0
-    ring[start:start + cell, start:start + cell] = 0.0
-    return ring
-
-
-@keras.saving.register_keras_serializable(package="beauty_predictor")
 class MaskCentre(keras.layers.Layer):
     """Zero the centre and append the mask channel: the predictor never sees the pixels it predicts."""
 
@@ -56,17 +41,15 @@ class MaskCentre(keras.layers.Layer):
         return tf.concat([masked, tf.broadcast_to(mask, tf.shape(images[..., :1]))], axis=-1)
 
 
-@keras.saving.register_keras_serializable(package="beauty_predictor")
 class BorderMean(keras.layers.Layer):
     """Mean colour of the ring around the hole, as a (batch, 1, 1, 3) tensor (the simple baseline)."""
 
     def call(self, images):
-        ring = border_ring()
+        ring = centre_mask(BORDER) - centre_mask()  # the BORDER-px ring just outside the hole
         weights = tf.constant(ring / ring.sum())[None]
         return tf.reduce_sum(images * weights, axis=[1, 2], keepdims=True)
 
 
-@keras.saving.register_keras_serializable(package="beauty_predictor")
 class CentreCrop(keras.layers.Layer):
     """The central `size` x `size` window of a feature map."""
 
@@ -81,22 +64,15 @@ class CentreCrop(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.size, self.size, input_shape[-1])
 
-    def get_config(self):
-        return {**super().get_config(), "size": self.size}
-
 
 def _conv(filters, stride=1, activation="relu", name=None):
     return keras.layers.Conv2D(filters, 3, strides=stride, padding="same", activation=activation, name=name)
 
 
 def build_predictor(settings: PredictorSettings | None = None) -> keras.Model:
-    """Convolutional encoder-decoder: 128x128x3 surroundings -> 32x32x3 centre.
-
-    The encoder halves the resolution four times (128 -> 8, so the bottleneck sees the whole
-    surroundings); the decoder climbs back only over the middle of the map, joining the encoder's
-    features there (U-Net skips), and predicts a correction to the mean colour of the hole's
-    border, so an untrained network starts at the simple baseline.
-    """
+    """128x128x3 surroundings -> 32x32x3 centre: an encoder down to 8x8 (it sees all the surroundings), a
+    decoder over the middle only with U-Net skips, predicting a correction to the hole border's mean colour
+    (an untrained network starts at that baseline)."""
     width = (settings or PredictorSettings()).width
     images = keras.Input((CONTEXT, CONTEXT, 3), name="surroundings")
     x = MaskCentre(name="mask_centre")(images)                            # 128, 4 channels
@@ -123,7 +99,9 @@ def build_predictor(settings: PredictorSettings | None = None) -> keras.Model:
 
 
 def build_improver(settings: ImproverSettings) -> keras.Model:
-    """The improver named by `settings.kind` (see ImproverSettings)."""
+    """settings.kind: "plain", the article's "very simple" 3x3 convolutions from random weights whose last layer
+    outputs Y (it must learn to copy X); "residual", the same stack adding a zero-initialised residual to X (it
+    starts as the identity); "unet", the article's "more complex" improver as a U-Net, plain output."""
     if settings.kind == "unet":
         return _build_unet_improver(settings.width)
     images = keras.Input((None, None, 3), name="x")
@@ -137,7 +115,8 @@ def build_improver(settings: ImproverSettings) -> keras.Model:
     # Residual: the last layer starts at zero, so the untrained improver is the identity (Y = X).
     residual = keras.layers.Conv2D(3, 3, padding="same", kernel_initializer="zeros", name="output")(h)
     improved = keras.layers.Add()([images, residual])
-    return keras.Model(images, keras.layers.Activation(_clip01, name="clip01")(improved), name="residual_improver")
+    clipped = keras.layers.Activation(lambda t: tf.clip_by_value(t, 0.0, 1.0), name="clip01")(improved)
+    return keras.Model(images, clipped, name="residual_improver")
 
 
 def _build_unet_improver(width: int) -> keras.Model:
@@ -152,14 +131,6 @@ def _build_unet_improver(width: int) -> keras.Model:
     return keras.Model(images, y, name="unet_improver")
 
 
-@keras.saving.register_keras_serializable(package="beauty_predictor")
-def _clip01(x):
-    return tf.clip_by_value(x, 0.0, 1.0)
-
-
-# ----------------------------------------------------------------------------- rebuild
-
-
 def check_rebuild_shape(height: int, width: int) -> None:
     if height % CELL or width % CELL or height < 2 * CELL or width < 2 * CELL:
         raise LabError(f"rebuild needs an image whose sides are multiples of {CELL} and at least {2 * CELL} px, "
@@ -167,11 +138,8 @@ def check_rebuild_shape(height: int, width: int) -> None:
 
 
 def surroundings(images: tf.Tensor) -> tf.Tensor:
-    """Every cell's 128x128 surroundings, in one tensor of shape (batch * rows * cols, 128, 128, 3).
-
-    The image is reflect-padded by 48 px, so a border cell sees a mirror image of its neighbours,
-    then tf.image.extract_patches cuts 128x128 windows with a stride of 32 (one per cell).
-    """
+    """Every cell's 128x128 surroundings, (batch * rows * cols, 128, 128, 3): reflect-padded by 48 px (a border
+    cell sees a mirror image of its neighbours), then one window per cell (stride 32)."""
     pad = (CONTEXT - CELL) // 2
     padded = tf.pad(images, [[0, 0], [pad, pad], [pad, pad], [0, 0]], mode="REFLECT")
     patches = tf.image.extract_patches(padded, sizes=[1, CONTEXT, CONTEXT, 1], strides=[1, CELL, CELL, 1],
@@ -187,11 +155,8 @@ def tile_centres(centres: tf.Tensor, batch: int, height: int, width: int) -> tf.
 
 
 def rebuild(predictor: keras.Model, images: tf.Tensor) -> tf.Tensor:
-    """Z = rebuild(Y): every 32x32 cell predicted from its 128x128 surroundings, in one batched call.
-
-    Differentiable in `images` (pad, extract_patches, the predictor and the reshapes all are), so
-    the improver's loss flows through it.
-    """
+    """Z = rebuild(Y): every 32x32 cell predicted from its 128x128 surroundings in one batched call;
+    differentiable in `images`, so the improver's loss flows through it."""
     images = tf.convert_to_tensor(images, tf.float32)
     batch, height, width = tf.shape(images)[0], images.shape[1], images.shape[2]
     check_rebuild_shape(height, width)
@@ -200,10 +165,8 @@ def rebuild(predictor: keras.Model, images: tf.Tensor) -> tf.Tensor:
 
 
 def rebuild_per_cell(predictor: keras.Model, image: np.ndarray, limit: int | None = None) -> np.ndarray:
-    """The naive rebuild for the benchmark: one predictor call per cell, looping in Python.
-
-    With `limit`, only the first `limit` cells (in reading order) are predicted; the rest stay 0.
-    """
+    """The naive rebuild for the benchmark, one predictor call per cell; only the first `limit` cells (reading
+    order) when given, the rest stay 0."""
     height, width = image.shape[:2]
     check_rebuild_shape(height, width)
     pad = (CONTEXT - CELL) // 2
@@ -222,9 +185,6 @@ def cell_errors(images: tf.Tensor, rebuilt: tf.Tensor) -> np.ndarray:
     return tf.nn.avg_pool2d(diff[..., None], CELL, CELL, "VALID")[..., 0].numpy()
 
 
-# ----------------------------------------------------------------------------- losses
-
-
 def mae(a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
     return tf.reduce_mean(tf.abs(a - b))
 
@@ -236,52 +196,41 @@ def article_loss(x, y, z, k1: float, k2: float):
 
 
 def contrast_loss(y, z_bad, z_good):
-    """The article's second experiment maximises MAE(Y,Z_bad)/MAE(Y,Z_good); no X term.
-
-    We minimise the inverse ratio MAE(Y,Z_good)/MAE(Y,Z_bad): the same maximiser, but bounded
-    below by 0, so a step never divides by a vanishing error.
-    """
+    """The article's second experiment maximises MAE(Y,Z_bad)/MAE(Y,Z_good), no X term. Minimising the inverse
+    ratio has the same optimum but is bounded below by 0: a step never divides by a vanishing error."""
     good, bad = mae(y, z_good), mae(y, z_bad)
     return good / (bad + 1e-6), bad, good
 
 
-# ----------------------------------------------------------------------------- loading
+def _checkpoint(path: Path, kind: str, settings_type, what: str, script: str):
+    """The checkpoint at `path` and the settings of its `kind` model; LabErrors say what to run."""
+    path = Path(path)
+    if not path.is_file():
+        raise LabError(f"no trained {what} at {path}; run {script} first "
+                       "(with the same profile: add --quick if this run is quick)")
+    state = load_checkpoint_file(path)
+    if kind not in state:
+        raise LabError(f"{path} is not a checkpoint of the {what}; rerun {script} --fresh")
+    return state, settings_from_checkpoint(settings_type, state[kind], path, script)
 
 
 def load_predictor(path: Path, script: str = "python -m beauty_predictor.train_predictor") -> keras.Model:
     """The centre predictor of a checkpoint, rebuilt from the checkpoint's settings, frozen."""
-    path = Path(path)
-    if not path.is_file():
-        raise LabError(f"no trained centre predictor at {path}; run {script} first "
-                       "(with the same profile: add --quick if this run is quick)")
-    state = load_checkpoint_file(path)
-    if "predictor" not in state:
-        raise LabError(f"{path} is not a centre predictor checkpoint; rerun {script} --fresh")
-    model = build_predictor(settings_from_checkpoint(PredictorSettings, state["predictor"], path, script))
+    state, settings = _checkpoint(path, "predictor", PredictorSettings, "centre predictor", script)
+    model = build_predictor(settings)
     restore_weights(model, state, path)
     model.trainable = False
     return model
 
 
 def load_improver(path: Path, variant: str) -> tuple[keras.Model, dict]:
-    """The trained improver of `variant`, rebuilt from its checkpoint's settings; and the checkpoint.
-
-    A checkpoint of another variant is refused, naming both (its file may have been copied or renamed).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise LabError(f"no trained improver at {path}; run python -m beauty_predictor.train_improver "
-                       f"--set VARIANT={variant} first (same profile: add --quick if this run is quick)")
-    state = load_checkpoint_file(path)
-    if "improver" not in state:
-        raise LabError(f"{path} is not an improver checkpoint; rerun python -m beauty_predictor.train_improver "
-                       f"--set VARIANT={variant} --fresh")
-    settings = settings_from_checkpoint(ImproverSettings, state["improver"], path,
-                                        "python -m beauty_predictor.train_improver")
+    """The trained improver of `variant`, rebuilt from its checkpoint's settings, and the checkpoint; one of
+    another variant (a copied or renamed file) is refused, naming both."""
+    script = f"python -m beauty_predictor.train_improver --set VARIANT={variant}"
+    state, settings = _checkpoint(path, "improver", ImproverSettings, "improver", script)
     if settings.variant != variant:
         raise LabError(f"{path} holds an improver of VARIANT={settings.variant!r}, not the {variant!r} asked for; "
-                       f"use --set VARIANT={settings.variant}, or retrain with python -m "
-                       f"beauty_predictor.train_improver --set VARIANT={variant} --fresh")
+                       f"use --set VARIANT={settings.variant}, or retrain with {script} --fresh")
     model = build_improver(settings)
     restore_weights(model, state, path)
     return model, state

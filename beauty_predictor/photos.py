@@ -1,7 +1,6 @@
 """Photos: export the bundled ones, load a folder with clear errors, split by photo, crop.
 
-No TensorFlow here: these functions are plain NumPy and Pillow, so tests and the export step
-stay fast. Pixels are float32 in [0, 1], arrays are H x W x 3.
+NumPy and Pillow only (no TensorFlow); pixels are float32 in [0, 1], arrays H x W x 3.
 """
 
 from __future__ import annotations
@@ -17,16 +16,14 @@ from lab import LabError
 from lab.images import ImageTooLarge, read_rgb
 from lab.paths import data_root
 
-# The real photographs that ship inside scikit-image and scikit-learn (names and licences in
-# data/README.md). Synthetic images (chessboard, logo, text, phantom) are left out on purpose:
-# the article is about photographs.
+# The real photographs inside scikit-image and scikit-learn (licences in data/README.md); their synthetic
+# images (chessboard, logo, text) are left out: the article is about photographs.
 SKIMAGE_PHOTOS = (
     "astronaut.png", "brick.png", "camera.png", "chelsea.png", "coffee.png", "coins.png",
     "grass.png", "gravel.png", "hubble_deep_field.jpg", "ihc.png", "retina.jpg", "rocket.jpg",
 )
 SKLEARN_PHOTOS = ("china.jpg", "flower.jpg")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".gif"}
-DEFAULT_PHOTOS_DIR = "data/photos"
 MIN_SIDE = 128  # the predictor's surroundings: a photo must hold at least one 128x128 crop
 
 
@@ -34,25 +31,18 @@ def default_photos_dir() -> Path:
     return data_root() / "photos"
 
 
-def bundled_sources() -> dict[str, Path]:
-    """File name -> path of each bundled photo inside the installed packages."""
+def export_bundled_photos(target: Path | None = None) -> list[Path]:
+    """Copy the bundled photos, byte for byte, into `target` (data/photos/ by default)."""
     import skimage.data
     import sklearn.datasets
 
-    skimage_dir = Path(skimage.data.__file__).parent
-    sklearn_dir = Path(sklearn.datasets.__file__).parent / "images"
-    sources = {name: skimage_dir / name for name in SKIMAGE_PHOTOS}
-    sources.update({name: sklearn_dir / name for name in SKLEARN_PHOTOS})
-    return {name: path for name, path in sources.items() if path.is_file()}
-
-
-def export_bundled_photos(target: Path | None = None) -> list[Path]:
-    """Copy the bundled photos, byte for byte, into `target` (data/photos/ by default)."""
     target = Path(target) if target is not None else default_photos_dir()
     target.mkdir(parents=True, exist_ok=True)
+    sources = [Path(skimage.data.__file__).parent / name for name in SKIMAGE_PHOTOS]
+    sources += [Path(sklearn.datasets.__file__).parent / "images" / name for name in SKLEARN_PHOTOS]
     written = []
-    for name, source in sorted(bundled_sources().items()):
-        destination = target / name
+    for source in sorted((path for path in sources if path.is_file()), key=lambda path: path.name):
+        destination = target / source.name
         if not destination.exists():
             shutil.copyfile(source, destination)
         written.append(destination)
@@ -85,11 +75,8 @@ class Photo:
 
 
 def load_photos(folder: Path | str, max_side: int = 512, verbose: bool = True) -> list[Photo]:
-    """Every readable image in `folder`, as RGB float arrays, larger photos shrunk to `max_side`.
-
-    Raises LabError for a missing or empty folder, or one with no usable photo, listing what was
-    found. Photos smaller than 128 px on a side are skipped with a notice.
-    """
+    """Every readable image in `folder` as RGB floats, larger ones shrunk to `max_side`, ones under 128 px
+    skipped with a notice; a LabError listing what was found when no usable photo is left."""
     folder = Path(folder)
     if not folder.is_dir():
         raise LabError(f"PHOTOS_DIR {folder} is not a folder; point PHOTOS_DIR at a folder of photos "
@@ -121,11 +108,8 @@ def load_photos(folder: Path | str, max_side: int = 512, verbose: bool = True) -
         print(f"notice: skipped {len(unreadable)} file(s) that are not readable images: {', '.join(unreadable)}")
     if not photos:
         listing = ", ".join(p.name for p in entries[:20]) or "nothing"
-        reasons = []
-        if unreadable:
-            reasons.append(f"unreadable: {', '.join(unreadable[:10])}")
-        if small:
-            reasons.append(f"smaller than {MIN_SIDE} px: {', '.join(small[:10])}")
+        reasons = [f"{why}: {', '.join(names[:10])}"
+                   for why, names in (("unreadable", unreadable), (f"smaller than {MIN_SIDE} px", small)) if names]
         raise LabError(f"no usable photo in {folder} (found {len(entries)} entries: {listing}"
                        + ("; " + "; ".join(reasons) if reasons else "")
                        + f"). Put photos of at least {MIN_SIDE}x{MIN_SIDE} px (png/jpg) there, "
@@ -135,11 +119,8 @@ def load_photos(folder: Path | str, max_side: int = 512, verbose: bool = True) -
 
 def split_by_photo(photos: list[Photo], held_out_names: list[str] | tuple[str, ...],
                    every: int = 5) -> tuple[list[Photo], list[Photo]]:
-    """Train and held-out photos: whole photos go to one side, never crops of the same photo.
-
-    The held-out side is the photos named in `held_out_names` (file stems); when none of them is
-    in the folder (your own photos), every `every`-th photo in name order is held out instead.
-    """
+    """Train and held-out photos, whole photos each: those named (file stems), or when none of them is in the
+    folder (your own photos), every `every`-th photo in name order."""
     if len(photos) < 2:
         raise LabError(f"need at least 2 photos to split train/held-out by photo, found {len(photos)}; "
                        "add photos to PHOTOS_DIR")

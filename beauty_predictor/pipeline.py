@@ -1,7 +1,5 @@
-"""The steps ./run.sh runs for beauty_predictor, in order (lab.pipeline appends --quick unless --full).
-
-CLAIMS: what the runs check (beauty_predictor.claims), with the full profile's figures, for the gallery.
-"""
+"""The steps ./run.sh runs for beauty_predictor, in order (lab.pipeline appends --quick unless --full);
+CLAIMS: what the runs check, with the full profile's figures, for the gallery."""
 
 from beauty_predictor.claims import FULL_PROFILE
 

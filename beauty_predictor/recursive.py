@@ -1,13 +1,9 @@
 """Apply the trained improver again and again: does it end in a black square? Run: python -m beauty_predictor.recursive [--quick]
 
 Beyond the article: its readers predicted that applying the improver recursively ends in
-Malevich's "Black Square" ("every pixel predictable"). Two chains on held-out photos:
-  improver: Y_0 = X, Y_n = improver(Y_{n-1})  (the improver of VARIANT, from its checkpoint);
-  rebuild:  Y_0 = X, Y_n = Z(Y_{n-1})         (the picture rebuilt from predicted centres, no improver).
-For each n: brightness, contrast (std), high-frequency energy, MAE(Y_n, Z(Y_n)), distance to the
-original, distance to the nearest flat image (the "how square" measure) and how far the last
-application moved the images. The verdict names what each chain converges to and after how many
-applications (beauty_predictor.metrics.describe_end).
+Malevich's "Black Square". Two chains on held-out photos: Y_n = improver(Y_{n-1}) (VARIANT's
+checkpoint) and Y_n = Z(Y_{n-1}) (the rebuild, no improver), both from Y_0 = X; per n the measures
+of metrics.image_stats, and what each chain ends in (metrics.describe_end).
 """
 
 from __future__ import annotations
@@ -44,7 +40,6 @@ DRY_RUN = {"REPEATS": 2, "PHOTOS": 1, "SIZE": 128, "STRIP_AT": [0, 2]}
 # -----------------------------------------------------------------------------
 
 
-
 @exit_on_lab_error
 def main(argv=None):
     run = start_run(EXPERIMENT, globals(), argv, framework="tensorflow", checkpoints=True)
@@ -66,10 +61,7 @@ def main(argv=None):
 
 
 def iterate(apply, x, predictor, repeats: int, desc: str):
-    """Y_0 = X, Y_n = apply(Y_{n-1}, Z(Y_{n-1})); the images and the per-application record.
-
-    Z(Y_n) is computed once per n, for the record, and handed to `apply` (the rebuild chain's next image).
-    """
+    """Y_0 = X, Y_n = apply(Y_{n-1}, Z(Y_{n-1})); the images and the per-application record (Z once per n)."""
     images, record, previous = [x], {}, None
     y, z = x, rebuild_in_chunks(predictor, x)
     with tqdm(range(repeats + 1), desc=desc) as bar:
@@ -101,21 +93,16 @@ def report(run, cfg, chains, names) -> dict:
         metrics[key] = {**end, "summary": sentence, "initial": first, "final": last, "curves": record}
         claim = claims.BLACK_SQUARE if key == "improver" else claims.REBUILD_BLACK_SQUARE
         run.add_claim(claim, sentence, end["is_black"], claims.FULL_PROFILE[claim])
-        strip(run, cfg, key, label, images, names)
+        shown = [n for n in cfg.STRIP_AT if n <= cfg.REPEATS]
+        image_grid(run.path(f"strip_{key}.png"), [[images[n][i] for n in shown] for i in range(len(names))], names,
+                   [f"n = {n}" for n in shown], title=f"{label}: applied n times")
+        run.add_artifact(run.path(f"strip_{key}.png"), f"{label}: the images after n applications")
     curves_figure(run, cfg, chains)
     frames = [np.concatenate([np.concatenate(list(images[n]), axis=1) for images, _ in chains.values()], axis=0)
               for n in range(cfg.REPEATS + 1)]
     write_gif(frames, run.path("repeated.gif"), fps=6, max_side=768)
     run.add_artifact(run.path("repeated.gif"), "animation over n: top the improver chain, bottom the rebuild chain")
     return metrics
-
-
-def strip(run, cfg, key, label, images, names) -> None:
-    shown = [n for n in cfg.STRIP_AT if n <= cfg.REPEATS]
-    rows = [[images[n][i] for n in shown] for i in range(len(names))]
-    image_grid(run.path(f"strip_{key}.png"), rows, names, [f"n = {n}" for n in shown],
-               title=f"{label}: applied n times")
-    run.add_artifact(run.path(f"strip_{key}.png"), f"{label}: the images after n applications")
 
 
 def curves_figure(run, cfg, chains) -> None:

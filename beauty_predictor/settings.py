@@ -1,9 +1,5 @@
-"""The improver's settings and the variants: plain Python, no TensorFlow (errors come before it loads).
-
-A model is built from one ImproverSettings (model.build_improver); the training script stores it in
-the checkpoint, and every later script (sweep, recursive, bench) rebuilds or checks the improver
-from the checkpoint's settings, never from its own constants.
-"""
+"""The models' settings, stored in every checkpoint (later scripts rebuild a model from them, never from their
+own constants), and the improver variants; no TensorFlow, so a wrong name fails before it loads."""
 
 from __future__ import annotations
 
@@ -28,15 +24,7 @@ def check_variant(variant: str) -> None:
 
 @dataclass(frozen=True)
 class ImproverSettings:
-    """Everything that shapes an improver; stored in its checkpoint so later scripts rebuild it.
-
-    The variant's kind of network:
-      "plain" - the article's "very simple" network: 3x3 convolutions from random weights whose last
-                layer outputs Y itself (a sigmoid keeps it in [0, 1]); it must learn to copy X at
-                all, and what it has learnt after a while looks smoothed (article: "looks like smoothing");
-      "residual" - the same stack adding a zero-initialised residual to X: it starts as the identity;
-      "unet" - the article's "more complex" improver, here a U-Net (two halvings, skips), plain output.
-    """
+    """Everything that shapes an improver (model.build_improver); its kind and loss follow from the variant."""
 
     variant: str = "article"
     width: int = 32   # channels of the convolutions

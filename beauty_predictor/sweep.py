@@ -1,18 +1,12 @@
 """The frontier MAE(X,Y) vs MAE(Y,Z) over K2/K1, for two improvers and two references. Run: python -m beauty_predictor.sweep [--quick]
 
-Beyond the article: it fixed k1 = k2 = 0.5. Here improvers are trained per ratio K2/K1 (K1 + K2 = 1)
-for each of SWEEP_VARIANTS (the article's plain improver and the identity-start residual one), and
-each lands at one point (likeness lost, unpredictability left) on held-out crops. Two training-free
-references share the plane: Gaussian blurs of X (the article saw "something like smoothing") and
-the straight blend Y = X + t*(Z_X - X). An improver "does more than blur" when its MAE(Y,Z) is at
-least 10 % below that of the blur with the same MAE(X,Y) (the blur curve interpolated); the panel
-shows the best trained point beside that blur.
-
-Each (variant, ratio) is a cell (beauty_predictor.sweep_cell) run by lab.executor: here one after
-another, or, with a Ray cluster's address (RAY_ADDRESS or --set CLUSTER=...), as one Ray task per
-cell over the cluster's nodes. A cell checkpoints in its own folder every CHECKPOINT_EVERY steps, so
-a rerun, or Ray retrying a cell whose worker was lost, goes on from there; the summary waits for
-every cell and names those that failed for good, and why.
+Beyond the article (k1 = k2 = 0.5): an improver of each SWEEP_VARIANTS is trained per ratio K2/K1
+(K1 + K2 = 1) and lands at one point on held-out crops, beside two training-free references,
+Gaussian blurs of X and blends Y = X + t*(Z_X - X). An improver "does more than blur" when its
+MAE(Y,Z) is at least BEAT_BLUR_BY below the interpolated blur's of equal MAE(X,Y). Each (variant,
+ratio) is a cell (beauty_predictor.sweep_cell) that lab.executor runs here one after another, or as
+one Ray task each with a cluster's address (RAY_ADDRESS or --set CLUSTER=...); a cell resumes from
+its own checkpoint, and the summary names the cells that failed for good, and why.
 """
 
 from __future__ import annotations
@@ -23,16 +17,9 @@ from dataclasses import asdict
 import numpy as np
 
 from beauty_predictor import claims
+from beauty_predictor import common as bc
 from beauty_predictor import metrics as bmetrics
 from beauty_predictor import model as bm
-from beauty_predictor.common import (
-    EXPERIMENT,
-    PREDICTOR_FILE,
-    held_out_crops,
-    held_out_views,
-    image_grid,
-    load_split,
-)
 from beauty_predictor.improve import measure, predict_in_chunks, rebuild_in_chunks
 from beauty_predictor.settings import check_variant
 from beauty_predictor.sweep_cell import CHECKPOINT_FILE, CellPlan, cell_tag
@@ -75,12 +62,12 @@ CELLS_FOLDER = "sweep_cells"  # in the checkpoint folder: one folder per cell
 
 @exit_on_lab_error
 def main(argv=None):
-    run = start_run(EXPERIMENT, globals(), argv, framework="tensorflow", checkpoints=True)
+    run = start_run(bc.EXPERIMENT, globals(), argv, framework="tensorflow", checkpoints=True)
     cfg = run.cfg
     parse(cfg)
-    predictor = bm.load_predictor(run.checkpoint_path(PREDICTOR_FILE))
-    _, held_photos = load_split(cfg)
-    x = held_out_crops(held_photos, cfg.EVAL_CROPS)
+    predictor = bm.load_predictor(run.checkpoint_path(bc.PREDICTOR_FILE))
+    _, held_photos = bc.load_split(cfg)
+    x = bc.held_out_crops(held_photos, cfg.EVAL_CROPS)
     points = trained_points(run, cfg)
     blurs, blends = references(cfg, predictor, x)
     best = beat_the_blur(points, blurs)
@@ -128,8 +115,8 @@ def sweep_cells(run, cfg) -> list[Cell]:
 
 
 def trained_points(run, cfg) -> list[dict]:
-    """Every cell's point, trained here or over a Ray cluster; a cell that failed for good is an error
-    naming it (the finished cells are kept: a rerun trains only the rest)."""
+    """Every cell's point, trained here or over a Ray cluster; a cell that failed for good is an error naming
+    it (a rerun trains only the unfinished cells)."""
     cells = sweep_cells(run, cfg)
     if run.fresh:
         for cell in cells:
@@ -221,7 +208,7 @@ def frontier_figure(run, cfg, points, blurs, blends, best) -> None:
 def best_panel(run, cfg, predictor, held_photos, best, x, folder) -> None:
     """The best trained point beside the blur of the same MAE(X,Y): what the improver does differently."""
     improver, _ = bm.load_improver(folder / CHECKPOINT_FILE, best["variant"])
-    views = held_out_views(held_photos, cfg.PANEL_PHOTOS, cfg.PANEL_SIZE)
+    views = bc.held_out_views(held_photos, cfg.PANEL_PHOTOS, cfg.PANEL_SIZE)
     y = predict_in_chunks(improver, views)
     sigmas = np.linspace(0.1, max(cfg.BLUR_SIGMAS), 80)  # the sigma whose blur of the crops loses as much likeness as Y does
     losses = [bmetrics.mae(x, bmetrics.blur(x, s)) for s in sigmas]
@@ -230,12 +217,12 @@ def best_panel(run, cfg, predictor, held_photos, best, x, folder) -> None:
     z_y, z_b = rebuild_in_chunks(predictor, y), rebuild_in_chunks(predictor, blurred)
     rows = [[views[i], y[i], blurred[i], np.abs(y[i] - views[i]).mean(-1), np.abs(blurred[i] - views[i]).mean(-1),
              np.abs(y[i] - z_y[i]).mean(-1), np.abs(blurred[i] - z_b[i]).mean(-1)] for i in range(len(views))]
-    image_grid(run.path("best_vs_blur.png"), rows, [p.name for p in held_photos[:len(views)]],
-               ["X", f"Y: {best['variant']} K2/K1={best['k2_over_k1']:g}", f"blur σ={sigma:.2f} (same MAE(X,Y))",
-                "|Y - X|", "|blur - X|", "|Y - Z(Y)|", "|blur - Z(blur)|"],
-               title=f"best trained point vs the blur of equal likeness: MAE(Y,Z) {best['mae_y_zy']:.4f} vs "
-                     f"{best['blur_mae_y_zy_at_same_mae_x_y']:.4f} ({best['advantage_over_blur']:+.1%})",
-               cmap_cols=(3, 4, 5, 6), cell_size=2.0)
+    bc.image_grid(run.path("best_vs_blur.png"), rows, [p.name for p in held_photos[:len(views)]],
+                  ["X", f"Y: {best['variant']} K2/K1={best['k2_over_k1']:g}", f"blur σ={sigma:.2f} (same MAE(X,Y))",
+                   "|Y - X|", "|blur - X|", "|Y - Z(Y)|", "|blur - Z(blur)|"],
+                  title=f"best trained point vs the blur of equal likeness: MAE(Y,Z) {best['mae_y_zy']:.4f} vs "
+                        f"{best['blur_mae_y_zy_at_same_mae_x_y']:.4f} ({best['advantage_over_blur']:+.1%})",
+                  cmap_cols=(3, 4, 5, 6), cell_size=2.0)
     run.add_artifact(run.path("best_vs_blur.png"), "the best trained improver beside the blur that loses as much "
                      "likeness: where each changes the photo, and what stays unpredictable")
 

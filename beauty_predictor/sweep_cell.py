@@ -1,16 +1,10 @@
 """One cell of the sweep: train one improver at one K2/K1 and measure its point. A restartable unit.
 
-The sweep (beauty_predictor.sweep) hands each (variant, ratio) to `lab.executor.run_cells`, which
-calls `train_cell` here in its own process, or on any node of a Ray cluster. So the cell takes
-plain arguments only (a `CellPlan` as a dict), reads the photos and the predictor itself, and keeps
-everything it makes in its own folder under the outputs root, which every node must see:
-
-    <checkpoint folder>/sweep_cells/<variant>_k2_over_k1_<ratio>/improver.npz  weights, Adam, crop generator, step
-    outputs/beauty_predictor/sweep/cells/<variant>_k2_over_k1_<ratio>/      its TensorBoard curves and scalars.csv
-
-A checkpoint every CHECKPOINT_EVERY steps, and at the end one holding the cell's figures: a cell
-started again (a rerun of the sweep, or Ray retrying a task whose worker died) resumes from it and
-ends with the same figures as an uninterrupted one; a finished cell just returns its figures.
+lab.executor.run_cells calls `train_cell` in this process or as a Ray task on any node, so it takes
+plain arguments (a CellPlan as a dict), reads the photos and predictor itself, and keeps its
+checkpoint (sweep_cells/<variant>_k2_over_k1_<ratio>/improver.npz in the checkpoint folder) and
+curves (sweep/cells/<cell>/) under the outputs root, which every node must see. A cell started again
+resumes from its last checkpoint; a finished one just returns the figures its last checkpoint holds.
 """
 
 from __future__ import annotations
@@ -21,14 +15,13 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from beauty_predictor.common import PREDICTOR_FILE, data_fingerprint, held_out_crops, load_split
-from lab.checkpoint import lock_folder, resume
+from beauty_predictor.common import PREDICTOR_FILE, held_out_crops, load_split
+from lab.checkpoint import lock_folder
 from lab.scalars import ScalarLog
 
 CHECKPOINT_FILE = "improver.npz"
 # What must match to resume a cell's checkpoint (the rest of its plan is the folder's name or the data).
-MUST_MATCH = ["VARIANT", "RATIO", "WIDTH", "DEPTH", "CROP", "BATCH_SIZE", "LEARNING_RATE", "EVAL_CROPS",
-              "SEED"]
+MUST_MATCH = ["VARIANT", "RATIO", "WIDTH", "DEPTH", "CROP", "BATCH_SIZE", "LEARNING_RATE", "EVAL_CROPS", "SEED"]
 
 
 @dataclass(frozen=True)
@@ -58,10 +51,6 @@ class CellPlan:
     def tag(self) -> str:
         return cell_tag(self.VARIANT, self.RATIO)
 
-    @property
-    def k1_k2(self) -> tuple[float, float]:
-        return 1.0 / (1.0 + self.RATIO), self.RATIO / (1.0 + self.RATIO)
-
 
 def cell_tag(variant: str, ratio: float) -> str:
     return f"{variant}_k2_over_k1_{ratio:g}"
@@ -87,40 +76,27 @@ def train_cell(**plan_fields: Any) -> dict[str, Any]:
     from beauty_predictor import metrics as bmetrics
     from beauty_predictor import model as bm
     from beauty_predictor.improve import measure, predict_in_chunks, train_improver
-    from beauty_predictor.saving import (
-        generator_state,
-        load_checkpoint_file,
-        restore_optimizer,
-        restore_weights,
-        restored_generator,
-        save_checkpoint_file,
-    )
+    from beauty_predictor.saving import resume_training, save_training
     from beauty_predictor.settings import ImproverSettings, settings_dict
 
     plan = CellPlan(**plan_fields)
     started = time.time()
     train_photos, held_photos = load_split(SimpleNamespace(**asdict(plan)))
     run = CellRun({name: value for name, value in asdict(plan).items() if name in MUST_MATCH}, Path(plan.CELL_DIR))
-    ckpt = resume(run, CHECKPOINT_FILE, architecture=MUST_MATCH, steps=plan.STEPS,
-                  data=data_fingerprint(train_photos + held_photos), loader=load_checkpoint_file)
-    if ckpt.finished and ckpt.state.get("figures"):
-        return {**ckpt.state["figures"], "resumed_from_step": ckpt.step, "seconds": 0.0}
-
     keras.utils.set_random_seed(plan.SEED + plan.INDEX)
     settings = ImproverSettings(plan.VARIANT, plan.WIDTH, plan.DEPTH)
     improver = bm.build_improver(settings)
-    optimizer = keras.optimizers.Adam(plan.LEARNING_RATE)
-    if ckpt.state is not None:
-        restore_weights(improver, ckpt.state, ckpt.path)
-        restore_optimizer(optimizer, improver.trainable_variables, ckpt.state)
-    rng = restored_generator(ckpt.state.get("crops_rng") if ckpt.state else None, plan.SEED)
+    ckpt, optimizer, rng = resume_training(run, CHECKPOINT_FILE, improver, train_photos + held_photos,
+                                           architecture=MUST_MATCH, steps=plan.STEPS,
+                                           learning_rate=plan.LEARNING_RATE, seed=plan.SEED)
+    if ckpt.finished and ckpt.state.get("figures"):
+        return {**ckpt.state["figures"], "resumed_from_step": ckpt.step, "seconds": 0.0}
     predictor = bm.load_predictor(Path(plan.PREDICTOR_DIR) / PREDICTOR_FILE)
     curves = ScalarLog(Path(plan.CURVES_DIR))
-    k1, k2 = plan.k1_k2
+    k1, k2 = 1.0 / (1.0 + plan.RATIO), plan.RATIO / (1.0 + plan.RATIO)  # K2/K1 = RATIO, K1 + K2 = 1
 
     def save(done: int, **extra: Any) -> None:
-        save_checkpoint_file(ckpt.path, improver, optimizer, improver=settings_dict(settings),
-                             crops_rng=generator_state(rng), **ckpt.meta(done), **extra)
+        save_training(ckpt, improver, optimizer, rng, done, improver=settings_dict(settings), **extra)
 
     def on_step(done, loss, first, second):
         curves.log(done, loss=loss, mae_x_y=first, mae_y_z=second)

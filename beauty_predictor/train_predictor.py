@@ -1,10 +1,9 @@
 """Train the centre predictor: 128x128 surroundings -> 32x32 centre. Run: python -m beauty_predictor.train_predictor [--quick]
 
 Article 001: "first we build and train a network that predicts the centre (32,32,3) from its
-surroundings (128,128,3)". Saves center_predictor.keras and an early snapshot,
-center_predictor_bad.keras, the "poorly trained predictor" of the article's second experiment.
-Reports the held-out MAE against two baselines on the same crops: the mean colour of the hole's
-border and scikit-image's biharmonic inpainting.
+surroundings (128,128,3)". Saves center_predictor.npz and an early snapshot, center_predictor_bad.npz,
+the "poorly trained predictor" of the article's second experiment. Reports the held-out MAE against
+two baselines on the same crops: the hole border's mean colour and biharmonic inpainting.
 """
 
 from __future__ import annotations
@@ -13,30 +12,13 @@ import numpy as np
 from tqdm import tqdm
 
 from beauty_predictor import claims
+from beauty_predictor import common as bc
 from beauty_predictor import model as bm
-from beauty_predictor.common import (
-    BAD_PREDICTOR_FILE,
-    EXPERIMENT,
-    PREDICTOR_FILE,
-    curves_plot,
-    data_fingerprint,
-    held_out_crops,
-    image_grid,
-    load_split,
-    smooth,
-)
 from beauty_predictor.photos import random_crops
-from beauty_predictor.saving import (
-    generator_state,
-    load_checkpoint_file,
-    restore_optimizer,
-    restore_weights,
-    restored_generator,
-    save_checkpoint_file,
-)
+from beauty_predictor.saving import resume_training, save_checkpoint_file, save_training
 from beauty_predictor.settings import PredictorSettings, settings_dict
 from lab import exit_on_lab_error, start_run
-from lab.checkpoint import InterruptGuard, resume
+from lab.checkpoint import InterruptGuard
 
 # -----------------------------------------------------------------------------
 # Constants. The article's values are the defaults; edit them here or use --set.
@@ -82,10 +64,10 @@ def evaluate(predictor, crops: np.ndarray) -> float:
 
 @exit_on_lab_error
 def main(argv=None):
-    run = start_run(EXPERIMENT, globals(), argv, framework="tensorflow", checkpoints=True)
+    run = start_run(bc.EXPERIMENT, globals(), argv, framework="tensorflow", checkpoints=True)
     cfg = run.cfg
-    train_photos, held_photos = load_split(cfg)
-    eval_crops = held_out_crops(held_photos, cfg.EVAL_CROPS)
+    train_photos, held_photos = bc.load_split(cfg)
+    eval_crops = bc.held_out_crops(held_photos, cfg.EVAL_CROPS)
     predictor, optimizer, ckpt, history, rng = resume_predictor(run, cfg, train_photos + held_photos)
     step, interrupted = train(run, cfg, predictor, optimizer, train_photos, eval_crops, ckpt, history, rng)
     metrics = report(run, predictor, eval_crops, history, step)
@@ -94,24 +76,18 @@ def main(argv=None):
 
 def resume_predictor(run, cfg, photos):
     """A fresh predictor, or the checkpoint's (refused if made with another WIDTH, data or more steps)."""
-    import keras
-
-    ckpt = resume(run, PREDICTOR_FILE, architecture=ARCHITECTURE, steps=cfg.STEPS, data=data_fingerprint(photos),
-                  loader=load_checkpoint_file)
     predictor = bm.build_predictor(PredictorSettings(cfg.WIDTH))
-    optimizer = keras.optimizers.Adam(cfg.LEARNING_RATE)
+    ckpt, optimizer, rng = resume_training(run, bc.PREDICTOR_FILE, predictor, photos, architecture=ARCHITECTURE,
+                                           steps=cfg.STEPS, learning_rate=cfg.LEARNING_RATE, seed=run.seed)
     history = {"loss": [], "eval_steps": [], "eval_mae": []}
     if ckpt.state is not None:
-        restore_weights(predictor, ckpt.state, ckpt.path)
-        restore_optimizer(optimizer, predictor.trainable_variables, ckpt.state)
         saved = ckpt.state.get("history", {})
         history = {"loss": saved.get("loss", [])[:ckpt.step],
                    "eval_steps": [s for s in saved.get("eval_steps", []) if s <= ckpt.step]}
         history["eval_mae"] = saved.get("eval_mae", [])[:len(history["eval_steps"])]
     else:  # a fresh start: the old snapshot belongs to another training run
-        run.checkpoint_path(BAD_PREDICTOR_FILE).unlink(missing_ok=True)
+        run.checkpoint_path(bc.BAD_PREDICTOR_FILE).unlink(missing_ok=True)
     print(f"centre predictor: {predictor.count_params():,} parameters")
-    rng = restored_generator(ckpt.state.get("crops_rng") if ckpt.state else None, run.seed)
     return predictor, optimizer, ckpt, history, rng
 
 
@@ -120,7 +96,7 @@ def train(run, cfg, predictor, optimizer, photos, eval_crops, ckpt, history, rng
     import tensorflow as tf
 
     settings = settings_dict(PredictorSettings(cfg.WIDTH))
-    bad_path = run.checkpoint_path(BAD_PREDICTOR_FILE)
+    bad_path = run.checkpoint_path(bc.BAD_PREDICTOR_FILE)
 
     @tf.function
     def train_step(crops):
@@ -133,8 +109,7 @@ def train(run, cfg, predictor, optimizer, photos, eval_crops, ckpt, history, rng
         return loss
 
     def save(at_step):
-        save_checkpoint_file(ckpt.path, predictor, optimizer, predictor=settings, history=history,
-                             crops_rng=generator_state(rng), **ckpt.meta(at_step))
+        save_training(ckpt, predictor, optimizer, rng, at_step, predictor=settings, history=history)
 
     done = ckpt.step
     if ckpt.finished:
@@ -173,8 +148,8 @@ def report(run, predictor, eval_crops, history, step) -> dict:
     predicted = predictor.predict(eval_crops, batch_size=64, verbose=0)
     border_mean = np.broadcast_to(bm.BorderMean()(eval_crops).numpy(), truth.shape)
     biharmonic = biharmonic_centres(eval_crops)
-    bad_predicted = bm.load_predictor(run.checkpoint_path(BAD_PREDICTOR_FILE)).predict(eval_crops, batch_size=64,
-                                                                                       verbose=0)
+    bad_predictor = bm.load_predictor(run.checkpoint_path(bc.BAD_PREDICTOR_FILE))
+    bad_predicted = bad_predictor.predict(eval_crops, batch_size=64, verbose=0)
     metrics = {
         "steps": step,
         "held_out_mae": float(np.mean(np.abs(predicted - truth))),
@@ -193,13 +168,13 @@ def report(run, predictor, eval_crops, history, step) -> dict:
         run.add_claim(claim, f"held-out MAE {metrics['held_out_mae']:.4f} vs {baseline.replace('_', ' ')} "
                       f"{metrics[baseline + '_mae']:.4f} ({step} steps)", metrics[beats], claims.FULL_PROFILE[claim])
     examples_figure(run, eval_crops, predicted, border_mean, biharmonic, metrics)
-    curves = {"train MAE (smoothed)": (list(range(1, len(history["loss"]) + 1)), smooth(history["loss"], 20))}
+    curves = {"train MAE (smoothed)": (list(range(1, len(history["loss"]) + 1)), bc.smooth(history["loss"], 20))}
     if history["eval_steps"]:
         curves["held-out MAE"] = (history["eval_steps"], history["eval_mae"])
     curves["border-mean baseline"] = ([1, max(step, 2)], [metrics["border_mean_mae"]] * 2)
     curves["biharmonic baseline"] = ([1, max(step, 2)], [metrics["biharmonic_mae"]] * 2)
-    curves_plot(run.path("loss.png"), curves, "step", "MAE of the 32x32 centre (pixels in [0,1])",
-                "centre predictor training")
+    bc.curves_plot(run.path("loss.png"), curves, "step", "MAE of the 32x32 centre (pixels in [0,1])",
+                   "centre predictor training")
     run.add_artifact(run.path("loss.png"), "predictor MAE over training vs the baselines")
     return metrics
 
@@ -215,10 +190,10 @@ def examples_figure(run, eval_crops, predicted, border_mean, biharmonic, metrics
             return image
         rows.append([eval_crops[i] * (1 - bm.centre_mask()), eval_crops[i], filled(predicted[i]),
                      filled(border_mean[i]), filled(biharmonic[i])])
-    image_grid(run.path("examples.png"), rows, [f"crop {i}" for i in range(len(rows))],
-               ["surroundings", "truth", f"predictor ({metrics['held_out_mae']:.3f})",
-                f"border mean ({metrics['border_mean_mae']:.3f})", f"biharmonic ({metrics['biharmonic_mae']:.3f})"],
-               title="held-out crops: the 32x32 centre filled by each method (MAE over all held-out crops)")
+    bc.image_grid(run.path("examples.png"), rows, [f"crop {i}" for i in range(len(rows))],
+                  ["surroundings", "truth", f"predictor ({metrics['held_out_mae']:.3f})",
+                   f"border mean ({metrics['border_mean_mae']:.3f})", f"biharmonic ({metrics['biharmonic_mae']:.3f})"],
+                  title="held-out crops: the 32x32 centre filled by each method (MAE over all held-out crops)")
     run.add_artifact(run.path("examples.png"), "held-out centres: truth, predictor, border-mean and biharmonic baselines")
 
 

@@ -8,6 +8,7 @@ so the default suite pays for a single TensorFlow start.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -408,6 +409,17 @@ def test_dry_run_pipeline_writes_every_figure_and_resumes_safely(lab_outputs, tm
     from beauty_predictor import train_improver
     from beauty_predictor.saving import load_checkpoint_file
 
+    # Shipped: the weights and settings alone (no Adam state); the smoothing claim then measures it, named.
+    shipped, article = tmp_path / "shipped.npz", ["--dry-run", "--set", f"PHOTOS_DIR={photos}"]
+    train_improver.main([*article, "--set", f"SHIP_FILE={shipped}"])
+    state = load_checkpoint_file(shipped)
+    assert state["optimizer"] == [] and state["improver"]["variant"] == "article" and state["profile"] == "dry_run"
+    train_improver.main([*article, "--set", f"CLAIM_IMPROVER_FILE={shipped}"])
+    record = json.loads((root / "improver_article/run.json").read_text())
+    assert record["metrics"]["claimed_improver"]["coarse_correlation"] == record["metrics"]["coarse_correlation"]
+    assert any(c["measured"].startswith("the dry_run profile's improver (2 steps, shipped in ") for c in record["claims"])
+    assert (root / "improver_article/claim_panels.png").is_file()
+
     path = checkpoints / "improver_article.npz"
     uninterrupted = load_checkpoint_file(path)["weights"]
 
@@ -441,6 +453,28 @@ def test_dry_run_pipeline_writes_every_figure_and_resumes_safely(lab_outputs, tm
     assert resumed["step"] == 2
     for a, b in zip(uninterrupted, resumed["weights"], strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+SHIPPED_IMPROVER = Path(__file__).resolve().parents[1] / "beauty_predictor/results/full_improver_article.npz"
+
+
+@pytest.mark.skipif(not SHIPPED_IMPROVER.is_file(), reason="the full improver is not shipped yet (results/README.md)")
+def test_the_shipped_full_improver_smooths_the_held_out_photos(tmp_path):
+    """What the quick smoothing claim measures: rebuilt from its stored settings, it passes the whole verdict."""
+    from beauty_predictor import train_improver
+    from beauty_predictor.common import held_out_crops
+    from beauty_predictor.improve import predict_in_chunks
+    from beauty_predictor.photos import export_bundled_photos
+    from lab.paths import REPO_ROOT
+
+    assert REPO_ROOT / train_improver.QUICK["CLAIM_IMPROVER_FILE"] == SHIPPED_IMPROVER
+    improver, state = bm.load_improver(SHIPPED_IMPROVER, "article")
+    assert state["profile"] == "full" and state["step"] == 1500 and state["optimizer"] == []
+    export_bundled_photos(tmp_path)
+    _, held = split_by_photo(load_photos(tmp_path), train_improver.HELD_OUT_PHOTOS)
+    x = held_out_crops(held, train_improver.QUICK["EVAL_CROPS"])
+    report = bmetrics.smoothing_report(x, predict_in_chunks(improver, x))
+    assert report["smoothing_reproduced"], report
 
 
 def test_an_unknown_variant_makes_no_folder(lab_outputs, capsys):

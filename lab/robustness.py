@@ -70,7 +70,8 @@ ENVIRONMENTS = (
                 "a host with AVX2 but no AVX-512, as far as torch, numba, numpy and OpenBLAS can be told"),
 )
 ENVIRONMENTS_BY_NAME = {env.name: env for env in ENVIRONMENTS}
-NUMBER = re.compile(r"[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?")
+# A sign only where it cannot be a range's dash ("68-93%" is two numbers, "(-0.2%" one).
+NUMBER = re.compile(r"(?:(?<![\w.%])[-+])?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?")
 VERDICT_MARKS = {"reproduced": "reproduced", "not reproduced": "NOT reproduced", "not run": "not run"}
 
 

@@ -189,3 +189,9 @@ def test_robustness_reruns_sphere_mapping_in_two_environments(lab_outputs):
     record = json.loads((lab_outputs / "robustness" / "numba-generic" / "sphere_mapping" / "train" / "run.json").read_text())
     assert record["machine"]["numba"]["target_cpu"] == "generic"
     assert "robustness" in result.stdout and "holds everywhere" in result.stdout
+
+
+def test_robustness_ranges_read_a_dash_between_numbers_as_a_range_not_a_sign():
+    figures = ["27/32 seeds (interval 68-93%), gain -0.2%", "22/32 seeds (interval 51-82%), gain -0.4%"]
+    assert robustness.numeric_range(figures) == ("24.5 [22-27]/32 seeds (interval 59.5 [51-68]-87.5 [82-93]%), "
+                                                 "gain -0.3 [-0.4--0.2]%")

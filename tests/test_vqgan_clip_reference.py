@@ -255,8 +255,10 @@ def test_generate_script_zoom_video_batch_file_contact_sheet_and_claims(lab_outp
     assert count_video_frames(run_dir / "progress.mp4") == 4
     record = json.loads((run_dir / "run.json").read_text())
     claims = {c["claim"]: c for c in record["claims"]}
-    assert len(claims) == 2 and all(isinstance(c["reproduced"], bool) for c in claims.values())
-    assert "loss" in claims[vqgan_claims.IMPROVES]["measured"] and vqgan_claims.COLOURS in claims
+    # One picture's colours are a figure, not a verdict (one trajectory flips with the CPU): one claim.
+    assert list(claims) == [vqgan_claims.IMPROVES] and isinstance(claims[vqgan_claims.IMPROVES]["reproduced"], bool)
+    assert "loss" in claims[vqgan_claims.IMPROVES]["measured"]
+    assert set(record["metrics"]) >= {"pixel_check", "shape_colour_share", "background_colour_share"}
     (tmp_path / "prompts.txt").write_text("# my prompts\na red circle\n\na green star:1 | a ring:-0.5\n")
     main(common + ["--set", "MAX_ITERATIONS=2", "--set", f"PROMPTS_FILE={tmp_path / 'prompts.txt'}"])
     batch = lab_outputs / "vqgan_clip" / "batch-prompts"

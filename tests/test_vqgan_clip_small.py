@@ -204,3 +204,15 @@ def test_a_trainer_killed_mid_run_resumes_to_the_same_weights(lab_outputs, monke
     for key, value in whole["model"].items():
         assert torch.allclose(value.float(), resumed["model"][key].float(), atol=1e-6), key
     assert np.allclose(whole["losses"], resumed["losses"], atol=1e-6)
+
+
+def test_a_share_is_judged_against_chance_by_its_whole_interval():
+    from vqgan_clip import evaluate
+
+    chance = 1 / 17  # the prompt among its 16 one-word-changed captions
+    low, high, above = evaluate.above_chance(14, 20, chance)  # the quick profile's 70 %
+    assert above and 0.45 < low < 0.7 < high < 0.9
+    assert evaluate.above_chance(16, 20, chance)[2]
+    # Two hits in 20 is within reach of chance (interval reaches below 1/17): not a verdict for following prompts.
+    assert not evaluate.above_chance(2, 20, chance)[2]
+    assert not evaluate.above_chance(0, 20, chance)[2]

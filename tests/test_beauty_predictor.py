@@ -398,6 +398,9 @@ def test_dry_run_pipeline_writes_every_figure_and_resumes_safely(lab_outputs, tm
             "coarse_correlation", "coarse_std_kept", "smoothing_reproduced"} <= set(record["metrics"])
     assert any("smoothing" in claim["claim"] for claim in record["claims"])
     assert (root / "improver_article/scalars.csv").read_text().count("\n") > 2
+    # The identity-start comparison is measured, not judged: its gain sits at 0 +- rounding.
+    residual = json.loads((root / "improver_residual/run.json").read_text())
+    assert residual["claims"] == [] and "predictability_gain" in residual["metrics"]
     recursive = json.loads((root / "recursive/run.json").read_text())
     assert any("black square" in claim["claim"] for claim in recursive["claims"])
     assert len(recursive["metrics"]["improver"]["curves"]["flat_distance"]) == 3  # n = 0, 1, 2

@@ -118,6 +118,10 @@ def ray_cluster(tmp_path_factory):
     """A head and a second node (one CPU each) on 127.0.0.1; yields the address; `ray stop` after."""
     # A loaded machine starts Ray's helper processes slowly: give the node longer to register, and fix
     # the agents' ports, so that the raylet need not wait (15 s at most) for them to write port files.
+    # Token auth off on every side: a private `ray.init()` (CLUSTER=local) leaves ~/.ray/auth_token behind,
+    # and a process that finds it turns token auth on by itself, so the nodes and this driver would disagree.
+    saved_auth_mode = os.environ.get("RAY_AUTH_MODE")
+    os.environ["RAY_AUTH_MODE"] = "disabled"
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "RAY_USAGE_STATS_ENABLED": "0",
            "RAY_raylet_start_wait_time_s": "120"}
     env.pop("RAY_ADDRESS", None)
@@ -143,6 +147,10 @@ def ray_cluster(tmp_path_factory):
         yield f"127.0.0.1:{port}"
     finally:
         ray_cli("stop", "--force", env=env, log=log)
+        if saved_auth_mode is None:
+            os.environ.pop("RAY_AUTH_MODE", None)
+        else:
+            os.environ["RAY_AUTH_MODE"] = saved_auth_mode
 
 
 def kill_when_checkpointed(folder: Path, killed: dict, timeout: float = 240.0) -> None:

@@ -6,7 +6,9 @@
     RAY_ADDRESS=head:6379 python -m lab.pipeline --full   # one Ray task per experiment
 
 Each experiment lists its scripts in `<folder>/pipeline.py` as `SCRIPTS` ([module, *extra_args];
-`--quick` appended unless --full). A retried Ray task's scripts resume from their checkpoints.
+`--quick` appended unless --full). Locally two experiments run side by side (`--workers`), each one's
+output in `<outputs>/<experiment>/pipeline.log`; `--workers 1` runs them in turn on the terminal. A
+retried Ray task's scripts resume from their checkpoints.
 """
 
 from __future__ import annotations
@@ -42,27 +44,41 @@ def _die_with_parent() -> None:
     ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 
 
-def run_experiment(experiment: str, full: bool, outputs: str = "", nested_cluster: bool = True) -> dict:
+def run_experiment(experiment: str, full: bool, outputs: str = "", nested_cluster: bool = True, log: str = "") -> dict:
     """One experiment's scripts in order, each a subprocess; a failed script skips the rest. `outputs`:
-    a root every node sees; `nested_cluster` False: on a worker, the scripts ignore RAY_ADDRESS."""
+    a root every node sees; `nested_cluster` False: on a worker, the scripts ignore RAY_ADDRESS; `log`:
+    a file for the scripts' output (two experiments side by side would interleave their progress bars)."""
     scripts = experiment_scripts(experiment)
     if scripts is None:
         print(f"== {experiment}: not built yet, skipped")
         return {"seconds": "not built yet", "failed": []}
-    print(f"== {experiment} ({'full' if full else 'quick'} profile)", flush=True)
+    print(f"== {experiment} ({'full' if full else 'quick'} profile)" + (f"; its output: {log}" if log else ""),
+          flush=True)
+    output = None
+    if log:
+        Path(log).parent.mkdir(parents=True, exist_ok=True)
+        output = open(log, "w")  # closed below, after every script
     env = dict(os.environ, **({"LAB_OUTPUT_ROOT": outputs} if outputs else {}))
     if not nested_cluster:
         env.pop("RAY_ADDRESS", None)
     on_linux_worker = not nested_cluster and sys.platform.startswith("linux")
     started = time.time()
     failed = []
-    for module, *extra in scripts:
-        command = [sys.executable, "-m", f"{experiment}.{module}", *extra] + ([] if full else ["--quick"])
-        print("$ " + " ".join(command[1:]), flush=True)
-        if subprocess.call(command, cwd=REPO_ROOT, env=env, preexec_fn=_die_with_parent if on_linux_worker else None):
-            print(f"!! {experiment}.{module} failed; skipping the rest of {experiment}", file=sys.stderr)
-            failed.append(f"{experiment}.{module}")
-            break
+    try:
+        for module, *extra in scripts:
+            command = [sys.executable, "-m", f"{experiment}.{module}", *extra] + ([] if full else ["--quick"])
+            print("$ " + " ".join(command[1:]), file=output, flush=True)
+            if subprocess.call(command, cwd=REPO_ROOT, env=env, stdout=output, stderr=subprocess.STDOUT if log else None,
+                               preexec_fn=_die_with_parent if on_linux_worker else None):
+                if output is not None:
+                    output.flush()
+                tail = "".join(Path(log).read_text(errors="replace").splitlines(keepends=True)[-15:]) if log else ""
+                print(f"{tail}!! {experiment}.{module} failed; skipping the rest of {experiment}", file=sys.stderr)
+                failed.append(f"{experiment}.{module}")
+                break
+    finally:
+        if output is not None:
+            output.close()
     return {"seconds": round(time.time() - started, 1), "failed": failed}
 
 
@@ -97,7 +113,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="a Ray cluster to run the experiments on, one task each (default: $RAY_ADDRESS; "
                              "unset: one after another here)")
     parser.add_argument("--gpus", type=float, default=0, help="GPUs each experiment's task asks of the cluster")
+    parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
+                        help="experiments run side by side here, each script's output in <outputs>/<experiment>/"
+                             "pipeline.log when more than 1 (default: 2 on a machine with 2 cores or more)")
     args = parser.parse_args(argv)
+    if args.workers < 1:
+        print(f"error: --workers must be 1 or more, got {args.workers}", file=sys.stderr)
+        return 2
     unknown = [name for name in args.experiments if name not in EXPERIMENTS]
     if unknown:
         print(f"error: unknown experiment(s) {', '.join(unknown)}; valid: {', '.join(EXPERIMENTS)}", file=sys.stderr)
@@ -107,14 +129,18 @@ def main(argv: list[str] | None = None) -> int:
     timings_path = root / f"timings_{'full' if args.full else 'quick'}.json"
     timings = read_timings(timings_path)
     cluster = cluster_address(args.cluster)
+    # Side by side: most scripts keep one core busy (one torch thread, imports), so two experiments at a
+    # time take about two thirds of the wall time; each script's numbers do not depend on it.
+    side_by_side = args.workers > 1 and not cluster and len(experiments) > 1
     cells = [Cell(experiment, "lab.pipeline:run_experiment",
                   {"experiment": experiment, "full": args.full, "outputs": str(root.resolve()),
-                   "nested_cluster": not cluster},
+                   "nested_cluster": not cluster,
+                   "log": str(root.resolve() / experiment / "pipeline.log") if side_by_side else ""},
                   resources={"num_cpus": 1, "num_gpus": args.gpus})
              for experiment in experiments]
     failed = []
     try:
-        outcomes = run_cells(cells, cluster=cluster, desc="experiments")
+        outcomes = run_cells(cells, cluster=cluster, desc="experiments", workers=args.workers if side_by_side else 1)
     except LabError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -235,3 +235,30 @@ def test_lab_imports_no_framework():
     code = "import sys, lab, lab.gallery, lab.pipeline, lab.media, lab.robustness; print('torch' in sys.modules, 'tensorflow' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=Path(REPO_ROOT))
     assert result.stdout.split() == ["False", "False"], result.stderr
+
+
+def test_pipeline_runs_two_experiments_side_by_side_each_into_its_log(lab_outputs, monkeypatch, capsys):
+    import threading
+
+    from lab import pipeline
+
+    both_running = threading.Barrier(2, timeout=30)  # fails unless the two experiments' scripts overlap
+
+    def call(command, stdout=None, **kwargs):
+        experiment, module = command[2].split(".")
+        if module == "first":
+            both_running.wait()
+        stdout.write(f"output of {experiment}.{module}\n")
+        return 1 if command[2] == "sphere_mapping.second" else 0
+
+    monkeypatch.setattr(pipeline, "experiment_scripts", lambda experiment: [["first"], ["second"], ["third"]])
+    monkeypatch.setattr(pipeline.subprocess, "call", call)
+    assert pipeline.main(["pen_cap_vae", "sphere_mapping", "--workers", "2"]) == 1
+    pen = (lab_outputs / "pen_cap_vae" / "pipeline.log").read_text()
+    sphere = (lab_outputs / "sphere_mapping" / "pipeline.log").read_text()
+    assert [line for line in pen.splitlines() if line.startswith("output")] == [
+        "output of pen_cap_vae.first", "output of pen_cap_vae.second", "output of pen_cap_vae.third"]
+    assert "sphere_mapping.second" in sphere and "sphere_mapping.third" not in sphere  # a failure skips the rest
+    err = capsys.readouterr().err
+    assert "output of sphere_mapping.second" in err and "!! sphere_mapping.second failed" in err  # the log's tail
+    assert pipeline.main(["pen_cap_vae", "--workers", "0"]) == 2

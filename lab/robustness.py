@@ -176,23 +176,27 @@ def build_table(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     many, and the range of its figures. An environment that did not run the experiment (one whose
     switches do not reach its kernels, say) shows "not run" and does not count; one that ran it but
     has no such claim (a script failed) shows "missing" and counts as not reproduced."""
-    order: list[tuple[str, str]] = []
-    cells: dict[tuple[str, str], dict[str, dict[str, str]]] = {}
+    order: list[tuple[str, str, str]] = []
+    cells: dict[tuple[str, str, str], dict[str, dict[str, str]]] = {}
     for result in results:
         for experiment, rows in result["claims"].items():
-            for row in rows:
-                key = (experiment, row["claim"])
+            for row in rows:  # one claim checked by two runs (a GAN with and without a penalty): two rows
+                key = (experiment, row["claim"], row.get("source", ""))
                 if key not in cells:
                     order.append(key)
                     cells[key] = {}
                 cells[key][result["environment"]] = {"measured": row["measured"], "verdict": row["verdict"]}
     table = []
+    sources: dict[tuple[str, str], int] = {}
+    for key in order:
+        sources[key[:2]] = sources.get(key[:2], 0) + 1
     for key in order:
         per_env = {r["environment"]: cells[key].get(r["environment"], {
             "measured": "", "verdict": "missing" if key[0] in r["experiments"] else "not run"}) for r in results}
         ran = [cell for cell in per_env.values() if cell["verdict"] != "not run"]
         table.append({
-            "experiment": key[0], "claim": key[1], "environments": per_env,
+            "experiment": key[0], "claim": key[1] + (f" [{key[2]}]" if sources[key[:2]] > 1 else ""),
+            "environments": per_env,
             "holds_everywhere": all(cell["verdict"] == "reproduced" for cell in ran),
             "reproduced_in": sum(cell["verdict"] == "reproduced" for cell in ran), "ran_in": len(ran),
             "range": numeric_range([cell["measured"] for cell in ran]),

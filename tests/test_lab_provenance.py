@@ -195,3 +195,14 @@ def test_robustness_ranges_read_a_dash_between_numbers_as_a_range_not_a_sign():
     figures = ["27/32 seeds (interval 68-93%), gain -0.2%", "22/32 seeds (interval 51-82%), gain -0.4%"]
     assert robustness.numeric_range(figures) == ("24.5 [22-27]/32 seeds (interval 59.5 [51-68]-87.5 [82-93]%), "
                                                  "gain -0.3 [-0.4--0.2]%")
+
+
+def test_robustness_keeps_one_claim_checked_by_two_runs_apart():
+    def result(environment, first, second):
+        rows = [{"claim": "draws digits", "measured": first, "verdict": "reproduced", "source": "gan"},
+                {"claim": "draws digits", "measured": second, "verdict": "reproduced", "source": "gan_penalty"}]
+        return {"environment": environment, "experiments": ["gan_basics"], "claims": {"gan_basics": rows}}
+
+    table = robustness.build_table([result("reference", "2.57x", "1.91x"), result("seed+10", "2.25x", "1.97x")])
+    assert [(row["claim"], row["range"]) for row in table] == [
+        ("draws digits [gan]", "2.41 [2.25-2.57]x"), ("draws digits [gan_penalty]", "1.94 [1.91-1.97]x")]

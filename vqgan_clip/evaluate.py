@@ -146,11 +146,12 @@ def report(run, results: list[dict], finals: list[np.ndarray], seconds: float, f
     # spread across seeds and machines cannot cross (20 prompts: one trajectory each, so a share near a
     # fixed bar such as 80 % flips with the last bit of rounding; the bar is reported beside it).
     contrasts = results[0]["contrasts"]
-    for claim, hits, chance, goal, what in (
-            (claims.RANK1, rank1, 1 / (contrasts + 1), cfg.TARGET_RANK1_SHARE, f"rank 1 among {contrasts + 1} captions"),
-            (claims.PIXELS, pixel, 1 / math.comb(len(world.COLOUR_NAMES), 2), cfg.TARGET_PIXEL_SHARE,
-             "pixel check agrees")):
-        count = round(hits * len(results))
+    for claim, count, chance, goal, what in (
+            (claims.RANK1, sum(r["rank_among_contrasts"] == 1 for r in results), 1 / (contrasts + 1),
+             cfg.TARGET_RANK1_SHARE, f"rank 1 among {contrasts + 1} captions"),
+            (claims.PIXELS, sum(bool(r["pixel_check"]) for r in results), 1 / math.comb(len(world.COLOUR_NAMES), 2),
+             cfg.TARGET_PIXEL_SHARE, "pixel check agrees")):
+        hits = count / len(results)
         low, high, above = above_chance(count, len(results), chance)
         run.add_claim(claim, f"{what} in {count}/{len(results)} prompts ({hits:.0%}, 95% interval {low:.0%}-"
                       f"{high:.0%}; chance {chance:.0%}; goal {goal:.0%} {'met' if hits >= goal else 'not met'})",

@@ -16,7 +16,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from beauty_predictor.common import PREDICTOR_FILE, held_out_crops, load_split
-from lab.checkpoint import lock_folder
+from lab.executor import CellRun
 from lab.scalars import ScalarLog
 
 CHECKPOINT_FILE = "improver.npz"
@@ -54,19 +54,6 @@ class CellPlan:
 
 def cell_tag(variant: str, ratio: float) -> str:
     return f"{variant}_k2_over_k1_{ratio:g}"
-
-
-@dataclass
-class CellRun:
-    """What lab.checkpoint.resume asks of a run, for one cell: its constants and its own locked folder."""
-
-    constants: dict[str, Any]
-    folder: Path
-    fresh: bool = False
-
-    def checkpoint_path(self, name: str) -> Path:
-        lock_folder(self.folder)  # one process per cell: a second one on it stops at once
-        return self.folder / name
 
 
 def train_cell(**plan_fields: Any) -> dict[str, Any]:

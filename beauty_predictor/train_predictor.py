@@ -8,6 +8,10 @@ two baselines on the same crops: the hole border's mean colour and biharmonic in
 
 from __future__ import annotations
 
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
 import numpy as np
 from tqdm import tqdm
 
@@ -19,6 +23,7 @@ from beauty_predictor.saving import resume_training, save_checkpoint_file, save_
 from beauty_predictor.settings import PredictorSettings, settings_dict
 from lab import exit_on_lab_error, start_run
 from lab.checkpoint import InterruptGuard
+from lab.executor import CellRun
 
 # -----------------------------------------------------------------------------
 # Constants. The article's values are the defaults; edit them here or use --set.
@@ -72,6 +77,24 @@ def main(argv=None):
     step, interrupted = train(run, cfg, predictor, optimizer, train_photos, eval_crops, ckpt, history, rng)
     metrics = report(run, predictor, eval_crops, history, step)
     run.finish(metrics, status="interrupted" if interrupted else "complete")
+
+
+def train_cell(*, constants: dict[str, Any], folder: str, curves: str) -> dict[str, Any]:
+    """One more predictor, as a lab.executor cell: this script's training with `constants` (a checkpoint's,
+    with its own SEED), checkpoint in `folder`, curves in `curves`; resumed when the folder holds one.
+    recursive.py follows the rebuild of several. Ctrl+C saves, then stops the caller too."""
+    import keras
+
+    keras.utils.set_random_seed(int(constants["SEED"]))  # Keras' own generator too: whatever ran before here
+    run, cfg = CellRun(constants, Path(folder), Path(curves)), SimpleNamespace(**constants)
+    train_photos, held_photos = bc.load_split(cfg)
+    eval_crops = bc.held_out_crops(held_photos, cfg.EVAL_CROPS)
+    predictor, optimizer, ckpt, history, rng = resume_predictor(run, cfg, train_photos + held_photos)
+    step, interrupted = train(run, cfg, predictor, optimizer, train_photos, eval_crops, ckpt, history, rng)
+    run.close()
+    if interrupted:
+        raise KeyboardInterrupt
+    return {"steps": step, "held_out_mae": evaluate(predictor, eval_crops)}
 
 
 def resume_predictor(run, cfg, photos):

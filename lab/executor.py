@@ -34,6 +34,7 @@ import traceback
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from tqdm import tqdm
@@ -65,6 +66,39 @@ class CellOutcome:
     result: Any = None
     error: str = ""
     seconds: float = 0.0
+
+
+@dataclass
+class CellRun:
+    """What lab.checkpoint.resume and a training loop ask of a run, inside one cell: its constants (SEED
+    among them), its own checkpoint folder (locked: one process per cell) and its curves' folder."""
+
+    constants: dict[str, Any]
+    folder: Path
+    curves_folder: Path | None = None
+    fresh: bool = False
+    _scalars: Any = field(default=None, repr=False)
+
+    @property
+    def seed(self) -> int:
+        return int(self.constants["SEED"])
+
+    def checkpoint_path(self, name: str) -> Path:
+        from lab.checkpoint import lock_folder
+
+        lock_folder(self.folder)
+        return Path(self.folder) / name
+
+    def log_scalars(self, step: int, **values: float) -> None:
+        if self._scalars is None:
+            from lab.scalars import ScalarLog
+
+            self._scalars = ScalarLog(Path(self.curves_folder or self.folder))
+        self._scalars.log(step, **values)
+
+    def close(self) -> None:
+        if self._scalars is not None:
+            self._scalars.close()
 
 
 def cluster_address(setting: str = "") -> str:

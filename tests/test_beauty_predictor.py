@@ -386,7 +386,8 @@ def test_dry_run_pipeline_writes_every_figure_and_resumes_safely(lab_outputs, tm
     assert {"article", "residual", "contrast"} <= set(variants)
     figures = ["train_predictor/examples.png", "train_predictor/loss.png", "sweep/tradeoff.png",
                "recursive/strip_improver.png", "recursive/strip_rebuild.png", "recursive/repeated.png",
-               "recursive/repeated.gif"] + [f"improver_{v}/panels.png" for v in variants]
+               "recursive/repeated.gif", "recursive/rebuild_ends.png", "recursive/rebuild_brightness.png"
+               ] + [f"improver_{v}/panels.png" for v in variants]
     for figure in figures:
         with Image.open(root / figure) as image:
             assert image.size[0] > 100, figure
@@ -404,6 +405,10 @@ def test_dry_run_pipeline_writes_every_figure_and_resumes_safely(lab_outputs, tm
     recursive = json.loads((root / "recursive/run.json").read_text())
     assert any("black square" in claim["claim"] for claim in recursive["claims"])
     assert len(recursive["metrics"]["improver"]["curves"]["flat_distance"]) == 3  # n = 0, 1, 2
+    # The rebuild chain of the trained predictor and of one more, trained with its constants and the next seed.
+    assert [end["seed"] for end in recursive["metrics"]["rebuild_predictors"]["ends"]] == [0, 1]
+    assert recursive["metrics"]["rebuild_predictors"]["ends"][0]["brightness"] == pytest.approx(
+        recursive["metrics"]["rebuild"]["final"]["brightness"])
     predictor = json.loads((root / "train_predictor/run.json").read_text())
     assert len(predictor["claims"]) >= 2
     bench = json.loads((root / "bench/run.json").read_text())["metrics"]
@@ -455,6 +460,41 @@ def test_dry_run_pipeline_writes_every_figure_and_resumes_safely(lab_outputs, tm
     resumed = load_checkpoint_file(path)
     assert resumed["step"] == 2
     for a, b in zip(uninterrupted, resumed["weights"], strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_a_predictor_cell_is_deterministic_and_resumes_where_ctrl_c_stopped_it(tmp_path, monkeypatch):
+    """recursive.py's extra predictors: the same constants give the same weights whatever ran before in the
+    process, and a cell stopped by Ctrl+C ends, once rerun, where an uninterrupted one does."""
+    import signal
+
+    from beauty_predictor import train_predictor
+    from beauty_predictor.saving import load_checkpoint_file
+
+    constants = {name: getattr(train_predictor, name) for name in dir(train_predictor) if name.isupper()}
+    constants.update(STEPS=4, CHECKPOINT_EVERY=2, BAD_SNAPSHOT_STEP=2, EVAL_CROPS=4, EVAL_EVERY=2, BATCH_SIZE=4,
+                     WIDTH=4, SEED=3, PHOTOS_DIR=str(small_photo_folder(tmp_path)))
+
+    def cell(name):
+        return train_predictor.train_cell(constants=constants, folder=str(tmp_path / name), curves=str(tmp_path / "c" / name))
+
+    assert cell("first")["steps"] == 4
+    crops, calls = train_predictor.random_crops, []
+
+    def crops_then_ctrl_c(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            signal.raise_signal(signal.SIGINT)  # the guard lets step 3 finish, saves, and stops
+        return crops(*args, **kwargs)
+
+    monkeypatch.setattr(train_predictor, "random_crops", crops_then_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        cell("stopped")
+    assert load_checkpoint_file(tmp_path / "stopped" / "center_predictor.npz")["step"] == 3
+    monkeypatch.setattr(train_predictor, "random_crops", crops)
+    assert cell("stopped")["steps"] == 4
+    first, resumed = (load_checkpoint_file(tmp_path / name / "center_predictor.npz")["weights"] for name in ("first", "stopped"))
+    for a, b in zip(first, resumed, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 

@@ -47,7 +47,7 @@ SIZE = 256                   # side of the central square of each photo {>= 64}
 FLAT_TOL = 0.01              # "flat" when the MAE to the nearest flat image is below this (2.5/255) {> 0}
 STILL_TOL = 1e-3             # "converged" when every later application moves the images less (MAE) {> 0}
 STRIP_AT = [0, 1, 2, 5, 10, 20, 50]  # the n shown in the strips
-REBUILD_PREDICTORS = 6       # predictors whose rebuild chain is followed: the trained one, then more trained with its constants and seeds SEED+1, ... {> 0}
+REBUILD_PREDICTORS = 6       # predictors whose rebuild chain is followed: the trained one, then more trained with its constants and the next seeds {> 0}
 SEED = 0                     # -1 draws a random seed and prints it {-1 or >= 0}
 DEVICE = "auto"              # "auto", "cpu" or "gpu" (TensorFlow)
 CLUSTER = ""                 # a Ray cluster's address for those trainings ("host:6379", "auto"); "" reads $RAY_ADDRESS, unset: here
@@ -63,7 +63,8 @@ def main(argv=None):
     check_variant(cfg.VARIANT)
     predictor = bm.load_predictor(run.checkpoint_path(PREDICTOR_FILE))
     improver, _ = bm.load_improver(run.checkpoint_path(improver_file(cfg.VARIANT)), cfg.VARIANT)
-    predictors = [predictor] + more_predictors(run, cfg)
+    first_seed, more = more_predictors(run, cfg)
+    predictors = [predictor, *more]
     _, held_photos = load_split(cfg)
     x = held_out_views(held_photos, cfg.PHOTOS, cfg.SIZE)
     chains = {f"improver '{cfg.VARIANT}'": iterate(lambda y, z: predict_in_chunks(improver, y), x, predictor,
@@ -72,7 +73,7 @@ def main(argv=None):
                 for i, p in enumerate(predictors)]
     chains["rebuild Y <- Z(Y)"] = rebuilds[0]
     metrics = report(run, cfg, chains, [p.name for p in held_photos[:len(x)]])
-    metrics["rebuild_predictors"] = rebuild_claim(run, cfg, rebuilds, [p.name for p in held_photos[:len(x)]])
+    metrics["rebuild_predictors"] = rebuild_claim(run, cfg, rebuilds, first_seed, [p.name for p in held_photos[:len(x)]])
     run.finish(metrics)
 
 
@@ -82,13 +83,14 @@ def rebuild(y, z):
     return np.clip(z, 0.0, 1.0)
 
 
-def more_predictors(run, cfg) -> list:
-    """REBUILD_PREDICTORS - 1 predictors trained with the trained one's constants (its checkpoint's) and seeds
-    SEED+1, ...: one cell each, kept in a folder named by seed and constants (so a retrained predictor
-    gets new companions), resumed when stopped, reused when finished."""
+def more_predictors(run, cfg) -> tuple[int, list]:
+    """The trained predictor's seed (its checkpoint's SEED; this run's if that was drawn), and REBUILD_PREDICTORS - 1
+    predictors trained with its constants and the next seeds: one cell each, kept in a folder named by seed
+    and constants (so a retrained predictor gets new companions), resumed when stopped, reused when finished."""
     constants = load_checkpoint_file(run.checkpoint_path(PREDICTOR_FILE))["constants"]
+    first_seed = constants["SEED"] if constants.get("SEED", -1) >= 0 else run.seed
     cells = []
-    for seed in range(run.seed + 1, run.seed + cfg.REBUILD_PREDICTORS):
+    for seed in range(first_seed + 1, first_seed + cfg.REBUILD_PREDICTORS):
         plan = {**constants, "SEED": seed}
         digest = hashlib.sha256(json.dumps(plan, sort_keys=True).encode()).hexdigest()[:10]
         folder = run.checkpoint_dir / "rebuild_predictors" / f"seed_{seed}-{digest}"
@@ -103,7 +105,7 @@ def more_predictors(run, cfg) -> list:
     if failures:
         raise LabError(f"{len(failures.splitlines())} of {len(cells)} predictor trainings failed for good:\n"
                        f"{failures}\nrerun to retry them; the finished ones are kept")
-    return [bm.load_predictor(Path(cell.kwargs["folder"]) / PREDICTOR_FILE) for cell in cells]
+    return first_seed, [bm.load_predictor(Path(cell.kwargs["folder"]) / PREDICTOR_FILE) for cell in cells]
 
 
 def iterate(apply, x, predictor, repeats: int, desc: str):
@@ -151,11 +153,11 @@ def report(run, cfg, chains, names) -> dict:
     return metrics
 
 
-def rebuild_claim(run, cfg, rebuilds, names) -> dict:
+def rebuild_claim(run, cfg, rebuilds, first_seed: int, names) -> dict:
     """Where the rebuild chain of each predictor ends; the claim: a black square for most of them, i.e. the
     95 % Wilson interval of that share lies above one half."""
     ends = [bmetrics.describe_end(record, cfg.FLAT_TOL, cfg.STILL_TOL) for _, record in rebuilds]
-    seeds = [run.seed + i for i in range(len(rebuilds))]
+    seeds = [first_seed + i for i in range(len(rebuilds))]
     counts = {state: sum(e["end_state"] == state for e in ends) for state in dict.fromkeys(e["end_state"] for e in ends)}
     black = sum(e["is_black"] for e in ends)
     low, high = binomtest(black, len(ends)).proportion_ci(0.95, method="wilson")

@@ -114,6 +114,9 @@ def image_stats(y: np.ndarray, x: np.ndarray, z: np.ndarray, previous: np.ndarra
     }
 
 
+END_STATES = ("a black square", "a flat colour field (not black)", "a fixed texture (not flat)", "still changing")
+
+
 def describe_end(record: dict[str, list[float]], flat_tol: float, still_tol: float) -> dict:
     """What repeated application ends in, and from which n every application moves the images by less than
     `still_tol` (MAE): a black square (flat, dark), a flat colour field, a fixed texture, or still changing."""
@@ -121,6 +124,5 @@ def describe_end(record: dict[str, list[float]], flat_tol: float, still_tol: flo
     converged_at = next((n for n in range(1, len(changes)) if all(c < still_tol for c in changes[n:])), None)
     flat = record["flat_distance"][-1] < flat_tol
     black = flat and record["brightness"][-1] < 0.05
-    end = ("a black square" if black else "a flat colour field (not black)" if flat
-           else "a fixed texture (not flat)" if converged_at is not None else "still changing")
+    end = END_STATES[0 if black else 1 if flat else 2 if converged_at is not None else 3]
     return {"end_state": end, "converged_at": converged_at, "is_flat": bool(flat), "is_black": bool(black)}

@@ -158,14 +158,15 @@ def rebuild_claim(run, cfg, rebuilds, first_seed: int, names) -> dict:
     95 % Wilson interval of that share lies above one half."""
     ends = [bmetrics.describe_end(record, cfg.FLAT_TOL, cfg.STILL_TOL) for _, record in rebuilds]
     seeds = [first_seed + i for i in range(len(rebuilds))]
-    counts = {state: sum(e["end_state"] == state for e in ends) for state in dict.fromkeys(e["end_state"] for e in ends)}
+    # Every end state in one order, zeros included: the same sentence on every machine, number for number.
+    counts = {state: sum(e["end_state"] == state for e in ends) for state in bmetrics.END_STATES}
     black = sum(e["is_black"] for e in ends)
     low, high = binomtest(black, len(ends)).proportion_ci(0.95, method="wilson")
     brightness = [record["brightness"][-1] for _, record in rebuilds]
     sentence = (f"rebuild Y <- Z(Y), {cfg.REPEATS} applications, {len(ends)} predictors (seeds {seeds[0]}-{seeds[-1]}): "
                 f"a black square for {black}/{len(ends)} (95 % Wilson interval {100 * low:.0f}-{100 * high:.0f} %; "
                 "most means the interval above 50 %); "
-                + ", ".join(f"{state} {count}/{len(ends)}" for state, count in counts.items())
+                + ", ".join(f"{state} {count}/{len(ends)}" for state, count in counts.items() if state != "a black square")
                 + f"; end brightness {min(brightness):.3f} to {max(brightness):.3f}")
     print(sentence)
     run.add_claim(claims.REBUILD_BLACK_SQUARE, sentence, low > 0.5, claims.FULL_PROFILE[claims.REBUILD_BLACK_SQUARE])

@@ -184,7 +184,8 @@ def machine_summary(machine: dict[str, Any] | None) -> str:
     if numba_info:
         pieces.append(f"numba {numba_info.get('target_cpu', '?')} x{numba_info.get('threads', '?')}")
     if tf_info:
-        pieces.append(f"TensorFlow oneDNN {tf_info.get('onednn', '?')} x{tf_info.get('intra_op_threads', '?')}")
+        threads = tf_info.get("intra_op_threads", "?")  # 0: TensorFlow's default, one per core
+        pieces.append(f"TensorFlow oneDNN {tf_info.get('onednn', '?')} " + (f"x{threads}" if threads else "x(all cores)"))
         if tf_info.get("gpus"):
             pieces.append(f"TF GPUs {', '.join(map(str, tf_info['gpus']))}")
     environment = machine.get("environment") or {}

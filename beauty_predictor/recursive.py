@@ -105,6 +105,9 @@ def more_predictors(run, cfg) -> tuple[int, list]:
     if failures:
         raise LabError(f"{len(failures.splitlines())} of {len(cells)} predictor trainings failed for good:\n"
                        f"{failures}\nrerun to retry them; the finished ones are kept")
+    # Their held-out MAE beside the trained one's (train_predictor's run.json): companions of like quality.
+    run.metrics["more_predictors_held_out_mae"] = {cell.name: outcome.result["held_out_mae"]
+                                                   for cell, outcome in zip(cells, outcomes, strict=True)}
     return first_seed, [bm.load_predictor(Path(cell.kwargs["folder"]) / PREDICTOR_FILE) for cell in cells]
 
 

@@ -24,6 +24,7 @@ from beauty_predictor.settings import PredictorSettings, settings_dict
 from lab import exit_on_lab_error, start_run
 from lab.checkpoint import InterruptGuard
 from lab.executor import CellRun
+from lab.run import seed_everything
 
 # -----------------------------------------------------------------------------
 # Constants. The article's values are the defaults; edit them here or use --set.
@@ -83,9 +84,7 @@ def train_cell(*, constants: dict[str, Any], folder: str, curves: str) -> dict[s
     """One more predictor, as a lab.executor cell: this script's training with `constants` (a checkpoint's,
     with its own SEED), checkpoint in `folder`, curves in `curves`; resumed when the folder holds one.
     recursive.py follows the rebuild of several. Ctrl+C saves, then stops the caller too."""
-    import keras
-
-    keras.utils.set_random_seed(int(constants["SEED"]))  # Keras' own generator too: whatever ran before here
+    seed_everything(int(constants["SEED"]), "tensorflow")  # as start_run seeds main(): same SEED, same weights
     run, cfg = CellRun(constants, Path(folder), Path(curves)), SimpleNamespace(**constants)
     train_photos, held_photos = bc.load_split(cfg)
     eval_crops = bc.held_out_crops(held_photos, cfg.EVAL_CROPS)

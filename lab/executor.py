@@ -39,7 +39,9 @@ from typing import Any
 
 from tqdm import tqdm
 
+from lab.checkpoint import lock_folder
 from lab.errors import LabError
+from lab.scalars import ScalarLog
 
 # A lost task (its worker or node died) is retried this many times before it counts as failed.
 MAX_RETRIES = 3
@@ -84,15 +86,11 @@ class CellRun:
         return int(self.constants["SEED"])
 
     def checkpoint_path(self, name: str) -> Path:
-        from lab.checkpoint import lock_folder
-
         lock_folder(self.folder)
         return Path(self.folder) / name
 
     def log_scalars(self, step: int, **values: float) -> None:
         if self._scalars is None:
-            from lab.scalars import ScalarLog
-
             self._scalars = ScalarLog(Path(self.curves_folder or self.folder))
         self._scalars.log(step, **values)
 

@@ -87,8 +87,13 @@ def more_predictors(run, cfg) -> tuple[int, list]:
     """The trained predictor's seed (its checkpoint's SEED; this run's if that was drawn), and REBUILD_PREDICTORS - 1
     predictors trained with its constants and the next seeds: one cell each, kept in a folder named by seed
     and constants (so a retrained predictor gets new companions), resumed when stopped, reused when finished."""
-    constants = load_checkpoint_file(run.checkpoint_path(PREDICTOR_FILE))["constants"]
-    first_seed = constants["SEED"] if constants.get("SEED", -1) >= 0 else run.seed
+    path = run.checkpoint_path(PREDICTOR_FILE)
+    constants = load_checkpoint_file(path).get("constants")
+    if cfg.REBUILD_PREDICTORS > 1 and not (isinstance(constants, dict) and isinstance(constants.get("SEED"), int)):
+        raise LabError(f"{path} does not record the constants its predictor was trained with, which the more "
+                       "predictors are trained with; retrain it (python -m beauty_predictor.train_predictor) or "
+                       "follow it alone (--set REBUILD_PREDICTORS=1)")
+    first_seed = constants["SEED"] if constants and constants["SEED"] >= 0 else run.seed
     cells = []
     for seed in range(first_seed + 1, first_seed + cfg.REBUILD_PREDICTORS):
         plan = {**constants, "SEED": seed}

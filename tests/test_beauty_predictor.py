@@ -498,6 +498,27 @@ def test_a_predictor_cell_is_deterministic_and_resumes_where_ctrl_c_stopped_it(t
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
+def test_a_predictor_without_its_constants_is_refused_in_one_line_before_any_training(tmp_path):
+    """recursive.py trains the more predictors with the trained one's recorded constants: a weights-only
+    file (a shipped or hand-made predictor) gets a LabError naming it and both ways out."""
+    from types import SimpleNamespace
+
+    from beauty_predictor import model as bm
+    from beauty_predictor import recursive
+    from beauty_predictor.saving import save_checkpoint_file
+    from beauty_predictor.settings import PredictorSettings, settings_dict
+    from lab import LabError
+
+    path = tmp_path / "center_predictor.npz"
+    save_checkpoint_file(path, bm.build_predictor(PredictorSettings(4)), predictor=settings_dict(PredictorSettings(4)))
+    run = SimpleNamespace(checkpoint_path=lambda name: tmp_path / name, seed=0, fresh=False, checkpoint_dir=tmp_path,
+                          metrics={})
+    with pytest.raises(LabError, match=r"center_predictor.npz does not record the constants.*REBUILD_PREDICTORS=1"):
+        recursive.more_predictors(run, SimpleNamespace(REBUILD_PREDICTORS=2, CLUSTER=""))
+    assert not (tmp_path / "rebuild_predictors").exists()
+    assert recursive.more_predictors(run, SimpleNamespace(REBUILD_PREDICTORS=1, CLUSTER="")) == (0, [])
+
+
 SHIPPED_IMPROVER = Path(__file__).resolve().parents[1] / "beauty_predictor/results/full_improver_article.npz"
 
 

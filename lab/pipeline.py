@@ -37,6 +37,20 @@ def experiment_scripts(experiment: str) -> list[list[str]] | None:
     return [list(step) for step in module.SCRIPTS]
 
 
+def start_order(experiments, timings: dict, full: bool) -> list[str]:
+    """Longest first (the last run's wall time, else the experiment's declared QUICK_SECONDS or FULL_SECONDS),
+    so that two side by side end close together; ties and unknowns keep the given order."""
+    def expected(experiment: str) -> float:
+        recorded = timings.get(experiment)
+        if isinstance(recorded, (int, float)):
+            return float(recorded)
+        if experiment_scripts(experiment) is None:
+            return 0.0
+        module = importlib.import_module(f"{experiment}.pipeline")
+        return float(getattr(module, "FULL_SECONDS" if full else "QUICK_SECONDS", 0.0))
+    return sorted(experiments, key=expected, reverse=True)
+
+
 def _die_with_parent() -> None:
     """Die with the Ray worker (Linux), so a retried task does not find the script still holding its folder."""
     import ctypes
@@ -137,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
                    "nested_cluster": not cluster,
                    "log": str(root.resolve() / experiment / "pipeline.log") if side_by_side else ""},
                   resources={"num_cpus": 1, "num_gpus": args.gpus})
-             for experiment in experiments]
+             for experiment in start_order(experiments, timings, args.full)]
     failed = []
     try:
         outcomes = run_cells(cells, cluster=cluster, desc="experiments", workers=args.workers if side_by_side else 1)

@@ -195,6 +195,13 @@ def psnr(reference: torch.Tensor, estimate: torch.Tensor, peak: float = 1.0) -> 
     return math.inf if mse == 0 else 10.0 * math.log10(peak * peak / mse)
 
 
+def reconstructions_and_psnr(model: GaussianAutoencoder, pictures: torch.Tensor) -> tuple[torch.Tensor, list[float]]:
+    """The model's reconstructions of (N, 3, H, W) pictures in [0, 1] and the PSNR (dB) of each."""
+    with torch.no_grad():
+        reconstructions = model(pictures).clamp(0.0, 1.0)
+    return reconstructions, [psnr(pictures[i], reconstructions[i]) for i in range(len(pictures))]
+
+
 def vae_step(model: GaussianAutoencoder, optimizer: torch.optim.Optimizer, pictures: torch.Tensor,
              gradient_norms: list[float] | None = None, clip_percentile: float = 0.0,
              mixed_precision: bool = False) -> float:

@@ -22,7 +22,7 @@ from lab.constants import settings_from
 from lab.plots import save_figure
 from lab.schedules import cosine_factor
 from pen_cap_vae.data import load_pictures
-from pen_cap_vae.model import VAE_CHECKPOINT_NAME, VAESettings, output_variance, psnr, vae_step
+from pen_cap_vae.model import VAE_CHECKPOINT_NAME, VAESettings, output_variance, reconstructions_and_psnr, vae_step
 
 # -----------------------------------------------------------------------------
 # Constants. The article's values are the defaults; edit them here or use --set.
@@ -48,7 +48,7 @@ DEVICE = "auto"         # "auto" (CUDA if available), "cpu" or "cuda"
 # The quick model is small and short-trained: it does not spike, and a decay would only slow it. Its
 # code has 4 channels: the recoder's short quick date then follows the pictures' codes (README).
 QUICK = {"TORCH_THREADS": 1, "IMAGE_HEIGHT": 90, "IMAGE_WIDTH": 160, "LAYERS": 3, "CHANNELS": 32, "CODE_CHANNELS": 4,
-         "STEPS": 400, "LEARNING_RATE": 3e-3, "FINAL_LR_FRACTION": 1.0, "CHECKPOINT_EVERY": 50}
+         "STEPS": 800, "LEARNING_RATE": 3e-3, "FINAL_LR_FRACTION": 1.0, "CHECKPOINT_EVERY": 100}
 DRY_RUN = {"IMAGE_HEIGHT": 30, "IMAGE_WIDTH": 50, "LAYERS": 2, "CHANNELS": 16, "STEPS": 3, "CHECKPOINT_EVERY": 2}
 # -----------------------------------------------------------------------------
 
@@ -134,11 +134,10 @@ def plot_losses(path, losses: list[float], pixels: int) -> None:
 
 
 def report(run, training: Training, paths, interrupted: bool) -> None:
-    """Reconstructions, the loss curve, PSNR per picture, the claim, run.json."""
+    """Reconstructions, the loss curve, PSNR per picture, run.json."""
     model, pictures = training.model.eval(), training.pictures
-    with torch.no_grad():
-        reconstructions = model(pictures).clamp(0.0, 1.0)
-    scores = {p.name: round(psnr(pictures[i], reconstructions[i]), 2) for i, p in enumerate(paths)}
+    reconstructions, values = reconstructions_and_psnr(model, pictures)
+    scores = {p.name: round(v, 2) for p, v in zip(paths, values, strict=True)}
     grid = torch.cat([torch.cat(list(batch), dim=2) for batch in (pictures, reconstructions)], dim=1).clamp(0.0, 1.0)
     image = (grid.permute(1, 2, 0).cpu().numpy() * 255.0 + 0.5).astype(np.uint8)  # originals above
     Image.fromarray(image).save(run.path("reconstructions.png"))
@@ -149,10 +148,8 @@ def report(run, training: Training, paths, interrupted: bool) -> None:
         run.add_artifact(run.path("loss.png"), "sigma-VAE loss per picture element")
     print("reconstruction PSNR (dB): " + ", ".join(f"{k} {v}" for k, v in scores.items()))
     worst = min(scores.values())
-    run.add_claim("the sigma-VAE reconstructs the date's pictures (sharp enough to see the pen and the cap)",
-                  f"{worst:.1f} dB at worst over {len(scores)} pictures (goal >= {RECONSTRUCTION_GOAL_DB:.0f} dB)",
-                  worst >= RECONSTRUCTION_GOAL_DB,
-                  full_profile="29.8 dB at worst (3000 steps at 360x640, float32, H200); 28.3 dB with bf16 autocast on the CPU (README)")
+    # One VAE is one seed: pen_cap_vae.seeds judges the article's claim over several (README).
+    print(f"worst picture {worst:.1f} dB (the bar for seeing the pen and the cap: {RECONSTRUCTION_GOAL_DB:.0f} dB)")
     run.finish({"psnr_db": scores, "min_psnr_db": worst, "steps": training.step,
                 "final_loss_per_element": training.losses[-1] / pixels if training.losses else None,
                 "output_sigma": float(output_variance(model.sigma.detach()).sqrt())},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import importlib
 import re
 
 from lab.paths import EXPERIMENTS, declared_experiments
@@ -46,3 +47,16 @@ def test_lab_names_none_of_its_tenants():
     for path in sorted((REPO_ROOT / "lab").glob("*.py")):
         named = _code_words(ast.parse(path.read_text(encoding="utf-8"))) & set(EXPERIMENTS)
         assert not named, f"lab/{path.name} names the experiment(s) {sorted(named)} in its code"
+
+
+def test_the_pipeline_starts_the_longest_experiment_first():
+    from lab.pipeline import start_order
+
+    declared = {name: importlib.import_module(f"{name}.pipeline").QUICK_SECONDS for name in EXPERIMENTS}
+    assert start_order(EXPERIMENTS, {}, full=False) == sorted(EXPERIMENTS, key=declared.get, reverse=True)
+    # A timing of this machine's last run wins over the declared figure; a failed one ("failed") does not.
+    shortest = min(EXPERIMENTS, key=declared.get)
+    order = start_order(EXPERIMENTS, {shortest: 10 ** 6, EXPERIMENTS[0]: "failed"}, full=False)
+    assert order[0] == shortest
+    # Nothing declared for the full profile: the declared order, untouched.
+    assert start_order(EXPERIMENTS, {}, full=True) == list(EXPERIMENTS)

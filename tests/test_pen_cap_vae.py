@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from lab.media import count_video_frames
-from pen_cap_vae import draw_pictures, pictures, source_maker, train
+from pen_cap_vae import draw_pictures, pictures, seeds, source_maker, train
 from pen_cap_vae import test as date_script
 from pen_cap_vae.eeg import EEGRecorder, log_spectrum, smooth_spectrum, spectral_exponent
 from pen_cap_vae.model import (
@@ -508,6 +508,44 @@ def test_a_resumed_date_keeps_frames_eeg_windows_and_track(lab_outputs, small_pi
         assert len(list((cut / name).rglob("*_2.jpg"))) == 20  # the window the interruption cut in two
 
 
+def test_a_seed_cell_is_the_scripts_with_that_seed_and_resumes_after_ctrl_c(lab_outputs, small_pictures, monkeypatch):
+    pictures = ["--dry-run", "--set", f"PICTURES_DIR={small_pictures}"]
+    train.main(pictures)
+    date_script.main(pictures)
+    # Ctrl+C in the more seed's date (after 25 of its 40 iterations): saved, and seeds.py stops too.
+    monkeypatch.setattr(date_script, "InterruptGuard", lambda: _InterruptAfter(25))
+    with pytest.raises(SystemExit) as stopped:
+        seeds.main(pictures[:1])
+    assert stopped.value.code == 130
+    monkeypatch.setattr(date_script, "InterruptGuard", lambda: _InterruptAfter(10**9))
+    seeds.main(pictures[:1])  # resumes the cell's date at iteration 25
+    judged = json.loads((lab_outputs / "pen_cap_vae/seeds/run.json").read_text())["metrics"]["seeds"][1]
+    # The same seed through the scripts, uninterrupted: the same VAE and the same date, frame for frame.
+    named = [*pictures, "--set", "SEED=1", "--set", "RUN_NAME=s1"]
+    train.main(named)
+    date_script.main(named)
+    assert judged["seed"] == 1
+    assert judged["psnr_db"] == list(json.loads((lab_outputs / "pen_cap_vae/train-s1/run.json").read_text())
+                                     ["metrics"]["psnr_db"].values())
+    script_track = torch.load(lab_outputs / "pen_cap_vae/checkpoints/dry_run-s1/recoder.pt", weights_only=True)["track"]
+    cell_track = torch.load(next((lab_outputs / "pen_cap_vae/checkpoints/dry_run/seeds").glob("seed_1-*/recoder.pt")),
+                            weights_only=True)["track"]
+    assert script_track["distinctive"].shape == (40, 3)
+    assert torch.equal(cell_track["distinctive"], script_track["distinctive"])
+
+
+def test_seeds_needs_a_finished_trained_pair(lab_outputs, small_pictures, capsys):
+    pictures = ["--dry-run", "--set", f"PICTURES_DIR={small_pictures}"]
+    _fails_with(capsys, seeds.main, ["--dry-run"], "no vae.pt", "python -m pen_cap_vae.train --dry-run first")
+    train.main(pictures)
+    _fails_with(capsys, seeds.main, ["--dry-run"], "no recoder.pt", "python -m pen_cap_vae.test --dry-run first")
+
+
+def test_share_needs_its_wilson_interval_above_one_half():
+    assert seeds.share_sentence([True] * 6)[1] and not seeds.share_sentence([True] * 5 + [False])[1]
+    assert seeds.share_sentence([True] * 7 + [False])[1] and "7/8 seeds" in seeds.share_sentence([True] * 7 + [False])[0]
+
+
 # ----------------------------------------------------------------------------- end to end
 
 
@@ -537,9 +575,18 @@ def test_dry_run_pipeline_end_to_end_with_interrupt_and_resume(lab_outputs, smal
         assert all(n.split("/")[1].count("_") == 5 and n.endswith(("_1.jpg", "_2.jpg")) for n in names)
     assert len(record["metrics"]["eeg_alpha_per_window"]) == 2
     assert set(record["metrics"]["phases"]) == {"start", "approach", "plateau", "culmination"}
-    assert len(record["claims"]) == 2 and (out / "date.png").is_file()
+    assert record["claims"] == [] and (out / "date.png").is_file()  # one date is one seed: seeds.py judges
     for artifact in record["artifacts"]:
         assert (out / artifact["path"]).is_file(), artifact
+
+    seeds.main(["--dry-run"])  # the trained pair (seed 0) and one more (seed 1)
+    judged = json.loads((lab_outputs / "pen_cap_vae/seeds/run.json").read_text())
+    assert [r["seed"] for r in judged["metrics"]["seeds"]] == [0, 1]
+    assert [c["claim"] for c in judged["claims"]] == [seeds.CLAIM_VAE, seeds.CLAIM_DATE, seeds.CLAIM_PULSES]
+    assert judged["metrics"]["seeds"][0]["psnr_db"] == list(record_psnr := json.loads(
+        (lab_outputs / "pen_cap_vae/train/run.json").read_text())["metrics"]["psnr_db"].values()), record_psnr
+    for artifact in judged["artifacts"]:
+        assert (lab_outputs / "pen_cap_vae/seeds" / artifact["path"]).is_file(), artifact
 
     source_maker.main(["--dry-run"])
     video = lab_outputs / "pen_cap_vae/source_maker/animation.mp4"
@@ -555,9 +602,9 @@ def test_quick_pipeline_end_to_end(lab_outputs):
     assert train_record["metrics"]["min_psnr_db"] >= 28.0
     date_record = json.loads((lab_outputs / "pen_cap_vae/test/run.json").read_text())
     assert date_record["metrics"]["frames"] == 600
-    # The date shows in the frames: nearest picture 1 while pulled to it, the last one on the plateau.
-    phases = date_record["metrics"]["phases"]
-    assert phases["approach"]["nearest_picture"] == 1 and phases["plateau"]["nearest_picture"] == 3
+    judged = json.loads((lab_outputs / "pen_cap_vae/seeds/run.json").read_text())
+    assert [r["seed"] for r in judged["metrics"]["seeds"]] == list(range(seeds.SEEDS))
+    assert {c["claim"] for c in judged["claims"]} == set(seeds.FULL_PROFILE)
     assert set(date_record["metrics"]["culmination_parts"]) == {"before_pulses", "at_pulses", "between_pulses", "after_pulses"}
     assert count_video_frames(lab_outputs / "pen_cap_vae/source_maker/animation.mp4") == 600
     assert (lab_outputs / "index.html").is_file()

@@ -1,0 +1,342 @@
+"""The article's three claims judged over several seeds: VAE + date pairs, not one (article 000).
+
+Run: python -m pen_cap_vae.seeds [--quick] [--set SEEDS=8]   (after python -m pen_cap_vae.test)
+
+One VAE and one recoder are one trajectory: over eleven quick seeds the approach leaned to picture 1 on
+three, so the verdict of a single date is its seed's, not the experiment's. This step takes the trained
+VAE and date (train.py's and test.py's, seed SEED) and SEEDS - 1 more pairs trained with the constants
+their checkpoints record and the next seeds (one lab.executor cell each: here, or one Ray task each with
+CLUSTER; each resumed after Ctrl+C, reused when finished), and states each claim as a share of the seeds
+with its 95 % Wilson interval. A claim holds for "most seeds" when that interval lies above one half.
+Every seed's frames at the phases and its date track are drawn side by side."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from PIL import Image
+from scipy.stats import binomtest
+
+from lab import LabError, exit_on_lab_error, start_run
+from lab.checkpoint import load_checkpoint, load_state_dict_strict, resume
+from lab.constants import settings_from
+from lab.executor import Cell, CellRun, cluster_address, failure_summary, run_cells
+from lab.paths import outputs_root
+from lab.plots import save_figure
+from lab.run import seed_everything
+from lab.safe_load import settings_from_checkpoint
+from pen_cap_vae import test as date_script
+from pen_cap_vae import train as vae_script
+from pen_cap_vae.data import load_pictures
+from pen_cap_vae.model import VAE_CHECKPOINT_NAME, VAESettings, reconstructions_and_psnr
+from pen_cap_vae.track import DIP_THRESHOLD, NEAREST_MARGIN, DateTrack, phase_bounds, summarise
+
+# -----------------------------------------------------------------------------
+# Constants. Edit them here or use --set.
+SEEDS = 6          # VAE + date pairs judged: the trained one (train.py, test.py) and SEEDS - 1 more, next seeds {> 0}
+CLUSTER = ""       # a Ray address to train the more pairs as one task each ("": here, one after another)
+QUICK = {}
+DRY_RUN = {"SEEDS": 2}
+# -----------------------------------------------------------------------------
+
+MOST = 0.5  # "most seeds": the share's 95 % Wilson interval lies above this
+CLAIM_VAE = "the sigma-VAE reconstructs the date's pictures (sharp enough to see the pen and the cap), for most seeds"
+CLAIM_DATE = ("the date has an approach (frames like picture 1) and a plateau (like the last picture), "
+              "for most seeds")
+CLAIM_PULSES = ("the culmination has three pulses (the frames break away from the last picture three times), "
+                "for most seeds")
+FULL_PROFILE = {
+    CLAIM_VAE: "one seed: 29.8 dB at worst (3000 steps at 360x640, float32, H200); 28.3 dB with bf16 autocast "
+               "on the CPU (README)",
+    CLAIM_DATE: "one seed: start 1 -> approach 1 -> plateau 3 -> culmination 1 (0.16/-0.01/-0.06; 0.06/0.15/0.35; "
+                "0.12/0.07/0.05), the whole 5300-iteration date at 360x640 (README)",
+    CLAIM_PULSES: "one seed: drops 0.39, 0.37, 0.52 below the plateau's mean (needed > 0.56: not visible), README",
+}
+# The frames shown per seed: where in the first cycle (a function of cycle and switch) and their titles.
+FRAME_COLUMNS = ("approach (middle)", "plateau (end)", "pulse 1", "pulse 2", "pulse 3", "last frame")
+
+
+@dataclass
+class SeedRun(CellRun):
+    """A cell's stand-in for lab.run.Run: its checkpoints and outputs (frames, curves) in the cell's folder."""
+
+    device: str = "cpu"
+    profile: str = "quick"
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.folder)
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return Path(self.folder)
+
+    def path(self, *parts: str) -> Path:
+        target = self.out_dir.joinpath(*parts)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return target
+
+
+def seed_cell(*, train_constants: dict[str, Any], test_constants: dict[str, Any], folder: str,
+              device: str, profile: str) -> dict[str, Any]:
+    """One more seed, as a lab.executor cell: train.py's VAE and test.py's date with these constants (each
+    with its own SEED), everything in `folder`; resumed when the folder holds checkpoints. The weights and
+    the date equal those of `train --set SEED=s` and then `test --set SEED=s` (each script seeds first)."""
+    seed = int(train_constants["SEED"])
+    if train_constants.get("TORCH_THREADS", 0) > 0:
+        torch.set_num_threads(int(train_constants["TORCH_THREADS"]))
+    seed_everything(seed, "torch")
+    run = SeedRun(train_constants, Path(folder), Path(folder) / "vae_curves", device=device, profile=profile)
+    cfg = SimpleNamespace(**train_constants)
+    settings = settings_from(VAESettings, cfg)
+    pictures, _, fingerprint = load_pictures(cfg.PICTURES_DIR, settings, device)
+    training = vae_script.Training(run, cfg, settings, pictures)
+    ckpt = resume(run, VAE_CHECKPOINT_NAME, architecture=vae_script.ARCHITECTURE, steps=cfg.STEPS,
+                  data=fingerprint, map_location=device)
+    if ckpt.state is not None:
+        training.load(ckpt.state, ckpt.step)
+    interrupted = vae_script.train(run, cfg, training, ckpt)
+    run.close()
+    if interrupted:
+        raise KeyboardInterrupt
+
+    seed_everything(seed, "torch")
+    run = SeedRun({**test_constants, "VAE_CHECKPOINT": str(ckpt.path)}, Path(folder), Path(folder) / "date_curves",
+                  device=device, profile=profile)
+    cfg = SimpleNamespace(**run.constants)
+    vae, settings, vae_path = date_script.load_vae(run, cfg)
+    pictures, _, fingerprint = load_pictures(cfg.PICTURES_DIR, settings, device, vae_path)
+    session, date_ckpt = date_script.open_session(run, cfg, vae, settings, pictures, fingerprint)
+    interrupted = date_script.run_date(run, cfg, session, vae, date_ckpt)
+    run.close()
+    if interrupted:
+        raise KeyboardInterrupt
+    result = judge_seed(seed, ckpt.path, date_ckpt.path, Path(folder) / "frames", device)
+    del result["picture_arrays"]  # the main process has them: a cell's result stays small
+    return result
+
+
+def judge_seed(seed: int, vae_path: Path, date_path: Path, frames_dir: Path, device: str) -> dict[str, Any]:
+    """One seed's figures, read back from its checkpoints: PSNR per picture, the date's summary, its track."""
+    checkpoint = load_checkpoint(vae_path, map_location="cpu")
+    settings = settings_from_checkpoint(VAESettings, checkpoint.get("settings"), vae_path, "pen_cap_vae.train")
+    vae = settings.build()
+    load_state_dict_strict(vae, checkpoint["model"], f"the VAE checkpoint {vae_path}")
+    vae = vae.to(device)
+    pictures, _, _ = load_pictures(checkpoint["constants"]["PICTURES_DIR"], settings, device)
+    date = load_checkpoint(date_path, map_location="cpu")
+    cycle, switch = date["constants"]["CYCLE_LENGTH"], date["constants"]["SWITCH_ITERATION"]
+    track = DateTrack(pictures.permute(0, 2, 3, 1).cpu().numpy())
+    track.load_state(date["track"])
+    summary = summarise(track, cycle, switch, track.pictures.shape[2])
+    psnr_db = [round(v, 2) for v in reconstructions_and_psnr(vae.eval(), pictures)[1]]
+    phases, dips = summary["phases"], summary["culmination_dips"]
+    return {"seed": seed, "psnr_db": psnr_db, "min_psnr_db": min(psnr_db),
+            "approach": phases["approach"]["nearest_picture"], "plateau": phases["plateau"]["nearest_picture"],
+            "approach_likeness": phases["approach"]["distinctive_likeness"],
+            "plateau_likeness": phases["plateau"]["distinctive_likeness"],
+            "dips": [d["dip"] for d in dips], "recoveries": [d["recovery"] for d in dips],
+            "visible_pulses": sum(d["visible"] for d in dips), "pulses": len(dips),
+            "dip_threshold": summary["dip_threshold"], "cycle": cycle, "switch": switch,
+            "distinctive": np.asarray(track.distinctive)[:cycle].round(4).tolist(),
+            "frames_dir": str(frames_dir), "pictures": len(pictures),
+            "picture_arrays": track.pictures}
+
+
+def seed_holds(result: dict[str, Any]) -> dict[str, bool]:
+    """Per seed, which of the article's claims its VAE and date show (the bars of README and track.py)."""
+    return {CLAIM_VAE: result["min_psnr_db"] >= vae_script.RECONSTRUCTION_GOAL_DB,
+            CLAIM_DATE: result["approach"] == 1 and result["plateau"] == result["pictures"],
+            CLAIM_PULSES: result["pulses"] == 3 and result["visible_pulses"] == 3}
+
+
+def trained_pair(run) -> tuple[Path, Path, dict, dict]:
+    """train.py's VAE and test.py's date of this profile, finished, and the constants each records."""
+    flag = {"quick": " --quick", "dry_run": " --dry-run"}.get(run.profile, "")
+    found = []
+    for name, script in ((VAE_CHECKPOINT_NAME, "train"), (date_script.CHECKPOINT_NAME, "test")):
+        path = run.checkpoint_dir / name
+        if not path.is_file():
+            raise LabError(f"no {name} in {path.parent}: run python -m pen_cap_vae.{script}{flag} first")
+        state = load_checkpoint(path, map_location="cpu")
+        constants = state.get("constants") if isinstance(state, dict) else None
+        if not isinstance(constants, dict) or not isinstance(constants.get("SEED"), int):
+            raise LabError(f"{path} does not record the constants it was made with, which the more seeds are "
+                           f"trained with; rerun python -m pen_cap_vae.{script}{flag} --fresh")
+        steps = constants.get("STEPS") if script == "train" else constants.get("CYCLES", 1) * constants.get("CYCLE_LENGTH", 0)
+        if state.get("step") != steps:
+            raise LabError(f"{path} is unfinished (step {state.get('step')} of {steps}): rerun python -m "
+                           f"pen_cap_vae.{script}{flag} to finish it")
+        found.append((path, constants))
+    (vae_path, train_constants), (date_path, test_constants) = found
+    if test_constants.get("VAE_CHECKPOINT"):
+        raise LabError(f"test.py's date ran on VAE_CHECKPOINT={test_constants['VAE_CHECKPOINT']}, not on train.py's "
+                       f"VAE, which the seeds are judged with; rerun python -m pen_cap_vae.test{flag} without it")
+    return vae_path, date_path, train_constants, test_constants
+
+
+def more_seeds(run, cfg, train_constants: dict, test_constants: dict) -> list[dict[str, Any]]:
+    """SEEDS - 1 more VAE + date pairs with the trained pair's constants and the next seeds, one cell each,
+    in a folder named by seed and constants (other constants get other pairs)."""
+    first = train_constants["SEED"]
+    cells = []
+    for seed in range(first + 1, first + cfg.SEEDS):
+        plan = {"train": {**train_constants, "SEED": seed},
+                "test": {**test_constants, "SEED": seed, "SAVE_EEG_PLOTS": False, "VAE_CHECKPOINT": ""}}
+        digest = hashlib.sha256(json.dumps(plan, sort_keys=True).encode()).hexdigest()[:10]
+        folder = run.checkpoint_dir / "seeds" / f"seed_{seed}-{digest}"
+        if run.fresh:
+            shutil.rmtree(folder, ignore_errors=True)
+        cells.append(Cell(f"seed {seed}", "pen_cap_vae.seeds:seed_cell",
+                          {"train_constants": plan["train"], "test_constants": plan["test"],
+                           "folder": str(folder.resolve()), "device": run.device, "profile": run.profile},
+                          resources={"num_cpus": 1, "num_gpus": 1 if run.device == "cuda" else 0}))
+    outcomes = run_cells(cells, cluster=cluster_address(cfg.CLUSTER), desc="more seeds (VAE + date)")
+    failures = failure_summary(outcomes)
+    if failures:
+        raise LabError(f"{len(failures.splitlines())} of {len(cells)} seeds failed for good:\n{failures}\n"
+                       "rerun to retry them; the finished ones are kept")
+    return [outcome.result for outcome in outcomes]
+
+
+def share_sentence(holds: list[bool]) -> tuple[str, bool]:
+    """'k/n seeds (95 % Wilson interval a-b %)' and whether that interval lies above MOST."""
+    count = sum(holds)
+    low, high = binomtest(count, len(holds)).proportion_ci(0.95, method="wilson")
+    return (f"{count}/{len(holds)} seeds (95 % Wilson interval {100 * low:.0f}-{100 * high:.0f} %; most means the "
+            f"interval above {100 * MOST:.0f} %)"), low > MOST
+
+
+def add_claims(run, results: list[dict[str, Any]]) -> None:
+    """The article's three claims as shares of the seeds; the figures per seed in seed order."""
+    holds = [seed_holds(result) for result in results]
+    seeds = ", ".join(str(r["seed"]) for r in results)
+    names = {None: "none"}
+    share, ok = share_sentence([h[CLAIM_VAE] for h in holds])
+    run.add_claim(CLAIM_VAE, f">= {vae_script.RECONSTRUCTION_GOAL_DB:.0f} dB at worst over the pictures on {share}; "
+                             f"seeds {seeds}: " + ", ".join(f"{r['min_psnr_db']:.1f}" for r in results) + " dB",
+                  ok, FULL_PROFILE[CLAIM_VAE])
+    share, ok = share_sentence([h[CLAIM_DATE] for h in holds])
+    counts = {k: sum(r["approach"] == k for r in results) for k in [*range(1, results[0]["pictures"] + 1), None]}
+    plateau_last = sum(r["plateau"] == r["pictures"] for r in results)
+    run.add_claim(CLAIM_DATE, f"approach nearest picture 1 and plateau nearest the last on {share}; the approach "
+                              f"nearest picture " + ", ".join(f"{names.get(k, k)} on {v}" for k, v in counts.items())
+                  + f" (no picture leads by {NEAREST_MARGIN}: none); the plateau nearest the last picture on "
+                    f"{plateau_last}/{len(results)}", ok, FULL_PROFILE[CLAIM_DATE])
+    share, ok = share_sentence([h[CLAIM_PULSES] for h in holds])
+    run.add_claim(CLAIM_PULSES, f"three visible pulses (a dip of whole-frame likeness to the last picture above the "
+                                f"plateau's 3 stds, recovering by {DIP_THRESHOLD}) on {share}; visible pulses per seed "
+                                + ", ".join(str(r["visible_pulses"]) for r in results),
+                  ok, FULL_PROFILE[CLAIM_PULSES])
+
+
+def frame_iterations(cycle: int, switch: int) -> list[int]:
+    """The first cycle's iterations of FRAME_COLUMNS: the approach's middle, the plateau's end, the pulses, the end."""
+    from pen_cap_vae.track import PULSE_TIMES
+
+    bounds = phase_bounds(cycle, switch)
+    first, end = bounds["approach"]
+    pulses = [min(cycle - 1, max(0, int(round(t * cycle)) - 1)) for t in PULSE_TIMES]
+    return [(first + end) // 2, bounds["plateau"][1] - 1, *pulses, cycle - 1]
+
+
+def plot_frames(path: Path, results: list[dict[str, Any]], pictures: np.ndarray) -> None:
+    """One row per seed: its frames at FRAME_COLUMNS; the pictures on top; each row says what holds."""
+    columns = len(FRAME_COLUMNS)
+    height, width = pictures.shape[1:3]
+    fig, axes = plt.subplots(len(results) + 1, columns, figsize=(1.9 * columns, 1.9 * height / width * (len(results) + 1) + 0.8),
+                             squeeze=False)
+    for k, ax in enumerate(axes[0]):
+        if k < len(pictures):
+            ax.imshow(pictures[k])
+            ax.set_title(f"picture {k + 1}", fontsize=8)
+    for row, result in zip(axes[1:], results, strict=True):
+        iterations = frame_iterations(result["cycle"], result["switch"])
+        holds = seed_holds(result)
+        marks = "".join("+" if holds[c] else "-" for c in (CLAIM_VAE, CLAIM_DATE, CLAIM_PULSES))
+        for ax, iteration, title in zip(row, iterations, FRAME_COLUMNS, strict=True):
+            frame = Path(result["frames_dir"]) / f"{iteration:06d}.jpg"
+            if frame.is_file():
+                with Image.open(frame) as image:
+                    ax.imshow(np.asarray(image.convert("RGB")))
+            else:
+                ax.text(0.5, 0.5, "no frame saved", ha="center", va="center", fontsize=7, transform=ax.transAxes)
+            if row is axes[1]:
+                ax.set_title(f"{title}\n(iteration {iteration})", fontsize=8)
+        row[0].set_ylabel(f"seed {result['seed']}\n{result['min_psnr_db']:.1f} dB {marks}", fontsize=8)
+    for ax in axes.ravel():
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for spine in ax.spines.values():
+            spine.set_visible(False)
+    fig.suptitle("Every seed's date at its phases (row label: worst PSNR; + / - for the VAE's 28 dB, "
+                 "approach 1 and plateau last, three visible pulses)", fontsize=9)
+    save_figure(fig, path, dpi=100)
+
+
+def plot_tracks(path: Path, results: list[dict[str, Any]]) -> None:
+    """Small multiples: each seed's likeness to each picture where the pictures differ, phases shaded."""
+    columns = min(3, len(results))
+    rows = -(-len(results) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(4.2 * columns, 2.4 * rows + 0.6), sharex=True, sharey=True,
+                             squeeze=False)
+    shades = {"start": "0.93", "approach": "#dce9f5", "plateau": "#e8f3e0", "culmination": "#f7e3d8"}
+    for ax, result in zip(axes.ravel(), results, strict=False):
+        track = np.asarray(result["distinctive"])
+        for name, (first, end) in phase_bounds(result["cycle"], result["switch"]).items():
+            ax.axvspan(first, end, color=shades[name], lw=0)
+        for k in range(track.shape[1]):
+            ax.plot(track[:, k], lw=0.8, label=f"picture {k + 1}")
+        ax.set_title(f"seed {result['seed']}: approach {result['approach'] or 'none'}, plateau "
+                     f"{result['plateau'] or 'none'}, {result['visible_pulses']}/3 pulses", fontsize=8)
+        ax.grid(alpha=0.3)
+    for ax in axes.ravel()[len(results):]:
+        ax.set_visible(False)
+    axes[0, 0].legend(fontsize=7, loc="lower left")
+    for ax in axes[-1]:
+        ax.set_xlabel("iteration")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("likeness")
+    fig.suptitle("Every seed's date track: likeness to each picture where the pictures differ "
+                 "(start, approach, plateau, culmination shaded)", fontsize=9)
+    save_figure(fig, path, dpi=100)
+
+
+def report(run, results: list[dict[str, Any]], pictures: np.ndarray) -> None:
+    add_claims(run, results)
+    plot_frames(run.path("seeds_frames.png"), results, pictures)
+    run.add_artifact(run.path("seeds_frames.png"), f"every seed's frames at the date's phases ({len(results)} seeds; "
+                                                   "the animation is the first seed's, test.py's)")
+    plot_tracks(run.path("seeds_tracks.png"), results)
+    run.add_artifact(run.path("seeds_tracks.png"), "every seed's date track")
+    for result in results:
+        print(f"seed {result['seed']}: {result['min_psnr_db']:.1f} dB, approach {result['approach']}, plateau "
+              f"{result['plateau']}, visible pulses {result['visible_pulses']}")
+    per_seed = [{key: value for key, value in result.items() if key not in ("distinctive", "frames_dir")}
+                for result in results]
+    run.finish({"seeds": per_seed,
+                "shares": {claim: sum(seed_holds(r)[claim] for r in results) / len(results) for claim in FULL_PROFILE}})
+
+
+@exit_on_lab_error
+def main(argv=None):
+    run = start_run("pen_cap_vae", globals(), argv, framework="torch")
+    cfg = run.cfg
+    vae_path, date_path, train_constants, test_constants = trained_pair(run)
+    frames = outputs_root() / "pen_cap_vae" / ("test" + (f"-{cfg.RUN_NAME}" if cfg.RUN_NAME else "")) / "frames"
+    results = [judge_seed(train_constants["SEED"], vae_path, date_path, frames, run.device)]
+    results += more_seeds(run, cfg, train_constants, test_constants)
+    report(run, results, results[0].pop("picture_arrays"))
+
+
+if __name__ == "__main__":
+    main()

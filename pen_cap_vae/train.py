@@ -46,9 +46,10 @@ TORCH_THREADS = 0       # CPU threads for torch (0: torch's default); 1 is far f
 SEED = 0                # -1 draws a random seed and prints it {>= -1}
 DEVICE = "auto"         # "auto" (CUDA if available), "cpu" or "cuda"
 # The quick model is small and short-trained: it does not spike, and a decay would only slow it. Its
-# code has 4 channels: the recoder's short quick date then follows the pictures' codes (README).
+# code has 4 channels: the recoder's short quick date then follows the pictures' codes. 1000 steps at 4e-3:
+# at 400 steps 5 of 11 seeds stayed below 28 dB, at 3e-3 seed 6 sticks at 20 dB even after 1200 (README).
 QUICK = {"TORCH_THREADS": 1, "IMAGE_HEIGHT": 90, "IMAGE_WIDTH": 160, "LAYERS": 3, "CHANNELS": 32, "CODE_CHANNELS": 4,
-         "STEPS": 800, "LEARNING_RATE": 3e-3, "FINAL_LR_FRACTION": 1.0, "CHECKPOINT_EVERY": 100}
+         "STEPS": 1000, "LEARNING_RATE": 4e-3, "FINAL_LR_FRACTION": 1.0, "CHECKPOINT_EVERY": 100}
 DRY_RUN = {"IMAGE_HEIGHT": 30, "IMAGE_WIDTH": 50, "LAYERS": 2, "CHANNELS": 16, "STEPS": 3, "CHECKPOINT_EVERY": 2}
 # -----------------------------------------------------------------------------
 

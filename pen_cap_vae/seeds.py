@@ -36,6 +36,7 @@ from lab.run import seed_everything
 from lab.safe_load import settings_from_checkpoint
 from pen_cap_vae import test as date_script
 from pen_cap_vae import train as vae_script
+from pen_cap_vae.claims import CLAIM_DATE, CLAIM_PULSES, CLAIM_VAE, FULL_PROFILE
 from pen_cap_vae.data import load_pictures
 from pen_cap_vae.model import VAE_CHECKPOINT_NAME, VAESettings, reconstructions_and_psnr
 from pen_cap_vae.track import DIP_THRESHOLD, NEAREST_MARGIN, DateTrack, phase_bounds, summarise
@@ -49,18 +50,6 @@ DRY_RUN = {"SEEDS": 2}
 # -----------------------------------------------------------------------------
 
 MOST = 0.5  # "most seeds": the share's 95 % Wilson interval lies above this
-CLAIM_VAE = "the sigma-VAE reconstructs the date's pictures (sharp enough to see the pen and the cap), for most seeds"
-CLAIM_DATE = ("the date has an approach (frames like picture 1) and a plateau (like the last picture), "
-              "for most seeds")
-CLAIM_PULSES = ("the culmination has three pulses (the frames break away from the last picture three times), "
-                "for most seeds")
-FULL_PROFILE = {
-    CLAIM_VAE: "one seed: 29.8 dB at worst (3000 steps at 360x640, float32, H200); 28.3 dB with bf16 autocast "
-               "on the CPU (README)",
-    CLAIM_DATE: "one seed: start 1 -> approach 1 -> plateau 3 -> culmination 1 (0.16/-0.01/-0.06; 0.06/0.15/0.35; "
-                "0.12/0.07/0.05), the whole 5300-iteration date at 360x640 (README)",
-    CLAIM_PULSES: "one seed: drops 0.39, 0.37, 0.52 below the plateau's mean (needed > 0.56: not visible), README",
-}
 # The frames shown per seed: where in the first cycle (a function of cycle and switch) and their titles.
 FRAME_COLUMNS = ("approach (middle)", "plateau (end)", "pulse 1", "pulse 2", "pulse 3", "last frame")
 

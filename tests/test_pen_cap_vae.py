@@ -541,11 +541,6 @@ def test_seeds_needs_a_finished_trained_pair(lab_outputs, small_pictures, capsys
     _fails_with(capsys, seeds.main, ["--dry-run"], "no recoder.pt", "python -m pen_cap_vae.test --dry-run first")
 
 
-def test_share_needs_its_wilson_interval_above_one_half():
-    assert seeds.share_sentence([True] * 6)[1] and not seeds.share_sentence([True] * 5 + [False])[1]
-    assert seeds.share_sentence([True] * 7 + [False])[1] and "7/8 seeds" in seeds.share_sentence([True] * 7 + [False])[0]
-
-
 # ----------------------------------------------------------------------------- end to end
 
 

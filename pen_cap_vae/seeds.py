@@ -27,13 +27,12 @@ from PIL import Image
 from scipy.stats import binomtest
 
 from lab import LabError, exit_on_lab_error, start_run
-from lab.checkpoint import load_checkpoint, load_state_dict_strict, resume
+from lab.checkpoint import load_checkpoint, resume
 from lab.constants import settings_from
 from lab.executor import Cell, CellRun, cluster_address, failure_summary, run_cells
 from lab.paths import outputs_root
 from lab.plots import save_figure
 from lab.run import seed_everything
-from lab.safe_load import settings_from_checkpoint
 from pen_cap_vae import test as date_script
 from pen_cap_vae import train as vae_script
 from pen_cap_vae.claims import CLAIM_DATE, CLAIM_PULSES, CLAIM_VAE, FULL_PROFILE
@@ -112,23 +111,23 @@ def seed_cell(*, train_constants: dict[str, Any], test_constants: dict[str, Any]
     run.close()
     if interrupted:
         raise KeyboardInterrupt
-    result = judge_seed(seed, ckpt.path, date_ckpt.path, Path(folder) / "frames", device)
+    result = judge_seed(run, seed, ckpt.path, date_ckpt.path, Path(folder) / "frames", cfg.PICTURES_DIR)
     del result["picture_arrays"]  # the main process has them: a cell's result stays small
     return result
 
 
-def judge_seed(seed: int, vae_path: Path, date_path: Path, frames_dir: Path, device: str) -> dict[str, Any]:
+def judge_seed(run, seed: int, vae_path: Path, date_path: Path, frames_dir: Path, pictures_dir: str) -> dict[str, Any]:
     """One seed's figures, read back from its checkpoints: PSNR per picture, the date's summary, its track."""
-    checkpoint = load_checkpoint(vae_path, map_location="cpu")
-    settings = settings_from_checkpoint(VAESettings, checkpoint.get("settings"), vae_path, "pen_cap_vae.train")
-    vae = settings.build()
-    load_state_dict_strict(vae, checkpoint["model"], f"the VAE checkpoint {vae_path}")
-    vae = vae.to(device)
-    pictures, _, _ = load_pictures(checkpoint["constants"]["PICTURES_DIR"], settings, device)
+    vae, settings, _ = date_script.load_vae(run, SimpleNamespace(VAE_CHECKPOINT=str(vae_path)))
+    pictures, _, _ = load_pictures(pictures_dir, settings, run.device)
     date = load_checkpoint(date_path, map_location="cpu")
-    cycle, switch = date["constants"]["CYCLE_LENGTH"], date["constants"]["SWITCH_ITERATION"]
+    constants, track_state = date.get("constants"), date.get("track")
+    if not isinstance(constants, dict) or not isinstance(track_state, dict) or \
+            not {"likeness", "distinctive", "cap", "cap_score"} <= set(track_state):
+        raise LabError(f"{date_path} holds no date track of pen_cap_vae.test; rerun python -m pen_cap_vae.test --fresh")
+    cycle, switch = constants["CYCLE_LENGTH"], constants["SWITCH_ITERATION"]
     track = DateTrack(pictures.permute(0, 2, 3, 1).cpu().numpy())
-    track.load_state(date["track"])
+    track.load_state(track_state)
     summary = summarise(track, cycle, switch, track.pictures.shape[2])
     psnr_db = [round(v, 2) for v in reconstructions_and_psnr(vae.eval(), pictures)[1]]
     phases, dips = summary["phases"], summary["culmination_dips"]
@@ -325,7 +324,7 @@ def main(argv=None):
     cfg = run.cfg
     vae_path, date_path, train_constants, test_constants = trained_pair(run)
     frames = outputs_root() / "pen_cap_vae" / ("test" + (f"-{cfg.RUN_NAME}" if cfg.RUN_NAME else "")) / "frames"
-    results = [judge_seed(train_constants["SEED"], vae_path, date_path, frames, run.device)]
+    results = [judge_seed(run, train_constants["SEED"], vae_path, date_path, frames, train_constants["PICTURES_DIR"])]
     results += more_seeds(run, cfg, train_constants, test_constants)
     report(run, results, results[0].pop("picture_arrays"))
 

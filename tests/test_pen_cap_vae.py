@@ -539,6 +539,13 @@ def test_seeds_needs_a_finished_trained_pair(lab_outputs, small_pictures, capsys
     _fails_with(capsys, seeds.main, ["--dry-run"], "no vae.pt", "python -m pen_cap_vae.train --dry-run first")
     train.main(pictures)
     _fails_with(capsys, seeds.main, ["--dry-run"], "no recoder.pt", "python -m pen_cap_vae.test --dry-run first")
+    date_script.main(pictures)
+    # A finished date's checkpoint without its track (a foreign or damaged file): one line, before any training.
+    path = lab_outputs / "pen_cap_vae/checkpoints/dry_run/recoder.pt"
+    state = torch.load(path, weights_only=True)
+    torch.save({"step": state["step"], "constants": state["constants"]}, path)
+    _fails_with(capsys, seeds.main, ["--dry-run"], f"{path} holds no date track", "--fresh")
+    assert not (lab_outputs / "pen_cap_vae/checkpoints/dry_run/seeds").exists()
 
 
 # ----------------------------------------------------------------------------- end to end

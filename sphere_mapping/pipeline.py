@@ -18,4 +18,4 @@ CLAIMS = [
     "most of the article's seeds draw the sphere with a missing corner, the rest fold into ribbons",
     "a map from the square cannot be closed into a whole sphere (the author tried for a day)",
 ]
-QUICK_SECONDS = 208  # its wall time on 2 cores, beside another (lab.pipeline.start_order)
+QUICK_SECONDS = 225  # its wall time on 2 cores, beside another (lab.pipeline.start_order)

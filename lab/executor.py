@@ -73,17 +73,34 @@ class CellOutcome:
 @dataclass
 class CellRun:
     """What lab.checkpoint.resume and a training loop ask of a run, inside one cell: its constants (SEED
-    among them), its own checkpoint folder (locked: one process per cell) and its curves' folder."""
+    among them), its own folder for checkpoints (locked: one process per cell) and outputs, its curves'
+    folder, its device and profile."""
 
     constants: dict[str, Any]
     folder: Path
     curves_folder: Path | None = None
     fresh: bool = False
+    device: str = "cpu"
+    profile: str = "quick"
     _scalars: Any = field(default=None, repr=False)
 
     @property
     def seed(self) -> int:
         return int(self.constants["SEED"])
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return Path(self.folder)
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.folder)
+
+    def path(self, *parts: str) -> Path:
+        """A file in the cell's folder; its parent folders are created."""
+        target = self.out_dir.joinpath(*parts)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return target
 
     def checkpoint_path(self, name: str) -> Path:
         lock_folder(self.folder)

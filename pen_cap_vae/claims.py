@@ -1,6 +1,7 @@
 """The article's claims that pen_cap_vae.seeds judges over seeds, with the full profile's figures (one seed:
 results/); without torch, so that lab's gallery can list them for a run that did not make them."""
 
+RECONSTRUCTION_GOAL_DB = 28.0  # the bar for "a person sees the pen and the cap" (worst picture's PSNR)
 CLAIM_VAE = "the sigma-VAE reconstructs the date's pictures (sharp enough to see the pen and the cap), for most seeds"
 CLAIM_DATE = ("the date has an approach (frames like picture 1) and a plateau (like the last picture), "
               "for most seeds")

@@ -1,5 +1,6 @@
 """Loading the date's pictures: every image in the pictures folder, in name order, resized to the
-constants' size as the article did ("I interpolated the pictures to 360x640 beforehand")."""
+constants' size as the article did ("I interpolated the pictures to 360x640 beforehand"); and the
+trained VAE, rebuilt from the settings its checkpoint stores."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ import torch
 from PIL import Image
 
 from lab import LabError
-from lab.checkpoint import fingerprint_files
+from lab.checkpoint import fingerprint_files, load_checkpoint, load_state_dict_strict
 from lab.images import read_rgb
-from pen_cap_vae.model import VAESettings
+from lab.safe_load import settings_from_checkpoint
+from pen_cap_vae.model import GaussianAutoencoder, VAESettings
 from pen_cap_vae.pictures import list_pictures, pictures_dir
 
 DRAW_COMMAND = "python -m pen_cap_vae.draw_pictures"
@@ -46,3 +48,27 @@ def load_pictures(setting: str, settings: VAESettings, device,
         arrays.append(np.asarray(image, dtype=np.float32) / 255.0)
     pictures = torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).contiguous()
     return pictures.to(device), paths, fingerprint_files([*paths, *also_fingerprinted])
+
+
+def load_trained_vae(path: Path, device, profile: str = "full") -> tuple[GaussianAutoencoder, VAESettings]:
+    """The VAE at `path` (train.py's checkpoint, or the article's bare state_dict) in eval mode, and its settings."""
+    flag = {"quick": " --quick", "dry_run": " --dry-run"}.get(profile, "")
+    if not path.is_file():
+        raise LabError(f"no trained VAE at {path}: run python -m pen_cap_vae.train{flag} first")
+    checkpoint = load_checkpoint(path, map_location="cpu")
+    if not isinstance(checkpoint, dict):
+        raise LabError(f"{path} is not a checkpoint of pen_cap_vae.train (it holds no dict); give the vae.pt that "
+                       "pen_cap_vae.train wrote")
+    if "settings" in checkpoint:
+        settings = settings_from_checkpoint(VAESettings, checkpoint["settings"], path, "pen_cap_vae.train")
+        if not isinstance(checkpoint.get("model"), dict):
+            raise LabError(f"{path} is not a checkpoint of pen_cap_vae.train: it has no VAE weights ('model')")
+        state_dict = checkpoint["model"]
+    elif "model" in checkpoint:
+        raise LabError(f"the VAE checkpoint {path} has no stored settings (an older version of train.py made it); "
+                       f"retrain with python -m pen_cap_vae.train{flag} --fresh")
+    else:  # a bare state_dict, e.g. saved by the article's code: the article's architecture
+        settings, state_dict = VAESettings(), checkpoint
+    vae = settings.build()
+    load_state_dict_strict(vae, state_dict, f"the VAE checkpoint {path}")
+    return vae.to(device).eval(), settings

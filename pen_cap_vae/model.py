@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 VAE_CHECKPOINT_NAME = "vae.pt"   # train.py writes it, test.py reads it, in the profile's checkpoint folder
+DATE_CHECKPOINT_NAME = "recoder.pt"  # test.py's date (recoder, code, EEG, track); seeds.py reads it
 _CLIP_WINDOW = 500               # gradient norms AutoClip takes its percentile over
 
 

@@ -2,12 +2,12 @@
 
 Run: python -m pen_cap_vae.seeds [--quick] [--set SEEDS=8]   (after python -m pen_cap_vae.test)
 
-One VAE and one recoder are one trajectory: over eleven quick seeds the approach leaned to picture 1 on
-three, so the verdict of a single date is its seed's, not the experiment's. This step takes the trained
-VAE and date (train.py's and test.py's, seed SEED) and SEEDS - 1 more pairs trained with the constants
-their checkpoints record and the next seeds (one lab.executor cell each: here, or one Ray task each with
-CLUSTER; each resumed after Ctrl+C, reused when finished), and states each claim as a share of the seeds
-with its 95 % Wilson interval. A claim holds for "most seeds" when it holds for more than half of them.
+One VAE and one recoder are one trajectory: over 18 quick seeds the approach leaned to picture 1 on four,
+so the verdict of a single date is its seed's, not the experiment's. This step takes the trained VAE and
+date (train.py's and test.py's, seed SEED) and SEEDS - 1 more pairs made with the constants their
+checkpoints record and the next seeds: train.py's and then test.py's lab.executor cells (here, or one Ray
+task each with CLUSTER; each resumed after Ctrl+C, reused when finished). Each claim is stated as a share
+of the seeds with its 95 % Wilson interval, and holds for "most seeds" when it holds for more than half.
 Every seed's frames at the phases and its date track are drawn side by side."""
 
 from __future__ import annotations
@@ -15,29 +15,22 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
-import torch
 from PIL import Image
 from scipy.stats import binomtest
 
 from lab import LabError, exit_on_lab_error, start_run
-from lab.checkpoint import load_checkpoint, resume
-from lab.constants import settings_from
-from lab.executor import Cell, CellRun, cluster_address, failure_summary, run_cells
+from lab.checkpoint import load_checkpoint
+from lab.executor import Cell, cluster_address, failure_summary, run_cells
 from lab.paths import outputs_root
 from lab.plots import save_figure
-from lab.run import seed_everything
-from pen_cap_vae import test as date_script
-from pen_cap_vae import train as vae_script
-from pen_cap_vae.claims import CLAIM_DATE, CLAIM_PULSES, CLAIM_VAE, FULL_PROFILE
-from pen_cap_vae.data import load_pictures
-from pen_cap_vae.model import VAE_CHECKPOINT_NAME, VAESettings, reconstructions_and_psnr
+from pen_cap_vae.claims import CLAIM_DATE, CLAIM_PULSES, CLAIM_VAE, FULL_PROFILE, RECONSTRUCTION_GOAL_DB
+from pen_cap_vae.data import load_pictures, load_trained_vae
+from pen_cap_vae.model import DATE_CHECKPOINT_NAME, VAE_CHECKPOINT_NAME, reconstructions_and_psnr
 from pen_cap_vae.track import DIP_THRESHOLD, NEAREST_MARGIN, DateTrack, phase_bounds, summarise
 
 # -----------------------------------------------------------------------------
@@ -58,69 +51,9 @@ MOST = 0.5
 FRAME_COLUMNS = ("approach (middle)", "plateau (end)", "pulse 1", "pulse 2", "pulse 3", "last frame")
 
 
-@dataclass
-class SeedRun(CellRun):
-    """A cell's stand-in for lab.run.Run: its checkpoints and outputs (frames, curves) in the cell's folder."""
-
-    device: str = "cpu"
-    profile: str = "quick"
-
-    @property
-    def out_dir(self) -> Path:
-        return Path(self.folder)
-
-    @property
-    def checkpoint_dir(self) -> Path:
-        return Path(self.folder)
-
-    def path(self, *parts: str) -> Path:
-        target = self.out_dir.joinpath(*parts)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        return target
-
-
-def seed_cell(*, train_constants: dict[str, Any], test_constants: dict[str, Any], folder: str,
-              device: str, profile: str) -> dict[str, Any]:
-    """One more seed, as a lab.executor cell: train.py's VAE and test.py's date with these constants (each
-    with its own SEED), everything in `folder`; resumed when the folder holds checkpoints. The weights and
-    the date equal those of `train --set SEED=s` and then `test --set SEED=s` (each script seeds first)."""
-    seed = int(train_constants["SEED"])
-    if train_constants.get("TORCH_THREADS", 0) > 0:
-        torch.set_num_threads(int(train_constants["TORCH_THREADS"]))
-    seed_everything(seed, "torch")
-    run = SeedRun(train_constants, Path(folder), Path(folder) / "vae_curves", device=device, profile=profile)
-    cfg = SimpleNamespace(**train_constants)
-    settings = settings_from(VAESettings, cfg)
-    pictures, _, fingerprint = load_pictures(cfg.PICTURES_DIR, settings, device)
-    training = vae_script.Training(run, cfg, settings, pictures)
-    ckpt = resume(run, VAE_CHECKPOINT_NAME, architecture=vae_script.ARCHITECTURE, steps=cfg.STEPS,
-                  data=fingerprint, map_location=device)
-    if ckpt.state is not None:
-        training.load(ckpt.state, ckpt.step)
-    interrupted = vae_script.train(run, cfg, training, ckpt)
-    run.close()
-    if interrupted:
-        raise KeyboardInterrupt
-
-    seed_everything(seed, "torch")
-    run = SeedRun({**test_constants, "VAE_CHECKPOINT": str(ckpt.path)}, Path(folder), Path(folder) / "date_curves",
-                  device=device, profile=profile)
-    cfg = SimpleNamespace(**run.constants)
-    vae, settings, vae_path = date_script.load_vae(run, cfg)
-    pictures, _, fingerprint = load_pictures(cfg.PICTURES_DIR, settings, device, vae_path)
-    session, date_ckpt = date_script.open_session(run, cfg, vae, settings, pictures, fingerprint)
-    interrupted = date_script.run_date(run, cfg, session, vae, date_ckpt)
-    run.close()
-    if interrupted:
-        raise KeyboardInterrupt
-    result = judge_seed(run, seed, ckpt.path, date_ckpt.path, Path(folder) / "frames", cfg.PICTURES_DIR)
-    del result["picture_arrays"]  # the main process has them: a cell's result stays small
-    return result
-
-
 def judge_seed(run, seed: int, vae_path: Path, date_path: Path, frames_dir: Path, pictures_dir: str) -> dict[str, Any]:
     """One seed's figures, read back from its checkpoints: PSNR per picture, the date's summary, its track."""
-    vae, settings, _ = date_script.load_vae(run, SimpleNamespace(VAE_CHECKPOINT=str(vae_path)))
+    vae, settings = load_trained_vae(vae_path, run.device, run.profile)
     pictures, _, _ = load_pictures(pictures_dir, settings, run.device)
     date = load_checkpoint(date_path, map_location="cpu")
     constants, track_state = date.get("constants"), date.get("track")
@@ -147,7 +80,7 @@ def judge_seed(run, seed: int, vae_path: Path, date_path: Path, frames_dir: Path
 
 def seed_holds(result: dict[str, Any]) -> dict[str, bool]:
     """Per seed, which of the article's claims its VAE and date show (the bars of README and track.py)."""
-    return {CLAIM_VAE: result["min_psnr_db"] >= vae_script.RECONSTRUCTION_GOAL_DB,
+    return {CLAIM_VAE: result["min_psnr_db"] >= RECONSTRUCTION_GOAL_DB,
             CLAIM_DATE: result["approach"] == 1 and result["plateau"] == result["pictures"],
             CLAIM_PULSES: result["pulses"] == 3 and result["visible_pulses"] == 3}
 
@@ -156,7 +89,7 @@ def trained_pair(run) -> tuple[Path, Path, dict, dict]:
     """train.py's VAE and test.py's date of this profile, finished, and the constants each records."""
     flag = {"quick": " --quick", "dry_run": " --dry-run"}.get(run.profile, "")
     found = []
-    for name, script in ((VAE_CHECKPOINT_NAME, "train"), (date_script.CHECKPOINT_NAME, "test")):
+    for name, script in ((VAE_CHECKPOINT_NAME, "train"), (DATE_CHECKPOINT_NAME, "test")):
         path = run.checkpoint_dir / name
         if not path.is_file():
             raise LabError(f"no {name} in {path.parent}: run python -m pen_cap_vae.{script}{flag} first")
@@ -178,27 +111,31 @@ def trained_pair(run) -> tuple[Path, Path, dict, dict]:
 
 
 def more_seeds(run, cfg, train_constants: dict, test_constants: dict) -> list[dict[str, Any]]:
-    """SEEDS - 1 more VAE + date pairs with the trained pair's constants and the next seeds, one cell each,
-    in a folder named by seed and constants (other constants get other pairs)."""
-    first = train_constants["SEED"]
-    cells = []
+    """SEEDS - 1 more VAE + date pairs with the trained pair's constants and the next seeds, each in a folder
+    named by seed and constants (other constants get other pairs): first the VAEs (train.py's cells), then
+    their dates (test.py's cells); each cell resumed when stopped, reused when finished."""
+    first, plans = train_constants["SEED"], []
     for seed in range(first + 1, first + cfg.SEEDS):
         plan = {"train": {**train_constants, "SEED": seed},
                 "test": {**test_constants, "SEED": seed, "SAVE_EEG_PLOTS": False, "VAE_CHECKPOINT": ""}}
         digest = hashlib.sha256(json.dumps(plan, sort_keys=True).encode()).hexdigest()[:10]
-        folder = run.checkpoint_dir / "seeds" / f"seed_{seed}-{digest}"
+        folder = (run.checkpoint_dir / "seeds" / f"seed_{seed}-{digest}").resolve()
         if run.fresh:
             shutil.rmtree(folder, ignore_errors=True)
-        cells.append(Cell(f"seed {seed}", "pen_cap_vae.seeds:seed_cell",
-                          {"train_constants": plan["train"], "test_constants": plan["test"],
-                           "folder": str(folder.resolve()), "device": run.device, "profile": run.profile},
-                          resources={"num_cpus": 1, "num_gpus": 1 if run.device == "cuda" else 0}))
-    outcomes = run_cells(cells, cluster=cluster_address(cfg.CLUSTER), desc="more seeds (VAE + date)")
-    failures = failure_summary(outcomes)
-    if failures:
-        raise LabError(f"{len(failures.splitlines())} of {len(cells)} seeds failed for good:\n{failures}\n"
-                       "rerun to retry them; the finished ones are kept")
-    return [outcome.result for outcome in outcomes]
+        plan["test"]["VAE_CHECKPOINT"] = str(folder / VAE_CHECKPOINT_NAME)  # the seed's own VAE
+        plans.append((seed, folder, plan))
+    common = {"device": run.device, "profile": run.profile}
+    resources = {"num_cpus": 1, "num_gpus": 1 if run.device == "cuda" else 0}
+    for step, function, desc in (("train", "pen_cap_vae.train:train_cell", "more seeds: VAEs"),
+                                 ("test", "pen_cap_vae.test:date_cell", "more seeds: dates")):
+        cells = [Cell(f"seed {seed} {step}", function, {"constants": plan[step], "folder": str(folder), **common},
+                      resources=resources) for seed, folder, plan in plans]
+        failures = failure_summary(run_cells(cells, cluster=cluster_address(cfg.CLUSTER), desc=desc))
+        if failures:
+            raise LabError(f"{len(failures.splitlines())} of {len(cells)} seeds failed for good:\n{failures}\n"
+                           "rerun to retry them; the finished ones are kept")
+    return [judge_seed(run, seed, folder / VAE_CHECKPOINT_NAME, folder / DATE_CHECKPOINT_NAME, folder / "frames",
+                       plan["train"]["PICTURES_DIR"]) for seed, folder, plan in plans]
 
 
 def share_sentence(holds: list[bool]) -> tuple[str, bool]:
@@ -217,7 +154,7 @@ def add_claims(run, results: list[dict[str, Any]]) -> None:
     names = {None: "none"}
     share, ok = share_sentence([h[CLAIM_VAE] for h in holds])
     worst = [r["min_psnr_db"] for r in results]
-    run.add_claim(CLAIM_VAE, f">= {vae_script.RECONSTRUCTION_GOAL_DB:.0f} dB at worst over the pictures on {share}; "
+    run.add_claim(CLAIM_VAE, f">= {RECONSTRUCTION_GOAL_DB:.0f} dB at worst over the pictures on {share}; "
                              f"each seed's worst picture {min(worst):.1f} to {max(worst):.1f} dB ({seeds})",
                   ok, FULL_PROFILE[CLAIM_VAE])
     share, ok = share_sentence([h[CLAIM_DATE] for h in holds])

@@ -10,6 +10,8 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -17,13 +19,14 @@ import torch
 from tqdm import tqdm
 
 from lab import LabError, exit_on_lab_error, start_run
-from lab.checkpoint import InterruptGuard, load_checkpoint, load_state_dict_strict, resume, save_checkpoint
+from lab.checkpoint import InterruptGuard, resume, save_checkpoint
+from lab.executor import CellRun
 from lab.plots import save_figure
-from lab.safe_load import settings_from_checkpoint
-from pen_cap_vae.data import load_pictures
+from lab.run import seed_everything
+from pen_cap_vae.data import load_pictures, load_trained_vae
 from pen_cap_vae.date import Date, FrameSink
 from pen_cap_vae.eeg import EEGPlotter, EEGRecorder, draw_probes, log_spectrum, smooth_spectrum, spectral_exponent
-from pen_cap_vae.model import VAE_CHECKPOINT_NAME, RecoderSettings, VAESettings
+from pen_cap_vae.model import DATE_CHECKPOINT_NAME, VAE_CHECKPOINT_NAME, RecoderSettings, VAESettings
 from pen_cap_vae.track import DIP_THRESHOLD, NEAREST_MARGIN, DateTrack, bare_table_likeness, phase_bounds, summarise
 
 # -----------------------------------------------------------------------------
@@ -63,7 +66,7 @@ DRY_RUN = {"CYCLE_LENGTH": 40, "SWITCH_ITERATION": 8, "RECODER_LAYERS": 3, "RECO
 # A date's checkpoint is resumed only with these unchanged (and the same pictures and VAE).
 ARCHITECTURE = ["CYCLE_LENGTH", "SWITCH_ITERATION", "RECODER_LAYERS", "RECODER_CHANNELS", "EEG_PROBES",
                 "EEG_PROBE_CHANNELS", "EEG_WINDOW"]
-CHECKPOINT_NAME = "recoder.pt"
+CHECKPOINT_NAME = DATE_CHECKPOINT_NAME
 OUTPUT_FOLDERS = ("frames", "encephalograms", "encephalograms_log_spectrae")
 
 
@@ -81,26 +84,7 @@ def check_constants(cfg) -> None:
 def load_vae(run, cfg):
     """The trained VAE (eval mode), rebuilt from the settings stored in its checkpoint, and its path."""
     path = Path(cfg.VAE_CHECKPOINT) if cfg.VAE_CHECKPOINT else run.checkpoint_dir / VAE_CHECKPOINT_NAME
-    flag = {"quick": " --quick", "dry_run": " --dry-run"}.get(run.profile, "")
-    if not path.is_file():
-        raise LabError(f"no trained VAE at {path}: run python -m pen_cap_vae.train{flag} first")
-    checkpoint = load_checkpoint(path, map_location="cpu")
-    if not isinstance(checkpoint, dict):
-        raise LabError(f"{path} is not a checkpoint of pen_cap_vae.train (it holds no dict); give the vae.pt that "
-                       "pen_cap_vae.train wrote")
-    if "settings" in checkpoint:
-        settings = settings_from_checkpoint(VAESettings, checkpoint["settings"], path, "pen_cap_vae.train")
-        if not isinstance(checkpoint.get("model"), dict):
-            raise LabError(f"{path} is not a checkpoint of pen_cap_vae.train: it has no VAE weights ('model')")
-        state_dict = checkpoint["model"]
-    elif "model" in checkpoint:
-        raise LabError(f"the VAE checkpoint {path} has no stored settings (an older version of train.py made it); "
-                       f"retrain with python -m pen_cap_vae.train{flag} --fresh")
-    else:  # a bare state_dict, e.g. saved by the article's code: the article's architecture
-        settings, state_dict = VAESettings(), checkpoint
-    vae = settings.build()
-    load_state_dict_strict(vae, state_dict, f"the VAE checkpoint {path}")
-    return vae.to(run.device).eval(), settings, path
+    return (*load_trained_vae(path, run.device, run.profile), path)
 
 
 @dataclass
@@ -315,6 +299,26 @@ def report(run, cfg, session: Session, interrupted: bool) -> None:
         run.add_artifact(frames[-1], f"the last frame ({frames[-1].name})")
     metrics["frames"] = len(frames)
     run.finish(metrics, status="interrupted" if interrupted else "complete")
+
+
+def date_cell(*, constants: dict[str, Any], folder: str, device: str, profile: str) -> dict[str, Any]:
+    """One more seed's date, as a lab.executor cell (pen_cap_vae.seeds): this script's date with `constants`
+    (its own SEED and VAE_CHECKPOINT), checkpoint, frames and curves in `folder`; resumed when the folder holds
+    one. Seeded as main() is, so the date equals `--set SEED=s` on that VAE. Ctrl+C saves, then stops the caller."""
+    seed_everything(int(constants["SEED"]), "torch")
+    if constants.get("TORCH_THREADS", 0) > 0:
+        torch.set_num_threads(int(constants["TORCH_THREADS"]))
+    run = CellRun(constants, Path(folder), Path(folder) / "date_curves", device=device, profile=profile)
+    cfg = SimpleNamespace(**constants)
+    check_constants(cfg)
+    vae, settings, vae_path = load_vae(run, cfg)
+    pictures, _, fingerprint = load_pictures(cfg.PICTURES_DIR, settings, device, vae_path)
+    session, ckpt = open_session(run, cfg, vae, settings, pictures, fingerprint)
+    interrupted = run_date(run, cfg, session, vae, ckpt)
+    run.close()
+    if interrupted:
+        raise KeyboardInterrupt
+    return {"iterations": session.step}
 
 
 @exit_on_lab_error

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -19,8 +22,11 @@ from tqdm import tqdm
 from lab import LabError, exit_on_lab_error, start_run
 from lab.checkpoint import InterruptGuard, load_checkpoint, resume, save_checkpoint
 from lab.constants import settings_from
+from lab.executor import CellRun
 from lab.plots import save_figure
+from lab.run import seed_everything
 from lab.schedules import cosine_factor
+from pen_cap_vae.claims import RECONSTRUCTION_GOAL_DB
 from pen_cap_vae.data import load_pictures
 from pen_cap_vae.model import VAE_CHECKPOINT_NAME, VAESettings, output_variance, reconstructions_and_psnr, vae_step
 
@@ -55,7 +61,6 @@ DRY_RUN = {"IMAGE_HEIGHT": 30, "IMAGE_WIDTH": 50, "LAYERS": 2, "CHANNELS": 16, "
 
 # The constants a checkpoint must share with this run to be resumed: those of VAESettings.
 ARCHITECTURE = ["IMAGE_HEIGHT", "IMAGE_WIDTH", "PATCH", "LAYERS", "CHANNELS", "CODE_CHANNELS", "SIGMA_MODE"]
-RECONSTRUCTION_GOAL_DB = 28.0  # the bar for "a person sees the pen and the cap"
 
 
 def check_constants(cfg) -> None:
@@ -155,6 +160,30 @@ def report(run, training: Training, paths, interrupted: bool) -> None:
                 "final_loss_per_element": training.losses[-1] / pixels if training.losses else None,
                 "output_sigma": float(output_variance(model.sigma.detach()).sqrt())},
                status="interrupted" if interrupted else "complete")
+
+
+def train_cell(*, constants: dict[str, Any], folder: str, device: str, profile: str) -> dict[str, Any]:
+    """One more seed's VAE, as a lab.executor cell (pen_cap_vae.seeds): this script's training with `constants`
+    (its own SEED), checkpoint and curves in `folder`; resumed when the folder holds one. Seeded as main() is,
+    so the weights equal those of `--set SEED=s`. Ctrl+C saves, then stops the caller too."""
+    seed_everything(int(constants["SEED"]), "torch")
+    if constants.get("TORCH_THREADS", 0) > 0:
+        torch.set_num_threads(int(constants["TORCH_THREADS"]))
+    run = CellRun(constants, Path(folder), Path(folder) / "vae_curves", device=device, profile=profile)
+    cfg = SimpleNamespace(**constants)
+    check_constants(cfg)
+    settings = settings_from(VAESettings, cfg)
+    pictures, _, fingerprint = load_pictures(cfg.PICTURES_DIR, settings, device)
+    training = Training(run, cfg, settings, pictures)
+    ckpt = resume(run, VAE_CHECKPOINT_NAME, architecture=ARCHITECTURE, steps=cfg.STEPS, data=fingerprint,
+                  map_location=device)
+    if ckpt.state is not None:
+        training.load(ckpt.state, ckpt.step)
+    interrupted = train(run, cfg, training, ckpt)
+    run.close()
+    if interrupted:
+        raise KeyboardInterrupt
+    return {"steps": training.step}
 
 
 @exit_on_lab_error

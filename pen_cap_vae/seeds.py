@@ -267,7 +267,10 @@ def main(argv=None):
     frames = outputs_root() / "pen_cap_vae" / ("test" + (f"-{cfg.RUN_NAME}" if cfg.RUN_NAME else "")) / "frames"
     results = [judge_seed(run, train_constants["SEED"], vae_path, date_path, frames, train_constants["PICTURES_DIR"])]
     results += more_seeds(run, cfg, train_constants, test_constants)
-    report(run, results, results[0].pop("picture_arrays"))
+    pictures = results[0]["picture_arrays"]  # the same for every seed: the figures' top row
+    for result in results:
+        del result["picture_arrays"]
+    report(run, results, pictures)
 
 
 if __name__ == "__main__":

@@ -584,6 +584,8 @@ def test_dry_run_pipeline_end_to_end_with_interrupt_and_resume(lab_outputs, smal
     seeds.main(["--dry-run"])  # the trained pair (seed 0) and one more (seed 1)
     judged = json.loads((lab_outputs / "pen_cap_vae/seeds/run.json").read_text())
     assert [r["seed"] for r in judged["metrics"]["seeds"]] == [0, 1]
+    assert all(set(r) == set(judged["metrics"]["seeds"][0]) and "picture_arrays" not in r  # figures, not pixels
+               for r in judged["metrics"]["seeds"])
     assert [c["claim"] for c in judged["claims"]] == [seeds.CLAIM_VAE, seeds.CLAIM_DATE, seeds.CLAIM_PULSES]
     assert judged["metrics"]["seeds"][0]["psnr_db"] == list(record_psnr := json.loads(
         (lab_outputs / "pen_cap_vae/train/run.json").read_text())["metrics"]["psnr_db"].values()), record_psnr

@@ -31,7 +31,7 @@ from lab.plots import save_figure
 from pen_cap_vae.claims import CLAIM_DATE, CLAIM_PULSES, CLAIM_VAE, FULL_PROFILE, RECONSTRUCTION_GOAL_DB
 from pen_cap_vae.data import load_pictures, load_trained_vae
 from pen_cap_vae.model import DATE_CHECKPOINT_NAME, VAE_CHECKPOINT_NAME, reconstructions_and_psnr
-from pen_cap_vae.track import DIP_THRESHOLD, NEAREST_MARGIN, DateTrack, phase_bounds, summarise
+from pen_cap_vae.track import DIP_THRESHOLD, NEAREST_MARGIN, PULSE_TIMES, DateTrack, phase_bounds, summarise
 
 # -----------------------------------------------------------------------------
 # Constants. Edit them here or use --set.
@@ -173,8 +173,6 @@ def add_claims(run, results: list[dict[str, Any]]) -> None:
 
 def frame_iterations(cycle: int, switch: int) -> list[int]:
     """The first cycle's iterations of FRAME_COLUMNS: the approach's middle, the plateau's end, the pulses, the end."""
-    from pen_cap_vae.track import PULSE_TIMES
-
     bounds = phase_bounds(cycle, switch)
     first, end = bounds["approach"]
     pulses = [min(cycle - 1, max(0, int(round(t * cycle)) - 1)) for t in PULSE_TIMES]

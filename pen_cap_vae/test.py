@@ -66,7 +66,6 @@ DRY_RUN = {"CYCLE_LENGTH": 40, "SWITCH_ITERATION": 8, "RECODER_LAYERS": 3, "RECO
 # A date's checkpoint is resumed only with these unchanged (and the same pictures and VAE).
 ARCHITECTURE = ["CYCLE_LENGTH", "SWITCH_ITERATION", "RECODER_LAYERS", "RECODER_CHANNELS", "EEG_PROBES",
                 "EEG_PROBE_CHANNELS", "EEG_WINDOW"]
-CHECKPOINT_NAME = DATE_CHECKPOINT_NAME
 OUTPUT_FOLDERS = ("frames", "encephalograms", "encephalograms_log_spectrae")
 
 
@@ -109,7 +108,7 @@ class Session:
 def open_session(run, cfg, vae, settings: VAESettings, pictures: torch.Tensor, fingerprint: str):
     """Resume the date from its checkpoint (same pictures, VAE and architecture), or start it."""
     total = cfg.CYCLES * cfg.CYCLE_LENGTH
-    ckpt = resume(run, CHECKPOINT_NAME, architecture=ARCHITECTURE, steps=total, data=fingerprint,
+    ckpt = resume(run, DATE_CHECKPOINT_NAME, architecture=ARCHITECTURE, steps=total, data=fingerprint,
                   map_location=run.device)
     track = DateTrack(pictures.permute(0, 2, 3, 1).cpu().numpy())
     if not track.locator.available:

@@ -8,7 +8,6 @@ two baselines on the same crops: the hole border's mean colour and biharmonic in
 
 from __future__ import annotations
 
-from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
@@ -23,8 +22,7 @@ from beauty_predictor.saving import resume_training, save_checkpoint_file, save_
 from beauty_predictor.settings import PredictorSettings, settings_dict
 from lab import exit_on_lab_error, start_run
 from lab.checkpoint import InterruptGuard
-from lab.executor import CellRun
-from lab.run import seed_everything
+from lab.run import start_cell
 
 # -----------------------------------------------------------------------------
 # Constants. The article's values are the defaults; edit them here or use --set.
@@ -84,8 +82,8 @@ def train_cell(*, constants: dict[str, Any], folder: str, curves: str) -> dict[s
     """One more predictor, as a lab.executor cell: this script's training with `constants` (a checkpoint's,
     with its own SEED), checkpoint in `folder`, curves in `curves`; resumed when the folder holds one.
     recursive.py follows the rebuild of several. Ctrl+C saves, then stops the caller too."""
-    seed_everything(int(constants["SEED"]), "tensorflow")  # as start_run seeds main(): same SEED, same weights
-    run, cfg = CellRun(constants, Path(folder), Path(curves)), SimpleNamespace(**constants)
+    run = start_cell(constants, folder, curves, "tensorflow")  # as start_run seeds main(): same SEED, same weights
+    cfg = SimpleNamespace(**constants)
     train_photos, held_photos = bc.load_split(cfg)
     eval_crops = bc.held_out_crops(held_photos, cfg.EVAL_CROPS)
     predictor, optimizer, ckpt, history, rng = resume_predictor(run, cfg, train_photos + held_photos)

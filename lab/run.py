@@ -33,6 +33,7 @@ from typing import Any
 from lab.checkpoint import atomic_write_text, lock_folder
 from lab.constants import Resolved, Variants, describe_constants, resolve_layers
 from lab.errors import LabError
+from lab.executor import CellRun
 from lab.paths import check_path_settings, outputs_root
 from lab.scalars import ScalarLog
 
@@ -255,6 +256,15 @@ def apply_torch_threads(threads: int, framework: str | None, device: str) -> Non
     if device == "cpu":
         import torch
         torch.set_num_threads(threads)
+
+
+def start_cell(constants: dict[str, Any], folder: Path | str, curves: Path | str, framework: str | None,
+               device: str = "cpu", profile: str = "quick") -> CellRun:
+    """A lab.executor cell's run: seeded and threaded as start_run does for a script (SEED, TORCH_THREADS), so a
+    cell with a script's constants trains what `--set SEED=s` trains; checkpoints in `folder`, curves in `curves`."""
+    seed_everything(int(constants["SEED"]), framework)
+    apply_torch_threads(constants.get("TORCH_THREADS", 0), framework, device)
+    return CellRun(constants, Path(folder), Path(curves), device=device, profile=profile)
 
 
 @dataclass

@@ -20,9 +20,8 @@ from tqdm import tqdm
 
 from lab import LabError, exit_on_lab_error, start_run
 from lab.checkpoint import InterruptGuard, resume, save_checkpoint
-from lab.executor import CellRun
 from lab.plots import save_figure
-from lab.run import seed_everything
+from lab.run import start_cell
 from pen_cap_vae.data import load_pictures, load_trained_vae
 from pen_cap_vae.date import Date, FrameSink
 from pen_cap_vae.eeg import EEGPlotter, EEGRecorder, draw_probes, log_spectrum, smooth_spectrum, spectral_exponent
@@ -304,10 +303,7 @@ def date_cell(*, constants: dict[str, Any], folder: str, device: str, profile: s
     """One more seed's date, as a lab.executor cell (pen_cap_vae.seeds): this script's date with `constants`
     (its own SEED and VAE_CHECKPOINT), checkpoint, frames and curves in `folder`; resumed when the folder holds
     one. Seeded as main() is, so the date equals `--set SEED=s` on that VAE. Ctrl+C saves, then stops the caller."""
-    seed_everything(int(constants["SEED"]), "torch")
-    if constants.get("TORCH_THREADS", 0) > 0:
-        torch.set_num_threads(int(constants["TORCH_THREADS"]))
-    run = CellRun(constants, Path(folder), Path(folder) / "date_curves", device=device, profile=profile)
+    run = start_cell(constants, folder, Path(folder) / "date_curves", "torch", device, profile)
     cfg = SimpleNamespace(**constants)
     check_constants(cfg)
     vae, settings, vae_path = load_vae(run, cfg)

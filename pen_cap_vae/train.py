@@ -22,9 +22,8 @@ from tqdm import tqdm
 from lab import LabError, exit_on_lab_error, start_run
 from lab.checkpoint import InterruptGuard, load_checkpoint, resume, save_checkpoint
 from lab.constants import settings_from
-from lab.executor import CellRun
 from lab.plots import save_figure
-from lab.run import seed_everything
+from lab.run import start_cell
 from lab.schedules import cosine_factor
 from pen_cap_vae.claims import RECONSTRUCTION_GOAL_DB
 from pen_cap_vae.data import load_pictures
@@ -166,10 +165,7 @@ def train_cell(*, constants: dict[str, Any], folder: str, device: str, profile: 
     """One more seed's VAE, as a lab.executor cell (pen_cap_vae.seeds): this script's training with `constants`
     (its own SEED), checkpoint and curves in `folder`; resumed when the folder holds one. Seeded as main() is,
     so the weights equal those of `--set SEED=s`. Ctrl+C saves, then stops the caller too."""
-    seed_everything(int(constants["SEED"]), "torch")
-    if constants.get("TORCH_THREADS", 0) > 0:
-        torch.set_num_threads(int(constants["TORCH_THREADS"]))
-    run = CellRun(constants, Path(folder), Path(folder) / "vae_curves", device=device, profile=profile)
+    run = start_cell(constants, folder, Path(folder) / "vae_curves", "torch", device, profile)
     cfg = SimpleNamespace(**constants)
     check_constants(cfg)
     settings = settings_from(VAESettings, cfg)
